@@ -1,0 +1,12 @@
+//! custodian's pure domain: the [`Job`] wire type, probe outcomes, static probe descriptions and
+//! the planner that turns parsed test files into jobs. No I/O, no async runtime.
+
+pub mod outcome;
+
+pub mod probe;
+pub mod spec;
+
+pub use custodian_dsl as dsl;
+pub use outcome::{judge, Outcome, Status};
+pub use probe::{ParamSpec, ProbeSpec, TargetKind};
+pub use spec::{mask_url, Family, Job, WIRE_VERSION};

@@ -1,0 +1,9 @@
+//! The custodian test language: text to a syntax tree with spans, macro expansion and
+//! diagnostics. Pure: no I/O (fetched macros go through a caller-supplied function) and no
+//! knowledge of probe types.
+
+pub mod ast;
+pub mod diagnostic;
+
+pub use ast::{SourceFile, Span, Spanned, Window};
+pub use diagnostic::{Diagnostic, Severity};

@@ -1,0 +1,108 @@
+//! custodian's protocol probes. Each type is one file exposing `SPEC` (its static description)
+//! and `async fn check(&Ctx) -> Outcome`; the list below is the only registry. Probes never
+//! retry, sleep or time themselves: the worker owns the deadline, handed in through [`Ctx`].
+
+use custodian_core::{Job, Outcome, ProbeSpec};
+use futures::future::BoxFuture;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+mod net;
+
+/// What a probe gets: the job, the one address to test, and the deadline of this attempt.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub job: Arc<Job>,
+    /// The resolved address under test; `None` for types whose target is not resolved.
+    pub addr: Option<IpAddr>,
+    /// When this attempt must be over; every wait inside a probe ends by then.
+    pub deadline: Instant,
+}
+
+impl Ctx {
+    pub fn new(job: Arc<Job>, addr: Option<IpAddr>, deadline: Instant) -> Self {
+        Ctx {
+            job,
+            addr,
+            deadline,
+        }
+    }
+}
+
+/// A registered probe: its static spec and its check function.
+pub struct Probe {
+    pub spec: &'static ProbeSpec,
+    pub check: for<'a> fn(&'a Ctx) -> BoxFuture<'a, Outcome>,
+}
+
+macro_rules! probes {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name;)*
+        /// Every probe type, in the order `custodian examples` lists them.
+        pub static PROBES: &[Probe] = &[$(Probe {
+            spec: &$name::SPEC,
+            check: {
+                fn check(cx: &Ctx) -> BoxFuture<'_, Outcome> {
+                    Box::pin($name::check(cx))
+                }
+                check
+            },
+        }),*];
+    };
+}
+
+probes!(tcp);
+
+/// The probe for a type name (aliases included), if any.
+pub fn find(name: &str) -> Option<&'static Probe> {
+    PROBES.iter().find(|p| p.spec.is_named(name))
+}
+
+/// The static specs of every probe, for the planner.
+pub fn specs() -> Vec<&'static ProbeSpec> {
+    PROBES.iter().map(|p| p.spec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Every `src/*.rs` that declares a `SPEC` is registered, and no two types share a name.
+    #[test]
+    fn registry_is_complete_and_unique() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("src dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if path.ends_with("lib.rs") {
+                continue;
+            }
+            if text.contains("pub(crate) static SPEC: ProbeSpec") {
+                files.push(
+                    path.file_stem()
+                        .expect("stem")
+                        .to_string_lossy()
+                        .to_string(),
+                );
+            }
+        }
+        for f in &files {
+            assert!(
+                PROBES.iter().any(|p| p.spec.name == f),
+                "probe file {f}.rs is not in probes!()"
+            );
+        }
+        let mut seen = HashSet::new();
+        for p in PROBES {
+            for n in std::iter::once(&p.spec.name).chain(p.spec.aliases) {
+                assert!(
+                    seen.insert(n.to_ascii_lowercase()),
+                    "type name {n} registered twice"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared network plumbing for probes: connect and read under the attempt's deadline, with
+//! every read bounded in size so a hostile server costs at most its deadline and a few KiB.
+
+use crate::Ctx;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+/// Longest greeting or reply line we read before calling the server broken.
+pub(crate) const MAX_LINE: usize = 8 * 1024;
+
+/// Runs `fut` until the attempt's deadline; on expiry the error says what we were doing.
+pub(crate) async fn within<T>(
+    cx: &Ctx,
+    what: &str,
+    fut: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(cx.deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out {what}")),
+    }
+}
+
+/// The socket address under test: the resolved address and the job's port.
+pub(crate) fn sockaddr(cx: &Ctx) -> Result<SocketAddr, String> {
+    let ip = cx.addr.ok_or("no address to connect to")?;
+    let port = cx.job.port.ok_or("no port to connect to")?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Opens a TCP connection to the address under test.
+pub(crate) async fn connect(cx: &Ctx) -> Result<TcpStream, String> {
+    let addr = sockaddr(cx)?;
+    within(cx, &format!("connecting to port {}", addr.port()), async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to port {}: {}", addr.port(), io_reason(&e)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    })
+    .await
+}
+
+/// A short, stable description of an I/O error (no OS error numbers).
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset by peer".into(),
+        TimedOut => "timed out".into(),
+        UnexpectedEof => "connection closed by peer".into(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_string()
+        }
+    }
+}
+
+/// Reads one line (up to `\n`) of at most `max` bytes, without the line ending.
+/// EOF before any byte, an over-long line or binary garbage is an error.
+pub(crate) async fn read_line<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<String, String> {
+    let mut buf = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    loop {
+        let n = r.read(&mut byte).await.map_err(|e| io_reason(&e))?;
+        if n == 0 {
+            if buf.is_empty() {
+                return Err("connection closed by peer before sending anything".into());
+            }
+            break;
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        if buf.len() >= max {
+            return Err(format!("line longer than {max} bytes"));
+        }
+        buf.push(byte[0]);
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    text(&buf)
+}
+
+/// Decodes a protocol line, rejecting binary garbage with a clear reason.
+pub(crate) fn text(bytes: &[u8]) -> Result<String, String> {
+    let s = String::from_utf8_lossy(bytes);
+    let bad = s
+        .chars()
+        .filter(|c| *c == '\u{fffd}' || (c.is_control() && *c != '\t'))
+        .count();
+    if bad > 0 && bad * 4 >= s.chars().count().max(1) {
+        return Err(format!(
+            "binary garbage instead of a text reply ({} bytes)",
+            bytes.len()
+        ));
+    }
+    Ok(s.into_owned())
+}
+
+/// Shortens text for error messages.
+pub(crate) fn clip(s: &str) -> String {
+    const MAX: usize = 120;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! In-process servers on 127.0.0.1:0 for probe tests.
+
+    use crate::Ctx;
+    use custodian_core::Job;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    pub(crate) const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// A context for `job` against 127.0.0.1 with a deadline `secs` from now.
+    pub(crate) fn cx(job: Job, secs: f64) -> Ctx {
+        Ctx::new(
+            Arc::new(job),
+            Some(LOCAL),
+            tokio::time::Instant::now() + Duration::from_secs_f64(secs),
+        )
+    }
+
+    /// A server that runs `handler` for every connection; returns its address.
+    pub(crate) async fn serve<F, Fut>(handler: F) -> SocketAddr
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind((LOCAL, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(handler(s));
+            }
+        });
+        addr
+    }
+
+    /// A server that writes `bytes` and then keeps reading until the client leaves.
+    pub(crate) async fn says(bytes: &'static [u8]) -> SocketAddr {
+        serve(move |mut s| async move {
+            let _ = s.write_all(bytes).await;
+            let mut sink = [0u8; 1024];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await
+    }
+
+    /// A server that accepts and never says anything.
+    pub(crate) async fn silent() -> SocketAddr {
+        serve(|s| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(s);
+        })
+        .await
+    }
+
+    /// A server that sends endless data (a flood), 64 KiB at a time.
+    pub(crate) async fn flood(chunk: &'static [u8]) -> SocketAddr {
+        serve(move |mut s| async move {
+            let block = chunk.repeat(64 * 1024 / chunk.len().max(1));
+            while s.write_all(&block).await.is_ok() {}
+        })
+        .await
+    }
+
+    /// A server that sends `bytes` one byte per `every`.
+    pub(crate) async fn trickle(bytes: &'static [u8], every: Duration) -> SocketAddr {
+        serve(move |mut s| async move {
+            for b in bytes.iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+        .await
+    }
+
+    /// A port on 127.0.0.1 where nothing listens.
+    pub(crate) async fn refused() -> SocketAddr {
+        let l = TcpListener::bind((LOCAL, 0)).await.expect("bind");
+        let a = l.local_addr().expect("addr");
+        drop(l);
+        a
+    }
+}

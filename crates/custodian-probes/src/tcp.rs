@@ -1,0 +1,124 @@
+//! `tcp`: a TCP connection opens; with `with banner 'REGEX'` the first line must match.
+//!
+//! Syntax: `HOST must run tcp on PORT [with banner 'REGEX'].` The port is required.
+//! Down reasons: connection refused / timed out connecting; timed out or closed before the
+//! banner; banner does not match; garbage or over-long banner.
+//! Example: `db1 must run tcp on 5432 otherwise 'db port closed'.`
+
+use crate::net::{self, MAX_LINE};
+use crate::Ctx;
+use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use regex::RegexBuilder;
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "tcp",
+    aliases: &[],
+    target: TargetKind::Host,
+    default_port: None,
+    port_required: true,
+    takes_port: true,
+    params: &[ParamSpec {
+        phrase: "with banner {banner}",
+        help: "the first line the server sends must match this case-insensitive regex",
+    }],
+    summary: "a TCP connection opens (and the greeting matches `with banner`)",
+    example: "127.0.0.1 must run tcp on 22 with banner 'ssh' otherwise 'port 22 closed'.",
+};
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    match run(cx).await {
+        Ok(detail) => Outcome::Up { detail },
+        Err(reason) => Outcome::down(reason),
+    }
+}
+
+async fn run(cx: &Ctx) -> Result<Option<String>, String> {
+    let mut stream = net::connect(cx).await?;
+    let Some(pattern) = cx.job.opt_str("banner") else {
+        return Ok(None);
+    };
+    let line = net::within(cx, "waiting for the banner", net::read_line(&mut stream, MAX_LINE)).await?;
+    banner_matches(pattern, &line)?;
+    Ok(Some(net::clip(&line)))
+}
+
+/// Whether `line` matches the user's banner regex (case-insensitive).
+pub(crate) fn banner_matches(pattern: &str, line: &str) -> Result<(), String> {
+    let re = RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("invalid banner regex: {e}"))?;
+    if re.is_match(line) {
+        Ok(())
+    } else {
+        Err(format!("banner {:?} does not match /{pattern}/", net::clip(line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testutil::*;
+    use custodian_core::Job;
+    use std::time::{Duration, Instant};
+
+    fn job(port: u16, banner: Option<&str>) -> Job {
+        let mut j = Job::new("tcp", "127.0.0.1", Some(port));
+        if let Some(b) = banner {
+            j.options.insert("banner".into(), b.into());
+        }
+        j
+    }
+
+    #[tokio::test]
+    async fn open_port_passes() {
+        let a = silent().await;
+        assert!(check(&cx(job(a.port(), None), 2.0)).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn refused_port_fails() {
+        let a = refused().await;
+        let out = check(&cx(job(a.port(), None), 2.0)).await;
+        assert_eq!(out, Outcome::down(format!("connect to port {}: connection refused", a.port())));
+    }
+
+    #[tokio::test]
+    async fn banner_match_and_mismatch() {
+        let a = says(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+        assert!(check(&cx(job(a.port(), Some("openssh")), 2.0)).await.is_up());
+        let out = check(&cx(job(a.port(), Some("^220")), 2.0)).await;
+        assert!(matches!(out, Outcome::Down { reason } if reason.contains("does not match")));
+    }
+
+    #[tokio::test]
+    async fn hung_server_fails_at_the_deadline() {
+        let a = silent().await;
+        let t = Instant::now();
+        let out = check(&cx(job(a.port(), Some("x")), 0.5)).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the banner"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn flood_without_newline_is_bounded() {
+        let a = flood(b"A").await;
+        let out = check(&cx(job(a.port(), Some("x")), 5.0)).await;
+        assert_eq!(out, Outcome::down(format!("line longer than {MAX_LINE} bytes")));
+    }
+
+    #[tokio::test]
+    async fn trickle_fails_at_the_deadline() {
+        let a = trickle(b"abc", Duration::from_millis(200)).await;
+        let out = check(&cx(job(a.port(), Some("x")), 0.7)).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the banner"));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_reported() {
+        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\n").await;
+        let out = check(&cx(job(a.port(), Some("x")), 2.0)).await;
+        assert!(matches!(out, Outcome::Down { reason } if reason.contains("binary garbage")));
+    }
+}

@@ -1,0 +1,2 @@
+//! The `custodian` command: CLI, settings, worker pool and output.
+fn main() {}
