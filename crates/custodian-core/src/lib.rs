@@ -7,6 +7,6 @@ pub mod probe;
 pub mod spec;
 
 pub use custodian_dsl as dsl;
-pub use outcome::{judge, Outcome, Status};
+pub use outcome::{judge, JobResult, Outcome, Status};
 pub use probe::{ParamSpec, ProbeSpec, TargetKind};
 pub use spec::{mask_url, Family, Job, WIRE_VERSION};

@@ -64,6 +64,53 @@ pub fn judge(outcome: &Outcome, inverted: bool) -> (Status, Option<String>) {
     }
 }
 
+/// What became of one job: the fields of `custodian run --json`, with secrets masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The job's stable identity ([`crate::Job::id`]).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub probe: String,
+    pub target: String,
+    pub line: String,
+    pub file: String,
+    pub lineno: u32,
+    pub status: Status,
+    /// Why it failed or was skipped (secrets scrubbed).
+    pub error: Option<String>,
+    pub otherwise: Option<String>,
+    pub subject: Option<String>,
+    /// Wall time of all attempts, retry delays included.
+    pub duration_ms: u64,
+    pub attempts: u32,
+}
+
+impl JobResult {
+    /// A result for `job` with everything but the verdict filled in; secrets in `error` masked.
+    pub fn new(
+        job: &crate::Job,
+        status: Status,
+        error: Option<String>,
+        duration_ms: u64,
+        attempts: u32,
+    ) -> Self {
+        JobResult {
+            id: job.id(),
+            probe: job.probe.clone(),
+            target: job.display_target(),
+            line: job.line.clone(),
+            file: job.file.clone(),
+            lineno: job.lineno,
+            status,
+            error: error.map(|e| job.scrub(&e)),
+            otherwise: job.otherwise.clone(),
+            subject: job.subject.clone(),
+            duration_ms,
+            attempts,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +126,20 @@ mod tests {
         assert_eq!(judge(&Outcome::down("x"), true), (Status::Passed, None));
         assert_eq!(judge(&Outcome::unknown("dns"), true).0, Status::Failed);
         assert_eq!(judge(&Outcome::unknown("dns"), false).0, Status::Failed);
+    }
+
+    #[test]
+    fn result_scrubs_secrets_from_errors() {
+        let mut job = crate::Job::new("http", "http://u:hunter2@127.0.0.1/", Some(80));
+        job.options.insert("password".into(), "pw123".into());
+        let r = JobResult::new(
+            &job,
+            Status::Failed,
+            Some("bad login pw123 hunter2".into()),
+            5,
+            1,
+        );
+        assert_eq!(r.error.as_deref(), Some("bad login ******** ********"));
+        assert_eq!(r.target, "http://u:********@127.0.0.1/");
     }
 }
