@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+mod dialog;
 mod net;
 
 /// What a probe gets: the job, the one address to test, and the deadline of this attempt.
@@ -52,7 +53,7 @@ macro_rules! probes {
     };
 }
 
-probes!(tcp);
+probes!(tcp, ping, ssh, smtp);
 
 /// The probe for a type name (aliases included), if any.
 pub fn find(name: &str) -> Option<&'static Probe> {
