@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops the test daemons that up.sh started, by their pid files. Safe when none runs.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 [ -d "$DIR" ] || exit 0

@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shared helpers for tests/peers/*: sourced by up.sh, down.sh and each <svc>/start.sh.
 # Everything here talks to loopback addresses only.
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 PEERS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=${CUSTODIAN_PEERS_DIR:-/tmp/custodian-peers}
 

@@ -4,6 +4,7 @@
 # concurrently: a second call finds them running and only re-checks that each answers.
 # Prints KEY=VALUE lines (also written to $DIR/env); progress and failures go to stderr.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(openssh-server nginx unbound postfix bind9-dnsutils openssl)
@@ -22,9 +23,9 @@ missing_packages() {
 
 install_packages() {
     local missing created=0
-    missing=$(missing_packages)
-    [ -n "$missing" ] || return 0
-    log "installing $(echo $missing) (log: $DIR/apt.log)"
+    mapfile -t missing < <(missing_packages)
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    log "installing ${missing[*]} (log: $DIR/apt.log)"
     # Packages must not start their system-wide instances.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -34,8 +35,8 @@ install_packages() {
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     export DEBIAN_FRONTEND=noninteractive
     local apt=(apt-get -q -y -o DPkg::Lock::Timeout=600)
-    { "${apt[@]}" update && "${apt[@]}" install --no-install-recommends $missing; } \
-        >>"$DIR/apt.log" 2>&1 </dev/null 9>&- || die "apt-get install $missing" "$DIR/apt.log"
+    { "${apt[@]}" update && "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
+        >>"$DIR/apt.log" 2>&1 </dev/null 9>&- || die "apt-get install ${missing[*]}" "$DIR/apt.log"
     [ "$created" = 0 ] || rm -f /usr/sbin/policy-rc.d
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test unbound on 127.0.10.3:5353 (zone custodian.test only) unless it already runs.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 D=$DIR/dns

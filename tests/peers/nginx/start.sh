@@ -2,6 +2,7 @@
 # Starts the test nginx on 127.0.10.2 (http 8080, https 8443 and 8444) unless it already runs.
 # Makes the test CA and both server certificates first, renewing any that is close to expiry.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 N=$DIR/nginx
@@ -48,6 +49,7 @@ if alive "$N/nginx.pid" /usr/sbin/nginx; then
     # A renewed certificate only takes effect after a reload.
     [ "$RENEWED" = 0 ] || kill -HUP "$(cat "$N/nginx.pid")"
 else
+    # shellcheck disable=SC2094 # nginx -t reads only its config
     /usr/sbin/nginx -t -q -e "$N/error.log" -c "$N/nginx.conf" 2>>"$N/error.log" \
         || die "nginx config" "$N/error.log"
     launch "$N/error.log" /usr/sbin/nginx -e "$N/error.log" -c "$N/nginx.conf" -g 'daemon off;'

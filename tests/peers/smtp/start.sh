@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test Postfix on 127.0.10.4:2525 (accepts, then discards, all mail) unless it runs.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 P=$DIR/smtp

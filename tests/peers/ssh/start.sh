@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test OpenSSH server on 127.0.10.1:2222 unless it already runs.
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 S=$DIR/ssh
