@@ -44,6 +44,15 @@ impl Reply {
     pub(crate) fn quoted(&self) -> String {
         format!("{:?}", net::clip(&self.text()))
     }
+
+    /// Passes when the reply has `code`; otherwise the reason quotes it, naming it `what`.
+    pub(crate) fn expect(&self, code: u16, what: &str) -> Result<(), String> {
+        if self.code == code {
+            Ok(())
+        } else {
+            Err(format!("{what} is not {code}: {}", self.quoted()))
+        }
+    }
 }
 
 /// Splits one reply line into its code and whether it ends the reply (`NNN ` or bare `NNN`)
@@ -281,6 +290,18 @@ mod tests {
         assert_eq!(r.code, 250);
         assert_eq!(r.text(), "250-mail.example\n250-SIZE 1000\n250 HELP");
         assert_eq!(parse_all(&["250-a", "250-b"]), Ok(None));
+    }
+
+    #[test]
+    fn expect_quotes_unexpected_replies() {
+        let r = parse_all(&["554-no", "554 go away"])
+            .expect("parses")
+            .expect("complete");
+        assert_eq!(r.expect(554, "greeting"), Ok(()));
+        assert_eq!(
+            r.expect(220, "greeting"),
+            Err("greeting is not 220: \"554-no\\n554 go away\"".into())
+        );
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! fall back to a raw socket (needs CAP_NET_RAW). Replies are matched by identifier (raw
 //! sockets; the kernel owns it for datagram ones), sequence number and a random token in the
 //! payload, so other processes' pings and our own looped-back requests are skipped.
-//! Down reasons: `no reply to N echo request(s) before the deadline`; `sending echo request: …`
-//! / `receiving echo reply: …` (e.g. network is unreachable). Unknown when no ICMP socket can
-//! be opened at all (a local setup problem) or the count is out of range.
+//! Down reasons: `no reply to N echo request(s) before the deadline`; `connecting: …`,
+//! `sending echo request: …` or `receiving echo reply: …` (e.g. network is unreachable).
+//! Unknown when no ICMP socket can be opened at all (a local setup problem) or the count is
+//! out of range.
 //! Example: `gateway must ping with count 3 otherwise 'gateway unreachable'.`
 
 use crate::{net, Ctx};

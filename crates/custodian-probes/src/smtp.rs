@@ -7,7 +7,8 @@
 //! `EHLO refused: "…"` (a 4xx, or anything but 250/5xx); `HELO refused: "…" (after EHLO was
 //! refused)`; timed out or connection closed while waiting for the greeting or a reply;
 //! malformed reply line; binary garbage; line or reply longer than the bounds in `dialog.rs`.
-//! The reply to `QUIT` is awaited briefly and never fails the check.
+//! Once a greeting came we always end with `QUIT` (also after a refusal, RFC 5321 §3.8) and
+//! await its reply briefly; that part never fails the check.
 //! Example: `mail1 must run smtp otherwise 'mail server down'.`
 
 use crate::dialog::{Dialog, Reply};
@@ -45,15 +46,21 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 async fn run(cx: &Ctx) -> Result<String, String> {
     let mut d = Dialog::new(net::connect(cx).await?);
     let greeting = d.reply(cx, "the greeting").await?;
-    judge_greeting(&greeting)?;
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, &greeting.text())?;
-    }
-    let helo = hello(&mut d, cx).await?;
+    let verdict = converse(&mut d, cx, &greeting).await;
+    // RFC 5321 §3.8: end with QUIT even after a refusal, so the server logs a clean exit.
     if d.send(cx, "QUIT").await.is_ok() {
         d.close(cx).await;
     }
-    Ok(detail(&greeting, helo))
+    verdict
+}
+
+async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &Reply) -> Result<String, String> {
+    greeting.expect(220, "greeting")?;
+    if let Some(pattern) = cx.job.opt_str("banner") {
+        tcp::banner_matches(pattern, &greeting.text())?;
+    }
+    let helo = hello(d, cx).await?;
+    Ok(detail(greeting, helo))
 }
 
 /// Says EHLO, falling back to HELO; returns which one the server accepted.
@@ -67,14 +74,6 @@ async fn hello(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<&'static str, Stri
     let helo = d.reply(cx, "the reply to HELO").await?;
     judge_helo(&helo)?;
     Ok("HELO")
-}
-
-/// The greeting must be a 220 (a 554 greeting means "go away").
-fn judge_greeting(r: &Reply) -> Result<(), String> {
-    match r.code {
-        220 => Ok(()),
-        _ => Err(format!("greeting is not 220: {}", r.quoted())),
-    }
 }
 
 /// Whether to fall back to HELO: yes on a permanent refusal (an old server), error on a
@@ -113,6 +112,8 @@ mod tests {
     use crate::net::testutil::*;
     use crate::net::MAX_LINE;
     use custodian_core::Job;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -124,34 +125,48 @@ mod tests {
         j
     }
 
-    async fn run_against(a: std::net::SocketAddr, banner: Option<&str>, secs: f64) -> Outcome {
+    async fn run_against(a: SocketAddr, banner: Option<&str>, secs: f64) -> Outcome {
         check(&cx(job(a.port(), banner), secs)).await
     }
 
+    type Heard = Arc<Mutex<Vec<String>>>;
+
     /// A scripted SMTP server: sends `greeting`, then answers each command by its verb.
+    /// Returns its address and the commands it heard.
     async fn server(
         greeting: &'static str,
         ehlo: &'static str,
         helo: &'static str,
-    ) -> std::net::SocketAddr {
-        serve(move |s| async move {
-            let (r, mut w) = s.into_split();
-            let _ = w.write_all(greeting.as_bytes()).await;
-            let mut lines = BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let answer = match line.split(' ').next() {
-                    Some("EHLO") => ehlo,
-                    Some("HELO") => helo,
-                    Some("QUIT") => "221 bye\r\n",
-                    _ => "500 what\r\n",
-                };
-                let _ = w.write_all(answer.as_bytes()).await;
-                if line == "QUIT" {
-                    break;
+    ) -> (SocketAddr, Heard) {
+        let heard = Heard::default();
+        let log = heard.clone();
+        let addr = serve(move |s| {
+            let log = log.clone();
+            async move {
+                let (r, mut w) = s.into_split();
+                let _ = w.write_all(greeting.as_bytes()).await;
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().expect("lock").push(line.clone());
+                    let answer = match line.split(' ').next() {
+                        Some("EHLO") => ehlo,
+                        Some("HELO") => helo,
+                        Some("QUIT") => "221 bye\r\n",
+                        _ => "500 what\r\n",
+                    };
+                    let _ = w.write_all(answer.as_bytes()).await;
+                    if line == "QUIT" {
+                        break;
+                    }
                 }
             }
         })
-        .await
+        .await;
+        (addr, heard)
+    }
+
+    fn heard(h: &Heard) -> Vec<String> {
+        h.lock().expect("lock").clone()
     }
 
     fn reply(lines: &[&str]) -> Reply {
@@ -164,12 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn judges_greeting_and_hello_replies() {
-        assert_eq!(judge_greeting(&reply(&["220-a", "220 b"])), Ok(()));
-        assert_eq!(
-            judge_greeting(&reply(&["554 go away"])),
-            Err("greeting is not 220: \"554 go away\"".into())
-        );
+    fn judges_hello_replies() {
         assert_eq!(judge_ehlo(&reply(&["250-x", "250 SIZE"])), Ok(false));
         assert_eq!(judge_ehlo(&reply(&["502 no"])), Ok(true));
         assert_eq!(
@@ -184,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn multi_line_greeting_and_ehlo_pass() {
-        let a = server(
+        let (a, h) = server(
             "220-mail.example ESMTP\r\n220-no UCE\r\n220 ready\r\n",
             "250-mail.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
             "250 hi\r\n",
@@ -197,11 +207,12 @@ mod tests {
                 detail: Some("220-mail.example ESMTP".into())
             }
         );
+        assert_eq!(heard(&h), ["EHLO custodian.invalid", "QUIT"]);
     }
 
     #[tokio::test]
     async fn falls_back_to_helo_on_5xx() {
-        let a = server("220 old\r\n", "502 unknown command\r\n", "250 hi\r\n").await;
+        let (a, h) = server("220 old\r\n", "502 unknown command\r\n", "250 hi\r\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(
             out,
@@ -209,29 +220,32 @@ mod tests {
                 detail: Some("220 old; EHLO refused, HELO accepted".into())
             }
         );
+        let said = ["EHLO custodian.invalid", "HELO custodian.invalid", "QUIT"];
+        assert_eq!(heard(&h), said);
     }
 
     #[tokio::test]
     async fn refused_hello_fails() {
-        let a = server("220 x\r\n", "502 no\r\n", "550 no\r\n").await;
+        let (a, _) = server("220 x\r\n", "502 no\r\n", "550 no\r\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(
             out,
             Outcome::down("HELO refused: \"550 no\" (after EHLO was refused)")
         );
-        let a = server("220 x\r\n", "421 busy\r\n", "250 hi\r\n").await;
+        let (a, _) = server("220 x\r\n", "421 busy\r\n", "250 hi\r\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(out, Outcome::down("EHLO refused: \"421 busy\""));
     }
 
     #[tokio::test]
     async fn wrong_greeting_is_quoted() {
-        let a = server("554-no\r\n554 go away\r\n", "250 x\r\n", "250 x\r\n").await;
+        let (a, h) = server("554-no\r\n554 go away\r\n", "250 x\r\n", "250 x\r\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(
             out,
             Outcome::down("greeting is not 220: \"554-no\\n554 go away\"")
         );
+        assert_eq!(heard(&h), ["QUIT"], "a refused client still says goodbye");
         let a = says(b"SSH-2.0-OpenSSH_9.2\r\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(
@@ -242,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn banner_is_matched_against_the_whole_greeting() {
-        let a = server(
+        let (a, _) = server(
             "220-mail.example\r\n220 Postfix ready\r\n",
             "250 x\r\n",
             "250 x\r\n",
