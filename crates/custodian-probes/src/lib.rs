@@ -10,6 +10,9 @@ use tokio::time::Instant;
 
 mod dialog;
 mod net;
+mod tls;
+
+pub use tls::add_ca_file;
 
 /// What a probe gets: the job, the one address to test, and the deadline of this attempt.
 #[derive(Debug, Clone)]

@@ -1,0 +1,904 @@
+//! `http` (and the shared engine of `https`): fetch the URL from the address under test and
+//! judge the status, body and (for https) certificate.
+//!
+//! Syntax: `URL must run http [with status N|any|N,M] [with content 'TEXT'] [with pattern 'RE']
+//! [not following redirects] [without cache busting] [with host header 'H'] [with method M]
+//! [with data 'BODY'] [with header 'K: V'] [with user-agent 'UA'] [with tls insecure].`
+//! `user:pass@` in the URL is sent as basic auth and never shown.
+//!
+//! The connection always goes to the worker-resolved address (`Ctx::addr`); nothing is looked up
+//! here. Redirects (up to 10) are followed only to the same host or to IP literals; a redirect
+//! to another host name fails, since following it would need a DNS lookup.
+//! Down reasons: connect errors; timed out waiting for the response / reading the body; bad
+//! HTTP reply; status N, expected …; content or pattern not found; too many redirects; redirect
+//! to another host; TLS errors; certificate expiring within the limit (https).
+//! Example: `http://www.example.com/ must run http with content 'Welcome' otherwise 'web down'.`
+
+use crate::net;
+use crate::tls;
+use crate::Ctx;
+use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use regex::{Regex, RegexBuilder};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION, USER_AGENT};
+use reqwest::{Client, Method, Response, StatusCode};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use url::{Host, Url};
+
+/// Most body bytes read before judging; a longer body is judged on this prefix.
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Most redirects followed.
+const MAX_REDIRECTS: usize = 10;
+
+/// The option phrases of `http`, plus any given (https adds its expiry limit).
+macro_rules! http_params {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            ParamSpec { phrase: "with status {status}", help: "expected status: a number, `any`, or a comma list (default 200)" },
+            ParamSpec { phrase: "with content {content}", help: "the body must contain this text" },
+            ParamSpec { phrase: "with pattern {pattern}", help: "the body must match this regex" },
+            ParamSpec { phrase: "not following redirects", help: "judge a redirect itself instead of following it" },
+            ParamSpec { phrase: "without cache busting", help: "do not add `ctime=<unix time>` to a URL without query" },
+            ParamSpec { phrase: "with host header {host_header}", help: "send this Host header" },
+            ParamSpec { phrase: "with method {method}", help: "request method (default GET, or POST with data)" },
+            ParamSpec { phrase: "with data {data}", help: "request body (form-encoded)" },
+            ParamSpec { phrase: "with header {header}", help: "an extra request header, 'Name: value'" },
+            ParamSpec { phrase: "with user-agent {user_agent}", help: "the User-Agent header" },
+            ParamSpec { phrase: "with tls insecure", help: "accept any certificate (no verification, no expiry check)" },
+            ParamSpec { phrase: "no_ssl_check", help: "same as `with tls insecure`" },
+            $($extra),*
+        ]
+    };
+}
+pub(crate) use http_params;
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "http",
+    aliases: &[],
+    target: TargetKind::Url(&["http"]),
+    default_port: Some(80),
+    port_required: false,
+    takes_port: false,
+    params: http_params!(),
+    summary: "the URL answers with the expected status (and content)",
+    example: "http://example.com/ must run http with status 200 with content 'Example' otherwise 'site down'.",
+};
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    run(cx, false).await
+}
+
+/// Runs an http (or, with `https`, an https) check and scrubs secrets from the verdict.
+pub(crate) async fn run(cx: &Ctx, https: bool) -> Outcome {
+    match fetch_and_judge(cx, https).await {
+        Ok(detail) => Outcome::Up {
+            detail: Some(detail),
+        },
+        Err(reason) => Outcome::down(cx.job.scrub(&reason)),
+    }
+}
+
+/// What to send, derived from the job alone.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    url: Url,
+    auth: Option<(String, String)>,
+    method: Method,
+    data: Option<String>,
+    headers: HeaderMap,
+    follow: bool,
+    insecure: bool,
+}
+
+/// What to expect, derived from the job alone.
+#[derive(Debug)]
+pub(crate) struct Expect {
+    status: Vec<u16>,
+    content: Option<String>,
+    pattern: Option<Regex>,
+    /// Minimum days of certificate validity left (https only, when verifying).
+    expire_days: Option<u64>,
+}
+
+async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
+    let plan = plan(&cx.job, tls::unix_now())?;
+    let expect = expect(&cx.job, https && !plan.insecure)?;
+    let ip = cx.addr.ok_or("no address to connect to")?;
+    let client = client(&plan, ip)?;
+    let mut resp = net::within(
+        cx,
+        "waiting for the response",
+        fetch(&client, &plan, &expect),
+    )
+    .await?;
+    let status = resp.status();
+    judge_status(status, &expect.status)?;
+    let (body, truncated) =
+        net::within(cx, "reading the body", read_body(&mut resp, MAX_BODY)).await?;
+    judge_body(&body, truncated, &expect)?;
+    Ok(format!("status {}, {} bytes", status.as_u16(), body.len()))
+}
+
+/// Builds the request plan from the job's URL and options; `now` is for cache busting.
+pub(crate) fn plan(job: &Job, now: i64) -> Result<Plan, String> {
+    let mut url = Url::parse(&job.target).map_err(|e| format!("bad URL: {e}"))?;
+    let auth = take_auth(&mut url);
+    if url.query().is_none() && !job.flag("without_cache_busting") {
+        url.set_query(Some(&format!("ctime={now}")));
+    }
+    let data = job.opt_str("data").map(str::to_string);
+    let method = match job.opt_str("method") {
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("bad method {m:?}"))?,
+        None if data.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    Ok(Plan {
+        url,
+        auth,
+        method,
+        data,
+        headers: headers(job)?,
+        follow: !job.flag("not_following_redirects"),
+        insecure: job.flag("with_tls_insecure") || job.flag("no_ssl_check"),
+    })
+}
+
+/// Removes `user:pass@` from the URL and returns it decoded.
+fn take_auth(url: &mut Url) -> Option<(String, String)> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let user = percent_decode(url.username());
+    let pass = percent_decode(url.password().unwrap_or(""));
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some((user, pass))
+}
+
+/// Decodes `%XX` escapes (invalid escapes stay as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) if b[i] == b'%' => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The extra request headers: Host, User-Agent and `with header 'K: V'` (one or a list).
+fn headers(job: &Job) -> Result<HeaderMap, String> {
+    let mut h = HeaderMap::new();
+    let ua = job
+        .opt_str("user_agent")
+        .unwrap_or(concat!("custodian/", env!("CARGO_PKG_VERSION")));
+    h.insert(USER_AGENT, value(ua)?);
+    if let Some(host) = job.opt_str("host_header") {
+        h.insert(HOST, value(host)?);
+    }
+    let extra: Vec<&str> = match job.options.get("header") {
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
+        Some(v) => v.as_str().into_iter().collect(),
+        None => Vec::new(),
+    };
+    for line in extra {
+        let (k, v) = line
+            .split_once(':')
+            .ok_or(format!("header {line:?} is not 'Name: value'"))?;
+        let name = HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| format!("bad header name {:?}", k.trim()))?;
+        h.append(name, value(v.trim())?);
+    }
+    Ok(h)
+}
+
+fn value(v: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(v).map_err(|_| format!("bad header value {v:?}"))
+}
+
+/// Builds the expectations; `verify_cert` enables the https expiry limit (default 14 days).
+pub(crate) fn expect(job: &Job, verify_cert: bool) -> Result<Expect, String> {
+    let pattern = match job.opt_str("pattern") {
+        Some(p) => Some(
+            RegexBuilder::new(p)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("invalid pattern: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Expect {
+        status: statuses(job.options.get("status"))?,
+        content: job.opt_str("content").map(str::to_string),
+        pattern,
+        expire_days: verify_cert.then(|| job.opt_u64("expire_days").unwrap_or(14)),
+    })
+}
+
+/// Parses `with status`: a number, `any` (empty list) or a comma list; default 200.
+fn statuses(v: Option<&serde_json::Value>) -> Result<Vec<u16>, String> {
+    let text = match v {
+        None => return Ok(vec![200]),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(v) => v.as_str().unwrap_or_default().to_string(),
+    };
+    if text.trim().eq_ignore_ascii_case("any") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|s| match s.trim().parse::<u16>() {
+            Ok(n) if (100..=999).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "bad status {:?} (a number, `any` or a comma list)",
+                s.trim()
+            )),
+        })
+        .collect()
+}
+
+/// Refuses every name lookup: the client may only reach names pinned with `resolve`.
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let msg = format!(
+            "{} is not the host under test; not resolving it",
+            name.as_str()
+        );
+        Box::pin(async move { Err(msg.into()) })
+    }
+}
+
+/// A client that reaches the URL's host only at `ip`, never resolves, never uses a proxy.
+fn client(plan: &Plan, ip: IpAddr) -> Result<Client, String> {
+    let mut b = Client::builder()
+        .use_preconfigured_tls((*tls::client_config(plan.insecure)).clone())
+        .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(NoLookup));
+    if let Some(Host::Domain(d)) = plan.url.host() {
+        // Port 0: the URL's own port is used.
+        b = b.resolve(d, SocketAddr::new(ip, 0));
+    }
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Sends the request and follows redirects allowed by [`next_hop`]; returns the final response
+/// after checking the certificate of the first one.
+async fn fetch(client: &Client, plan: &Plan, expect: &Expect) -> Result<Response, String> {
+    let mut url = plan.url.clone();
+    let mut method = plan.method.clone();
+    for hop in 0..=MAX_REDIRECTS {
+        let resp = send(client, plan, &url, &method).await?;
+        if hop == 0 {
+            if let Some(days) = expect.expire_days {
+                check_certificate(&resp, days)?;
+            }
+        }
+        let Some(loc) = redirect_location(&resp, plan.follow) else {
+            return Ok(resp);
+        };
+        url = next_hop(&url, &plan.url, &loc)?;
+        method = redirect_method(resp.status(), &method);
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// One request; auth, Host header and data go only to the original host.
+async fn send(
+    client: &Client,
+    plan: &Plan,
+    url: &Url,
+    method: &Method,
+) -> Result<Response, String> {
+    let same_host = url.host() == plan.url.host();
+    let mut headers = plan.headers.clone();
+    if !same_host {
+        headers.remove(HOST);
+    }
+    let mut req = client.request(method.clone(), url.clone()).headers(headers);
+    if let (true, Some((user, pass))) = (same_host, &plan.auth) {
+        req = req.basic_auth(user, Some(pass));
+    }
+    if let (true, Some(data)) = (method != Method::GET && method != Method::HEAD, &plan.data) {
+        req = req
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(data.clone());
+    }
+    req.send().await.map_err(|e| request_error(&e, url))
+}
+
+/// The `Location` of a redirect we should follow.
+fn redirect_location(resp: &Response, follow: bool) -> Option<String> {
+    if !follow || !resp.status().is_redirection() {
+        return None;
+    }
+    let loc = resp.headers().get(LOCATION)?.to_str().ok()?;
+    Some(loc.to_string())
+}
+
+/// 303, and 301/302 after a POST, continue as GET (as browsers do); others keep the method.
+fn redirect_method(status: StatusCode, method: &Method) -> Method {
+    let to_get = status == StatusCode::SEE_OTHER
+        || (*method == Method::POST
+            && (status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::FOUND));
+    if to_get {
+        Method::GET
+    } else {
+        method.clone()
+    }
+}
+
+/// Where a redirect leads, if we may follow it without a name lookup: the original host (pinned
+/// to the address under test) or an IP literal.
+pub(crate) fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String> {
+    let next = current
+        .join(location)
+        .map_err(|e| format!("redirect to a bad location {:?}: {e}", net::clip(location)))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(format!(
+            "redirect to a non-HTTP URL {}",
+            net::clip(next.as_str())
+        ));
+    }
+    match next.host() {
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) => Ok(next),
+        Some(Host::Domain(d)) if Some(d) == original.host_str() => Ok(next),
+        _ => Err(format!(
+            "redirect to another host ({}); not followed, as that needs a DNS lookup \
+             (test that URL directly, or use `not following redirects`)",
+            net::clip(next.as_str())
+        )),
+    }
+}
+
+/// Fails unless the leaf certificate is valid for at least `days` more days.
+fn check_certificate(resp: &Response, days: u64) -> Result<(), String> {
+    let info = resp.extensions().get::<reqwest::tls::TlsInfo>();
+    match info.and_then(|i| i.peer_certificate()) {
+        Some(der) => tls::check_expiry(der, days, tls::unix_now()),
+        None if resp.url().scheme() == "https" => Err("the server sent no certificate".into()),
+        None => Ok(()),
+    }
+}
+
+/// A short reason for a failed request, without the URL's secrets.
+fn request_error(e: &reqwest::Error, url: &Url) -> String {
+    let port = url.port_or_known_default().unwrap_or(0);
+    let mut io = None;
+    let mut inner = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(ioe) = s.downcast_ref::<std::io::Error>() {
+            io = Some(ioe);
+        }
+        inner = s.to_string();
+        src = s.source();
+    }
+    if let Some(t) = io.and_then(rustls_error) {
+        return format!("TLS handshake on port {port} failed: {t}");
+    }
+    match (e.is_connect(), io) {
+        (true, Some(ioe)) if ioe.get_ref().is_some() => format!("connect to port {port}: {ioe}"),
+        (true, Some(ioe)) => format!("connect to port {port}: {}", net::io_reason(ioe)),
+        (true, None) => format!("connect to port {port}: {inner}"),
+        (false, _) => format!("bad HTTP reply: {inner}"),
+    }
+}
+
+/// The TLS error inside (possibly nested) I/O errors.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    let inner = e.get_ref()?;
+    inner.downcast_ref::<rustls::Error>().or_else(|| {
+        inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(rustls_error)
+    })
+}
+
+/// Reads at most `cap` body bytes; the flag says whether the body went on past the cap.
+async fn read_body(resp: &mut Response, cap: usize) -> Result<(Vec<u8>, bool), String> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the body: {}", net::clip(&chain(&e))))?;
+        let Some(chunk) = chunk else {
+            return Ok((body, false));
+        };
+        let room = cap - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok((body, true));
+        }
+    }
+}
+
+/// The innermost cause of an error.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    last
+}
+
+/// Checks the status against the expected list (empty: any).
+pub(crate) fn judge_status(status: StatusCode, expected: &[u16]) -> Result<(), String> {
+    if expected.is_empty() || expected.contains(&status.as_u16()) {
+        return Ok(());
+    }
+    let want: Vec<String> = expected.iter().map(u16::to_string).collect();
+    Err(format!("status {status}, expected {}", want.join(" or ")))
+}
+
+/// Checks content and pattern; `truncated` means only the first [`MAX_BODY`] bytes were read.
+pub(crate) fn judge_body(body: &[u8], truncated: bool, expect: &Expect) -> Result<(), String> {
+    let text = String::from_utf8_lossy(body);
+    let where_ = if truncated {
+        format!(
+            "the first {} MiB of the body (it is longer)",
+            MAX_BODY >> 20
+        )
+    } else {
+        format!("the body ({} bytes)", body.len())
+    };
+    if let Some(c) = &expect.content {
+        if !text.contains(c.as_str()) {
+            return Err(format!("content {:?} not found in {where_}", net::clip(c)));
+        }
+    }
+    if let Some(re) = &expect.pattern {
+        if !re.is_match(&text) {
+            return Err(format!(
+                "pattern /{}/ does not match {where_}",
+                net::clip(re.as_str())
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! An HTTP(S) server fake: answers each request (head and body as text) with `respond`.
+
+    use crate::net::testutil::serve;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub(crate) type Respond = fn(&str) -> Vec<u8>;
+
+    pub(crate) async fn http(respond: Respond) -> SocketAddr {
+        serve(move |s| answer(s, respond)).await
+    }
+
+    pub(crate) async fn https(config: Arc<rustls::ServerConfig>, respond: Respond) -> SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        serve(move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(t) = acceptor.accept(s).await {
+                    answer(t, respond).await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// A server that reads the request head, then hands the connection to `handler`.
+    pub(crate) async fn raw<F, Fut>(handler: F) -> SocketAddr
+    where
+        F: Fn(TcpStream) -> Fut + Copy + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        serve(move |mut s| async move {
+            if read_head(&mut s).await.is_some() {
+                handler(s).await;
+            }
+        })
+        .await
+    }
+
+    async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if !matches!(s.read(&mut b).await, Ok(1)) || head.len() > 65536 {
+                return None;
+            }
+            head.push(b[0]);
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, respond: Respond) {
+        let Some(mut text) = read_head(&mut s).await else {
+            return;
+        };
+        let len = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len.min(65536)];
+        if s.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        text.push_str(&String::from_utf8_lossy(&body));
+        let _ = s.write_all(&respond(&text)).await;
+        let _ = s.shutdown().await;
+    }
+
+    /// A complete response with this status line and body.
+    pub(crate) fn reply(status: &str, extra: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// 200 with the request itself as the body, so tests can look at what was sent.
+    pub(crate) fn echo(req: &str) -> Vec<u8> {
+        reply("200 OK", "", req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{self, reply};
+    use super::*;
+    use crate::net::testutil::*;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    fn job(url: &str, opts: &[(&str, serde_json::Value)]) -> Job {
+        let mut j = Job::new("http", url, None);
+        for (k, v) in opts {
+            j.options.insert(k.to_string(), v.clone());
+        }
+        j
+    }
+
+    async fn probe(url: String, opts: &[(&str, serde_json::Value)], secs: f64) -> Outcome {
+        check(&cx(job(&url, opts), secs)).await
+    }
+
+    fn down_with(out: &Outcome, needle: &str) -> bool {
+        matches!(out, Outcome::Down { reason } if reason.contains(needle))
+    }
+
+    #[tokio::test]
+    async fn pass_on_a_pinned_host_name_with_cache_busting() {
+        let a = fake::http(fake::echo).await;
+        let url = format!("http://www.custodian.test:{}/x", a.port());
+        let out = probe(url.clone(), &[("content", json!("GET /x?ctime="))], 2.0).await;
+        assert!(out.is_up(), "{out:?}");
+        let out = probe(
+            url.clone(),
+            &[("content", json!("host: www.custodian.test"))],
+            2.0,
+        )
+        .await;
+        assert!(out.is_up(), "{out:?}");
+        let opts = [
+            ("content", json!("ctime=")),
+            ("without_cache_busting", json!(true)),
+        ];
+        assert!(down_with(
+            &probe(url, &opts, 2.0).await,
+            "content \"ctime=\" not found"
+        ));
+    }
+
+    #[tokio::test]
+    async fn request_options_are_sent() {
+        let a = fake::http(fake::echo).await;
+        let url = format!("http://bob:s%3Acret@127.0.0.1:{}/?q=1", a.port());
+        let opts = [
+            ("data", json!("a=1&b=2")),
+            ("header", json!("X-Probe: yes")),
+            ("user_agent", json!("probe/1")),
+            ("host_header", json!("vhost.example")),
+            (
+                "pattern",
+                json!("(?s)^POST /\\?q=1 .*host: vhost.example.*x-probe: yes.*a=1&b=2$"),
+            ),
+        ];
+        assert!(probe(url.clone(), &opts, 2.0).await.is_up());
+        // "bob:s:cret" in base64; the password itself must never appear in a reason.
+        let auth = [("content", json!("authorization: Basic Ym9iOnM6Y3JldA=="))];
+        assert!(probe(url.clone(), &auth, 2.0).await.is_up());
+        let out = probe(url, &[("status", json!("201"))], 2.0).await;
+        assert_eq!(out, Outcome::down("status 200 OK, expected 201"));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_scrubbed_from_reasons() {
+        let a = fake::http(fake::echo).await;
+        let url = format!("http://bob:hunter2@127.0.0.1:{}/", a.port());
+        let out = probe(url, &[("content", json!("hunter2-missing"))], 2.0).await;
+        assert!(
+            matches!(&out, Outcome::Down { reason } if !reason.contains("hunter2")),
+            "{out:?}"
+        );
+    }
+
+    fn not_found(_: &str) -> Vec<u8> {
+        reply("404 Not Found", "", "nothing here")
+    }
+
+    #[tokio::test]
+    async fn wrong_status_and_status_lists() {
+        let a = fake::http(not_found).await;
+        let url = format!("http://127.0.0.1:{}/", a.port());
+        let out = probe(url.clone(), &[], 2.0).await;
+        assert_eq!(out, Outcome::down("status 404 Not Found, expected 200"));
+        assert!(probe(url.clone(), &[("status", json!(404))], 2.0)
+            .await
+            .is_up());
+        assert!(probe(url.clone(), &[("status", json!("any"))], 2.0)
+            .await
+            .is_up());
+        assert!(probe(url.clone(), &[("status", json!("200, 404"))], 2.0)
+            .await
+            .is_up());
+        let out = probe(url, &[("status", json!("2xx"))], 2.0).await;
+        assert!(down_with(&out, "bad status \"2xx\""), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_content_and_pattern() {
+        let a = fake::http(not_found).await;
+        let url = format!("http://127.0.0.1:{}/", a.port());
+        let s = ("status", json!(404));
+        let out = probe(
+            url.clone(),
+            &[s.clone(), ("content", json!("welcome"))],
+            2.0,
+        )
+        .await;
+        assert_eq!(
+            out,
+            Outcome::down("content \"welcome\" not found in the body (12 bytes)")
+        );
+        let out = probe(url.clone(), &[s.clone(), ("pattern", json!("^here"))], 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("pattern /^here/ does not match the body (12 bytes)")
+        );
+        assert!(probe(url, &[s, ("pattern", json!("here$"))], 2.0)
+            .await
+            .is_up());
+    }
+
+    fn redirects(req: &str) -> Vec<u8> {
+        let path = req.split(' ').nth(1).unwrap_or("");
+        let port = req
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .and_then(|h| h.rsplit(':').next())
+            .unwrap_or("0");
+        let to = |loc: String| reply("302 Found", &format!("Location: {loc}\r\n"), "");
+        match path {
+            "/start" => to("/final".into()),
+            "/to-ip" => to(format!("http://127.0.0.1:{port}/final")),
+            "/away" => to("http://elsewhere.custodian.test/".into()),
+            "/loop" => to("/loop".into()),
+            "/final" => reply("200 OK", "", "arrived"),
+            _ => reply("404 Not Found", "", ""),
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_followed_and_not_followed() {
+        let a = fake::http(redirects).await;
+        let base = format!("http://www.custodian.test:{}", a.port());
+        let nocb = ("without_cache_busting", json!(true));
+        let out = probe(
+            format!("{base}/start"),
+            &[nocb.clone(), ("content", json!("arrived"))],
+            2.0,
+        )
+        .await;
+        assert!(out.is_up(), "{out:?}");
+        assert!(probe(
+            format!("{base}/to-ip"),
+            &[nocb.clone(), ("content", json!("arrived"))],
+            2.0
+        )
+        .await
+        .is_up());
+        let nf = ("not_following_redirects", json!(true));
+        let out = probe(format!("{base}/start"), &[nocb.clone(), nf.clone()], 2.0).await;
+        assert_eq!(out, Outcome::down("status 302 Found, expected 200"));
+        assert!(probe(
+            format!("{base}/start"),
+            &[nocb.clone(), nf, ("status", json!(302))],
+            2.0
+        )
+        .await
+        .is_up());
+        let out = probe(format!("{base}/loop"), std::slice::from_ref(&nocb), 2.0).await;
+        assert_eq!(out, Outcome::down("more than 10 redirects"));
+        let out = probe(format!("{base}/away"), &[nocb], 2.0).await;
+        assert!(
+            down_with(
+                &out,
+                "redirect to another host (http://elsewhere.custodian.test/)"
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_port_fails() {
+        let a = refused().await;
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!("connect to port {}: connection refused", a.port()))
+        );
+    }
+
+    #[tokio::test]
+    async fn hung_server_fails_at_the_deadline() {
+        let a = silent().await;
+        let t = Instant::now();
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 0.5).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the response"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn endless_body_is_bounded() {
+        let a = fake::raw(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                .await;
+            let block = b"spam ".repeat(8192);
+            while s.write_all(&block).await.is_ok() {}
+        })
+        .await;
+        let url = format!("http://127.0.0.1:{}/", a.port());
+        let t = Instant::now();
+        let out = probe(url.clone(), &[("content", json!("needle"))], 10.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(
+                "content \"needle\" not found in the first 4 MiB of the body (it is longer)"
+            )
+        );
+        let out = probe(url, &[("content", json!("spam"))], 10.0).await;
+        assert_eq!(
+            out,
+            Outcome::Up {
+                detail: Some(format!("status 200, {MAX_BODY} bytes"))
+            }
+        );
+        assert!(t.elapsed() < Duration::from_secs(8));
+    }
+
+    #[tokio::test]
+    async fn trickle_fails_at_the_deadline() {
+        let a = fake::raw(|mut s| async move {
+            for b in b"HTTP/1.1 200 OK\r\n".iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 0.7).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the response"));
+        let a = fake::raw(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                .await;
+            while s.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 0.7).await;
+        assert_eq!(out, Outcome::down("timed out reading the body"));
+    }
+
+    #[tokio::test]
+    async fn garbage_reply_is_reported() {
+        let a = fake::raw(|mut s| async move {
+            let _ = s.write_all(b"\x00\x01\x02garbage\xff\xfe\r\n\r\n").await;
+        })
+        .await;
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 2.0).await;
+        assert!(down_with(&out, "bad HTTP reply: "), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_are_bounded() {
+        let a = fake::raw(|mut s| async move {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Big: ").await;
+            let block = b"a".repeat(65536);
+            while s.write_all(&block).await.is_ok() {}
+        })
+        .await;
+        let t = Instant::now();
+        let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 5.0).await;
+        assert!(down_with(&out, "bad HTTP reply: "), "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn status_lists_parse() {
+        assert_eq!(statuses(None), Ok(vec![200]));
+        assert_eq!(statuses(Some(&json!(301))), Ok(vec![301]));
+        assert_eq!(statuses(Some(&json!("ANY"))), Ok(vec![]));
+        assert_eq!(
+            statuses(Some(&json!("200,301, 302"))),
+            Ok(vec![200, 301, 302])
+        );
+        assert!(statuses(Some(&json!("99"))).is_err());
+    }
+
+    #[test]
+    fn next_hop_stays_on_pinned_hosts() {
+        let orig = Url::parse("http://Www.Example.com:8080/a").expect("url");
+        assert_eq!(
+            next_hop(&orig, &orig, "/b").map(String::from),
+            Ok("http://www.example.com:8080/b".into())
+        );
+        assert!(next_hop(&orig, &orig, "https://www.example.com/").is_ok());
+        assert!(next_hop(&orig, &orig, "http://[::1]/").is_ok());
+        assert!(next_hop(&orig, &orig, "http://example.com/").is_err());
+        assert!(next_hop(&orig, &orig, "ftp://www.example.com/").is_err());
+    }
+
+    #[test]
+    fn plan_takes_credentials_out_and_picks_the_method() {
+        let j = job("http://a%40b:p%25w@h.example/p", &[("data", json!("x"))]);
+        let p = plan(&j, 42).expect("plan");
+        assert_eq!(p.url.as_str(), "http://h.example/p?ctime=42");
+        assert_eq!(p.auth, Some(("a@b".into(), "p%w".into())));
+        assert_eq!(p.method, Method::POST);
+        let j = job(
+            "http://h.example/?x",
+            &[("method", json!("head")), ("header", json!("bad"))],
+        );
+        assert_eq!(
+            plan(&j, 0).map(|_| ()),
+            Err("header \"bad\" is not 'Name: value'".into())
+        );
+        assert_eq!(percent_decode("%41%zz%"), "A%zz%");
+    }
+}

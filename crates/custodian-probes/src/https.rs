@@ -1,0 +1,127 @@
+//! `https`: the `http` check over TLS, plus the certificate: chain and host name verified, and
+//! not expiring within `N` days (default 14).
+//!
+//! Syntax: every `http` option, and `and cannot expire within N days`. `with tls insecure` or
+//! `no_ssl_check` skip certificate verification and the expiry limit.
+//! Down reasons: those of `http`; TLS handshake errors (unknown issuer, wrong name, expired);
+//! `certificate expires in N days (at DATE), less than M`.
+//! Example: `https://example.com/ must run https and cannot expire within 30 days otherwise 'renew'.`
+
+use crate::http::{self, http_params};
+use crate::Ctx;
+use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "https",
+    aliases: &[],
+    target: TargetKind::Url(&["https"]),
+    default_port: Some(443),
+    port_required: false,
+    takes_port: false,
+    params: http_params!(ParamSpec {
+        phrase: "and cannot expire within {expire_days:int} days",
+        help: "the certificate must stay valid this many more days (default 14)",
+    }),
+    summary: "the URL answers over verified TLS with the expected status; the certificate is not about to expire",
+    example: "https://example.com/ must run https with content 'Example' and cannot expire within 30 days.",
+};
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    http::run(cx, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::fake;
+    use crate::net::testutil::cx;
+    use crate::tls::testca::{ca, leaf, server_config};
+    use custodian_core::Job;
+    use serde_json::json;
+
+    const DAY: i64 = 86_400;
+
+    fn hello(_: &str) -> Vec<u8> {
+        fake::reply("200 OK", "", "hello")
+    }
+
+    /// Serves `hello` over TLS with a leaf for `names` valid `secs` more seconds.
+    async fn server(signed: bool, names: &[&str], secs: i64) -> u16 {
+        let issuer = signed.then(ca);
+        fake::https(server_config(&leaf(issuer, names, secs)), hello)
+            .await
+            .port()
+    }
+
+    async fn probe(port: u16, opts: &[(&str, serde_json::Value)]) -> Outcome {
+        let url = format!("https://www.custodian.test:{port}/");
+        let mut j = Job::new("https", &url, Some(port));
+        for (k, v) in opts {
+            j.options.insert(k.to_string(), v.clone());
+        }
+        check(&cx(j, 3.0)).await
+    }
+
+    fn down_with(out: &Outcome, needle: &str) -> bool {
+        matches!(out, Outcome::Down { reason } if reason.contains(needle))
+    }
+
+    #[tokio::test]
+    async fn trusted_certificate_passes() {
+        let port = server(true, &["www.custodian.test"], 365 * DAY).await;
+        let out = probe(port, &[("content", json!("hello"))]).await;
+        assert_eq!(
+            out,
+            Outcome::Up {
+                detail: Some("status 200, 5 bytes".into())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn expiring_certificate_fails_under_the_limit() {
+        let port = server(true, &["www.custodian.test"], 3 * DAY + 3600).await;
+        let out = probe(port, &[]).await;
+        assert!(
+            down_with(&out, "certificate expires in 3 days (at "),
+            "{out:?}"
+        );
+        assert!(down_with(&out, "), less than 14"), "{out:?}");
+        assert!(probe(port, &[("expire_days", json!(2))]).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn wrong_host_name_fails() {
+        let port = server(true, &["other.custodian.test"], 365 * DAY).await;
+        let out = probe(port, &[]).await;
+        assert!(down_with(&out, "TLS handshake on port"), "{out:?}");
+        assert!(
+            down_with(&out, "not valid for name \"www.custodian.test\""),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn untrusted_self_signed_fails_unless_insecure() {
+        let port = server(false, &["www.custodian.test"], 365 * DAY).await;
+        let out = probe(port, &[]).await;
+        assert!(down_with(&out, "UnknownIssuer"), "{out:?}");
+        assert!(probe(port, &[("with_tls_insecure", json!(true))])
+            .await
+            .is_up());
+        assert!(probe(port, &[("no_ssl_check", json!(true))]).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn plain_http_server_is_a_tls_error() {
+        let a = crate::net::testutil::says(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let out = probe(a.port(), &[]).await;
+        assert!(
+            down_with(
+                &out,
+                &format!("TLS handshake on port {} failed: ", a.port())
+            ),
+            "{out:?}"
+        );
+    }
+}
