@@ -105,3 +105,46 @@ pub struct SourceFile {
     pub source: String,
     pub statements: Vec<Statement>,
 }
+
+impl<T: Clone> Spanned<T> {
+    fn unspanned(&self) -> Self {
+        Spanned {
+            value: self.value.clone(),
+            span: Span::default(),
+        }
+    }
+}
+
+impl StatementKind {
+    /// A copy with every span zeroed, to compare statements parsed from different text (the
+    /// printer's round trip).
+    pub fn without_spans(&self) -> StatementKind {
+        match self {
+            StatementKind::Macro(m) => StatementKind::Macro(MacroDef {
+                name: m.name.unspanned(),
+                body: match &m.body {
+                    MacroBody::Members(ms) => {
+                        MacroBody::Members(ms.iter().map(Spanned::unspanned).collect())
+                    }
+                    MacroBody::Fetched(url) => MacroBody::Fetched(url.unspanned()),
+                },
+            }),
+            StatementKind::Test(t) => StatementKind::Test(TestStmt {
+                target: t.target.unspanned(),
+                inverted: t.inverted,
+                probe: t.probe.unspanned(),
+                args: t
+                    .args
+                    .iter()
+                    .map(|a| Token {
+                        span: Span::default(),
+                        ..a.clone()
+                    })
+                    .collect(),
+                otherwise: t.otherwise.as_ref().map(Spanned::unspanned),
+                subject: t.subject.as_ref().map(Spanned::unspanned),
+                window: t.window.as_ref().map(Spanned::unspanned),
+            }),
+        }
+    }
+}

@@ -36,14 +36,12 @@ impl Diagnostic {
         message: impl Into<String>,
     ) -> Self {
         let start = span.start.min(source.len());
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_start = source[..start].rfind(['\n', '\r']).map_or(0, |i| i + 1);
         let line_end = source[start..]
-            .find('\n')
+            .find(['\n', '\r'])
             .map_or(source.len(), |i| start + i);
-        let source_line = source[line_start..line_end]
-            .trim_end_matches('\r')
-            .to_string();
-        let line = source[..line_start].matches('\n').count() as u32 + 1;
+        let source_line = source[line_start..line_end].to_string();
+        let line = line_breaks(&source[..line_start]) + 1;
         let col = source[line_start..start].chars().count() as u32 + 1;
         let end = span.end.clamp(start, line_end);
         let width = source[start..end].chars().count().max(1) as u32;
@@ -80,6 +78,17 @@ impl Diagnostic {
     pub fn render(&self) -> String {
         self.to_string()
     }
+}
+
+/// Line breaks in `text`: LF, CR LF and a lone CR each count once.
+fn line_breaks(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let lone_cr = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+        .count();
+    (bytes.iter().filter(|&&b| b == b'\n').count() + lone_cr) as u32
 }
 
 impl fmt::Display for Diagnostic {

@@ -4,6 +4,13 @@
 
 pub mod ast;
 pub mod diagnostic;
+mod expand;
+mod lexer;
+mod parser;
+mod print;
 
 pub use ast::{SourceFile, Span, Spanned, Window};
 pub use diagnostic::{Diagnostic, Severity};
+pub use expand::{expand, Expanded, Fetch};
+pub use parser::parse;
+pub use print::print;

@@ -1,0 +1,109 @@
+//! Macro expansion: macros are defined in file order across all files, and the first word of a
+//! test expands to one test per member. `fetched from` bodies come through the caller's fetcher.
+
+use crate::ast::{MacroBody, MacroDef, SourceFile, Spanned, Statement, StatementKind, TestStmt};
+use crate::diagnostic::{Diagnostic, Severity};
+use std::collections::HashMap;
+
+/// One test line applied to one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded<'a> {
+    pub file: &'a SourceFile,
+    pub stmt: &'a Statement,
+    pub test: &'a TestStmt,
+    /// The macro member, or the target as written.
+    pub target: String,
+}
+
+/// Fetches a URL's body as lines; Err is a message for the user.
+pub type Fetch<'f> = dyn FnMut(&str) -> Result<Vec<String>, String> + 'f;
+
+/// Expands every test of `files`; diagnostics are macro errors (redefinition, failed fetch).
+pub fn expand<'a>(
+    files: &'a [SourceFile],
+    fetch: &mut Fetch<'_>,
+) -> (Vec<Expanded<'a>>, Vec<Diagnostic>) {
+    let mut macros: HashMap<&'a str, Vec<String>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut diags = Vec::new();
+    for file in files {
+        for stmt in &file.statements {
+            match &stmt.kind {
+                StatementKind::Macro(m) => define(file, m, &mut macros, fetch, &mut diags),
+                StatementKind::Test(test) => {
+                    let make = |target: String| Expanded {
+                        file,
+                        stmt,
+                        test,
+                        target,
+                    };
+                    match macros.get(test.target.value.as_str()) {
+                        Some(members) => out.extend(members.iter().cloned().map(make)),
+                        None => out.push(make(test.target.value.clone())),
+                    }
+                }
+            }
+        }
+    }
+    (out, diags)
+}
+
+fn define<'a>(
+    file: &'a SourceFile,
+    m: &'a MacroDef,
+    macros: &mut HashMap<&'a str, Vec<String>>,
+    fetch: &mut Fetch<'_>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let name = m.name.value.as_str();
+    if macros.contains_key(name) {
+        let msg = format!("The macro {name} is already defined");
+        let d = Diagnostic::error(&file.name, &file.source, m.name.span, msg);
+        diags.push(d.with_hint("macros are shared by all files; pick another name"));
+        return;
+    }
+    let members = match &m.body {
+        MacroBody::Members(ms) => ms.iter().map(|s| s.value.clone()).collect(),
+        MacroBody::Fetched(url) => fetched(file, name, url, fetch, diags),
+    };
+    macros.insert(name, members);
+}
+
+fn fetched(
+    file: &SourceFile,
+    name: &str,
+    url: &Spanned<String>,
+    fetch: &mut Fetch<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let full = if url.value.contains("://") {
+        url.value.clone()
+    } else {
+        format!("http://{}", url.value)
+    };
+    let diag = |msg: String| Diagnostic::error(&file.name, &file.source, url.span, msg);
+    match fetch(&full) {
+        Ok(lines) => {
+            let members: Vec<String> = lines
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            if members.is_empty() {
+                let mut d = diag(format!(
+                    "the macro {name} fetched from {full} has no members"
+                ));
+                d.severity = Severity::Warning;
+                diags.push(d);
+            }
+            members
+        }
+        Err(e) => {
+            diags.push(diag(format!(
+                "cannot fetch the macro {name} from {full}: {e}"
+            )));
+            Vec::new()
+        }
+    }
+}
