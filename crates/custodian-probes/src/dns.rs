@@ -1,0 +1,566 @@
+//! `dns`: ask the DNS server under test one question and compare the answer set.
+//!
+//! Syntax: `SERVER must run dns for NAME resolving TYPE as 'V1,V2'.` TYPE is A, AAAA, NS, MX or
+//! TXT; the expected values split on `,`, `;` or spaces. The answer records of TYPE must equal
+//! the expected set: order does not matter, names (NS, MX exchange) compare case-insensitively
+//! without the trailing dot, addresses compare as addresses, TXT strings of a record are joined.
+//! The query goes over UDP (random ID; replies with another ID or question are ignored) and is
+//! repeated over TCP when the answer is truncated. Nothing is resolved through the system.
+//! Down reasons: unsupported type; NXDOMAIN / SERVFAIL / REFUSED / other error codes; timed out
+//! waiting for the answer (with the number of ignored replies); connection refused; answer is X,
+//! expected Y.
+//! Example: `ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1'.`
+
+use crate::net;
+use crate::Ctx;
+use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+/// UDP payload size we advertise (EDNS) and the receive buffer for one datagram.
+const UDP_PAYLOAD: u16 = 1232;
+const UDP_BUF: usize = 4096;
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "dns",
+    aliases: &[],
+    target: TargetKind::Host,
+    default_port: Some(53),
+    port_required: false,
+    takes_port: true,
+    params: &[ParamSpec {
+        phrase: "for {query} resolving {rtype} as {expect}",
+        help: "ask for NAME's TYPE records (A, AAAA, NS, MX, TXT); the answer must be exactly these values",
+    }],
+    summary: "the DNS server answers the question with exactly the expected records",
+    example: "ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1' otherwise 'dns wrong'.",
+};
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    match run(cx).await {
+        Ok(detail) => Outcome::Up {
+            detail: Some(detail),
+        },
+        Err(reason) => Outcome::down(reason),
+    }
+}
+
+/// The question and the expected answer set, from the job's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Question {
+    name: Name,
+    rtype: RecordType,
+    expected: BTreeSet<String>,
+}
+
+async fn run(cx: &Ctx) -> Result<String, String> {
+    let q = question(&cx.job)?;
+    let server = net::sockaddr(cx)?;
+    let id = rand::random::<u16>();
+    let bytes = encode(&q, id)?;
+    let mut reply = udp_exchange(cx, server, &bytes, id, &q).await?;
+    if reply.truncated() {
+        reply = net::within(
+            cx,
+            "waiting for the DNS answer over TCP",
+            tcp_exchange(cx, &bytes, id, &q),
+        )
+        .await?;
+    }
+    judge(&q, &reply)
+}
+
+/// Reads `for NAME resolving TYPE as VALUES` from the job.
+pub(crate) fn question(job: &Job) -> Result<Question, String> {
+    let query = job.opt_str("query").ok_or("no `for NAME` given")?;
+    let mut name = Name::from_ascii(query).map_err(|e| format!("bad query name {query:?}: {e}"))?;
+    name.set_fqdn(true);
+    let rtype = rtype(job.opt_str("rtype").unwrap_or(""))?;
+    let values = job.opt_str("expect").ok_or("no `as VALUES` given")?;
+    let expected = values
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|v| !v.is_empty())
+        .map(|v| normalize(rtype, v))
+        .collect();
+    Ok(Question {
+        name,
+        rtype,
+        expected,
+    })
+}
+
+fn rtype(word: &str) -> Result<RecordType, String> {
+    match word.to_ascii_uppercase().as_str() {
+        "A" => Ok(RecordType::A),
+        "AAAA" => Ok(RecordType::AAAA),
+        "NS" => Ok(RecordType::NS),
+        "MX" => Ok(RecordType::MX),
+        "TXT" => Ok(RecordType::TXT),
+        _ => Err(format!(
+            "unsupported record type {word:?} (supported: A, AAAA, NS, MX, TXT)"
+        )),
+    }
+}
+
+/// The comparable form of a value: canonical addresses, lower-case names without the final dot.
+fn normalize(rtype: RecordType, v: &str) -> String {
+    match rtype {
+        RecordType::A | RecordType::AAAA => v
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|_| v.to_string()),
+        RecordType::TXT => v.to_string(),
+        _ => v.trim_end_matches('.').to_ascii_lowercase(),
+    }
+}
+
+/// The query message: recursion desired, EDNS with our UDP payload size.
+pub(crate) fn encode(q: &Question, id: u16) -> Result<Vec<u8>, String> {
+    let mut m = Message::new();
+    m.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(q.name.clone(), q.rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(UDP_PAYLOAD);
+    m.set_edns(edns);
+    m.to_vec()
+        .map_err(|e| format!("cannot encode the query: {e}"))
+}
+
+/// Parses a reply and checks it answers our query (same ID and question).
+pub(crate) fn parse_reply(bytes: &[u8], id: u16, q: &Question) -> Result<Message, String> {
+    let m = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
+    if m.message_type() != MessageType::Response || m.id() != id {
+        return Err("reply to another query".into());
+    }
+    match m.queries() {
+        // Name equality is case-insensitive, as DNS is.
+        [one] if one.query_type() == q.rtype && *one.name() == q.name => Ok(m),
+        // Some servers echo no question on errors; the ID already matched.
+        [] if m.response_code() != ResponseCode::NoError => Ok(m),
+        _ => Err("reply for another question".into()),
+    }
+}
+
+/// Sends the query over UDP and waits until the deadline for a matching reply, ignoring others.
+async fn udp_exchange(
+    cx: &Ctx,
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    q: &Question,
+) -> Result<Message, String> {
+    let local: IpAddr = match server {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let udp = |e: std::io::Error| format!("UDP to port {}: {}", server.port(), net::io_reason(&e));
+    let sock = UdpSocket::bind((local, 0)).await.map_err(udp)?;
+    // Connected: the kernel drops datagrams from anyone but the server.
+    sock.connect(server).await.map_err(udp)?;
+    sock.send(query).await.map_err(udp)?;
+    let mut buf = vec![0u8; UDP_BUF];
+    let mut ignored = Vec::new();
+    loop {
+        let n = match tokio::time::timeout_at(cx.deadline, sock.recv(&mut buf)).await {
+            Err(_) => return Err(timeout_reason(&ignored)),
+            Ok(r) => r.map_err(udp)?,
+        };
+        match parse_reply(&buf[..n], id, q) {
+            Ok(m) => return Ok(m),
+            Err(why) => ignored.push(why),
+        }
+    }
+}
+
+fn timeout_reason(ignored: &[String]) -> String {
+    match ignored {
+        [] => "timed out waiting for the DNS answer".into(),
+        [.., last] => format!(
+            "timed out waiting for the DNS answer (ignored {} bad replies; last: {last})",
+            ignored.len()
+        ),
+    }
+}
+
+/// Repeats the query over TCP (2-byte length prefix) for a truncated UDP answer.
+async fn tcp_exchange(cx: &Ctx, query: &[u8], id: u16, q: &Question) -> Result<Message, String> {
+    let mut s = net::connect(cx).await?;
+    let len = u16::try_from(query.len()).map_err(|_| "query too long")?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(query);
+    let io = |e: std::io::Error| format!("DNS over TCP: {}", net::io_reason(&e));
+    s.write_all(&out).await.map_err(io)?;
+    let n = s.read_u16().await.map_err(io)?;
+    let mut buf = vec![0u8; usize::from(n)];
+    s.read_exact(&mut buf).await.map_err(io)?;
+    parse_reply(&buf, id, q).map_err(|e| format!("DNS over TCP: {e}"))
+}
+
+/// Compares the answer with the expectation.
+pub(crate) fn judge(q: &Question, m: &Message) -> Result<String, String> {
+    let name = display_name(&q.name);
+    let rtype = q.rtype;
+    match m.response_code() {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return Err(format!("NXDOMAIN: {name} does not exist")),
+        ResponseCode::ServFail => {
+            return Err(format!("SERVFAIL: the server failed to resolve {name}"))
+        }
+        ResponseCode::Refused => {
+            return Err(format!("REFUSED: the server refuses to answer for {name}"))
+        }
+        rc => return Err(format!("the server answered {} ({rc})", u16::from(rc))),
+    }
+    let got = answer_set(q.rtype, m.answers());
+    if got == q.expected {
+        return Ok(format!("{name} {rtype} {}", list(&got)));
+    }
+    if got.is_empty() {
+        return Err(format!(
+            "{name} has no {rtype} records, expected {}",
+            list(&q.expected)
+        ));
+    }
+    Err(format!(
+        "{name} {rtype} is {}, expected {}",
+        list(&got),
+        list(&q.expected)
+    ))
+}
+
+/// The normalized values of the answer records of `rtype` (CNAMEs and others skipped).
+fn answer_set(rtype: RecordType, answers: &[Record]) -> BTreeSet<String> {
+    answers
+        .iter()
+        .filter(|r| r.record_type() == rtype)
+        .filter_map(|r| r.data())
+        .filter_map(|d| match d {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            RData::NS(ns) => Some(display_name(&ns.0)),
+            RData::MX(mx) => Some(display_name(mx.exchange())),
+            RData::TXT(t) => Some(
+                t.txt_data()
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .map(|v| normalize(rtype, &v))
+        .collect()
+}
+
+fn display_name(n: &Name) -> String {
+    n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn list(set: &BTreeSet<String>) -> String {
+    let v: Vec<&str> = set.iter().map(String::as_str).collect();
+    format!("[{}]", net::clip(&v.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testutil::{cx, LOCAL};
+    use hickory_proto::rr::rdata::{A, AAAA, MX, NS, TXT};
+    use std::time::{Duration, Instant};
+    use tokio::net::TcpListener;
+
+    /// What the fake server sends back for a query (`tcp`: asked over TCP).
+    type Behave = fn(&Message, bool) -> Vec<Vec<u8>>;
+
+    /// A DNS server fake on one port for UDP and TCP.
+    async fn fake(behave: Behave) -> SocketAddr {
+        loop {
+            let udp = UdpSocket::bind((LOCAL, 0)).await.expect("bind udp");
+            let addr = udp.local_addr().expect("addr");
+            let Ok(tcp) = TcpListener::bind(addr).await else {
+                continue;
+            };
+            tokio::spawn(serve_udp(udp, behave));
+            tokio::spawn(serve_tcp(tcp, behave));
+            return addr;
+        }
+    }
+
+    async fn serve_udp(udp: UdpSocket, behave: Behave) {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            for d in behave(&q, false) {
+                let _ = udp.send_to(&d, peer).await;
+            }
+        }
+    }
+
+    async fn serve_tcp(tcp: TcpListener, behave: Behave) {
+        while let Ok((mut s, _)) = tcp.accept().await {
+            let Ok(n) = s.read_u16().await else { continue };
+            let mut buf = vec![0u8; usize::from(n)];
+            if s.read_exact(&mut buf).await.is_err() {
+                continue;
+            }
+            let Ok(q) = Message::from_vec(&buf) else {
+                continue;
+            };
+            for d in behave(&q, true) {
+                let mut out = (d.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&d);
+                let _ = s.write_all(&out).await;
+            }
+        }
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn reply(q: &Message, rc: ResponseCode, answers: Vec<RData>) -> Message {
+        let owner = q
+            .queries()
+            .first()
+            .map(|x| x.name().clone())
+            .unwrap_or_default();
+        let mut r = Message::new();
+        r.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .set_op_code(OpCode::Query)
+            .set_response_code(rc)
+            .add_queries(q.queries().to_vec())
+            .add_answers(
+                answers
+                    .into_iter()
+                    .map(|d| Record::from_rdata(owner.clone(), 60, d)),
+            );
+        r
+    }
+
+    fn ok(q: &Message, answers: Vec<RData>) -> Message {
+        reply(q, ResponseCode::NoError, answers)
+    }
+
+    fn a(s: &str) -> RData {
+        RData::A(A(s.parse().expect("ip")))
+    }
+
+    /// A small zone, one behaviour per name.
+    fn zone(q: &Message, tcp: bool) -> Vec<Vec<u8>> {
+        let Some(first) = q.queries().first() else {
+            return vec![];
+        };
+        let asked = display_name(first.name());
+        let m = match asked.as_str() {
+            "a.test" => ok(q, vec![a("192.0.2.1"), a("192.0.2.2")]),
+            "v6.test" => ok(
+                q,
+                vec![RData::AAAA(AAAA("2001:db8:0::1".parse().expect("ip")))],
+            ),
+            "mx.test" => ok(
+                q,
+                vec![
+                    RData::MX(MX::new(10, name("mx1.test."))),
+                    RData::MX(MX::new(20, name("MX2.Test."))),
+                ],
+            ),
+            "ns.test" => ok(
+                q,
+                vec![
+                    RData::NS(NS(name("ns1.test."))),
+                    RData::NS(NS(name("ns2.test."))),
+                ],
+            ),
+            "txt.test" => ok(
+                q,
+                vec![RData::TXT(TXT::new(vec!["v=spf1".into(), "-all".into()]))],
+            ),
+            "empty.test" => ok(q, vec![]),
+            "nx.test" => reply(q, ResponseCode::NXDomain, vec![]),
+            "fail.test" => reply(q, ResponseCode::ServFail, vec![]),
+            "refused.test" => reply(q, ResponseCode::Refused, vec![]),
+            "big.test" if !tcp => {
+                let mut m = ok(q, vec![]);
+                m.set_truncated(true);
+                m
+            }
+            "big.test" => ok(q, (1..=60).map(|i| a(&format!("192.0.2.{i}"))).collect()),
+            "garbage.test" => return vec![b"\x00\x01garbage".to_vec()],
+            "wrongid.test" => {
+                let mut bad = ok(q, vec![a("192.0.2.99")]);
+                bad.set_id(q.id().wrapping_add(1));
+                let good = ok(q, vec![a("192.0.2.1")]);
+                return vec![bad.to_vec().expect("enc"), good.to_vec().expect("enc")];
+            }
+            "wrongq.test" => {
+                let mut m = ok(q, vec![a("192.0.2.1")]);
+                m.queries_mut()[0].set_name(name("other.test."));
+                m
+            }
+            _ => return vec![],
+        };
+        vec![m.to_vec().expect("encode")]
+    }
+
+    async fn probe(port: u16, query: &str, rtype: &str, expect: &str, secs: f64) -> Outcome {
+        let mut j = Job::new("dns", "127.0.0.1", Some(port));
+        j.options.insert("query".into(), query.into());
+        j.options.insert("rtype".into(), rtype.into());
+        j.options.insert("expect".into(), expect.into());
+        check(&cx(j, secs)).await
+    }
+
+    #[tokio::test]
+    async fn matching_answers_pass() {
+        let p = fake(zone).await.port();
+        let out = probe(p, "a.test", "A", "192.0.2.2, 192.0.2.1", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::Up {
+                detail: Some("a.test A [192.0.2.1, 192.0.2.2]".into())
+            }
+        );
+        assert!(probe(p, "v6.test", "aaaa", "2001:db8::1", 2.0)
+            .await
+            .is_up());
+        assert!(probe(p, "MX.test.", "MX", "mx2.test;MX1.TEST.", 2.0)
+            .await
+            .is_up());
+        assert!(probe(p, "ns.test", "NS", "ns1.test ns2.test", 2.0)
+            .await
+            .is_up());
+        assert!(probe(p, "txt.test", "TXT", "v=spf1-all", 2.0).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn mismatch_lists_got_and_expected() {
+        let p = fake(zone).await.port();
+        let out = probe(p, "a.test", "A", "192.0.2.1", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("a.test A is [192.0.2.1, 192.0.2.2], expected [192.0.2.1]")
+        );
+        let out = probe(p, "empty.test", "MX", "mx.test", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("empty.test has no MX records, expected [mx.test]")
+        );
+    }
+
+    #[tokio::test]
+    async fn error_codes_are_named() {
+        let p = fake(zone).await.port();
+        let out = probe(p, "nx.test", "A", "192.0.2.1", 2.0).await;
+        assert_eq!(out, Outcome::down("NXDOMAIN: nx.test does not exist"));
+        let out = probe(p, "fail.test", "A", "192.0.2.1", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("SERVFAIL: the server failed to resolve fail.test")
+        );
+        let out = probe(p, "refused.test", "A", "192.0.2.1", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("REFUSED: the server refuses to answer for refused.test")
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_answer_is_repeated_over_tcp() {
+        let p = fake(zone).await.port();
+        let all: Vec<String> = (1..=60).map(|i| format!("192.0.2.{i}")).collect();
+        assert!(probe(p, "big.test", "A", &all.join(","), 2.0).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn bad_replies_are_ignored_until_the_deadline() {
+        let p = fake(zone).await.port();
+        assert!(probe(p, "wrongid.test", "A", "192.0.2.1", 2.0)
+            .await
+            .is_up());
+        let out = probe(p, "garbage.test", "A", "192.0.2.1", 0.5).await;
+        assert!(
+            matches!(&out, Outcome::Down { reason } if reason.starts_with("timed out waiting for the DNS answer (ignored 1 bad replies; last: malformed reply")),
+            "{out:?}"
+        );
+        let out = probe(p, "wrongq.test", "A", "192.0.2.1", 0.5).await;
+        assert!(
+            matches!(&out, Outcome::Down { reason } if reason.ends_with("last: reply for another question)")),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out() {
+        let p = fake(zone).await.port();
+        let t = Instant::now();
+        let out = probe(p, "silent.test", "A", "192.0.2.1", 0.5).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the DNS answer"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn closed_udp_port_is_refused() {
+        let udp = UdpSocket::bind((LOCAL, 0)).await.expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        drop(udp);
+        let out = probe(port, "a.test", "A", "192.0.2.1", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!("UDP to port {port}: connection refused"))
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_type_is_down() {
+        let out = probe(1, "a.test", "SRV", "x", 1.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("unsupported record type \"SRV\" (supported: A, AAAA, NS, MX, TXT)")
+        );
+    }
+
+    #[test]
+    fn question_normalizes_values() {
+        let mut j = Job::new("dns", "127.0.0.1", Some(53));
+        j.options.insert("query".into(), "www.example.com".into());
+        j.options.insert("rtype".into(), "aaaa".into());
+        j.options
+            .insert("expect".into(), "2001:DB8:0:0::1;; 2001:db8::2".into());
+        let q = question(&j).expect("question");
+        assert_eq!(q.rtype, RecordType::AAAA);
+        assert_eq!(q.name, name("www.example.com."));
+        let want: BTreeSet<String> = ["2001:db8::1", "2001:db8::2"].map(String::from).into();
+        assert_eq!(q.expected, want);
+    }
+
+    #[test]
+    fn query_round_trips_and_matches_its_reply() {
+        let mut j = Job::new("dns", "127.0.0.1", Some(53));
+        for (k, v) in [("query", "a.test"), ("rtype", "A"), ("expect", "192.0.2.1")] {
+            j.options.insert(k.into(), v.into());
+        }
+        let q = question(&j).expect("question");
+        let bytes = encode(&q, 4242).expect("encode");
+        let sent = Message::from_vec(&bytes).expect("parse");
+        assert!(sent.recursion_desired());
+        let back = ok(&sent, vec![a("192.0.2.1")]).to_vec().expect("enc");
+        assert!(parse_reply(&back, 4242, &q).is_ok());
+        assert_eq!(
+            parse_reply(&back, 4243, &q).map(|_| ()),
+            Err("reply to another query".into())
+        );
+        assert!(
+            parse_reply(&bytes, 4242, &q).is_err(),
+            "a query is not a reply"
+        );
+    }
+}
