@@ -8,7 +8,8 @@
 //!
 //! The connection always goes to the worker-resolved address (`Ctx::addr`); nothing is looked up
 //! here. Redirects (up to 10) are followed only to the same host or to IP literals; a redirect
-//! to another host name fails, since following it would need a DNS lookup.
+//! to another host name fails, since following it would need a DNS lookup. At most 4 MiB of
+//! body is read: a longer body passes if the content (and pattern) is in that prefix.
 //! Down reasons: connect errors; timed out waiting for the response / reading the body; bad
 //! HTTP reply; status N, expected …; content or pattern not found; too many redirects; redirect
 //! to another host; TLS errors; certificate expiring within the limit (https).
@@ -300,7 +301,7 @@ async fn fetch(client: &Client, plan: &Plan, expect: &Expect) -> Result<Response
     Err(format!("more than {MAX_REDIRECTS} redirects"))
 }
 
-/// One request; auth, Host header and data go only to the original host.
+/// One request; credentials and the Host header go only to the original host.
 async fn send(
     client: &Client,
     plan: &Plan,
