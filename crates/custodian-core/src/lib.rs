@@ -2,6 +2,7 @@
 //! the planner that turns parsed test files into jobs. No I/O, no async runtime.
 
 pub mod outcome;
+pub mod plan;
 
 pub mod probe;
 pub mod spec;

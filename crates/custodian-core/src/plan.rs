@@ -1,0 +1,482 @@
+//! The planner: resolves each expanded test line against the probe specs, matches its option
+//! words to phrases, fills defaults and checks targets, and yields [`Job`]s or spanned
+//! diagnostics. Any error means the caller runs nothing.
+
+mod phrase;
+#[cfg(test)]
+mod tests;
+
+use crate::probe::{ProbeSpec, TargetKind};
+use crate::spec::{mask_url, Family, Job, MASK, SECRET_KEYS};
+use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
+use custodian_dsl::{Diagnostic, Expanded, Severity, SourceFile};
+use phrase::{Fit, Phrase, SlotValue};
+use std::collections::btree_map::Entry;
+
+/// What a matched phrase sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Port,
+    /// `with IPv4` (false) or `ipv4_only` (true).
+    Family(Family, bool),
+    Timeout,
+    Retries,
+    Param,
+}
+
+const COMMON: &[(&str, Role)] = &[
+    ("ipv4_only", Role::Family(Family::V4, true)),
+    ("ipv6_only", Role::Family(Family::V6, true)),
+    ("with ipv4", Role::Family(Family::V4, false)),
+    ("with ipv6", Role::Family(Family::V6, false)),
+    ("with timeout {timeout:int}", Role::Timeout),
+    ("with retries {retries:int}", Role::Retries),
+];
+
+const PORT: &[&str] = &[
+    "on {port:int}",
+    "on port {port:int}",
+    "with port {port:int}",
+];
+
+/// The phrases one type accepts, common ones first.
+fn phrases(spec: &ProbeSpec) -> Vec<(Phrase, Role)> {
+    let ports = PORT
+        .iter()
+        .filter(|_| spec.takes_port)
+        .map(|p| (*p, Role::Port));
+    let params = spec.params.iter().map(|p| (p.phrase, Role::Param));
+    ports
+        .chain(COMMON.iter().copied())
+        .chain(params)
+        .map(|(text, role)| (Phrase::new(text), role))
+        .collect()
+}
+
+/// Turns expanded tests into jobs. `strict` makes unrecognised words errors.
+pub fn plan(
+    tests: &[Expanded<'_>],
+    specs: &[&ProbeSpec],
+    strict: bool,
+) -> (Vec<Job>, Vec<Diagnostic>) {
+    let mut planner = Planner {
+        specs,
+        phrases: specs.iter().map(|s| phrases(s)).collect(),
+        strict,
+        jobs: Vec::new(),
+        diags: Vec::new(),
+    };
+    for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
+        planner.statement(group);
+    }
+    (planner.jobs, planner.diags)
+}
+
+struct Planner<'s> {
+    specs: &'s [&'s ProbeSpec],
+    phrases: Vec<Vec<(Phrase, Role)>>,
+    strict: bool,
+    jobs: Vec<Job>,
+    diags: Vec<Diagnostic>,
+}
+
+/// The statement being planned.
+#[derive(Clone, Copy)]
+struct Cx<'a> {
+    file: &'a SourceFile,
+    stmt: &'a Statement,
+    test: &'a TestStmt,
+}
+
+impl Planner<'_> {
+    fn report(
+        &mut self,
+        cx: Cx<'_>,
+        severity: Severity,
+        span: Span,
+        msg: String,
+        hint: Option<String>,
+    ) {
+        let d = Diagnostic::new(severity, &cx.file.name, &cx.file.source, span, msg);
+        self.diags.push(match hint {
+            Some(h) => d.with_hint(h),
+            None => d,
+        });
+    }
+
+    fn error(&mut self, cx: Cx<'_>, span: Span, msg: impl Into<String>, hint: Option<String>) {
+        self.report(cx, Severity::Error, span, msg.into(), hint);
+    }
+
+    fn errors(&self) -> usize {
+        self.diags.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Plans one statement for each of its expanded targets.
+    fn statement(&mut self, group: &[Expanded<'_>]) {
+        let e = &group[0];
+        let cx = Cx {
+            file: e.file,
+            stmt: e.stmt,
+            test: e.test,
+        };
+        let Some(index) = self.resolve(cx) else {
+            return;
+        };
+        let before = self.errors();
+        let base = self.options(cx, index);
+        for e in group {
+            let mut job = base.clone();
+            job.target = e.target.clone();
+            self.target(cx, self.specs[index], &mut job);
+            if self.errors() == before {
+                self.jobs.push(job);
+            }
+        }
+    }
+
+    /// The spec the type names, or an error with a suggestion.
+    fn resolve(&mut self, cx: Cx<'_>) -> Option<usize> {
+        let word = &cx.test.probe.value;
+        if let Some(i) = self.specs.iter().position(|s| s.is_named(word)) {
+            return Some(i);
+        }
+        let hint = match closest(word, self.specs) {
+            Some(name) => format!("did you mean `{name}`?"),
+            None => {
+                let names: Vec<&str> = self.specs.iter().map(|s| s.name).collect();
+                format!("known types: {}", names.join(", "))
+            }
+        };
+        self.error(
+            cx,
+            cx.test.probe.span,
+            format!("unknown test type `{word}`"),
+            Some(hint),
+        );
+        None
+    }
+
+    /// The job every target of this statement shares, options matched and checked.
+    fn options(&mut self, cx: Cx<'_>, index: usize) -> Job {
+        let spec = self.specs[index];
+        let mut job = Job::new(spec.name, "", None);
+        job.inverted = cx.test.inverted;
+        job.otherwise = cx.test.otherwise.as_ref().map(|o| o.value.clone());
+        job.subject = cx.test.subject.as_ref().map(|s| s.value.clone());
+        job.window = cx.test.window.as_ref().map(|w| w.value);
+        job.file = cx.file.name.clone();
+        job.lineno = cx.stmt.lineno;
+        let before = self.errors();
+        let secrets = self.match_args(cx, index, &mut job);
+        // A bad `on N` was reported already; "needs a port" would repeat it.
+        if spec.port_required && job.port.is_none() && self.errors() == before {
+            let msg = format!("`{}` needs a port", spec.name);
+            self.error(cx, cx.test.probe.span, msg, Some("add `on PORT`".into()));
+        }
+        job.line = masked_line(cx, &secrets);
+        job
+    }
+
+    /// Walks the argument words, applying each phrase and reporting runs of unmatched words.
+    fn match_args(&mut self, cx: Cx<'_>, index: usize, job: &mut Job) -> Vec<Token> {
+        let args = &cx.test.args;
+        let mut secrets = Vec::new();
+        let mut unmatched: Option<usize> = None;
+        let mut i = 0;
+        while i < args.len() {
+            let fit = best_fit(&self.phrases[index], &args[i..]);
+            if !matches!(fit, Best::No) {
+                if let Some(start) = unmatched.take() {
+                    self.unrecognised(cx, index, &args[start..i]);
+                }
+            }
+            match fit {
+                Best::Full(m) => {
+                    let words = &args[i..i + m.len];
+                    i += m.len;
+                    self.apply(cx, index, job, m, words, &mut secrets);
+                }
+                Best::BadInt(at) => {
+                    let t = &args[i + at];
+                    self.error(
+                        cx,
+                        t.span,
+                        format!("`{}` is not a whole number", t.text),
+                        None,
+                    );
+                    i += at + 1;
+                }
+                Best::No => {
+                    unmatched.get_or_insert(i);
+                    i += 1;
+                }
+            }
+        }
+        if let Some(start) = unmatched {
+            self.unrecognised(cx, index, &args[start..]);
+        }
+        secrets
+    }
+
+    fn unrecognised(&mut self, cx: Cx<'_>, index: usize, run: &[Token]) {
+        let usages: Vec<String> = self.phrases[index].iter().map(|(p, _)| p.usage()).collect();
+        let hint = format!("`{}` takes: {}", self.specs[index].name, usages.join(", "));
+        let (severity, tail) = match self.strict {
+            true => (Severity::Error, ""),
+            false => (Severity::Warning, " (ignored)"),
+        };
+        let msg = format!("unrecognised words `{}`{tail}", phrase::words(run));
+        self.report(cx, severity, phrase::span_of(run), msg, Some(hint));
+    }
+
+    fn apply(
+        &mut self,
+        cx: Cx<'_>,
+        index: usize,
+        job: &mut Job,
+        m: Matched,
+        words: &[Token],
+        secrets: &mut Vec<Token>,
+    ) {
+        let span = phrase::span_of(words);
+        let number = m
+            .values
+            .first()
+            .and_then(|v| v.value.as_u64().map(|n| (n, v.token.span)));
+        match (m.role, number) {
+            (Role::Port, Some((n, at))) => job.port = self.ranged(cx, at, n, 1, 65535, "port"),
+            (Role::Timeout, Some((n, at))) => {
+                job.timeout = self.ranged(cx, at, n, 1, 86_400, "timeout")
+            }
+            (Role::Retries, Some((n, at))) => {
+                job.retries = self.ranged(cx, at, n, 1, 100, "retries")
+            }
+            (Role::Family(family, only), _) => self.family(cx, index, job, family, only, span),
+            _ => self.params(cx, job, m, span, secrets),
+        }
+    }
+
+    /// `n` if it lies in `lo..=hi`, else an error.
+    fn ranged<T: TryFrom<u64>>(
+        &mut self,
+        cx: Cx<'_>,
+        at: Span,
+        n: u64,
+        lo: u64,
+        hi: u64,
+        what: &str,
+    ) -> Option<T> {
+        if (lo..=hi).contains(&n) {
+            return T::try_from(n).ok();
+        }
+        self.error(
+            cx,
+            at,
+            format!("{what} {n} is out of range ({lo}-{hi})"),
+            None,
+        );
+        None
+    }
+
+    fn family(
+        &mut self,
+        cx: Cx<'_>,
+        index: usize,
+        job: &mut Job,
+        family: Family,
+        only: bool,
+        span: Span,
+    ) {
+        if only && matches!(self.specs[index].target, TargetKind::Url(_)) {
+            let hint = Some("use `with IPv4` or `with IPv6`".to_string());
+            self.error(
+                cx,
+                span,
+                "We cannot limit HTTP/HTTPS tests to IPv4/IPv6-only",
+                hint,
+            );
+        } else if job.family != Family::Any && job.family != family {
+            self.error(
+                cx,
+                span,
+                "this line already limits the test to the other address family",
+                None,
+            );
+        } else {
+            job.family = family;
+        }
+    }
+
+    fn params(
+        &mut self,
+        cx: Cx<'_>,
+        job: &mut Job,
+        m: Matched,
+        span: Span,
+        secrets: &mut Vec<Token>,
+    ) {
+        let entries = match m.flag {
+            Some(key) => vec![(key, serde_json::Value::Bool(true), None)],
+            None => m
+                .values
+                .into_iter()
+                .map(|v| (v.name.to_string(), v.value, Some(v.token)))
+                .collect(),
+        };
+        for (key, value, token) in entries {
+            if let Some(t) = token.filter(|_| SECRET_KEYS.contains(&key.as_str())) {
+                secrets.push(t);
+            }
+            match job.options.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(value);
+                }
+                Entry::Occupied(e) => {
+                    let msg = format!("`{}` is given twice; the first counts", e.key());
+                    self.report(cx, Severity::Warning, span, msg, None);
+                }
+            }
+        }
+    }
+
+    /// Per-target checks: URL targets (scheme, port) and the default port.
+    fn target(&mut self, cx: Cx<'_>, spec: &ProbeSpec, job: &mut Job) {
+        if let TargetKind::Url(schemes) = spec.target {
+            self.url_target(cx, spec, schemes, job);
+        }
+        job.port = job.port.or(spec.default_port);
+    }
+
+    fn url_target(&mut self, cx: Cx<'_>, spec: &ProbeSpec, schemes: &[&str], job: &mut Job) {
+        let span = cx.test.target.span;
+        let shown = mask_url(&job.target);
+        let example = format!(
+            "write a URL such as `{}://example.com/`",
+            schemes.first().unwrap_or(&"http")
+        );
+        let url = match url::Url::parse(&job.target) {
+            Ok(u) if u.has_host() => u,
+            Ok(_) => {
+                return self.error(
+                    cx,
+                    span,
+                    format!("The target wasn't a URL: '{shown}' has no host"),
+                    Some(example),
+                )
+            }
+            Err(e) => {
+                return self.error(
+                    cx,
+                    span,
+                    format!("The target wasn't a URL: '{shown}' ({e})"),
+                    Some(example),
+                )
+            }
+        };
+        if !schemes.contains(&url.scheme()) {
+            let msg = format!(
+                "The test case has a different protocol in the URI than that which we're testing: \"{} != {}\"",
+                spec.name,
+                url.scheme()
+            );
+            let hint = format!("`{}` tests take {} URLs", spec.name, schemes.join("/"));
+            return self.error(cx, span, msg, Some(hint));
+        }
+        job.port = job.port.or(url.port_or_known_default());
+    }
+}
+
+/// A phrase that fits: what it sets, its flag key, how many words it used, its slot values.
+struct Matched {
+    role: Role,
+    flag: Option<String>,
+    len: usize,
+    values: Vec<SlotValue>,
+}
+
+enum Best {
+    Full(Matched),
+    BadInt(usize),
+    No,
+}
+
+/// The longest phrase that fits; a phrase whose number slot does not parse counts only if none
+/// fits fully (so `on port 80` is not read as `on {port}` with a bad number).
+fn best_fit(phrases: &[(Phrase, Role)], toks: &[Token]) -> Best {
+    let mut best = Best::No;
+    let mut best_len = 0;
+    for (phrase, role) in phrases {
+        match phrase.fit(toks) {
+            Fit::Full(len, values) if len > best_len => {
+                best_len = len;
+                best = Best::Full(Matched {
+                    role: *role,
+                    flag: phrase.flag_key(),
+                    len,
+                    values,
+                });
+            }
+            Fit::BadInt(at) if best_len == 0 && matches!(best, Best::No) => best = Best::BadInt(at),
+            _ => {}
+        }
+    }
+    best
+}
+
+/// The nearest type name (aliases included) within a small edit distance.
+fn closest(word: &str, specs: &[&ProbeSpec]) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    let names = specs
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()));
+    names
+        .map(|n| (edit_distance(&word, n), n))
+        .filter(|&(d, _)| d <= 2 && d < word.chars().count())
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The statement text with password values and URL passwords replaced by the mask.
+fn masked_line(cx: Cx<'_>, secrets: &[Token]) -> String {
+    let stmt = cx.stmt;
+    let mut text = stmt.text.clone();
+    let contiguous = cx.file.source.get(stmt.span.start..stmt.span.end) == Some(text.as_str());
+    let mut spans: Vec<&Token> = secrets.iter().collect();
+    spans.sort_by_key(|t| std::cmp::Reverse(t.span.start));
+    for t in spans {
+        let inner = usize::from(t.quoted);
+        let range = (
+            (t.span.start + inner).checked_sub(stmt.span.start),
+            t.span
+                .end
+                .saturating_sub(inner)
+                .checked_sub(stmt.span.start),
+        );
+        match range {
+            (Some(a), Some(b))
+                if contiguous && a <= b && text.get(a..b) == Some(t.text.as_str()) =>
+            {
+                text.replace_range(a..b, MASK)
+            }
+            _ if !t.text.is_empty() => text = text.replace(&t.text, MASK),
+            _ => {}
+        }
+    }
+    let words: Vec<String> = text.split(' ').map(mask_url).collect();
+    words.join(" ")
+}

@@ -1,0 +1,274 @@
+//! Planner tables against a few test-local probe specs.
+
+use super::*;
+use crate::probe::ParamSpec;
+use custodian_dsl::{expand, parse};
+use serde_json::json;
+
+const fn spec(
+    name: &'static str,
+    target: TargetKind,
+    port: Option<u16>,
+    params: &'static [ParamSpec],
+) -> ProbeSpec {
+    ProbeSpec {
+        name,
+        aliases: &[],
+        target,
+        default_port: port,
+        port_required: false,
+        takes_port: port.is_some(),
+        params,
+        summary: "",
+        example: "",
+    }
+}
+
+const fn p(phrase: &'static str) -> ParamSpec {
+    ParamSpec { phrase, help: "" }
+}
+
+static SSH: ProbeSpec = spec("ssh", TargetKind::Host, Some(22), &[]);
+static TCP: ProbeSpec = ProbeSpec {
+    port_required: true,
+    takes_port: true,
+    ..spec("tcp", TargetKind::Host, None, &[p("with banner {banner}")])
+};
+static PING: ProbeSpec = spec(
+    "ping",
+    TargetKind::Host,
+    None,
+    &[p("with count {count:int}")],
+);
+const WEB: &[ParamSpec] = &[
+    p("with status {status}"),
+    p("with content {content}"),
+    p("not following redirects"),
+    p("with username {username}"),
+    p("with password {password}"),
+];
+static HTTP: ProbeSpec = spec("http", TargetKind::Url(&["http"]), None, WEB);
+static HTTPS: ProbeSpec = spec("https", TargetKind::Url(&["https"]), None, WEB);
+static FTP: ProbeSpec = spec("ftp", TargetKind::Url(&["ftp"]), None, &[]);
+static PSQL: ProbeSpec = ProbeSpec {
+    aliases: &["psql"],
+    ..spec("postgresql", TargetKind::Host, Some(5432), &[])
+};
+
+fn run(src: &str, strict: bool) -> (Vec<Job>, Vec<Diagnostic>) {
+    let (file, diags) = parse("t.cfg", src);
+    assert!(diags.is_empty(), "{diags:?}");
+    let files = [file];
+    let (tests, diags) = expand(&files, &mut |_| Err("no network".to_string()));
+    assert!(diags.is_empty(), "{diags:?}");
+    plan(
+        &tests,
+        &[&SSH, &TCP, &PING, &HTTP, &HTTPS, &FTP, &PSQL],
+        strict,
+    )
+}
+
+fn job(src: &str) -> Job {
+    let (jobs, diags) = run(src, true);
+    assert!(diags.is_empty(), "{src}: {diags:?}");
+    assert_eq!(jobs.len(), 1);
+    jobs.into_iter().next().unwrap()
+}
+
+/// The one diagnostic of `src` (planned strictly when `strict`).
+fn diag(src: &str, strict: bool) -> Diagnostic {
+    let (_, diags) = run(src, strict);
+    assert_eq!(diags.len(), 1, "{src}: {diags:?}");
+    diags.into_iter().next().unwrap()
+}
+
+#[test]
+fn unknown_type_suggests_the_nearest_or_lists_all() {
+    let d = diag("a must run sshh", false);
+    assert!(d.is_error());
+    assert_eq!(d.message, "unknown test type `sshh`");
+    assert_eq!(d.hint.as_deref(), Some("did you mean `ssh`?"));
+    assert_eq!((d.col, d.width), (12, 4));
+    let d = diag("a must run zzzzzz", false);
+    assert!(d.hint.unwrap().starts_with("known types: ssh, tcp, ping"));
+}
+
+#[test]
+fn one_error_per_line_however_many_macro_members() {
+    let (jobs, diags) = run("HOSTS are a and b and c\nHOSTS must run sshh\n", false);
+    assert!(jobs.is_empty());
+    assert_eq!(diags.len(), 1);
+}
+
+#[test]
+fn unrecognised_words_warn_once_per_run_or_fail_when_strict() {
+    let (jobs, diags) = run("a must run ssh with foo bar on 2222 baz", false);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].port, Some(2222));
+    let msgs: Vec<_> = diags
+        .iter()
+        .map(|d| (d.severity, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            (
+                Severity::Warning,
+                "unrecognised words `with foo bar` (ignored)"
+            ),
+            (Severity::Warning, "unrecognised words `baz` (ignored)"),
+        ]
+    );
+    assert!(diags[0].hint.as_deref().unwrap().contains("on port N"));
+    let d = diag("a must run ssh with foo", true);
+    assert!(d.is_error());
+    assert_eq!(run("a must run ssh with foo", true).0.len(), 0);
+}
+
+#[test]
+fn ports_three_forms_and_range() {
+    for line in [
+        "a must run tcp on 1",
+        "a must run tcp on port 1",
+        "a must run tcp with port 1",
+    ] {
+        assert_eq!(job(line).port, Some(1), "{line}");
+    }
+    assert_eq!(job("a must run tcp on 65535").port, Some(65535));
+    for bad in ["a must run tcp on 0", "a must run tcp on 65536"] {
+        let d = diag(bad, false);
+        assert!(
+            d.message.contains("out of range (1-65535)"),
+            "{}",
+            d.message
+        );
+    }
+    assert_eq!(
+        diag("a must run tcp on x", false).message,
+        "`x` is not a whole number"
+    );
+}
+
+#[test]
+fn port_required_and_port_not_taken() {
+    let d = diag("a must run tcp", false);
+    assert_eq!(d.message, "`tcp` needs a port");
+    let d = diag("a must ping on 22", false);
+    assert_eq!(d.severity, Severity::Warning);
+}
+
+#[test]
+fn default_ports_from_spec_and_url() {
+    assert_eq!(job("a must run ssh").port, Some(22));
+    assert_eq!(job("a must run psql").port, Some(5432));
+    assert_eq!(job("a must run psql").probe, "postgresql");
+    assert_eq!(job("a must ping").port, None);
+    assert_eq!(job("http://x.example/ must run http").port, Some(80));
+    assert_eq!(
+        job("https://x.example:8443/ must run https").port,
+        Some(8443)
+    );
+    assert_eq!(job("ftp://x.example/f must run ftp").port, Some(21));
+}
+
+#[test]
+fn url_scheme_must_match_type() {
+    let d = diag("https://x.example/ must run http", false);
+    assert!(
+        d.message
+            .starts_with("The test case has a different protocol"),
+        "{}",
+        d.message
+    );
+    assert!(d.message.ends_with("\"http != https\""));
+    let d = diag("http://x.example/ must run HTTPS", false);
+    assert!(d.message.ends_with("\"https != http\""));
+    let d = diag("x.example must run http", false);
+    assert!(
+        d.message.starts_with("The target wasn't a URL"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn address_family_options() {
+    assert_eq!(job("a must run ssh ipv4_only").family, Family::V4);
+    assert_eq!(job("a must run ssh with IPv6").family, Family::V6);
+    assert_eq!(job("http://x/ must run http with IPv4").family, Family::V4);
+    let d = diag("http://x/ must run http ipv6_only", false);
+    assert_eq!(
+        d.message,
+        "We cannot limit HTTP/HTTPS tests to IPv4/IPv6-only"
+    );
+    assert!(diag("a must run ssh ipv4_only with ipv6", false).is_error());
+}
+
+#[test]
+fn secrets_are_masked_in_line_but_kept_in_options() {
+    let j = job(
+        "http://bob:s3cret@x.example/ must run http with username 'bob' with password 'hunter2'.",
+    );
+    assert_eq!(
+        j.line,
+        "http://bob:********@x.example/ must run http with username 'bob' with password '********'."
+    );
+    assert_eq!(j.opt_str("password"), Some("hunter2"));
+    assert_eq!(j.target, "http://bob:s3cret@x.example/");
+    let j = job("http://x/ must run http \\\n with password pw1");
+    assert_eq!(
+        j.line,
+        format!("http://x/ must run http  with password {MASK}")
+    );
+}
+
+#[test]
+fn int_slots_flags_and_common_numbers() {
+    let j = job("a must ping with count 5 with timeout 10 with retries 2");
+    assert_eq!(j.options["count"], json!(5));
+    assert_eq!((j.timeout, j.retries), (Some(10), Some(2)));
+    assert_eq!(
+        diag("a must ping with count five", false).message,
+        "`five` is not a whole number"
+    );
+    assert!(diag("a must ping with timeout 0", false)
+        .message
+        .contains("out of range"));
+    let j = job("http://x/ must run http not following redirects with status 301");
+    assert_eq!(j.options["not_following_redirects"], json!(true));
+    assert_eq!(j.options["status"], json!("301"));
+}
+
+#[test]
+fn repeated_option_warns_and_first_counts() {
+    let (jobs, diags) = run(
+        "http://x/ must run http with status 301 with status 302",
+        false,
+    );
+    assert_eq!(jobs[0].options["status"], json!("301"));
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].severity, Severity::Warning);
+}
+
+#[test]
+fn statement_fields_are_carried() {
+    let (jobs, _) = run(
+        "\nHOSTS are a and b\nHOSTS must not run ssh otherwise 'down' with subject 'S' between 22-3.\n",
+        true,
+    );
+    let targets: Vec<_> = jobs.iter().map(|j| j.target.as_str()).collect();
+    assert_eq!(targets, ["a", "b"]);
+    let j = &jobs[1];
+    assert!(j.inverted);
+    assert_eq!(j.otherwise.as_deref(), Some("down"));
+    assert_eq!(j.subject.as_deref(), Some("S"));
+    assert_eq!(
+        j.window.map(|w| (w.from, w.to, w.except)),
+        Some((22, 3, false))
+    );
+    assert_eq!((j.file.as_str(), j.lineno), ("t.cfg", 3));
+    assert_eq!(
+        j.line,
+        "HOSTS must not run ssh otherwise 'down' with subject 'S' between 22-3."
+    );
+}
