@@ -120,9 +120,9 @@ pub(crate) mod testutil {
     use crate::Ctx;
     use custodian_core::Job;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::{TcpListener, TcpStream};
 
     pub(crate) const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -192,6 +192,39 @@ pub(crate) mod testutil {
             }
         })
         .await
+    }
+
+    /// What a scripted server heard: each line the client sent, line ending removed.
+    pub(crate) type Heard = Arc<Mutex<Vec<String>>>;
+
+    /// A line-protocol server: writes `greeting`, then for every line it hears logs it and
+    /// writes `answer(line)`; `None` closes the connection. Returns its address and its log.
+    pub(crate) async fn scripted(
+        greeting: &'static str,
+        answer: fn(&str) -> Option<&'static str>,
+    ) -> (SocketAddr, Heard) {
+        let heard = Heard::default();
+        let log = heard.clone();
+        let addr = serve(move |s| {
+            let log = log.clone();
+            async move {
+                let (r, mut w) = s.into_split();
+                let _ = w.write_all(greeting.as_bytes()).await;
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().expect("lock").push(line.clone());
+                    let Some(reply) = answer(&line) else { break };
+                    let _ = w.write_all(reply.as_bytes()).await;
+                }
+            }
+        })
+        .await;
+        (addr, heard)
+    }
+
+    /// A copy of what a scripted server heard so far.
+    pub(crate) fn heard(h: &Heard) -> Vec<String> {
+        h.lock().expect("lock").clone()
     }
 
     /// A port on 127.0.0.1 where nothing listens.

@@ -1,0 +1,324 @@
+//! `imap`: the server greets with `* OK`; with credentials it also accepts `LOGIN` (RFC 9051).
+//!
+//! Syntax: `HOST must run imap [on PORT] [with banner 'REGEX'] [with username 'U'
+//! with password 'P'].` Default port 143. With `with username` we send `a1 LOGIN` (a missing
+//! password counts as empty); a tagged `OK` means logged in. We always end with `a2 LOGOUT`
+//! once a greeting came, so the server logs a clean exit; that part never fails the check.
+//! Down reasons: connection refused / timed out connecting; `greeting is not * OK: "…"`; banner
+//! does not match; `server forbids plaintext LOGIN (LOGINDISABLED)`; `login refused: "…"` (a
+//! tagged NO or BAD, quoted; our command is never quoted); no tagged reply within 100 lines;
+//! timed out or connection closed while waiting; binary garbage; line longer than 8192 bytes.
+//! Example: `mail1 must run imap with username 'probe' with password 'secret'.`
+
+use crate::dialog::Dialog;
+use crate::{net, tcp, Ctx};
+use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use tokio::net::TcpStream;
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "imap",
+    aliases: &[],
+    target: TargetKind::Host,
+    default_port: Some(143),
+    port_required: false,
+    takes_port: true,
+    params: &[
+        ParamSpec {
+            phrase: "with banner {banner}",
+            help: "the * OK greeting must match this case-insensitive regex",
+        },
+        ParamSpec {
+            phrase: "with username {username}",
+            help: "log in with LOGIN as this user",
+        },
+        ParamSpec {
+            phrase: "with password {password}",
+            help: "the password for LOGIN (masked in all output)",
+        },
+    ],
+    summary: "the server greets with * OK (and accepts LOGIN when credentials are given)",
+    example: "127.0.0.1 must run imap on 143 with username 'probe' with password 'secret' \
+              otherwise 'imap down'.",
+};
+
+/// Untagged lines we skip while waiting for a tagged reply (a real server sends one or two).
+const MAX_UNTAGGED: usize = 100;
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    match run(cx).await {
+        Ok(detail) => Outcome::Up {
+            detail: Some(detail),
+        },
+        Err(reason) => Outcome::down(reason),
+    }
+}
+
+async fn run(cx: &Ctx) -> Result<String, String> {
+    let mut d = Dialog::new(net::connect(cx).await?);
+    let greeting = d.line(cx, "the greeting").await?;
+    let verdict = converse(&mut d, cx, &greeting).await;
+    if d.send(cx, "a2 LOGOUT").await.is_ok() {
+        d.close(cx).await;
+    }
+    verdict
+}
+
+async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &str) -> Result<String, String> {
+    judge_greeting(greeting)?;
+    if let Some(pattern) = cx.job.opt_str("banner") {
+        tcp::banner_matches(pattern, greeting)?;
+    }
+    let Some(user) = cx.job.opt_str("username") else {
+        return Ok(net::clip(greeting));
+    };
+    if login_disabled(greeting) {
+        return Err("server forbids plaintext LOGIN (LOGINDISABLED)".into());
+    }
+    let pass = cx.job.opt_str("password").unwrap_or("");
+    d.send(cx, &format!("a1 LOGIN {} {}", quote(user)?, quote(pass)?))
+        .await?;
+    judge_login(&tagged(d, cx, "a1", "the reply to LOGIN").await?)?;
+    Ok(format!("{}; logged in as {user}", net::clip(greeting)))
+}
+
+fn judge_greeting(line: &str) -> Result<(), String> {
+    let head = line
+        .get(..4)
+        .is_some_and(|h| h.eq_ignore_ascii_case("* OK"));
+    if head && matches!(line.as_bytes().get(4), None | Some(b' ')) {
+        Ok(())
+    } else {
+        Err(format!("greeting is not * OK: {:?}", net::clip(line)))
+    }
+}
+
+/// Whether the greeting's capability list says LOGIN must not be used (RFC 9051 §6.2.3).
+fn login_disabled(greeting: &str) -> bool {
+    greeting
+        .split([' ', '[', ']'])
+        .any(|w| w.eq_ignore_ascii_case("LOGINDISABLED"))
+}
+
+/// An IMAP quoted string; line breaks cannot be quoted, so they are refused.
+fn quote(s: &str) -> Result<String, String> {
+    if s.contains(['\r', '\n']) {
+        return Err("username or password contains a line break".into());
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// Reads lines until the one tagged `tag`, skipping a bounded number of untagged ones.
+async fn tagged(
+    d: &mut Dialog<TcpStream>,
+    cx: &Ctx,
+    tag: &str,
+    what: &str,
+) -> Result<String, String> {
+    for _ in 0..MAX_UNTAGGED {
+        let line = d.line(cx, what).await?;
+        if line.split(' ').next() == Some(tag) {
+            return Ok(line);
+        }
+    }
+    Err(format!(
+        "no tagged reply within {MAX_UNTAGGED} lines while waiting for {what}"
+    ))
+}
+
+fn judge_login(line: &str) -> Result<(), String> {
+    let status = line.split(' ').nth(1).unwrap_or("");
+    if status.eq_ignore_ascii_case("OK") {
+        Ok(())
+    } else if status.eq_ignore_ascii_case("NO") || status.eq_ignore_ascii_case("BAD") {
+        Err(format!("login refused: {:?}", net::clip(line)))
+    } else {
+        Err(format!("malformed reply to LOGIN: {:?}", net::clip(line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testutil::*;
+    use crate::net::MAX_LINE;
+    use custodian_core::Job;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    const GREETING: &str = "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.\r\n";
+
+    fn job(port: u16, creds: Option<(&str, &str)>) -> Job {
+        let mut j = Job::new("imap", "127.0.0.1", Some(port));
+        if let Some((u, p)) = creds {
+            j.options.insert("username".into(), u.into());
+            j.options.insert("password".into(), p.into());
+        }
+        j
+    }
+
+    async fn run_against(a: SocketAddr, creds: Option<(&str, &str)>, secs: f64) -> Outcome {
+        check(&cx(job(a.port(), creds), secs)).await
+    }
+
+    fn accepting(line: &str) -> Option<&'static str> {
+        match line.split(' ').nth(1) {
+            Some("LOGIN") => Some("* CAPABILITY IMAP4rev1\r\na1 OK Logged in\r\n"),
+            Some("LOGOUT") => Some("* BYE Logging out\r\na2 OK Logout completed.\r\n"),
+            _ => Some("* BAD what\r\n"),
+        }
+    }
+
+    fn refusing(line: &str) -> Option<&'static str> {
+        match line.split(' ').nth(1) {
+            Some("LOGIN") => Some("a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+            _ => accepting(line),
+        }
+    }
+
+    #[test]
+    fn greetings_quotes_and_login_replies() {
+        assert_eq!(judge_greeting("* ok ready"), Ok(()));
+        assert_eq!(
+            judge_greeting("* OKAY"),
+            Err("greeting is not * OK: \"* OKAY\"".into())
+        );
+        assert!(login_disabled(
+            "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] x"
+        ));
+        assert!(!login_disabled(GREETING));
+        assert_eq!(quote(r#"a"b\c"#), Ok(r#""a\"b\\c""#.into()));
+        assert!(quote("a\r\nb").is_err());
+        assert_eq!(judge_login("a1 OK done"), Ok(()));
+        assert_eq!(
+            judge_login("a1 BAD syntax"),
+            Err("login refused: \"a1 BAD syntax\"".into())
+        );
+        assert_eq!(
+            judge_login("a1 MAYBE"),
+            Err("malformed reply to LOGIN: \"a1 MAYBE\"".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn greeting_passes_and_we_log_out() {
+        let (a, h) = scripted(GREETING, accepting).await;
+        let out = run_against(a, None, 2.0).await;
+        let detail = "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.";
+        assert_eq!(
+            out,
+            Outcome::Up {
+                detail: Some(detail.into())
+            }
+        );
+        assert_eq!(heard(&h), ["a2 LOGOUT"]);
+    }
+
+    #[tokio::test]
+    async fn login_accepted() {
+        let (a, h) = scripted(GREETING, accepting).await;
+        let out = run_against(a, Some(("probe", "s3cr\"et")), 2.0).await;
+        assert!(
+            matches!(&out, Outcome::Up { detail: Some(d) } if d.ends_with("; logged in as probe")),
+            "{out:?}"
+        );
+        assert_eq!(
+            heard(&h),
+            ["a1 LOGIN \"probe\" \"s3cr\\\"et\"", "a2 LOGOUT"]
+        );
+    }
+
+    #[tokio::test]
+    async fn login_refused_without_echoing_the_password() {
+        let (a, h) = scripted(GREETING, refusing).await;
+        let out = run_against(a, Some(("probe", "hunter2")), 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("login refused: \"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\"")
+        );
+        assert_eq!(heard(&h).last().map(String::as_str), Some("a2 LOGOUT"));
+    }
+
+    #[tokio::test]
+    async fn login_disabled_is_not_attempted() {
+        let g = "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] ready\r\n";
+        let (a, h) = scripted(g, accepting).await;
+        let out = run_against(a, Some(("probe", "pw")), 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("server forbids plaintext LOGIN (LOGINDISABLED)")
+        );
+        assert_eq!(heard(&h), ["a2 LOGOUT"]);
+    }
+
+    #[tokio::test]
+    async fn wrong_greeting_fails() {
+        let (a, _) = scripted("* BYE too many connections\r\n", accepting).await;
+        let out = run_against(a, None, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("greeting is not * OK: \"* BYE too many connections\"")
+        );
+        let a = says(b"+OK POP3 ready\r\n").await;
+        let out = run_against(a, None, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("greeting is not * OK: \"+OK POP3 ready\"")
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_port_fails() {
+        let a = refused().await;
+        let out = run_against(a, None, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!("connect to port {}: connection refused", a.port()))
+        );
+    }
+
+    #[tokio::test]
+    async fn hung_server_fails_at_the_deadline() {
+        let a = silent().await;
+        let t = Instant::now();
+        let out = run_against(a, None, 0.5).await;
+        assert_eq!(out, Outcome::down("timed out waiting for the greeting"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let a = says(GREETING.as_bytes()).await;
+        let out = run_against(a, Some(("u", "p")), 0.5).await;
+        assert_eq!(
+            out,
+            Outcome::down("timed out waiting for the reply to LOGIN")
+        );
+    }
+
+    #[tokio::test]
+    async fn floods_are_bounded() {
+        let t = Instant::now();
+        let a = flood(b"* OK ").await;
+        let out = run_against(a, None, 10.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!("line longer than {MAX_LINE} bytes"))
+        );
+        let a = flood(b"* OK chatter\r\n").await;
+        let out = run_against(a, Some(("u", "p")), 10.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("no tagged reply within 100 lines while waiting for the reply to LOGIN")
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_reported() {
+        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\x11\x00\x00\x00\x00\x00\x00\x00\x00").await;
+        let out = run_against(a, None, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("binary garbage instead of a text reply (16 bytes)")
+        );
+    }
+}
