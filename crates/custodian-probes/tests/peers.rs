@@ -249,3 +249,72 @@ async fn https_against_plain_http_fails_the_handshake() {
         &format!("TLS handshake on port {} failed", addr.port()),
     );
 }
+
+// ---- dns: unbound serving custodian.test on CUSTODIAN_PEER_DNS
+
+/// Asks the peer (or `addr`) for `query`'s `rtype` records, expecting `expect`.
+async fn dns_at(addr: SocketAddr, query: &str, rtype: &str, expect: &str) -> Outcome {
+    let opts = [
+        ("query", json!(query)),
+        ("rtype", json!(rtype)),
+        ("expect", json!(expect)),
+    ];
+    host("dns", addr, &opts).await
+}
+
+async fn dns(query: &str, rtype: &str, expect: &str) -> Outcome {
+    dns_at(peers().addr("dns"), query, rtype, expect).await
+}
+
+#[tokio::test]
+async fn dns_each_record_type_passes() {
+    let www = "www.custodian.test";
+    assert_up(&dns(www, "A", "192.0.2.11, 192.0.2.10").await, "192.0.2.10");
+    assert_up(&dns(www, "AAAA", "2001:DB8:0::10").await, "2001:db8::10");
+    let ns = dns("custodian.test", "NS", "ns1.custodian.test.").await;
+    assert_up(&ns, "ns1.custodian.test");
+    let mx = dns("custodian.test", "MX", "mail.custodian.test").await;
+    assert_up(&mx, "mail.custodian.test");
+    assert_up(
+        &dns("mail.custodian.test", "A", "192.0.2.25").await,
+        "192.0.2.25",
+    );
+}
+
+#[tokio::test]
+async fn dns_wrong_expected_value_fails() {
+    let out = dns("www.custodian.test", "A", "192.0.2.10").await;
+    assert_down(&out, "A is [192.0.2.10, 192.0.2.11], expected [192.0.2.10]");
+    let out = dns("custodian.test", "MX", "mx.example.org").await;
+    assert_down(
+        &out,
+        "MX is [mail.custodian.test], expected [mx.example.org]",
+    );
+    let out = dns("custodian.test", "TXT", "v=spf2").await;
+    assert_down(&out, "TXT is [v=spf1 -all], expected [v=spf2]");
+}
+
+#[tokio::test]
+async fn dns_missing_records_fail() {
+    let out = dns("nothing.custodian.test", "A", "192.0.2.1").await;
+    assert_down(&out, "NXDOMAIN");
+    let out = dns("www.custodian.test", "MX", "mail.custodian.test").await;
+    assert_down(&out, "has no MX records");
+}
+
+#[tokio::test]
+async fn dns_foreign_zone_is_refused() {
+    // The peer serves only custodian.test and refuses the rest: nothing is forwarded.
+    let out = dns("example.org", "A", "192.0.2.1").await;
+    assert_down(&out, "REFUSED");
+}
+
+#[tokio::test]
+async fn dns_closed_port_is_refused() {
+    let addr = closed("dns");
+    let out = dns_at(addr, "www.custodian.test", "A", "192.0.2.10").await;
+    assert_down(
+        &out,
+        &format!("UDP to port {}: connection refused", addr.port()),
+    );
+}
