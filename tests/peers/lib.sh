@@ -5,6 +5,8 @@
 # shellcheck disable=SC2034 # used by the scripts that source this file
 PEERS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=${CUSTODIAN_PEERS_DIR:-/tmp/custodian-peers}
+# Daemons drop to their own users (www-data, postfix) and must traverse the state dir.
+umask 022
 
 log() { echo "peers: $*" >&2; }
 
