@@ -4,6 +4,7 @@
 //! TXT; the expected values split on `,`, `;` or spaces. The answer records of TYPE must equal
 //! the expected set: order does not matter, names (NS, MX exchange) compare case-insensitively
 //! without the trailing dot, addresses compare as addresses, TXT strings of a record are joined.
+//! An NS or MX name also matches an expected address given for it in the additional section.
 //! The query goes over UDP (random ID; replies with another ID or question are ignored) and is
 //! repeated over TCP when the answer is truncated. Nothing is resolved through the system.
 //! Down reasons: unsupported type; NXDOMAIN / SERVFAIL / REFUSED / other error codes; timed out
@@ -16,7 +17,7 @@ use crate::Ctx;
 use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
@@ -219,7 +220,9 @@ pub(crate) fn judge(q: &Question, m: &Message) -> Result<String, String> {
         rc => return Err(format!("the server answered {} ({rc})", u16::from(rc))),
     }
     let got = answer_set(q.rtype, m.answers());
-    if got == q.expected {
+    let by_name = matches!(q.rtype, RecordType::NS | RecordType::MX);
+    if got == q.expected || (by_name && matches_by_glue(&got, &glue(m.additionals()), &q.expected))
+    {
         return Ok(format!("{name} {rtype} {}", list(&got)));
     }
     if got.is_empty() {
@@ -256,6 +259,37 @@ fn answer_set(rtype: RecordType, answers: &[Record]) -> BTreeSet<String> {
         })
         .map(|v| normalize(rtype, &v))
         .collect()
+}
+
+/// Addresses given for names in the additional section (NS/MX glue), by normalized name.
+fn glue(additionals: &[Record]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in additionals {
+        let ip = match r.data() {
+            Some(RData::A(a)) => a.0.to_string(),
+            Some(RData::AAAA(a)) => a.0.to_string(),
+            _ => continue,
+        };
+        out.entry(display_name(r.name())).or_default().insert(ip);
+    }
+    out
+}
+
+/// NS/MX names match expected addresses through their glue: each answer name is expected by
+/// name or by one of its addresses, and each expected value names or addresses some answer.
+fn matches_by_glue(
+    got: &BTreeSet<String>,
+    glue: &BTreeMap<String, BTreeSet<String>>,
+    expected: &BTreeSet<String>,
+) -> bool {
+    let addrs = |g: &String| glue.get(g).into_iter().flatten();
+    got.len() == expected.len()
+        && got
+            .iter()
+            .all(|g| expected.contains(g) || addrs(g).any(|a| expected.contains(a)))
+        && expected
+            .iter()
+            .all(|e| got.contains(e) || got.iter().any(|g| addrs(g).any(|a| a == e)))
 }
 
 fn display_name(n: &Name) -> String {
@@ -380,6 +414,11 @@ mod tests {
                     RData::NS(NS(name("ns2.test."))),
                 ],
             ),
+            "glue.test" => {
+                let mut m = ok(q, vec![RData::MX(MX::new(10, name("mx1.test.")))]);
+                m.add_additional(Record::from_rdata(name("mx1.test."), 60, a("192.0.2.25")));
+                m
+            }
             "txt.test" => ok(
                 q,
                 vec![RData::TXT(TXT::new(vec!["v=spf1".into(), "-all".into()]))],
@@ -439,6 +478,20 @@ mod tests {
             .await
             .is_up());
         assert!(probe(p, "txt.test", "TXT", "v=spf1-all", 2.0).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn mx_matches_by_glue_address() {
+        let p = fake(zone).await.port();
+        assert!(probe(p, "glue.test", "MX", "192.0.2.25", 2.0).await.is_up());
+        assert!(probe(p, "glue.test", "MX", "mx1.test", 2.0).await.is_up());
+        let out = probe(p, "glue.test", "MX", "192.0.2.26", 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("glue.test MX is [mx1.test], expected [192.0.2.26]")
+        );
+        let out = probe(p, "glue.test", "MX", "192.0.2.25 mx2.test", 2.0).await;
+        assert!(matches!(out, Outcome::Down { .. }), "{out:?}");
     }
 
     #[tokio::test]
