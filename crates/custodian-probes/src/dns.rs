@@ -52,7 +52,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 
 /// The question and the expected answer set, from the job's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Question {
+struct Question {
     name: Name,
     rtype: RecordType,
     expected: BTreeSet<String>,
@@ -76,7 +76,7 @@ async fn run(cx: &Ctx) -> Result<String, String> {
 }
 
 /// Reads `for NAME resolving TYPE as VALUES` from the job.
-pub(crate) fn question(job: &Job) -> Result<Question, String> {
+fn question(job: &Job) -> Result<Question, String> {
     let query = job.opt_str("query").ok_or("no `for NAME` given")?;
     let mut name = Name::from_ascii(query).map_err(|e| format!("bad query name {query:?}: {e}"))?;
     name.set_fqdn(true);
@@ -120,7 +120,7 @@ fn normalize(rtype: RecordType, v: &str) -> String {
 }
 
 /// The query message: recursion desired, EDNS with our UDP payload size.
-pub(crate) fn encode(q: &Question, id: u16) -> Result<Vec<u8>, String> {
+fn encode(q: &Question, id: u16) -> Result<Vec<u8>, String> {
     let mut m = Message::new();
     m.set_id(id)
         .set_message_type(MessageType::Query)
@@ -135,7 +135,7 @@ pub(crate) fn encode(q: &Question, id: u16) -> Result<Vec<u8>, String> {
 }
 
 /// Parses a reply and checks it answers our query (same ID and question).
-pub(crate) fn parse_reply(bytes: &[u8], id: u16, q: &Question) -> Result<Message, String> {
+fn parse_reply(bytes: &[u8], id: u16, q: &Question) -> Result<Message, String> {
     let m = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
     if m.message_type() != MessageType::Response || m.id() != id {
         return Err("reply to another query".into());
@@ -205,7 +205,7 @@ async fn tcp_exchange(cx: &Ctx, query: &[u8], id: u16, q: &Question) -> Result<M
 }
 
 /// Compares the answer with the expectation.
-pub(crate) fn judge(q: &Question, m: &Message) -> Result<String, String> {
+fn judge(q: &Question, m: &Message) -> Result<String, String> {
     let name = display_name(&q.name);
     let rtype = q.rtype;
     match m.response_code() {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use url::{Host, Url};
 
 /// Most body bytes read before judging; a longer body is judged on this prefix.
-pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Most redirects followed.
 const MAX_REDIRECTS: usize = 10;
@@ -82,7 +82,7 @@ pub(crate) async fn run(cx: &Ctx, https: bool) -> Outcome {
 
 /// What to send, derived from the job alone.
 #[derive(Debug)]
-pub(crate) struct Plan {
+struct Plan {
     url: Url,
     auth: Option<(String, String)>,
     method: Method,
@@ -94,7 +94,7 @@ pub(crate) struct Plan {
 
 /// What to expect, derived from the job alone.
 #[derive(Debug)]
-pub(crate) struct Expect {
+struct Expect {
     status: Vec<u16>,
     content: Option<String>,
     pattern: Option<Regex>,
@@ -122,7 +122,7 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
 }
 
 /// Builds the request plan from the job's URL and options; `now` is for cache busting.
-pub(crate) fn plan(job: &Job, now: i64) -> Result<Plan, String> {
+fn plan(job: &Job, now: i64) -> Result<Plan, String> {
     let mut url = Url::parse(&job.target).map_err(|e| format!("bad URL: {e}"))?;
     let auth = take_auth(&mut url);
     if url.query().is_none() && !job.flag("without_cache_busting") {
@@ -212,7 +212,7 @@ fn value(v: &str) -> Result<HeaderValue, String> {
 }
 
 /// Builds the expectations; `verify_cert` enables the https expiry limit (default 14 days).
-pub(crate) fn expect(job: &Job, verify_cert: bool) -> Result<Expect, String> {
+fn expect(job: &Job, verify_cert: bool) -> Result<Expect, String> {
     let pattern = match job.opt_str("pattern") {
         Some(p) => Some(
             RegexBuilder::new(p)
@@ -351,7 +351,7 @@ fn redirect_method(status: StatusCode, method: &Method) -> Method {
 
 /// Where a redirect leads, if we may follow it without a name lookup: the original host (pinned
 /// to the address under test) or an IP literal.
-pub(crate) fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String> {
+fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String> {
     let next = current
         .join(location)
         .map_err(|e| format!("redirect to a bad location {:?}: {e}", net::clip(location)))?;
@@ -447,7 +447,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Checks the status against the expected list (empty: any).
-pub(crate) fn judge_status(status: StatusCode, expected: &[u16]) -> Result<(), String> {
+fn judge_status(status: StatusCode, expected: &[u16]) -> Result<(), String> {
     if expected.is_empty() || expected.contains(&status.as_u16()) {
         return Ok(());
     }
@@ -456,7 +456,7 @@ pub(crate) fn judge_status(status: StatusCode, expected: &[u16]) -> Result<(), S
 }
 
 /// Checks content and pattern; `truncated` means only the first [`MAX_BODY`] bytes were read.
-pub(crate) fn judge_body(body: &[u8], truncated: bool, expect: &Expect) -> Result<(), String> {
+fn judge_body(body: &[u8], truncated: bool, expect: &Expect) -> Result<(), String> {
     let text = String::from_utf8_lossy(body);
     let where_ = if truncated {
         format!(

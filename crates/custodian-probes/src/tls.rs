@@ -101,15 +101,15 @@ pub fn add_ca_file(path: &Path) -> Result<usize, String> {
 
 /// When a certificate stops being valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Expiry {
+struct Expiry {
     /// Whole days left from `now` (negative once expired).
-    pub(crate) days: i64,
+    days: i64,
     /// The expiry date, `YYYY-MM-DD HH:MM UTC`.
-    pub(crate) at: String,
+    at: String,
 }
 
 /// Reads the expiry of a DER certificate, counted from `now` (unix seconds).
-pub(crate) fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
+fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("cannot parse the server certificate: {e}"))?;
     let not_after = cert.validity().not_after;
