@@ -25,7 +25,8 @@ done <<<"$peers_env"
 env | grep '^CUSTODIAN_PEER_' | sort
 
 status=0
-cargo test --workspace --all-targets || status=$?
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --all-targets --no-fail-fast || status=$?
 # --all-targets leaves out doc tests.
 cargo test --workspace --doc || status=$?
 exit "$status"
