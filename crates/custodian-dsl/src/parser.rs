@@ -72,7 +72,7 @@ fn statement(line: &Line) -> Result<StatementKind> {
         Some(t) if is_word(t, "is") || is_word(t, "are") => {
             macro_def(&toks).map(StatementKind::Macro)
         }
-        Some(t) if is_word(t, "must") => test(&toks).map(StatementKind::Test),
+        Some(t) if is_word(t, "must") => test(toks).map(StatementKind::Test),
         _ => Err(
             Error::new(line.whole(), "expected a test or a macro definition")
                 .hint("write `TARGET must run TYPE ...` or `NAME is MEMBER and MEMBER`"),
@@ -168,7 +168,7 @@ fn comma_members(t: &Token, out: &mut Vec<Spanned<String>>) -> Result<()> {
     Ok(())
 }
 
-fn test(toks: &[Token]) -> Result<TestStmt> {
+fn test(toks: Vec<Token>) -> Result<TestStmt> {
     let target = &toks[0];
     if target.quoted {
         return Err(Error::new(target.span, "the target must not be quoted"));
@@ -185,16 +185,24 @@ fn test(toks: &[Token]) -> Result<TestStmt> {
         subject: None,
         window: None,
     };
+    // Arguments are moved out at the end rather than cloned: this is the hot path.
+    let first = toks.len() - rest.len();
+    let mut is_arg = vec![false; toks.len()];
     let mut i = 0;
     while i < rest.len() {
         match clause(&rest[i..], &mut stmt)? {
             0 => {
-                stmt.args.push(rest[i].clone());
+                is_arg[first + i] = true;
                 i += 1;
             }
             n => i += n,
         }
     }
+    stmt.args = toks
+        .into_iter()
+        .zip(is_arg)
+        .filter_map(|(t, a)| a.then_some(t))
+        .collect();
     Ok(stmt)
 }
 
