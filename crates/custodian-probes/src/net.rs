@@ -227,6 +227,17 @@ pub(crate) mod testutil {
         h.lock().expect("lock").clone()
     }
 
+    /// A port whose accept queue is full, so a new connection hangs in the handshake (Linux
+    /// drops the SYN). Keep the returned guard alive while the port is in use.
+    pub(crate) async fn unanswered() -> (SocketAddr, (TcpListener, TcpStream)) {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind((LOCAL, 0).into()).expect("bind");
+        let listener = sock.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let filler = TcpStream::connect(addr).await.expect("fill the queue");
+        (addr, (listener, filler))
+    }
+
     /// A port on 127.0.0.1 where nothing listens.
     pub(crate) async fn refused() -> SocketAddr {
         let l = TcpListener::bind((LOCAL, 0)).await.expect("bind");
