@@ -56,7 +56,7 @@ macro_rules! probes {
     };
 }
 
-probes!(tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc);
+probes!(tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp);
 
 /// The probe for a type name (aliases included), if any.
 pub fn find(name: &str) -> Option<&'static Probe> {
