@@ -1,2 +1,228 @@
-//! The `custodian` command: CLI, settings, worker pool and output.
-fn main() {}
+//! The `custodian` command: CLI dispatch, settings, exit codes. All wiring lives here.
+
+mod cli;
+mod load;
+mod report;
+mod resolve;
+mod settings;
+mod worker;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{CheckArgs, Cli, Command, ExamplesArgs, RunArgs};
+use custodian_core::{Job, JobResult, Status};
+use settings::Settings;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Exit status for a bad configuration or usage.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Check(args) => check(args).await,
+        Command::Run(args) => run(args).await,
+        Command::Examples(args) => Ok(examples(&args)),
+    }
+}
+
+/// Loads files and prints their diagnostics; `None` when there were errors.
+async fn load_jobs(
+    files: &[std::path::PathBuf],
+    strict: bool,
+    settings: &Settings,
+) -> Result<Option<Vec<Job>>> {
+    let fetch_timeout = Duration::from_secs_f64(settings.fetch_timeout);
+    let loaded = load::load(files, strict, fetch_timeout).await?;
+    let mut err = std::io::stderr().lock();
+    for d in &loaded.diagnostics {
+        writeln!(err, "{d}\n")?;
+    }
+    let (errors, warnings) = (loaded.errors(), loaded.warnings());
+    if errors > 0 {
+        writeln!(
+            err,
+            "{errors} error(s), {warnings} warning(s): nothing was run or enqueued"
+        )?;
+        return Ok(None);
+    }
+    if warnings > 0 {
+        writeln!(err, "{warnings} warning(s)")?;
+    }
+    Ok(Some(loaded.jobs))
+}
+
+async fn check(args: CheckArgs) -> Result<ExitCode> {
+    let settings = Settings::load(args.common.settings.as_deref())?;
+    let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for job in &jobs {
+            writeln!(out, "{}", job_json(job))?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{} check(s) in {} file(s): valid",
+            jobs.len(),
+            args.files.len()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `check --json` object of a job, secrets masked.
+fn job_json(job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id(),
+        "type": job.probe,
+        "target": job.display_target(),
+        "port": job.port,
+        "inverted": job.inverted,
+        "otherwise": job.otherwise,
+        "subject": job.subject,
+        "window": job.window,
+        "family": job.family,
+        "timeout": job.timeout,
+        "retries": job.retries,
+        "options": job.masked_options(),
+        "line": job.line,
+        "file": job.file,
+        "lineno": job.lineno,
+    })
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let settings = run_settings(&args)?;
+    if let Some(ca) = &settings.ca_file {
+        custodian_probes::add_ca_file(ca)
+            .map_err(anyhow::Error::msg)
+            .context("loading ca_file")?;
+    }
+    let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    raise_fd_limit();
+    let started = Instant::now();
+    let bar = report::progress(jobs.len(), args.quiet);
+    let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
+    let engine = worker::Engine::new(settings);
+    let json = args.json;
+    engine
+        .run_all(jobs, |r| {
+            if json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            }
+            if r.status == Status::Failed {
+                bar.set_message(format!(
+                    "{} failed",
+                    results
+                        .iter()
+                        .filter(|x| x.status == Status::Failed)
+                        .count()
+                        + 1
+                ));
+            }
+            bar.inc(1);
+            results.push(r);
+        })
+        .await;
+    bar.finish_and_clear();
+    let summary = report::summary(&results, started.elapsed());
+    if json {
+        eprintln!("{summary}");
+    } else {
+        print!("{}", report::table(&results));
+        println!("{summary}");
+    }
+    let failed = results.iter().any(|r| r.status == Status::Failed);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Settings from the file, overridden by flags, validated.
+fn run_settings(args: &RunArgs) -> Result<Settings> {
+    let mut s = Settings::load(args.common.settings.as_deref())?;
+    if let Some(n) = args.concurrency {
+        s.concurrency = n;
+    }
+    if let Some(t) = args.timeout {
+        s.timeout = t;
+    }
+    if let Some(r) = args.retries {
+        s.retries = r;
+    }
+    if let Some(d) = args.retry_delay {
+        s.retry_delay = d;
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+fn examples(args: &ExamplesArgs) -> ExitCode {
+    let pattern = args.pattern.as_deref().unwrap_or("").to_ascii_lowercase();
+    let mut shown = 0;
+    for probe in custodian_probes::PROBES {
+        let spec = probe.spec;
+        if !spec.name.contains(&pattern) && !spec.example.to_ascii_lowercase().contains(&pattern) {
+            continue;
+        }
+        println!("# {}: {}", spec.name, spec.summary);
+        for p in spec.params {
+            println!("#   {} — {}", p.phrase, p.help);
+        }
+        println!("{}\n", spec.example);
+        shown += 1;
+    }
+    if shown == 0 {
+        eprintln!("no check type matches {pattern:?}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Thousands of concurrent checks need thousands of sockets: lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Loopback fake services for bench/scale: N targets of mixed kinds, one per 127.1.x.y address.
+
+Writes a custodian test file whose `otherwise` text records the expected verdict, then serves
+until killed. Only binds loopback addresses.
+"""
+import asyncio
+import sys
+
+PORT = 7000
+KINDS = ["ssh", "smtp", "http", "tcp", "http-wrong", "refused", "ssh", "smtp", "http", "tcp",
+         "ssh", "smtp", "http", "tcp", "ssh", "smtp", "http", "tcp", "ssh", "hung"]
+
+
+def addr(i):
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
+async def ssh(reader, writer):
+    writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")
+    await writer.drain()
+    await reader.read(256)
+    writer.close()
+
+
+async def smtp(reader, writer):
+    writer.write(b"220 bench.invalid ESMTP\r\n")
+    await writer.drain()
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        verb = line[:4].upper()
+        if verb in (b"EHLO", b"HELO"):
+            writer.write(b"250-bench.invalid\r\n250 PIPELINING\r\n")
+        elif verb == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            break
+        else:
+            writer.write(b"250 ok\r\n")
+        await writer.drain()
+    writer.close()
+
+
+def http(body):
+    async def handler(reader, writer):
+        while True:
+            line = await reader.readline()
+            if not line or line in (b"\r\n", b"\n"):
+                break
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+    return handler
+
+
+async def tcp(reader, writer):
+    writer.close()
+
+
+async def hung(reader, writer):
+    await asyncio.sleep(3600)
+
+
+HANDLERS = {"ssh": ssh, "smtp": smtp, "http": http(b"custodian-bench-ok\n"),
+            "http-wrong": http(b"something else\n"), "tcp": tcp, "hung": hung}
+
+
+def line(i, kind):
+    a = addr(i)
+    if kind == "ssh":
+        return f"{a} must run ssh on {PORT} otherwise 'expect-pass'."
+    if kind == "smtp":
+        return f"{a} must run smtp on {PORT} otherwise 'expect-pass'."
+    if kind == "http":
+        return f"http://{a}:{PORT}/ must run http with content 'custodian-bench-ok' otherwise 'expect-pass'."
+    if kind == "http-wrong":
+        return f"http://{a}:{PORT}/ must run http with content 'custodian-bench-ok' otherwise 'expect-fail'."
+    if kind == "tcp":
+        return f"{a} must run tcp on {PORT} otherwise 'expect-pass'."
+    if kind == "refused":
+        return f"{a} must run tcp on {PORT} otherwise 'expect-fail'."
+    return f"{a} must run ssh on {PORT} otherwise 'expect-fail'."  # hung
+
+
+async def main(n, test_file, ready_file):
+    servers = []
+    with open(test_file, "w") as f:
+        for i in range(n):
+            kind = KINDS[i % len(KINDS)]
+            f.write(line(i, kind) + "\n")
+            if kind != "refused":
+                servers.append(await asyncio.start_server(HANDLERS[kind], addr(i), PORT, backlog=64))
+    open(ready_file, "w").write("ready\n")
+    await asyncio.sleep(3600 * 24)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))

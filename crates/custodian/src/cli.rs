@@ -1,0 +1,93 @@
+//! Command-line interface: every subcommand, its flags and its help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A fast, distributed network and service monitor.
+///
+/// Checks are written one per line in custodian's English-like language, for example
+/// `web1 must run http otherwise 'Web down'.` — see `custodian examples` and README.md.
+///
+/// Exit status: 0 all checks passed, 1 some check failed, 2 bad configuration or usage.
+#[derive(Debug, Parser)]
+#[command(name = "custodian", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Parse and validate test files without probing anything.
+    ///
+    /// Reports every error at once as `file:line:col: message` with the source line, a caret
+    /// and a hint. Exit 0 when valid, 2 when not.
+    Check(CheckArgs),
+    /// Run every check once on the embedded in-process queue and print the results.
+    ///
+    /// Everything is parsed first; any error means nothing runs (exit 2). Exit 0 when every
+    /// check passed (or was skipped by its time window), 1 when any failed.
+    Run(RunArgs),
+    /// Print a working example line for every check type (or those matching PATTERN).
+    Examples(ExamplesArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Print one JSON object per expanded job instead of a summary (passwords masked).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Treat unrecognised words as errors rather than warnings.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Test files to read.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Print one JSON object per result (one per line) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Treat unrecognised words as errors rather than warnings.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Most checks in flight at once [settings: concurrency; default 1000].
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Deadline of one attempt, in seconds [settings: timeout; default 30].
+    #[arg(long, value_name = "S")]
+    pub(crate) timeout: Option<f64>,
+    /// Total attempts per check before it counts as failed [settings: retries; default 5].
+    #[arg(long, value_name = "N")]
+    pub(crate) retries: Option<u32>,
+    /// Seconds to wait between attempts [settings: retry_delay; default 0].
+    #[arg(long, value_name = "S")]
+    pub(crate) retry_delay: Option<f64>,
+    /// Hide the progress bar even on a terminal.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Test files to run.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+/// Flags shared by every command that reads test files.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Settings file: TOML (`*.toml`) or the original's `key = value` custodian.cfg
+    /// [default: /etc/custodian/custodian.toml if present].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExamplesArgs {
+    /// Only types whose name or example contains this text.
+    pub(crate) pattern: Option<String>,
+}

@@ -1,0 +1,125 @@
+//! Reading test files into jobs: parse every file, fetch `fetched from` macros, expand, plan.
+//! All of it happens before anything runs, and any error means nothing runs.
+
+use anyhow::Context;
+use custodian_core::dsl::{self, ast::MacroBody, ast::StatementKind, Diagnostic, SourceFile};
+use custodian_core::{plan, Job};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest macro list body we accept from a `fetched from` URL.
+const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// The jobs of all files, and every diagnostic (errors and warnings) in file order.
+pub(crate) struct Loaded {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub(crate) fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub(crate) fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+/// Parses, expands and plans `paths`. An unreadable file is an error before anything else.
+pub(crate) async fn load(
+    paths: &[PathBuf],
+    strict: bool,
+    fetch_timeout: Duration,
+) -> anyhow::Result<Loaded> {
+    let mut diagnostics = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read test file {name}"))?;
+        let (file, diags) = dsl::parse(&name, &text);
+        diagnostics.extend(diags);
+        files.push(file);
+    }
+    let fetched = prefetch(&files, fetch_timeout).await;
+    let mut fetch = |url: &str| {
+        fetched
+            .get(url)
+            .or_else(|| fetched.get(&with_scheme(url)))
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{url} was not fetched")))
+    };
+    let (expanded, diags) = dsl::expand(&files, &mut fetch);
+    diagnostics.extend(diags);
+    let specs = custodian_probes::specs();
+    let (jobs, diags) = plan::plan(&expanded, &specs, strict);
+    diagnostics.extend(diags);
+    // Parse and plan diagnostics arrive in separate passes; readers want them in file order.
+    let order: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    diagnostics.sort_by_key(|d| (order.iter().position(|f| *f == d.file), d.line, d.col));
+    Ok(Loaded { jobs, diagnostics })
+}
+
+/// Fetches every `fetched from` URL in the files, concurrently, before expansion.
+async fn prefetch(
+    files: &[SourceFile],
+    limit: Duration,
+) -> HashMap<String, Result<Vec<String>, String>> {
+    let urls: Vec<String> = files
+        .iter()
+        .flat_map(|f| &f.statements)
+        .filter_map(|s| match &s.kind {
+            StatementKind::Macro(m) => match &m.body {
+                MacroBody::Fetched(url) => Some(with_scheme(&url.value)),
+                MacroBody::Members(_) => None,
+            },
+            StatementKind::Test(_) => None,
+        })
+        .collect();
+    let results = futures::future::join_all(urls.iter().map(|u| fetch_list(u, limit))).await;
+    urls.into_iter().zip(results).collect()
+}
+
+/// `http://` is assumed when the URL names no scheme, as in the original.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// GETs `url` and returns its non-empty lines; a non-200 status or network error is an error.
+async fn fetch_list(url: &str, limit: Duration) -> Result<Vec<String>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(limit)
+        .build()
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("fetching {url} gave HTTP {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_FETCH_BYTES {
+            return Err(format!("{url} is larger than {MAX_FETCH_BYTES} bytes"));
+        }
+    }
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}

@@ -1,0 +1,159 @@
+//! Presenting results: the table (failures first), JSON lines, the summary and the progress bar.
+
+use custodian_core::{JobResult, Status};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub(crate) fn progress(total: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total as u64);
+    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} checks, {msg} [{elapsed}]")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// The result table: failures first (with reason and alert text), then skipped, then passed.
+pub(crate) fn table(results: &[JobResult]) -> String {
+    let mut rows: Vec<&JobResult> = results.iter().collect();
+    rows.sort_by_key(|r| (rank(r.status), r.file.clone(), r.lineno, r.target.clone()));
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                label(r.status).to_string(),
+                r.probe.clone(),
+                r.target.clone(),
+                detail(r),
+            ]
+        })
+        .collect();
+    let header = [
+        "STATUS".to_string(),
+        "TYPE".into(),
+        "TARGET".into(),
+        "DETAIL".into(),
+    ];
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&cells) {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Failed => 0,
+        Status::Skipped => 1,
+        Status::Passed => 2,
+    }
+}
+
+fn label(status: Status) -> &'static str {
+    match status {
+        Status::Failed => "FAIL",
+        Status::Skipped => "SKIP",
+        Status::Passed => "ok",
+    }
+}
+
+fn detail(r: &JobResult) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = &r.error {
+        parts.push(e.clone());
+    }
+    if r.status == Status::Failed {
+        if let Some(o) = &r.otherwise {
+            parts.push(format!("otherwise '{o}'"));
+        }
+    }
+    if r.status == Status::Passed && r.attempts > 1 {
+        parts.push(format!("passed on attempt {}", r.attempts));
+    }
+    parts.push(format!("{}:{}", r.file, r.lineno));
+    parts.join(" — ")
+}
+
+/// `N passed, M failed, K skipped in X.Ys`.
+pub(crate) fn summary(results: &[JobResult], elapsed: Duration) -> String {
+    let count = |s| results.iter().filter(|r| r.status == s).count();
+    format!(
+        "{} passed, {} failed, {} skipped in {:.1}s",
+        count(Status::Passed),
+        count(Status::Failed),
+        count(Status::Skipped),
+        elapsed.as_secs_f64()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian_core::Job;
+
+    fn result(target: &str, status: Status, error: Option<&str>) -> JobResult {
+        let mut job = Job::new("ssh", target, Some(22));
+        job.otherwise = Some("SSH down".into());
+        job.file = "t.cfg".into();
+        job.lineno = 3;
+        JobResult::new(&job, status, error.map(str::to_string), 12, 1)
+    }
+
+    #[test]
+    fn table_puts_failures_first_with_reason_and_alert_text() {
+        let rs = [
+            result("a.example", Status::Passed, None),
+            result("b.example", Status::Failed, Some("connection refused")),
+        ];
+        let t = table(&rs);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("STATUS"));
+        assert!(
+            lines[1].starts_with("FAIL")
+                && lines[1].contains("connection refused — otherwise 'SSH down' — t.cfg:3"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("ok") && !lines[2].contains("otherwise"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn summary_counts_each_status() {
+        let rs = [
+            result("a", Status::Passed, None),
+            result("b", Status::Failed, Some("x")),
+            result("c", Status::Skipped, Some("w")),
+        ];
+        assert_eq!(
+            summary(&rs, Duration::from_millis(1300)),
+            "1 passed, 1 failed, 1 skipped in 1.3s"
+        );
+    }
+}

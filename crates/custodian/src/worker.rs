@@ -1,0 +1,294 @@
+//! The worker pool: runs jobs under one deadline per attempt, with retries, inversion, time
+//! windows, a global concurrency limit and a per-host limit. The only place that spawns tasks.
+
+use crate::resolve;
+use crate::settings::Settings;
+use custodian_core::{judge, Job, JobResult, Outcome, Status, TargetKind};
+use custodian_probes::{Ctx, Probe};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Slack after the attempt's deadline before the worker cuts a probe off itself; probes end at
+/// the deadline on their own with a precise reason, this only catches a probe that does not.
+const GRACE: Duration = Duration::from_millis(250);
+
+pub(crate) struct Engine {
+    settings: Settings,
+    global: Semaphore,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Engine {
+    pub(crate) fn new(settings: Settings) -> Arc<Engine> {
+        Arc::new(Engine {
+            global: Semaphore::new(settings.concurrency),
+            hosts: Mutex::new(HashMap::new()),
+            settings,
+        })
+    }
+
+    /// Runs every job once, concurrently, calling `on_result` as each one finishes.
+    pub(crate) async fn run_all(
+        self: &Arc<Self>,
+        jobs: Vec<Job>,
+        mut on_result: impl FnMut(JobResult),
+    ) {
+        let mut set = JoinSet::new();
+        let mut pending = HashMap::new();
+        for job in jobs {
+            let job = Arc::new(job);
+            let engine = Arc::clone(self);
+            let handle = set.spawn({
+                let job = Arc::clone(&job);
+                async move { engine.run_job(&job).await }
+            });
+            pending.insert(handle.id(), job);
+        }
+        while let Some(joined) = set.join_next_with_id().await {
+            let result = match joined {
+                Ok((id, result)) => {
+                    pending.remove(&id);
+                    result
+                }
+                Err(e) => match pending.remove(&e.id()) {
+                    Some(job) => JobResult::new(
+                        &job,
+                        Status::Failed,
+                        Some(format!("probe crashed: {e}")),
+                        0,
+                        1,
+                    ),
+                    None => continue,
+                },
+            };
+            on_result(result);
+        }
+    }
+
+    /// Runs one job: time window, then up to `retries` attempts until one passes.
+    pub(crate) async fn run_job(&self, job: &Arc<Job>) -> JobResult {
+        let started = Instant::now();
+        if let Some(w) = job.window {
+            let hour = chrono::Timelike::hour(&chrono::Local::now()) as u8;
+            if !w.active(hour) {
+                let why = format!(
+                    "outside its time window ({}between {}-{})",
+                    if w.except { "except " } else { "" },
+                    w.from,
+                    w.to
+                );
+                return JobResult::new(job, Status::Skipped, Some(why), 0, 0);
+            }
+        }
+        let Some(probe) = custodian_probes::find(&job.probe) else {
+            let why = format!("unknown check type `{}`", job.probe);
+            return JobResult::new(job, Status::Failed, Some(why), 0, 0);
+        };
+        let max = job.retries.unwrap_or(self.settings.retries).max(1);
+        let timeout = job
+            .timeout
+            .map(Duration::from_secs)
+            .unwrap_or(self.settings.timeout());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (status, error) = self.attempt(probe, job, timeout).await;
+            if status == Status::Passed || attempt >= max {
+                let ms = started.elapsed().as_millis() as u64;
+                return JobResult::new(job, status, error, ms, attempt);
+            }
+            tokio::time::sleep(self.settings.retry_delay()).await;
+        }
+    }
+
+    /// One attempt against every address of the target, under one deadline.
+    async fn attempt(
+        &self,
+        probe: &Probe,
+        job: &Arc<Job>,
+        timeout: Duration,
+    ) -> (Status, Option<String>) {
+        let host = resolve::host_of(job, probe.spec.target);
+        let _global = self.global.acquire().await;
+        let _host = self.host_limit(&host).acquire_owned().await;
+        let deadline = Instant::now() + timeout;
+        let run = async {
+            let addrs = match probe.spec.target {
+                TargetKind::Name => vec![None],
+                TargetKind::Host | TargetKind::Url(_) => {
+                    let limit = self.settings.resolve_timeout().min(timeout);
+                    match resolve::addresses(&host, job.family, limit).await {
+                        Ok(ips) => ips.into_iter().map(Some).collect(),
+                        Err(e) => return vec![(None, Outcome::unknown(e))],
+                    }
+                }
+            };
+            let checks = addrs.iter().map(|addr| async move {
+                let cx = Ctx::new(Arc::clone(job), *addr, deadline);
+                (*addr, (probe.check)(&cx).await)
+            });
+            futures::future::join_all(checks).await
+        };
+        match tokio::time::timeout_at(deadline + GRACE, run).await {
+            Ok(outcomes) => verdict(&host, job.inverted, &outcomes),
+            Err(_) => (
+                Status::Failed,
+                Some(format!("timed out after {:.1}s", timeout.as_secs_f64())),
+            ),
+        }
+    }
+
+    fn host_limit(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.settings.per_host;
+        Arc::clone(
+            hosts
+                .entry(host.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+        )
+    }
+}
+
+/// Combines per-address outcomes: the check fails if it fails on any address, and the error
+/// names that address unless the target was the address itself.
+fn verdict(
+    host: &str,
+    inverted: bool,
+    outcomes: &[(Option<IpAddr>, Outcome)],
+) -> (Status, Option<String>) {
+    for (addr, outcome) in outcomes {
+        let (status, error) = judge(outcome, inverted);
+        if status != Status::Passed {
+            let error = match (addr, error) {
+                (Some(ip), Some(e)) if ip.to_string() != host => Some(format!("{ip}: {e}")),
+                (_, e) => e,
+            };
+            return (status, error);
+        }
+    }
+    (Status::Passed, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    fn ip(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)))
+    }
+
+    #[test]
+    fn any_failing_address_fails_and_is_named() {
+        let outs = [
+            (ip(1), Outcome::up()),
+            (ip(2), Outcome::down("connection refused")),
+        ];
+        assert_eq!(
+            verdict("web1", false, &outs),
+            (Status::Failed, Some("192.0.2.2: connection refused".into()))
+        );
+        assert_eq!(verdict("web1", false, &outs[..1]), (Status::Passed, None));
+        let outs = [(ip(1), Outcome::down("refused"))];
+        assert_eq!(
+            verdict("192.0.2.1", false, &outs),
+            (Status::Failed, Some("refused".into()))
+        );
+    }
+
+    #[test]
+    fn inverted_passes_only_when_every_address_is_down() {
+        let outs = [(ip(1), Outcome::down("refused")), (ip(2), Outcome::up())];
+        let (status, err) = verdict("web1", true, &outs);
+        assert_eq!(status, Status::Failed);
+        assert!(err
+            .unwrap_or_default()
+            .starts_with("192.0.2.2: service is running"));
+        assert_eq!(verdict("web1", true, &outs[..1]), (Status::Passed, None));
+    }
+
+    fn settings(retries: u32, timeout: f64) -> Settings {
+        Settings {
+            retries,
+            timeout,
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_count_total_attempts() {
+        let gone = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = gone.local_addr().expect("addr").port();
+        drop(gone);
+        let engine = Engine::new(settings(3, 2.0));
+        let r = engine
+            .run_job(&Arc::new(Job::new("tcp", "127.0.0.1", Some(port))))
+            .await;
+        assert_eq!((r.status, r.attempts), (Status::Failed, 3));
+        assert_eq!(
+            r.error,
+            Some(format!("connect to port {port}: connection refused"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_target_does_not_delay_others() {
+        // One target accepts and never speaks; the other answers at once.
+        let hung = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hung_port = hung.local_addr().expect("addr").port();
+        let fine = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let fine_port = fine.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hung.accept().await {
+                held.push(s);
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = fine.accept().await {
+                let _ = s.write_all(b"SSH-2.0-x\r\n").await;
+            }
+        });
+        let mut slow = Job::new("tcp", "127.0.0.1", Some(hung_port));
+        slow.options.insert("banner".into(), "SSH".into());
+        let mut quick = Job::new("tcp", "127.0.0.1", Some(fine_port));
+        quick.options.insert("banner".into(), "SSH".into());
+        let engine = Engine::new(Settings {
+            concurrency: 1000,
+            per_host: 1000,
+            ..settings(1, 1.0)
+        });
+        let mut order = Vec::new();
+        let t = Instant::now();
+        engine
+            .run_all(vec![slow, quick], |r| order.push((r.status, t.elapsed())))
+            .await;
+        assert_eq!(order[0].0, Status::Passed);
+        assert!(
+            order[0].1 < Duration::from_millis(500),
+            "quick job waited {:?}",
+            order[0].1
+        );
+        assert_eq!(order[1].0, Status::Failed);
+    }
+
+    #[tokio::test]
+    async fn window_outside_now_is_skipped() {
+        let hour = chrono::Timelike::hour(&chrono::Local::now()) as u8;
+        let mut job = Job::new("tcp", "127.0.0.1", Some(9));
+        job.window = Some(custodian_core::dsl::Window {
+            from: hour,
+            to: hour,
+            except: true,
+        });
+        let r = Engine::new(settings(1, 1.0)).run_job(&Arc::new(job)).await;
+        assert_eq!((r.status, r.attempts), (Status::Skipped, 0));
+    }
+}

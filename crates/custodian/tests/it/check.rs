@@ -1,0 +1,85 @@
+//! `custodian check`: diagnostics, exit codes and `--json`.
+
+use crate::common::*;
+
+#[test]
+fn errors_are_all_reported_with_position_caret_and_hint() {
+    let (dir, _) = file(
+        "bad.cfg",
+        "web1 must run shh otherwise 'down'.\nweb2 must run ssh on port 70000.\nweb3 must run ssh between 22-24.\n",
+    );
+    let r = custodian(dir.path(), &["check", "bad.cfg"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!(r.stderr);
+}
+
+#[test]
+fn unrecognised_words_warn_and_strict_makes_them_errors() {
+    let (dir, _) = file("w.cfg", "web1 must run ssh frobnicate loudly.\n");
+    let lax = custodian(dir.path(), &["check", "w.cfg"]);
+    assert_eq!(lax.code, 0, "{}", lax.stderr);
+    assert!(lax.stderr.contains("w.cfg:1:19: warning"), "{}", lax.stderr);
+    let strict = custodian(dir.path(), &["check", "--strict", "w.cfg"]);
+    assert_eq!(strict.code, 2);
+    assert!(
+        strict.stderr.contains("w.cfg:1:19: error"),
+        "{}",
+        strict.stderr
+    );
+}
+
+#[test]
+fn json_has_one_object_per_expanded_job_with_secrets_masked() {
+    let (dir, _) = file(
+        "j.cfg",
+        "WEB are 127.0.0.1 and 127.0.0.2.\nWEB must run ssh on 2222 otherwise 'ssh down' with subject 'S'.\n\
+         http://bob:hunter2@127.0.0.1:8080/ must run http with content 'ok'.\n",
+    );
+    let r = custodian(dir.path(), &["check", "--json", "j.cfg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("hunter2"),
+        "password leaked: {}",
+        r.stdout
+    );
+    let jobs: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs[0]["type"], "ssh");
+    assert_eq!(jobs[0]["target"], "127.0.0.1");
+    assert_eq!(jobs[1]["target"], "127.0.0.2");
+    assert_eq!(jobs[0]["port"], 2222);
+    assert_eq!(jobs[0]["otherwise"], "ssh down");
+    assert_eq!(jobs[0]["subject"], "S");
+    assert_eq!(jobs[0]["inverted"], false);
+    assert_eq!(jobs[0]["lineno"], 2);
+    assert_eq!(jobs[2]["port"], 8080);
+    assert_eq!(jobs[2]["options"]["content"], "ok");
+    assert_eq!(jobs[2]["target"], "http://bob:********@127.0.0.1:8080/");
+    for key in [
+        "type",
+        "target",
+        "port",
+        "inverted",
+        "otherwise",
+        "subject",
+        "line",
+        "file",
+        "lineno",
+        "options",
+    ] {
+        assert!(jobs[1].get(key).is_some(), "missing {key}");
+    }
+}
+
+#[test]
+fn settings_with_unknown_keys_are_rejected() {
+    let (dir, _) = file("s.toml", "timout = 3\n");
+    std::fs::write(dir.path().join("t.cfg"), "127.0.0.1 must run ssh.\n").expect("write");
+    let r = custodian(dir.path(), &["check", "--settings", "s.toml", "t.cfg"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown field `timout`"), "{}", r.stderr);
+}

@@ -1,0 +1,61 @@
+//! Help texts and `custodian examples`.
+
+use crate::common::*;
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let top = custodian(dir.path(), &["--help"]);
+    assert_eq!(top.code, 0);
+    for sub in ["check", "run", "examples"] {
+        assert!(top.stdout.contains(sub), "top help lacks {sub}");
+        let h = custodian(dir.path(), &[sub, "--help"]);
+        assert_eq!(h.code, 0, "{sub} --help");
+        assert!(h.stdout.contains("Usage: custodian"), "{sub}: {}", h.stdout);
+    }
+    let run = custodian(dir.path(), &["run", "--help"]).stdout;
+    for flag in [
+        "--json",
+        "--concurrency",
+        "--timeout",
+        "--retries",
+        "--settings",
+    ] {
+        assert!(run.contains(flag), "run --help lacks {flag}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(custodian(dir.path(), &["run"]).code, 2);
+    assert_eq!(custodian(dir.path(), &["bogus"]).code, 2);
+    assert_eq!(custodian(dir.path(), &["run", "missing.cfg"]).code, 2);
+}
+
+/// Every example line `custodian examples` prints is accepted by `custodian check --strict`.
+#[test]
+fn every_example_line_is_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ex = custodian(dir.path(), &["examples"]);
+    assert_eq!(ex.code, 0);
+    let lines: Vec<&str> = ex
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    for ty in ["tcp", "ping", "ssh", "smtp", "http", "https", "dns"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("run {ty}")) || l.contains("must ping")),
+            "no example for {ty}"
+        );
+    }
+    let path = dir.path().join("examples.cfg");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let check = custodian(dir.path(), &["check", "--strict", "examples.cfg"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let filtered = custodian(dir.path(), &["examples", "ssh"]);
+    assert!(filtered.stdout.contains("run ssh") && !filtered.stdout.contains("run dns"));
+}

@@ -1,0 +1,140 @@
+//! `custodian run` end to end against loopback servers: table, JSON, exit codes.
+
+use crate::common::*;
+use std::sync::atomic::Ordering;
+
+#[test]
+fn failures_come_first_and_exit_is_1() {
+    let (up, _) = greeter("SSH-2.0-OpenSSH_9.2\r\n");
+    let down = closed_port();
+    let text = format!(
+        "127.0.0.1 must run ssh on {} otherwise 'ssh ok'.\n127.0.0.1 must run ssh on {down} otherwise 'ssh is down'.\n\
+         127.0.0.1 must not run tcp on {down} otherwise 'nothing may listen'.\n",
+        up.port()
+    );
+    let (dir, _) = file("t.cfg", &text);
+    let r = custodian(
+        dir.path(),
+        &["run", "--retries", "1", "--timeout", "3", "t.cfg"],
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("STATUS"), "{}", r.stdout);
+    assert!(
+        lines[1].starts_with("FAIL")
+            && lines[1].contains("connection refused")
+            && lines[1].contains("otherwise 'ssh is down'"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("ok")).count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    let summary = lines.last().expect("summary");
+    assert!(
+        summary.starts_with("2 passed, 1 failed, 0 skipped in "),
+        "{summary}"
+    );
+}
+
+#[test]
+fn all_passing_exits_0_and_json_has_the_fields() {
+    let (up, _) = greeter("220 mail ESMTP\r\n");
+    let (dir, _) = file(
+        "t.cfg",
+        &format!(
+            "127.0.0.1 must run tcp on {} with banner '^220'.\n",
+            up.port()
+        ),
+    );
+    let r = custodian(dir.path(), &["run", "--json", "--retries", "2", "t.cfg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one json line");
+    assert_eq!(v["status"], "passed");
+    assert_eq!(v["type"], "tcp");
+    assert_eq!(v["attempts"], 1);
+    assert!(v["error"].is_null());
+    assert!(v["duration_ms"].as_u64().is_some());
+    assert!(v["line"].as_str().unwrap_or("").contains("with banner"));
+    assert!(
+        r.stderr.contains("1 passed, 0 failed, 0 skipped"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn retries_mean_total_attempts() {
+    let down = closed_port();
+    let (dir, _) = file("t.cfg", &format!("127.0.0.1 must run tcp on {down}.\n"));
+    let r = custodian(
+        dir.path(),
+        &[
+            "run",
+            "--json",
+            "--retries",
+            "3",
+            "--retry-delay",
+            "0.05",
+            "t.cfg",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
+    assert_eq!(v["attempts"], 3);
+    assert_eq!(v["status"], "failed");
+}
+
+#[test]
+fn a_config_error_means_nothing_runs() {
+    let (up, hits) = greeter("SSH-2.0-x\r\n");
+    let (dir, _) = file(
+        "t.cfg",
+        &format!(
+            "127.0.0.1 must run ssh on {}.\n127.0.0.1 must run sshh.\n",
+            up.port()
+        ),
+    );
+    let r = custodian(dir.path(), &["run", "t.cfg"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("t.cfg:2:"), "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was run"), "{}", r.stderr);
+    // Give the accept thread time to count a connection that may have raced the exit.
+    #[allow(clippy::disallowed_methods)] // a plain test thread, no async runtime to block
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a check ran despite the error"
+    );
+}
+
+#[test]
+fn settings_file_sets_defaults_and_flags_override() {
+    let down = closed_port();
+    let (dir, _) = file("t.cfg", &format!("127.0.0.1 must run tcp on {down}.\n"));
+    std::fs::write(dir.path().join("c.cfg"), "retries = 2\nretry_delay = 0\n").expect("write");
+    let from_file = custodian(
+        dir.path(),
+        &["run", "--json", "--settings", "c.cfg", "t.cfg"],
+    );
+    let v: serde_json::Value = serde_json::from_str(from_file.stdout.trim()).expect("json");
+    assert_eq!(v["attempts"], 2);
+    let flag = custodian(
+        dir.path(),
+        &[
+            "run",
+            "--json",
+            "--settings",
+            "c.cfg",
+            "--retries",
+            "1",
+            "t.cfg",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(flag.stdout.trim()).expect("json");
+    assert_eq!(v["attempts"], 1);
+}
