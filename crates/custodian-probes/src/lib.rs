@@ -56,7 +56,9 @@ macro_rules! probes {
     };
 }
 
-probes!(tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp);
+probes!(
+    tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync
+);
 
 /// The probe for a type name (aliases included), if any.
 pub fn find(name: &str) -> Option<&'static Probe> {
