@@ -3,4 +3,5 @@
 mod check;
 mod cli;
 mod common;
+mod peers;
 mod run;
