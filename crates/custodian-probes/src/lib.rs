@@ -57,7 +57,8 @@ macro_rules! probes {
 }
 
 probes!(
-    tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync
+    tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
+    finger, jabber,
 );
 
 /// The probe for a type name (aliases included), if any.
