@@ -860,6 +860,19 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(4));
     }
 
+    #[tokio::test]
+    async fn other_names_are_never_resolved() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "elsewhere.test".parse().expect("name");
+        let Err(err) = NoLookup.resolve(name).await else {
+            panic!("NoLookup resolved a name");
+        };
+        assert_eq!(
+            err.to_string(),
+            "elsewhere.test is not the host under test; not resolving it"
+        );
+    }
+
     #[test]
     fn status_lists_parse() {
         assert_eq!(statuses(None), Ok(vec![200]));
