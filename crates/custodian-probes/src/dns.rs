@@ -1,7 +1,7 @@
 //! `dns`: ask the DNS server under test one question and compare the answer set.
 //!
 //! Syntax: `SERVER must run dns for NAME resolving TYPE as 'V1,V2'.` TYPE is A, AAAA, NS, MX or
-//! TXT; the expected values split on `,`, `;` or spaces. The answer records of TYPE must equal
+//! TXT; the expected values split on `,`, `;` or spaces (TXT values only on `,`). The answer records of TYPE must equal
 //! the expected set: order does not matter, names (NS, MX exchange) compare case-insensitively
 //! without the trailing dot, addresses compare as addresses, TXT strings of a record are joined.
 //! An NS or MX name also matches an expected address given for it in the additional section.
@@ -82,9 +82,7 @@ fn question(job: &Job) -> Result<Question, String> {
     name.set_fqdn(true);
     let rtype = rtype(job.opt_str("rtype").unwrap_or(""))?;
     let values = job.opt_str("expect").ok_or("no `as VALUES` given")?;
-    let expected = values
-        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-        .filter(|v| !v.is_empty())
+    let expected = split_expected(rtype, values)
         .map(|v| normalize(rtype, v))
         .collect();
     Ok(Question {
@@ -92,6 +90,16 @@ fn question(job: &Job) -> Result<Question, String> {
         rtype,
         expected,
     })
+}
+
+/// Splits the expected values. TXT records hold spaces and `;` themselves (`v=spf1 -all`,
+/// `v=DKIM1; k=rsa`), so only `,` separates TXT values.
+fn split_expected(rtype: RecordType, values: &str) -> impl Iterator<Item = &str> {
+    let txt = rtype == RecordType::TXT;
+    values
+        .split(move |c: char| c == ',' || (!txt && (c == ';' || c.is_whitespace())))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn rtype(word: &str) -> Result<RecordType, String> {
@@ -308,6 +316,14 @@ mod tests {
     use hickory_proto::rr::rdata::{A, AAAA, MX, NS, TXT};
     use std::time::{Duration, Instant};
     use tokio::net::TcpListener;
+
+    #[test]
+    fn txt_values_split_only_on_commas() {
+        let txt: Vec<&str> = split_expected(RecordType::TXT, "v=spf1 -all, v=DKIM1; k=rsa").collect();
+        assert_eq!(txt, ["v=spf1 -all", "v=DKIM1; k=rsa"]);
+        let a: Vec<&str> = split_expected(RecordType::A, "192.0.2.1; 192.0.2.2 192.0.2.3,").collect();
+        assert_eq!(a, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    }
 
     /// What the fake server sends back for a query (`tcp`: asked over TCP).
     type Behave = fn(&Message, bool) -> Vec<Vec<u8>>;

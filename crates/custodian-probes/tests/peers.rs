@@ -318,3 +318,9 @@ async fn dns_closed_port_is_refused() {
         &format!("UDP to port {}: connection refused", addr.port()),
     );
 }
+
+#[tokio::test]
+async fn dns_txt_record_with_spaces_passes() {
+    let out = dns("custodian.test", "TXT", "v=spf1 -all").await;
+    assert_up(&out, "v=spf1 -all");
+}
