@@ -59,3 +59,25 @@ fn every_example_line_is_valid() {
     let filtered = custodian(dir.path(), &["examples", "ssh"]);
     assert!(filtered.stdout.contains("run ssh") && !filtered.stdout.contains("run dns"));
 }
+
+/// The README's type table names every registered type.
+#[test]
+fn readme_lists_every_type() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ex = custodian(dir.path(), &["examples"]).stdout;
+    let types: Vec<&str> = ex
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter_map(|l| l.split_once(':').map(|(t, _)| t))
+        .filter(|t| !t.contains(' '))
+        .collect();
+    assert!(types.len() >= 7, "{types:?}");
+    for t in types {
+        assert!(
+            readme.contains(&format!("| `{t}`")),
+            "README type table lacks `{t}`"
+        );
+    }
+}
