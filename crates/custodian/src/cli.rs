@@ -55,7 +55,7 @@ pub(crate) struct RunArgs {
     /// Treat unrecognised words as errors rather than warnings.
     #[arg(long)]
     pub(crate) strict: bool,
-    /// Most checks in flight at once [settings: concurrency; default 1000].
+    /// Most checks in flight at once [settings: concurrency; default 5000, capped by the open-file limit].
     #[arg(long, value_name = "N")]
     pub(crate) concurrency: Option<usize>,
     /// Deadline of one attempt, in seconds [settings: timeout; default 30].

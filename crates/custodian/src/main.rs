@@ -130,7 +130,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
-    raise_fd_limit();
+    let settings = cap_concurrency(settings, raise_fd_limit());
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
@@ -212,17 +212,61 @@ fn examples(args: &ExamplesArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Thousands of concurrent checks need thousands of sockets: lift the soft limit to the hard one.
-fn raise_fd_limit() {
+/// Thousands of concurrent checks need thousands of sockets: lift the soft limit to the hard
+/// one. Returns the limit now in force, if it could be read.
+fn raise_fd_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
         }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Some(raised.rlim_cur);
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Files kept for everything but checks (runtime, stdio, resolver).
+const RESERVED_FDS: u64 = 64;
+
+/// Keeps concurrency below the open-file limit: each check in flight holds at least one socket.
+fn cap_concurrency(mut settings: Settings, fd_limit: Option<u64>) -> Settings {
+    if let Some(limit) = fd_limit {
+        let most = limit.saturating_sub(RESERVED_FDS).max(1) as usize;
+        if settings.concurrency > most {
+            tracing::warn!(
+                "concurrency {} exceeds the open-file limit {limit}; using {most}",
+                settings.concurrency
+            );
+            settings.concurrency = most;
+        }
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_stays_under_the_open_file_limit() {
+        let s = Settings {
+            concurrency: 5000,
+            ..Settings::default()
+        };
+        assert_eq!(cap_concurrency(s.clone(), Some(1024)).concurrency, 960);
+        assert_eq!(cap_concurrency(s.clone(), Some(65536)).concurrency, 5000);
+        assert_eq!(cap_concurrency(s, None).concurrency, 5000);
     }
 }

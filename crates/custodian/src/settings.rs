@@ -18,7 +18,7 @@ pub(crate) struct Settings {
     pub(crate) retries: u32,
     /// Seconds between attempts (default 0).
     pub(crate) retry_delay: f64,
-    /// Most checks in flight at once (default 1000).
+    /// Most checks in flight at once (default 5000; capped by the open-file limit).
     pub(crate) concurrency: usize,
     /// Most attempts in flight against one target at once (default 8).
     pub(crate) per_host: usize,
@@ -36,7 +36,7 @@ impl Default for Settings {
             timeout: 30.0,
             retries: 5,
             retry_delay: 0.0,
-            concurrency: 1000,
+            concurrency: 5000,
             per_host: 8,
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
