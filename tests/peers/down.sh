@@ -8,9 +8,8 @@ source "$(dirname "$0")/lib.sh"
 exec 9>"$DIR/lock"
 flock -w 900 9 || die "could not lock $DIR/lock within 15 minutes"
 
-stop_pid "$DIR/ssh/sshd.pid" /usr/sbin/sshd
-stop_pid "$DIR/nginx/nginx.pid" /usr/sbin/nginx
-stop_pid "$DIR/dns/unbound.pid" /usr/sbin/unbound
-stop_pid "$DIR/smtp/queue/pid/master.pid" /usr/lib/postfix/sbin/master
+for stop in "$PEERS_ROOT"/*/stop.sh; do
+    "$stop"
+done
 rm -f "$DIR/env"
 log "stopped"

@@ -7,7 +7,10 @@ set -euo pipefail
 # shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-PACKAGES=(openssh-server nginx unbound postfix bind9-dnsutils openssl)
+# Every peer is a folder with `packages` (Debian packages it needs), `start.sh` (starts it
+# unless running, waits until it answers, prints its KEY=VALUE lines) and `stop.sh`.
+mapfile -t SERVICES < <(cd "$PEERS_ROOT" && for d in */start.sh; do dirname "$d"; done)
+mapfile -t PACKAGES < <(cd "$PEERS_ROOT" && cat ./*/packages | sort -u)
 
 mkdir -p "$DIR"
 exec 9>"$DIR/lock"
@@ -41,18 +44,8 @@ install_packages() {
 }
 
 install_packages
-for svc in ssh nginx dns smtp; do
+for svc in "${SERVICES[@]}"; do
     "$PEERS_ROOT/$svc/start.sh"
-done
-
-cat >"$DIR/env.new" <<ENV
-CUSTODIAN_PEER_SSH=127.0.10.1:2222
-CUSTODIAN_PEER_HTTP=127.0.10.2:8080
-CUSTODIAN_PEER_HTTPS=127.0.10.2:8443
-CUSTODIAN_PEER_HTTPS_EXPIRING=127.0.10.2:8444
-CUSTODIAN_PEER_CA=$DIR/tls/ca.pem
-CUSTODIAN_PEER_DNS=127.0.10.3:5353
-CUSTODIAN_PEER_SMTP=127.0.10.4:2525
-ENV
+done >"$DIR/env.new"
 mv "$DIR/env.new" "$DIR/env"
 cat "$DIR/env"

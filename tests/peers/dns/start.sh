@@ -17,3 +17,8 @@ dns_ready() {
         [ "$(dig +short +tcp +time=1 +tries=1 @127.0.10.3 -p 5353 custodian.test MX)" = "10 mail.custodian.test." ]
 }
 wait_for 15 dns_ready || die "unbound on 127.0.10.3:5353 does not answer for custodian.test" "$D/unbound.log"
+
+# The addresses the tests read.
+cat <<ENV
+CUSTODIAN_PEER_DNS=127.0.10.3:5353
+ENV

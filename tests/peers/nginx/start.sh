@@ -63,3 +63,11 @@ http_ready() {
 wait_for 15 http_ready || die "nginx on 127.0.10.2:8080 does not serve its page" "$N/error.log"
 wait_for 5 tcp_ready 127.0.10.2 8443 || die "nginx https on 127.0.10.2:8443" "$N/error.log"
 wait_for 5 tcp_ready 127.0.10.2 8444 || die "nginx https on 127.0.10.2:8444" "$N/error.log"
+
+# The addresses the tests read.
+cat <<ENV
+CUSTODIAN_PEER_HTTP=127.0.10.2:8080
+CUSTODIAN_PEER_HTTPS=127.0.10.2:8443
+CUSTODIAN_PEER_HTTPS_EXPIRING=127.0.10.2:8444
+CUSTODIAN_PEER_CA=$DIR/tls/ca.pem
+ENV

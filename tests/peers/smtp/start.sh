@@ -18,3 +18,8 @@ if ! alive "$P/queue/pid/master.pid" /usr/lib/postfix/sbin/master; then
 fi
 smtp_ready() { [[ $(read_line 127.0.10.4 2525) == 220\ * ]]; }
 wait_for 20 smtp_ready || die "postfix on 127.0.10.4:2525 gives no 220 greeting" "$P/postfix.log"
+
+# The addresses the tests read.
+cat <<ENV
+CUSTODIAN_PEER_SMTP=127.0.10.4:2525
+ENV

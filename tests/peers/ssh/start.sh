@@ -17,3 +17,8 @@ if ! alive "$S/sshd.pid" /usr/sbin/sshd; then
 fi
 ssh_ready() { [[ $(read_line 127.0.10.1 2222) == SSH-2.0-* ]]; }
 wait_for 15 ssh_ready || die "sshd on 127.0.10.1:2222 gives no SSH banner" "$S/sshd.log"
+
+# The addresses the tests read.
+cat <<ENV
+CUSTODIAN_PEER_SSH=127.0.10.1:2222
+ENV
