@@ -342,8 +342,12 @@ impl Planner<'_> {
 
     /// Per-target checks: URL targets (scheme, port) and the default port.
     fn target(&mut self, cx: Cx<'_>, spec: &ProbeSpec, job: &mut Job) {
-        if let TargetKind::Url(schemes) = spec.target {
-            self.url_target(cx, spec, schemes, job);
+        match spec.target {
+            TargetKind::Url(schemes) => self.url_target(cx, spec, schemes, job),
+            TargetKind::HostOrUrl(schemes) if spec.target.is_url(&job.target) => {
+                self.url_target(cx, spec, schemes, job)
+            }
+            _ => {}
         }
         job.port = job.port.or(spec.default_port);
     }

@@ -10,6 +10,9 @@ pub enum TargetKind {
     Host,
     /// A URL whose scheme must be one of these; its host is resolved like `Host`.
     Url(&'static [&'static str]),
+    /// A host name or IP literal like `Host`, or (when it contains `://`) a URL like `Url`
+    /// (`ftp`, `ssl`).
+    HostOrUrl(&'static [&'static str]),
     /// A host name or IP literal that the worker must not resolve (e.g. a DNS zone or mail domain).
     Name,
 }
@@ -46,6 +49,17 @@ pub struct ProbeSpec {
     pub summary: &'static str,
     /// A working example line for `custodian examples`.
     pub example: &'static str,
+}
+
+impl TargetKind {
+    /// Whether `target` is to be read as a URL under this kind.
+    pub fn is_url(&self, target: &str) -> bool {
+        match self {
+            TargetKind::Url(_) => true,
+            TargetKind::HostOrUrl(_) => target.contains("://"),
+            TargetKind::Host | TargetKind::Name => false,
+        }
+    }
 }
 
 impl ProbeSpec {

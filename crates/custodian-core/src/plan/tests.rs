@@ -49,7 +49,7 @@ const WEB: &[ParamSpec] = &[
 ];
 static HTTP: ProbeSpec = spec("http", TargetKind::Url(&["http"]), None, WEB);
 static HTTPS: ProbeSpec = spec("https", TargetKind::Url(&["https"]), None, WEB);
-static FTP: ProbeSpec = spec("ftp", TargetKind::Url(&["ftp"]), None, &[]);
+static FTP: ProbeSpec = spec("ftp", TargetKind::HostOrUrl(&["ftp"]), Some(21), &[]);
 static PSQL: ProbeSpec = ProbeSpec {
     aliases: &["psql"],
     ..spec("postgresql", TargetKind::Host, Some(5432), &[])
@@ -169,6 +169,24 @@ fn default_ports_from_spec_and_url() {
         Some(8443)
     );
     assert_eq!(job("ftp://x.example/f must run ftp").port, Some(21));
+}
+
+#[test]
+fn host_or_url_targets_take_either() {
+    assert_eq!(job("x.example must run ftp").port, Some(21));
+    assert_eq!(
+        job("ftp://u:pw@x.example:2121/f must run ftp").port,
+        Some(2121)
+    );
+    assert_eq!(job("x.example must run ftp ipv4_only").family, Family::V4);
+    let d = diag("http://x.example/ must run ftp", false);
+    assert!(d.message.ends_with("\"ftp != http\""), "{}", d.message);
+    let d = diag("ftp://[x]/f must run ftp", false);
+    assert!(
+        d.message.starts_with("The target wasn't a URL"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
