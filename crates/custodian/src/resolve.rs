@@ -4,14 +4,14 @@ use custodian_core::{Family, Job, TargetKind};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// The host part of a target: the URL host for URL types, the target itself otherwise.
+/// The host part of a target: the URL host for URL targets, the target itself otherwise.
 pub(crate) fn host_of(job: &Job, kind: TargetKind) -> String {
-    let raw = match kind {
-        TargetKind::Url(_) => url::Url::parse(&job.target)
+    let raw = match kind.is_url(&job.target) {
+        true => url::Url::parse(&job.target)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_else(|| job.target.clone()),
-        TargetKind::Host | TargetKind::Name => job.target.clone(),
+        false => job.target.clone(),
     };
     raw.trim_start_matches('[')
         .trim_end_matches(']')
@@ -108,5 +108,10 @@ mod tests {
         assert_eq!(host_of(&job, TargetKind::Url(&["http"])), "::1");
         let job = Job::new("ssh", "web1", Some(22));
         assert_eq!(host_of(&job, TargetKind::Host), "web1");
+        let either = TargetKind::HostOrUrl(&["ftp"]);
+        let job = Job::new("ftp", "ftp://u:p@127.0.0.9:2121/f", Some(2121));
+        assert_eq!(host_of(&job, either), "127.0.0.9");
+        let job = Job::new("ftp", "127.0.0.9", Some(21));
+        assert_eq!(host_of(&job, either), "127.0.0.9");
     }
 }

@@ -120,7 +120,7 @@ impl Engine {
         let run = async {
             let addrs = match probe.spec.target {
                 TargetKind::Name => vec![None],
-                TargetKind::Host | TargetKind::Url(_) => {
+                TargetKind::Host | TargetKind::Url(_) | TargetKind::HostOrUrl(_) => {
                     let limit = self.settings.resolve_timeout().min(timeout);
                     match resolve::addresses(&host, job.family, limit).await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
