@@ -5,6 +5,7 @@ pub mod outcome;
 pub mod plan;
 
 pub mod probe;
+pub mod queue;
 pub mod spec;
 
 pub use custodian_dsl as dsl;
