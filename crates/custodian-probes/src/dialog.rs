@@ -1,11 +1,13 @@
 //! Send/expect engine for banner protocols (ssh, smtp, and later imap, pop3, ftp): a pure,
 //! bounded line splitter and numeric-reply parser, and a thin async driver over any byte stream.
 //!
-//! The driver is generic over the stream so a STARTTLS step can later wrap the same socket in
-//! TLS and carry on with a new `Dialog`; every wait ends at the attempt's deadline and every
-//! buffer is bounded, so a hostile server costs at most the deadline and a few KiB.
+//! Dialogs run over a [`Stream`] (plain or TLS): [`Dialog::open`] connects with or without
+//! implicit TLS, and [`Dialog::starttls`] upgrades the same socket in place. Every wait ends at
+//! the attempt's deadline and every buffer is bounded, so a hostile server costs at most the
+//! deadline and a few KiB.
 
 use crate::net::{self, MAX_LINE};
+use crate::tls::{self, Stream, Verify};
 use crate::Ctx;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -122,6 +124,10 @@ pub(crate) struct LineBuf {
 }
 
 impl LineBuf {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     pub(crate) fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
@@ -157,6 +163,36 @@ pub(crate) struct Dialog<S> {
     pending: LineBuf,
 }
 
+impl Dialog<Stream> {
+    /// Connects to the address under test; with `implicit_tls` the TLS handshake (verified as
+    /// the job's options say) comes before any protocol byte.
+    pub(crate) async fn open(cx: &Ctx, implicit_tls: bool) -> Result<Self, String> {
+        let tcp = net::connect(cx).await?;
+        if !implicit_tls {
+            return Ok(Dialog::new(Box::new(tcp)));
+        }
+        let tls = tls::handshake(cx, tcp, Verify::from_job(&cx.job)).await?;
+        Ok(Dialog::new(Box::new(tls)))
+    }
+
+    /// Switches this conversation to TLS after the server agreed to STARTTLS (or STLS).
+    /// Anything the server sent past its agreement would count as protected later although
+    /// it came in clear text (the STARTTLS injection of CVE-2011-0411), so it is an error.
+    /// After a failure the dialog is over: later commands go nowhere.
+    pub(crate) async fn starttls(&mut self, cx: &Ctx, verify: Verify) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            return Err("the server sent data after agreeing to start TLS \
+                        (possible STARTTLS injection)"
+                .into());
+        }
+        // A stand-in while the handshake owns the socket: reads end, writes vanish.
+        let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
+        let tls = tls::handshake(cx, plain, verify).await?;
+        self.stream = Box::new(tls);
+        Ok(())
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Dialog<S> {
     pub(crate) fn new(stream: S) -> Self {
         Dialog {
@@ -188,6 +224,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialog<S> {
     /// (which may one day hold credentials).
     pub(crate) async fn send(&mut self, cx: &Ctx, line: &str) -> Result<(), String> {
         let verb = line.split(' ').next().unwrap_or(line);
+        self.send_as(cx, line, verb).await
+    }
+
+    /// Sends `line` and CRLF; reasons call it `verb` (for lines that are all secret, such as
+    /// the base64 credentials of AUTH LOGIN).
+    pub(crate) async fn send_as(&mut self, cx: &Ctx, line: &str, verb: &str) -> Result<(), String> {
         let data = format!("{line}\r\n");
         net::within(cx, &format!("sending {verb}"), async {
             self.stream

@@ -1,20 +1,48 @@
 //! `smtp`: the server greets with `220`, accepts `EHLO` (or `HELO` when EHLO is refused with
-//! a 5xx), and is then left with `QUIT`.
+//! a 5xx), optionally upgrades with STARTTLS and logs in, and is then left with `QUIT`.
+//! `smtps` runs the same conversation inside implicit TLS (port 465).
 //!
-//! Syntax: `HOST must run smtp [on PORT] [with banner 'REGEX'].` Default port 25. The banner
-//! regex is matched (case-insensitively) against the whole greeting, lines joined by `\n`.
+//! Syntax: `HOST must run smtp [on PORT] [with banner 'REGEX'] [with tls | with tls insecure]
+//! [and cannot expire within N days] [with username 'U' with password 'P'] [with cleartext
+//! login].` Default port 25. The banner regex is matched (case-insensitively) against the
+//! whole greeting, lines joined by `\n`. `with tls` sends STARTTLS after EHLO, verifies the
+//! certificate (chain, the target's name or IP, at least N more days, default 14; `with tls
+//! insecure` skips that) and says EHLO again. With credentials we log in with AUTH PLAIN, or
+//! AUTH LOGIN when only that is advertised; the password is only ever sent inside TLS unless
+//! `with cleartext login` explicitly allows it in clear text.
 //! Down reasons: connection refused / timed out connecting; `greeting is not 220: "…"`;
 //! `EHLO refused: "…"` (a 4xx, or anything but 250/5xx); `HELO refused: "…" (after EHLO was
-//! refused)`; timed out or connection closed while waiting for the greeting or a reply;
+//! refused)`; `server does not offer STARTTLS`; `STARTTLS refused: "…"`; data sent after the
+//! STARTTLS agreement (possible injection); `TLS handshake on port N failed: …` (expired, not
+//! yet valid, wrong name, untrusted, alert); `certificate expires in N days (at DATE), less
+//! than M`; `refusing to send the password in clear text …`; `server offers no AUTH PLAIN or
+//! LOGIN`; `login refused: "…"`; timed out or connection closed while waiting for a reply;
 //! malformed reply line; binary garbage; line or reply longer than the bounds in `dialog.rs`.
 //! Once a greeting came we always end with `QUIT` (also after a refusal, RFC 5321 §3.8) and
 //! await its reply briefly; that part never fails the check.
-//! Example: `mail1 must run smtp otherwise 'mail server down'.`
+//! Example: `mail1 must run smtp with tls with username 'probe' with password 'secret'.`
 
 use crate::dialog::{Dialog, Reply};
+use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
-use tokio::net::TcpStream;
+
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec {
+    phrase: "with banner {banner}",
+    help: "the 220 greeting must match this case-insensitive regex",
+};
+
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
+    phrase: "with username {username}",
+    help: "log in with AUTH PLAIN (or LOGIN) as this user",
+};
+
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
+    phrase: "with password {password}",
+    help: "the password for AUTH (masked in all output; sent only inside TLS)",
+};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "smtp",
@@ -23,11 +51,19 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(25),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with banner {banner}",
-        help: "the 220 greeting must match this case-insensitive regex",
-    }],
-    summary: "the server greets with 220 and accepts EHLO (or HELO)",
+    params: &[
+        BANNER_PARAM,
+        STARTTLS_PARAM,
+        INSECURE_PARAM,
+        EXPIRE_PARAM,
+        USERNAME_PARAM,
+        PASSWORD_PARAM,
+        ParamSpec {
+            phrase: "with cleartext login",
+            help: "allow sending the password without TLS",
+        },
+    ],
+    summary: "the server greets with 220 and accepts EHLO (or HELO); STARTTLS and AUTH when asked",
     example: "127.0.0.1 must run smtp on 25 with banner 'ESMTP' otherwise 'mail down'.",
 };
 
@@ -35,7 +71,12 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 const OUR_NAME: &str = "custodian.invalid";
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
+    run(cx, false).await
+}
+
+/// The whole check; `implicit_tls` for `smtps`.
+pub(crate) async fn run(cx: &Ctx, implicit_tls: bool) -> Outcome {
+    match session(cx, implicit_tls).await {
         Ok(detail) => Outcome::Up {
             detail: Some(detail),
         },
@@ -43,10 +84,10 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
     }
 }
 
-async fn run(cx: &Ctx) -> Result<String, String> {
-    let mut d = Dialog::new(net::connect(cx).await?);
+async fn session(cx: &Ctx, implicit_tls: bool) -> Result<String, String> {
+    let mut d = Dialog::open(cx, implicit_tls).await?;
     let greeting = d.reply(cx, "the greeting").await?;
-    let verdict = converse(&mut d, cx, &greeting).await;
+    let verdict = converse(&mut d, cx, &greeting, implicit_tls).await;
     // RFC 5321 §3.8: end with QUIT even after a refusal, so the server logs a clean exit.
     if d.send(cx, "QUIT").await.is_ok() {
         d.close(cx).await;
@@ -54,26 +95,59 @@ async fn run(cx: &Ctx) -> Result<String, String> {
     verdict
 }
 
-async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &Reply) -> Result<String, String> {
+async fn converse(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    greeting: &Reply,
+    implicit_tls: bool,
+) -> Result<String, String> {
     greeting.expect(220, "greeting")?;
     if let Some(pattern) = cx.job.opt_str("banner") {
         tcp::banner_matches(pattern, &greeting.text())?;
     }
-    let helo = hello(d, cx).await?;
-    Ok(detail(greeting, helo))
+    let mut ehlo = hello(d, cx).await?;
+    let mut notes = Vec::new();
+    if ehlo.is_none() {
+        notes.push("EHLO refused, HELO accepted".to_string());
+    }
+    let starttls = !implicit_tls && Verify::wanted(&cx.job);
+    if starttls {
+        upgrade(d, cx, ehlo.as_ref()).await?;
+        ehlo = hello(d, cx).await?;
+        notes.push("STARTTLS".into());
+    }
+    if let Some(user) = cx.job.opt_str("username") {
+        login(d, cx, ehlo.as_ref(), implicit_tls || starttls).await?;
+        notes.push(format!("logged in as {user}"));
+    }
+    Ok(detail(greeting, &notes))
 }
 
-/// Says EHLO, falling back to HELO; returns which one the server accepted.
-async fn hello(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<&'static str, String> {
+/// Says EHLO, falling back to HELO; returns the EHLO reply (its extensions), or `None` when
+/// only HELO was accepted.
+async fn hello(d: &mut Dialog<Stream>, cx: &Ctx) -> Result<Option<Reply>, String> {
     d.send(cx, &format!("EHLO {OUR_NAME}")).await?;
     let ehlo = d.reply(cx, "the reply to EHLO").await?;
     if !judge_ehlo(&ehlo)? {
-        return Ok("EHLO");
+        return Ok(Some(ehlo));
     }
     d.send(cx, &format!("HELO {OUR_NAME}")).await?;
     let helo = d.reply(cx, "the reply to HELO").await?;
     judge_helo(&helo)?;
-    Ok("HELO")
+    Ok(None)
+}
+
+/// STARTTLS (RFC 3207), when the EHLO reply offers it, then the TLS handshake.
+async fn upgrade(d: &mut Dialog<Stream>, cx: &Ctx, ehlo: Option<&Reply>) -> Result<(), String> {
+    if !ehlo.is_some_and(|r| extension(r, "STARTTLS").is_some()) {
+        return Err("server does not offer STARTTLS".into());
+    }
+    d.send(cx, "STARTTLS").await?;
+    let r = d.reply(cx, "the reply to STARTTLS").await?;
+    if r.code != 220 {
+        return Err(format!("STARTTLS refused: {}", r.quoted()));
+    }
+    d.starttls(cx, Verify::from_job(&cx.job)).await
 }
 
 /// Whether to fall back to HELO: yes on a permanent refusal (an old server), error on a
@@ -96,13 +170,99 @@ fn judge_helo(r: &Reply) -> Result<(), String> {
     }
 }
 
-/// What an operator sees for a passing check: the greeting's first line, and HELO if needed.
-fn detail(greeting: &Reply, helo: &str) -> String {
-    let first = greeting.lines.first().map_or("", String::as_str);
-    match helo {
-        "EHLO" => net::clip(first),
-        _ => format!("{}; EHLO refused, HELO accepted", net::clip(first)),
+/// The parameters of EHLO extension `name` (upper-case words), if the reply lists it. The
+/// first line is the server's name, not an extension. `AUTH=` is the pre-standard spelling.
+fn extension(r: &Reply, name: &str) -> Option<Vec<String>> {
+    r.lines.iter().skip(1).find_map(|line| {
+        let mut words = line.get(4..)?.split([' ', '=']);
+        let key = words.next()?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| words.map(str::to_ascii_uppercase).collect())
+    })
+}
+
+/// How we authenticate, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mech {
+    Plain,
+    Login,
+}
+
+/// The mechanism to use, from the AUTH extension of the EHLO reply.
+fn pick_mech(ehlo: Option<&Reply>) -> Result<Mech, String> {
+    let offered = ehlo.and_then(|r| extension(r, "AUTH")).unwrap_or_default();
+    if offered.iter().any(|m| m == "PLAIN") {
+        Ok(Mech::Plain)
+    } else if offered.iter().any(|m| m == "LOGIN") {
+        Ok(Mech::Login)
+    } else if offered.is_empty() {
+        Err("server offers no AUTH".into())
+    } else {
+        Err(format!(
+            "server offers no AUTH PLAIN or LOGIN (only {})",
+            net::clip(&offered.join(" "))
+        ))
     }
+}
+
+/// AUTH (RFC 4954); refuses to send the password in clear text unless told to.
+async fn login(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    ehlo: Option<&Reply>,
+    secured: bool,
+) -> Result<(), String> {
+    if !secured && !cx.job.flag("with_cleartext_login") {
+        return Err(
+            "refusing to send the password in clear text: add `with tls` \
+                    (or `with cleartext login` to allow it)"
+                .into(),
+        );
+    }
+    let user = cx.job.opt_str("username").unwrap_or("");
+    let pass = cx.job.opt_str("password").unwrap_or("");
+    let last = match pick_mech(ehlo)? {
+        Mech::Plain => {
+            let token = B64.encode(format!("\0{user}\0{pass}"));
+            d.send_as(cx, &format!("AUTH PLAIN {token}"), "AUTH PLAIN")
+                .await?;
+            d.reply(cx, "the reply to AUTH PLAIN").await?
+        }
+        Mech::Login => auth_login(d, cx, user, pass).await?,
+    };
+    match last.code {
+        235 => Ok(()),
+        _ => Err(format!("login refused: {}", last.quoted())),
+    }
+}
+
+/// AUTH LOGIN: the username and the password, each after a 334 challenge.
+async fn auth_login(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    user: &str,
+    pass: &str,
+) -> Result<Reply, String> {
+    d.send(cx, "AUTH LOGIN").await?;
+    for (secret, what) in [(user, "the username"), (pass, "the password")] {
+        let r = d.reply(cx, "the reply to AUTH LOGIN").await?;
+        if r.code != 334 {
+            return Err(format!("login refused: {}", r.quoted()));
+        }
+        d.send_as(cx, &B64.encode(secret), what).await?;
+    }
+    d.reply(cx, "the reply to AUTH LOGIN").await
+}
+
+/// What an operator sees for a passing check: the greeting's first line, then notes.
+fn detail(greeting: &Reply, notes: &[String]) -> String {
+    let first = greeting.lines.first().map_or("", String::as_str);
+    let mut out = net::clip(first);
+    for n in notes {
+        out.push_str("; ");
+        out.push_str(n);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -362,5 +522,302 @@ mod tests {
             out,
             Outcome::down("connection closed by peer while waiting for the reply to EHLO")
         );
+    }
+
+    mod tls {
+        //! STARTTLS and AUTH against in-process TLS servers signed by the test CA.
+
+        use super::super::*;
+        use crate::net::testutil::*;
+        use crate::tls::testca::{ca, leaf, scripted_tls, server_config, Mode};
+        use custodian_core::Job;
+        use serde_json::{json, Value};
+        use std::net::SocketAddr;
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const DAY: i64 = 86_400;
+        const EHLO_TLS: &str = "250-mail.example\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+        const EHLO_AUTH: &str = "250-mail.example\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n";
+
+        fn mta(line: &str) -> Option<&'static str> {
+            let verb = line.split(' ').next().unwrap_or("");
+            Some(match verb {
+                "EHLO" => "250-mail.example\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 OK\r\n",
+                "STARTTLS" => "220 2.0.0 Ready to start TLS\r\n",
+                // base64 of "\0probe\0s3cret"
+                "AUTH" if line == "AUTH PLAIN AHByb2JlAHMzY3JldA==" => "235 2.7.0 ok\r\n",
+                "AUTH" => "535 5.7.8 Error: authentication failed\r\n",
+                "QUIT" => "221 bye\r\n",
+                _ => "500 what\r\n",
+            })
+        }
+
+        fn login_only(line: &str) -> Option<&'static str> {
+            Some(match line {
+                l if l.starts_with("EHLO") => "250-x\r\n250-STARTTLS\r\n250 AUTH=LOGIN\r\n",
+                "AUTH LOGIN" => "334 VXNlcm5hbWU6\r\n",
+                "cHJvYmU=" => "334 UGFzc3dvcmQ6\r\n",
+                "czNjcmV0" => "235 ok\r\n",
+                _ => return mta(line),
+            })
+        }
+
+        async fn tls_server(
+            signed: bool,
+            secs: i64,
+            mode: Mode,
+            answer: fn(&str) -> Option<&'static str>,
+        ) -> (SocketAddr, Heard) {
+            let issuer = signed.then(ca);
+            let config = server_config(&leaf(issuer, &["127.0.0.1"], secs));
+            scripted_tls(config, mode, "220 mail.example ESMTP\r\n", answer).await
+        }
+
+        async fn probe(kind: &str, a: SocketAddr, opts: &[(&str, Value)]) -> Outcome {
+            let _ = ca();
+            let mut j = Job::new(kind, "127.0.0.1", Some(a.port()));
+            for (k, v) in opts {
+                j.options.insert(k.to_string(), v.clone());
+            }
+            let cx = cx(j, 3.0);
+            if kind == "smtps" {
+                run(&cx, true).await
+            } else {
+                check(&cx).await
+            }
+        }
+
+        fn creds(pw: &str) -> Vec<(&'static str, Value)> {
+            vec![
+                ("with_tls", json!(true)),
+                ("username", json!("probe")),
+                ("password", json!(pw)),
+            ]
+        }
+
+        fn down_with(out: &Outcome, needle: &str) -> bool {
+            matches!(out, Outcome::Down { reason } if reason.contains(needle))
+        }
+
+        #[test]
+        fn extensions_and_mechanisms() {
+            let r = super::reply(&["250-mail", "250-AUTH PLAIN login", "250 STARTTLS"]);
+            assert_eq!(extension(&r, "starttls"), Some(vec![]));
+            assert_eq!(pick_mech(Some(&r)), Ok(Mech::Plain));
+            let r = super::reply(&["250-mail", "250 AUTH=LOGIN"]);
+            assert_eq!(pick_mech(Some(&r)), Ok(Mech::Login));
+            let r = super::reply(&["250-AUTH mail", "250 AUTH CRAM-MD5"]);
+            assert_eq!(extension(&r, "AUTH"), Some(vec!["CRAM-MD5".to_string()]));
+            assert_eq!(
+                pick_mech(Some(&r)),
+                Err("server offers no AUTH PLAIN or LOGIN (only CRAM-MD5)".into())
+            );
+            assert_eq!(pick_mech(None), Err("server offers no AUTH".into()));
+        }
+
+        #[tokio::test]
+        async fn starttls_and_auth_plain_pass() {
+            let (a, h) = tls_server(true, 365 * DAY, Mode::After("STARTTLS"), mta).await;
+            let out = probe("smtp", a, &creds("s3cret")).await;
+            let detail = "220 mail.example ESMTP; STARTTLS; logged in as probe";
+            assert_eq!(
+                out,
+                Outcome::Up {
+                    detail: Some(detail.into())
+                }
+            );
+            let said = [
+                "EHLO custodian.invalid",
+                "STARTTLS",
+                "EHLO custodian.invalid",
+                "AUTH PLAIN AHByb2JlAHMzY3JldA==",
+                "QUIT",
+            ];
+            assert_eq!(heard(&h), said);
+        }
+
+        #[tokio::test]
+        async fn auth_login_when_only_login_is_offered() {
+            let (a, h) = tls_server(true, 365 * DAY, Mode::After("STARTTLS"), login_only).await;
+            assert!(probe("smtp", a, &creds("s3cret")).await.is_up());
+            assert_eq!(
+                heard(&h)[3..],
+                ["AUTH LOGIN", "cHJvYmU=", "czNjcmV0", "QUIT"]
+            );
+        }
+
+        #[tokio::test]
+        async fn wrong_password_is_refused() {
+            let (a, _) = tls_server(true, 365 * DAY, Mode::After("STARTTLS"), mta).await;
+            let out = probe("smtp", a, &creds("wrong")).await;
+            assert_eq!(
+                out,
+                Outcome::down("login refused: \"535 5.7.8 Error: authentication failed\"")
+            );
+        }
+
+        #[tokio::test]
+        async fn no_password_in_clear_text() {
+            let (a, h) = scripted("220 x\r\n", mta).await;
+            let mut opts = creds("s3cret");
+            opts.remove(0);
+            let out = probe("smtp", a, &opts).await;
+            assert!(
+                down_with(&out, "refusing to send the password in clear text"),
+                "{out:?}"
+            );
+            assert_eq!(heard(&h), ["EHLO custodian.invalid", "QUIT"]);
+            opts.push(("with_cleartext_login", json!(true)));
+            assert!(probe("smtp", a, &opts).await.is_up());
+        }
+
+        #[tokio::test]
+        async fn starttls_missing_or_refused() {
+            let (a, h) = scripted("220 x\r\n", |l| {
+                Some(if l.starts_with("EHLO") {
+                    EHLO_AUTH
+                } else {
+                    "221 bye\r\n"
+                })
+            })
+            .await;
+            let out = probe("smtp", a, &[("with_tls", json!(true))]).await;
+            assert_eq!(out, Outcome::down("server does not offer STARTTLS"));
+            assert_eq!(heard(&h), ["EHLO custodian.invalid", "QUIT"]);
+            let (a, _) = scripted("220 x\r\n", |l| {
+                Some(if l.starts_with("EHLO") {
+                    EHLO_TLS
+                } else {
+                    "454 4.7.0 TLS not available\r\n"
+                })
+            })
+            .await;
+            let out = probe("smtp", a, &[("with_tls", json!(true))]).await;
+            assert_eq!(
+                out,
+                Outcome::down("STARTTLS refused: \"454 4.7.0 TLS not available\"")
+            );
+        }
+
+        #[tokio::test]
+        async fn injected_lines_after_starttls_are_refused() {
+            let (a, _) = scripted("220 x\r\n", |l| {
+                Some(match l {
+                    "STARTTLS" => "220 go ahead\r\n250-injected\r\n",
+                    _ => EHLO_TLS,
+                })
+            })
+            .await;
+            let out = probe("smtp", a, &[("with_tls", json!(true))]).await;
+            assert!(down_with(&out, "possible STARTTLS injection"), "{out:?}");
+        }
+
+        #[tokio::test]
+        async fn untrusted_certificate_fails_unless_insecure() {
+            let (a, _) = tls_server(false, 365 * DAY, Mode::After("STARTTLS"), mta).await;
+            let out = probe("smtp", a, &[("with_tls", json!(true))]).await;
+            let want = format!(
+                "TLS handshake on port {} failed: certificate is not trusted (unknown issuer)",
+                a.port()
+            );
+            assert_eq!(out, Outcome::down(want));
+            assert!(probe("smtp", a, &[("with_tls_insecure", json!(true))])
+                .await
+                .is_up());
+        }
+
+        #[tokio::test]
+        async fn expiring_certificate_fails_under_the_limit() {
+            let (a, _) = tls_server(true, 3 * DAY + 3600, Mode::After("STARTTLS"), mta).await;
+            let out = probe("smtp", a, &[("with_tls", json!(true))]).await;
+            assert!(
+                down_with(&out, "certificate expires in 3 days (at "),
+                "{out:?}"
+            );
+            let opts = [("with_tls", json!(true)), ("expire_days", json!(2))];
+            assert!(probe("smtp", a, &opts).await.is_up());
+        }
+
+        /// A server that agrees to STARTTLS and then runs `after` on the raw socket.
+        async fn agrees_then<F, Fut>(after: F) -> SocketAddr
+        where
+            F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + Copy + 'static,
+            Fut: std::future::Future<Output = ()> + Send + 'static,
+        {
+            serve(move |mut s| async move {
+                let _ = s.write_all(b"220 x\r\n").await;
+                let mut buf = [0u8; 256];
+                for answer in [EHLO_TLS, "220 go ahead\r\n"] {
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(answer.as_bytes()).await;
+                }
+                after(s).await;
+            })
+            .await
+        }
+
+        #[tokio::test]
+        async fn hung_garbage_and_closed_handshakes_fail() {
+            let opts = [("with_tls", json!(true))];
+            let a = agrees_then(|s| async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                drop(s);
+            })
+            .await;
+            let j = Job::new("smtp", "127.0.0.1", Some(a.port()));
+            let mut j = j;
+            j.options.insert("with_tls".into(), json!(true));
+            let out = check(&cx(j, 0.7)).await;
+            assert_eq!(out, Outcome::down("timed out in the TLS handshake"));
+            let a = agrees_then(|mut s| async move {
+                let _ = s.write_all(&[0x42; 4096]).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            })
+            .await;
+            let out = probe("smtp", a, &opts).await;
+            assert!(
+                down_with(
+                    &out,
+                    &format!("TLS handshake on port {} failed: ", a.port())
+                ),
+                "{out:?}"
+            );
+            let a = agrees_then(|s| async move { drop(s) }).await;
+            let out = probe("smtp", a, &opts).await;
+            assert!(
+                down_with(&out, "failed: connection closed by peer"),
+                "{out:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn smtps_speaks_tls_first() {
+            let (a, h) = tls_server(true, 365 * DAY, Mode::Implicit, mta).await;
+            let opts = [("username", json!("probe")), ("password", json!("s3cret"))];
+            let out = probe("smtps", a, &opts).await;
+            assert_eq!(
+                out,
+                Outcome::Up {
+                    detail: Some("220 mail.example ESMTP; logged in as probe".into())
+                }
+            );
+            assert_eq!(heard(&h)[1], "AUTH PLAIN AHByb2JlAHMzY3JldA==");
+            let (a, _) = scripted("220 plain\r\n", mta).await;
+            let out = probe("smtps", a, &[]).await;
+            assert!(down_with(&out, "TLS handshake on port"), "{out:?}");
+        }
+
+        fn spam(_: &str) -> Option<&'static str> {
+            static SPAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            Some(SPAM.get_or_init(|| "250-spam\r\n".repeat(200)))
+        }
+
+        #[tokio::test]
+        async fn smtps_floods_inside_tls_are_bounded() {
+            let (a, _) = tls_server(true, 365 * DAY, Mode::Implicit, spam).await;
+            let out = probe("smtps", a, &[]).await;
+            assert_eq!(out, Outcome::down("reply longer than 100 lines"));
+        }
     }
 }

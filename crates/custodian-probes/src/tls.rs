@@ -1,13 +1,52 @@
 //! TLS plumbing shared by probes: the rustls client configs (webpki roots plus CA files added
-//! with [`add_ca_file`], built once and shared by every check) and certificate-expiry checks.
+//! with [`add_ca_file`], built once and shared by every check), the handshake for non-HTTP
+//! protocols (implicit TLS and STARTTLS) with plain-worded failure reasons, and
+//! certificate-expiry checks.
 
+use crate::{net, Ctx};
+use custodian_core::{Job, ParamSpec};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use x509_parser::time::ASN1Time;
+
+/// A byte stream a probe talks over: plain TCP, or TLS on top of it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A plain or TLS stream, boxed so one dialog type serves both sides of a STARTTLS.
+pub(crate) type Stream = Box<dyn Io>;
+
+/// Default of `and cannot expire within N days`, as for `https`.
+pub(crate) const EXPIRE_DAYS: u64 = 14;
+
+/// `with tls`: upgrade with STARTTLS (smtp, imap, pop3).
+pub(crate) const STARTTLS_PARAM: ParamSpec = ParamSpec {
+    phrase: "with tls",
+    help: "upgrade to TLS with STARTTLS and verify the certificate",
+};
+
+/// `with tls insecure`, worded as for `https`.
+pub(crate) const INSECURE_PARAM: ParamSpec = ParamSpec {
+    phrase: "with tls insecure",
+    help: "use TLS but accept any certificate (no verification, no expiry check)",
+};
+
+/// `and cannot expire within N days`, worded as for `https`.
+pub(crate) const EXPIRE_PARAM: ParamSpec = ParamSpec {
+    phrase: "and cannot expire within {expire_days:int} days",
+    help: "the certificate must stay valid this many more days (default 14)",
+};
 
 /// The two shared configs: verifying (current roots) and insecure (no verification).
 struct Configs {
@@ -101,30 +140,163 @@ pub fn add_ca_file(path: &Path) -> Result<usize, String> {
 
 /// When a certificate stops being valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Expiry {
+pub(crate) struct Expiry {
     /// Whole days left from `now` (negative once expired).
-    days: i64,
+    pub(crate) days: i64,
     /// The expiry date, `YYYY-MM-DD HH:MM UTC`.
-    at: String,
+    pub(crate) at: String,
 }
 
 /// Reads the expiry of a DER certificate, counted from `now` (unix seconds).
-fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
+pub(crate) fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("cannot parse the server certificate: {e}"))?;
     let not_after = cert.validity().not_after;
-    let dt = not_after.to_datetime();
     Ok(Expiry {
         days: (not_after.timestamp() - now).div_euclid(86_400),
-        at: format!(
-            "{}-{:02}-{:02} {:02}:{:02} UTC",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute()
-        ),
+        at: date(not_after),
     })
+}
+
+/// `YYYY-MM-DD HH:MM UTC`.
+fn date(t: ASN1Time) -> String {
+    let dt = t.to_datetime();
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02} UTC",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute()
+    )
+}
+
+/// `date` of a rustls time, or a plain "unknown date" if it is out of range.
+fn unix_date(t: UnixTime) -> String {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| ASN1Time::from_timestamp(s).ok())
+        .map_or_else(|| "an unknown date".to_string(), date)
+}
+
+/// How a non-HTTP probe checks the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Verify {
+    /// Accept any certificate, and skip the expiry limit (`with tls insecure`).
+    pub(crate) insecure: bool,
+    /// The certificate must stay valid this many more days.
+    pub(crate) expire_days: u64,
+}
+
+impl Verify {
+    /// Whether the job asks for STARTTLS: `with tls`, or `with tls insecure` alone.
+    pub(crate) fn wanted(job: &Job) -> bool {
+        job.flag("with_tls") || job.flag("with_tls_insecure")
+    }
+
+    /// From the options shared with `https`: `with tls insecure` (or `no_ssl_check`) and
+    /// `and cannot expire within N days`.
+    pub(crate) fn from_job(job: &Job) -> Self {
+        Verify {
+            insecure: job.flag("with_tls_insecure") || job.flag("no_ssl_check"),
+            expire_days: job.opt_u64("expire_days").unwrap_or(EXPIRE_DAYS),
+        }
+    }
+}
+
+/// The name the certificate must be valid for: the target's host as written (the URL host for
+/// URL targets), or the address under test when the target is no valid name.
+pub(crate) fn server_name(job: &Job, addr: Option<IpAddr>) -> Result<ServerName<'static>, String> {
+    let host = match url::Url::parse(&job.target) {
+        Ok(u) if job.target.contains("://") => u.host_str().unwrap_or_default().to_string(),
+        _ => job.target.clone(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(name) = ServerName::try_from(host.to_string()) {
+        return Ok(name);
+    }
+    addr.map(ServerName::from)
+        .ok_or_else(|| format!("{:?} is no host name for TLS", net::clip(host)))
+}
+
+/// The shared config without ALPN: mail and other non-HTTP servers may refuse `http/1.1`.
+fn plain_config(insecure: bool) -> Arc<ClientConfig> {
+    let mut config = (*client_config(insecure)).clone();
+    config.alpn_protocols.clear();
+    Arc::new(config)
+}
+
+/// Runs a TLS client handshake over `stream` before the deadline, verifying the certificate
+/// (chain and name) and its expiry as `verify` says.
+pub(crate) async fn handshake<S: Io>(
+    cx: &Ctx,
+    stream: S,
+    verify: Verify,
+) -> Result<TlsStream<S>, String> {
+    let name = server_name(&cx.job, cx.addr)?;
+    let port = cx.job.port.unwrap_or(0);
+    let connector = TlsConnector::from(plain_config(verify.insecure));
+    let tls = net::within(cx, "in the TLS handshake", async {
+        connector.connect(name, stream).await.map_err(|e| {
+            format!(
+                "TLS handshake on port {port} failed: {}",
+                handshake_error(&e)
+            )
+        })
+    })
+    .await?;
+    if !verify.insecure {
+        check_expiry(peer_leaf(&tls)?, verify.expire_days, unix_now())?;
+    }
+    Ok(tls)
+}
+
+/// The server's own certificate (DER) from a finished handshake.
+pub(crate) fn peer_leaf<S>(tls: &TlsStream<S>) -> Result<&[u8], String> {
+    let (_, conn) = tls.get_ref();
+    match conn.peer_certificates().and_then(|c| c.first()) {
+        Some(der) => Ok(der.as_ref()),
+        None => Err("the server sent no certificate".into()),
+    }
+}
+
+/// A plain-worded reason for a failed handshake.
+fn handshake_error(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => certificate_error(c),
+        Some(rustls::Error::AlertReceived(a)) => format!("the server sent alert {a:?}"),
+        Some(other) => other.to_string(),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => "connection closed by peer".into(),
+        None => net::io_reason(e),
+    }
+}
+
+/// Why a certificate was refused, in an operator's words.
+pub(crate) fn certificate_error(e: &CertificateError) -> String {
+    use CertificateError::*;
+    match e {
+        Expired => "certificate has expired".into(),
+        ExpiredContext { not_after, .. } => {
+            format!("certificate expired on {}", unix_date(*not_after))
+        }
+        NotValidYet => "certificate is not valid yet".into(),
+        NotValidYetContext { not_before, .. } => {
+            format!("certificate is not valid until {}", unix_date(*not_before))
+        }
+        NotValidForName => "certificate is not valid for this name".into(),
+        NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "certificate is not valid for name {:?} (it names {})",
+            expected.to_str(),
+            net::clip(&presented.join(", "))
+        ),
+        UnknownIssuer => "certificate is not trusted (unknown issuer)".into(),
+        BadSignature => "certificate has a bad signature".into(),
+        Revoked => "certificate is revoked".into(),
+        other => format!("certificate refused: {other:?}"),
+    }
 }
 
 /// Fails when the certificate expires within `min_days` days of `now` (or has expired).
@@ -202,6 +374,8 @@ pub(crate) mod testca {
     //! Test certificates made with rcgen (a CA and leaves with chosen names and lifetimes), and
     //! rustls server configs serving them.
 
+    use super::Stream;
+    use crate::net::testutil::{serve, Heard};
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
         KeyUsagePurpose,
@@ -210,6 +384,7 @@ pub(crate) mod testca {
     use rustls::ServerConfig;
     use std::sync::{Arc, OnceLock};
     use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use x509_parser::time::ASN1Time;
 
     pub(crate) struct Ca {
@@ -279,6 +454,77 @@ pub(crate) mod testca {
             chain,
             key: key.serialize_der(),
         }
+    }
+
+    /// When a [`scripted_tls`] server speaks TLS.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Mode {
+        /// From the first byte (smtps, imaps, pop3s).
+        Implicit,
+        /// After answering the line that starts with this word (STARTTLS, `a0 STARTTLS`, STLS).
+        After(&'static str),
+    }
+
+    /// A line server like `testutil::scripted`, speaking TLS with `config` as `mode` says.
+    pub(crate) async fn scripted_tls(
+        config: Arc<ServerConfig>,
+        mode: Mode,
+        greeting: &'static str,
+        answer: fn(&str) -> Option<&'static str>,
+    ) -> (std::net::SocketAddr, Heard) {
+        let heard = Heard::default();
+        let log = heard.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let addr = serve(move |s| {
+            let (log, acceptor) = (log.clone(), acceptor.clone());
+            async move {
+                let stream: Stream = match mode {
+                    Mode::Implicit => match acceptor.accept(s).await {
+                        Ok(t) => Box::new(t),
+                        Err(_) => return,
+                    },
+                    Mode::After(_) => Box::new(s),
+                };
+                converse(stream, acceptor, mode, greeting, answer, log).await;
+            }
+        })
+        .await;
+        (addr, heard)
+    }
+
+    async fn converse(
+        stream: Stream,
+        acceptor: tokio_rustls::TlsAcceptor,
+        mode: Mode,
+        greeting: &'static str,
+        answer: fn(&str) -> Option<&'static str>,
+        log: Heard,
+    ) {
+        let mut r = BufReader::new(stream);
+        let _ = r.get_mut().write_all(greeting.as_bytes()).await;
+        let mut line = String::new();
+        while matches!(r.read_line(&mut line).await, Ok(n) if n > 0) {
+            let got = line.trim_end().to_string();
+            line.clear();
+            log.lock().expect("lock").push(got.clone());
+            let Some(reply) = answer(&got) else { break };
+            let _ = r.get_mut().write_all(reply.as_bytes()).await;
+            let upgrade = matches!(mode, Mode::After(w) if got.starts_with(w));
+            if upgrade && agrees(reply) {
+                match acceptor.accept(r.into_inner()).await {
+                    Ok(t) => r = BufReader::new(Box::new(t) as Stream),
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Whether a reply agrees to start TLS: `220` (SMTP), `+OK` (POP3), `TAG OK` (IMAP).
+    fn agrees(reply: &str) -> bool {
+        let first = reply.lines().next().unwrap_or("");
+        first.starts_with("220")
+            || first.starts_with("+OK")
+            || first.split(' ').nth(1) == Some("OK")
     }
 
     /// A rustls server config presenting `leaf`.
