@@ -1,19 +1,42 @@
-//! `imap`: the server greets with `* OK`; with credentials it also accepts `LOGIN` (RFC 9051).
+//! `imap`: the server greets with `* OK`; with `with tls` it upgrades with STARTTLS; with
+//! credentials it also accepts `LOGIN` (RFC 9051). `imaps` runs the same conversation inside
+//! implicit TLS (port 993).
 //!
-//! Syntax: `HOST must run imap [on PORT] [with banner 'REGEX'] [with username 'U'
-//! with password 'P'].` Default port 143. With `with username` we send `a1 LOGIN` (a missing
-//! password counts as empty); a tagged `OK` means logged in. We always end with `a2 LOGOUT`
-//! once a greeting came, so the server logs a clean exit; that part never fails the check.
+//! Syntax: `HOST must run imap [on PORT] [with banner 'REGEX'] [with tls | with tls insecure]
+//! [and cannot expire within N days] [with username 'U' with password 'P'].` Default port
+//! 143. `with tls` sends `a0 STARTTLS` and verifies the certificate like `smtp` does (chain,
+//! the target's name or IP, N more days, default 14; `with tls insecure` skips that). With
+//! `with username` we send `a1 LOGIN` (a missing password counts as empty); a tagged `OK`
+//! means logged in. We always end with `a2 LOGOUT` once a greeting came, so the server logs a
+//! clean exit; that part never fails the check.
 //! Down reasons: connection refused / timed out connecting; `greeting is not * OK: "…"`; banner
-//! does not match; `server forbids plaintext LOGIN (LOGINDISABLED)`; `login refused: "…"` (a
-//! tagged NO or BAD, quoted; our command is never quoted); no tagged reply within 100 lines;
-//! timed out or connection closed while waiting; binary garbage; line longer than 8192 bytes.
-//! Example: `mail1 must run imap with username 'probe' with password 'secret'.`
+//! does not match; `STARTTLS refused: "…"`; data sent after the STARTTLS agreement (possible
+//! injection); `TLS handshake on port N failed: …`; `certificate expires in N days …`;
+//! `server forbids plaintext LOGIN (LOGINDISABLED)` (only checked without TLS); `login
+//! refused: "…"` (a tagged NO or BAD, quoted; our command is never quoted); no tagged reply
+//! within 100 lines; timed out or connection closed while waiting; binary garbage; line
+//! longer than 8192 bytes.
+//! Example: `mail1 must run imap with tls with username 'probe' with password 'secret'.`
 
 use crate::dialog::Dialog;
+use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
-use tokio::net::TcpStream;
+
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec {
+    phrase: "with banner {banner}",
+    help: "the * OK greeting must match this case-insensitive regex",
+};
+
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
+    phrase: "with username {username}",
+    help: "log in with LOGIN as this user",
+};
+
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
+    phrase: "with password {password}",
+    help: "the password for LOGIN (masked in all output)",
+};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "imap",
@@ -23,20 +46,15 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with banner {banner}",
-            help: "the * OK greeting must match this case-insensitive regex",
-        },
-        ParamSpec {
-            phrase: "with username {username}",
-            help: "log in with LOGIN as this user",
-        },
-        ParamSpec {
-            phrase: "with password {password}",
-            help: "the password for LOGIN (masked in all output)",
-        },
+        BANNER_PARAM,
+        STARTTLS_PARAM,
+        INSECURE_PARAM,
+        EXPIRE_PARAM,
+        USERNAME_PARAM,
+        PASSWORD_PARAM,
     ],
-    summary: "the server greets with * OK (and accepts LOGIN when credentials are given)",
+    summary:
+        "the server greets with * OK (STARTTLS with `with tls`; LOGIN when credentials are given)",
     example: "127.0.0.1 must run imap on 143 with username 'probe' with password 'secret' \
               otherwise 'imap down'.",
 };
@@ -45,7 +63,12 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 const MAX_UNTAGGED: usize = 100;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
+    run(cx, false).await
+}
+
+/// The whole check; `implicit_tls` for `imaps`.
+pub(crate) async fn run(cx: &Ctx, implicit_tls: bool) -> Outcome {
+    match session(cx, implicit_tls).await {
         Ok(detail) => Outcome::Up {
             detail: Some(detail),
         },
@@ -53,32 +76,49 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
     }
 }
 
-async fn run(cx: &Ctx) -> Result<String, String> {
-    let mut d = Dialog::new(net::connect(cx).await?);
+async fn session(cx: &Ctx, implicit_tls: bool) -> Result<String, String> {
+    let mut d = Dialog::open(cx, implicit_tls).await?;
     let greeting = d.line(cx, "the greeting").await?;
-    let verdict = converse(&mut d, cx, &greeting).await;
+    let verdict = converse(&mut d, cx, &greeting, implicit_tls).await;
     if d.send(cx, "a2 LOGOUT").await.is_ok() {
         d.close(cx).await;
     }
     verdict
 }
 
-async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &str) -> Result<String, String> {
+async fn converse(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    greeting: &str,
+    implicit_tls: bool,
+) -> Result<String, String> {
     judge_greeting(greeting)?;
     if let Some(pattern) = cx.job.opt_str("banner") {
         tcp::banner_matches(pattern, greeting)?;
     }
+    let mut detail = net::clip(greeting);
+    let starttls = !implicit_tls && Verify::wanted(&cx.job);
+    if starttls {
+        d.send(cx, "a0 STARTTLS").await?;
+        judge_tagged(
+            &tagged(d, cx, "a0", "the reply to STARTTLS").await?,
+            "STARTTLS",
+        )?;
+        d.starttls(cx, Verify::from_job(&cx.job)).await?;
+        detail.push_str("; STARTTLS");
+    }
     let Some(user) = cx.job.opt_str("username") else {
-        return Ok(net::clip(greeting));
+        return Ok(detail);
     };
-    if login_disabled(greeting) {
+    // The greeting's capabilities describe the clear-text session only.
+    if !implicit_tls && !starttls && login_disabled(greeting) {
         return Err("server forbids plaintext LOGIN (LOGINDISABLED)".into());
     }
     let pass = cx.job.opt_str("password").unwrap_or("");
     d.send(cx, &format!("a1 LOGIN {} {}", quote(user)?, quote(pass)?))
         .await?;
-    judge_login(&tagged(d, cx, "a1", "the reply to LOGIN").await?)?;
-    Ok(format!("{}; logged in as {user}", net::clip(greeting)))
+    judge_tagged(&tagged(d, cx, "a1", "the reply to LOGIN").await?, "LOGIN")?;
+    Ok(format!("{detail}; logged in as {user}"))
 }
 
 fn judge_greeting(line: &str) -> Result<(), String> {
@@ -111,12 +151,7 @@ fn quote(s: &str) -> Result<String, String> {
 }
 
 /// Reads lines until the one tagged `tag`, skipping a bounded number of untagged ones.
-async fn tagged(
-    d: &mut Dialog<TcpStream>,
-    cx: &Ctx,
-    tag: &str,
-    what: &str,
-) -> Result<String, String> {
+async fn tagged(d: &mut Dialog<Stream>, cx: &Ctx, tag: &str, what: &str) -> Result<String, String> {
     for _ in 0..MAX_UNTAGGED {
         let line = d.line(cx, what).await?;
         if line.split(' ').next() == Some(tag) {
@@ -128,14 +163,22 @@ async fn tagged(
     ))
 }
 
-fn judge_login(line: &str) -> Result<(), String> {
+/// A tagged reply to `command`: `OK` passes; `NO`/`BAD` is a refusal (LOGIN: "login refused").
+fn judge_tagged(line: &str, command: &str) -> Result<(), String> {
     let status = line.split(' ').nth(1).unwrap_or("");
+    let refused = match command {
+        "LOGIN" => "login refused".to_string(),
+        other => format!("{other} refused"),
+    };
     if status.eq_ignore_ascii_case("OK") {
         Ok(())
     } else if status.eq_ignore_ascii_case("NO") || status.eq_ignore_ascii_case("BAD") {
-        Err(format!("login refused: {:?}", net::clip(line)))
+        Err(format!("{refused}: {:?}", net::clip(line)))
     } else {
-        Err(format!("malformed reply to LOGIN: {:?}", net::clip(line)))
+        Err(format!(
+            "malformed reply to {command}: {:?}",
+            net::clip(line)
+        ))
     }
 }
 
@@ -191,13 +234,13 @@ mod tests {
         assert!(!login_disabled(GREETING));
         assert_eq!(quote(r#"a"b\c"#), Ok(r#""a\"b\\c""#.into()));
         assert!(quote("a\r\nb").is_err());
-        assert_eq!(judge_login("a1 OK done"), Ok(()));
+        assert_eq!(judge_tagged("a1 OK done", "LOGIN"), Ok(()));
         assert_eq!(
-            judge_login("a1 BAD syntax"),
+            judge_tagged("a1 BAD syntax", "LOGIN"),
             Err("login refused: \"a1 BAD syntax\"".into())
         );
         assert_eq!(
-            judge_login("a1 MAYBE"),
+            judge_tagged("a1 MAYBE", "LOGIN"),
             Err("malformed reply to LOGIN: \"a1 MAYBE\"".into())
         );
     }
@@ -320,5 +363,177 @@ mod tests {
             out,
             Outcome::down("binary garbage instead of a text reply (16 bytes)")
         );
+    }
+
+    mod tls {
+        //! STARTTLS and imaps against in-process TLS servers signed by the test CA.
+
+        use super::super::*;
+        use super::{accepting, refusing, GREETING};
+        use crate::net::testutil::*;
+        use crate::tls::testca::{ca, leaf, scripted_tls, server_config, Mode};
+        use custodian_core::Job;
+        use serde_json::{json, Value};
+        use std::net::SocketAddr;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        const DAY: i64 = 86_400;
+
+        fn dovecot(line: &str) -> Option<&'static str> {
+            match line {
+                "a0 STARTTLS" => Some("a0 OK Begin TLS negotiation now.\r\n"),
+                _ => accepting(line),
+            }
+        }
+
+        async fn tls_server(
+            signed: bool,
+            mode: Mode,
+            answer: fn(&str) -> Option<&'static str>,
+        ) -> (SocketAddr, Heard) {
+            let config = server_config(&leaf(signed.then(ca), &["127.0.0.1"], 365 * DAY));
+            scripted_tls(config, mode, GREETING, answer).await
+        }
+
+        async fn probe(
+            implicit: bool,
+            a: SocketAddr,
+            opts: &[(&str, Value)],
+            secs: f64,
+        ) -> Outcome {
+            let _ = ca();
+            let mut j = Job::new(
+                if implicit { "imaps" } else { "imap" },
+                "127.0.0.1",
+                Some(a.port()),
+            );
+            for (k, v) in opts {
+                j.options.insert(k.to_string(), v.clone());
+            }
+            run(&cx(j, secs), implicit).await
+        }
+
+        fn login(tls: bool) -> Vec<(&'static str, Value)> {
+            let mut v = vec![("username", json!("probe")), ("password", json!("pw"))];
+            if tls {
+                v.push(("with_tls", json!(true)));
+            }
+            v
+        }
+
+        fn down_with(out: &Outcome, needle: &str) -> bool {
+            matches!(out, Outcome::Down { reason } if reason.contains(needle))
+        }
+
+        #[tokio::test]
+        async fn starttls_then_login_passes() {
+            let (a, h) = tls_server(true, Mode::After("a0 STARTTLS"), dovecot).await;
+            let out = probe(false, a, &login(true), 3.0).await;
+            let d = "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.; STARTTLS; logged in as probe";
+            assert_eq!(
+                out,
+                Outcome::Up {
+                    detail: Some(d.into())
+                }
+            );
+            assert_eq!(
+                heard(&h),
+                ["a0 STARTTLS", "a1 LOGIN \"probe\" \"pw\"", "a2 LOGOUT"]
+            );
+        }
+
+        #[tokio::test]
+        async fn logindisabled_before_tls_does_not_matter_after_it() {
+            let g = "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n";
+            let config = server_config(&leaf(Some(ca()), &["127.0.0.1"], 365 * DAY));
+            let (a, _) = scripted_tls(config, Mode::After("a0 STARTTLS"), g, dovecot).await;
+            assert!(probe(false, a, &login(true), 3.0).await.is_up());
+        }
+
+        #[tokio::test]
+        async fn starttls_refused_and_injection() {
+            let (a, _) = scripted(GREETING, |l| {
+                Some(if l == "a0 STARTTLS" {
+                    "a0 BAD TLS support isn't enabled.\r\n"
+                } else {
+                    "a2 OK\r\n"
+                })
+            })
+            .await;
+            let out = probe(false, a, &[("with_tls", json!(true))], 2.0).await;
+            assert_eq!(
+                out,
+                Outcome::down("STARTTLS refused: \"a0 BAD TLS support isn't enabled.\"")
+            );
+            let (a, _) = scripted(GREETING, |_| Some("a0 OK go\r\n* OK injected\r\n")).await;
+            let out = probe(false, a, &[("with_tls", json!(true))], 2.0).await;
+            assert!(down_with(&out, "possible STARTTLS injection"), "{out:?}");
+        }
+
+        #[tokio::test]
+        async fn untrusted_certificate_fails_unless_insecure() {
+            let (a, _) = tls_server(false, Mode::After("a0 STARTTLS"), dovecot).await;
+            let out = probe(false, a, &[("with_tls", json!(true))], 3.0).await;
+            assert!(
+                down_with(&out, "certificate is not trusted (unknown issuer)"),
+                "{out:?}"
+            );
+            assert!(probe(false, a, &[("with_tls_insecure", json!(true))], 3.0)
+                .await
+                .is_up());
+        }
+
+        #[tokio::test]
+        async fn imaps_logs_in_inside_tls() {
+            let (a, h) = tls_server(true, Mode::Implicit, accepting).await;
+            assert!(probe(true, a, &login(false), 3.0).await.is_up());
+            assert_eq!(heard(&h), ["a1 LOGIN \"probe\" \"pw\"", "a2 LOGOUT"]);
+            let (a, _) = tls_server(true, Mode::Implicit, refusing).await;
+            let out = probe(true, a, &login(false), 3.0).await;
+            assert!(
+                down_with(&out, "login refused: \"a1 NO [AUTHENTICATIONFAILED]"),
+                "{out:?}"
+            );
+        }
+
+        fn chatter(_: &str) -> Option<&'static str> {
+            static SPAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            Some(SPAM.get_or_init(|| "* OK chatter\r\n".repeat(200)))
+        }
+
+        #[tokio::test]
+        async fn imaps_hung_garbage_closed_and_flooding_peers_fail() {
+            let a = silent().await;
+            let out = probe(true, a, &[], 0.5).await;
+            assert_eq!(out, Outcome::down("timed out in the TLS handshake"));
+            let a = says(GREETING.as_bytes()).await;
+            let out = probe(true, a, &[], 2.0).await;
+            assert!(
+                down_with(
+                    &out,
+                    &format!("TLS handshake on port {} failed: ", a.port())
+                ),
+                "{out:?}"
+            );
+            let a = serve(|mut s| async move {
+                let _ = s.read(&mut [0u8; 4096]).await;
+                let _ = s.shutdown().await;
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            })
+            .await;
+            let out = probe(true, a, &[], 2.0).await;
+            assert!(
+                down_with(&out, "failed: connection closed by peer"),
+                "{out:?}"
+            );
+            let (a, _) = tls_server(true, Mode::Implicit, chatter).await;
+            let out = probe(true, a, &login(false), 3.0).await;
+            assert_eq!(
+                out,
+                Outcome::down(
+                    "no tagged reply within 100 lines while waiting for the reply to LOGIN"
+                )
+            );
+        }
     }
 }

@@ -58,7 +58,7 @@ macro_rules! probes {
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps,
+    finger, jabber, smtps, imaps, pop3s,
 );
 
 /// The probe for a type name (aliases included), if any.
