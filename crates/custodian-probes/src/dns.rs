@@ -12,19 +12,13 @@
 //! expected Y.
 //! Example: `ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1'.`
 
-use crate::net;
-use crate::Ctx;
+use crate::resolver::{self, display_name};
+use crate::{net, Ctx};
 use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UdpSocket;
-
-/// UDP payload size we advertise (EDNS) and the receive buffer for one datagram.
-const UDP_PAYLOAD: u16 = 1232;
-const UDP_BUF: usize = 4096;
+use std::net::IpAddr;
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "dns",
@@ -61,17 +55,7 @@ struct Question {
 async fn run(cx: &Ctx) -> Result<String, String> {
     let q = question(&cx.job)?;
     let server = net::sockaddr(cx)?;
-    let id = rand::random::<u16>();
-    let bytes = encode(&q, id)?;
-    let mut reply = udp_exchange(cx, server, &bytes, id, &q).await?;
-    if reply.truncated() {
-        reply = net::within(
-            cx,
-            "waiting for the DNS answer over TCP",
-            tcp_exchange(cx, &bytes, id, &q),
-        )
-        .await?;
-    }
+    let reply = resolver::exchange(cx, server, &q.name, q.rtype).await?;
     judge(&q, &reply)
 }
 
@@ -125,91 +109,6 @@ fn normalize(rtype: RecordType, v: &str) -> String {
         RecordType::TXT => v.to_string(),
         _ => v.trim_end_matches('.').to_ascii_lowercase(),
     }
-}
-
-/// The query message: recursion desired, EDNS with our UDP payload size.
-fn encode(q: &Question, id: u16) -> Result<Vec<u8>, String> {
-    let mut m = Message::new();
-    m.set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(q.name.clone(), q.rtype));
-    let mut edns = Edns::new();
-    edns.set_max_payload(UDP_PAYLOAD);
-    m.set_edns(edns);
-    m.to_vec()
-        .map_err(|e| format!("cannot encode the query: {e}"))
-}
-
-/// Parses a reply and checks it answers our query (same ID and question).
-fn parse_reply(bytes: &[u8], id: u16, q: &Question) -> Result<Message, String> {
-    let m = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
-    if m.message_type() != MessageType::Response || m.id() != id {
-        return Err("reply to another query".into());
-    }
-    match m.queries() {
-        // Name equality is case-insensitive, as DNS is.
-        [one] if one.query_type() == q.rtype && *one.name() == q.name => Ok(m),
-        // Some servers echo no question on errors; the ID already matched.
-        [] if m.response_code() != ResponseCode::NoError => Ok(m),
-        _ => Err("reply for another question".into()),
-    }
-}
-
-/// Sends the query over UDP and waits until the deadline for a matching reply, ignoring others.
-async fn udp_exchange(
-    cx: &Ctx,
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    q: &Question,
-) -> Result<Message, String> {
-    let local: IpAddr = match server {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let udp = |e: std::io::Error| format!("UDP to port {}: {}", server.port(), net::io_reason(&e));
-    let sock = UdpSocket::bind((local, 0)).await.map_err(udp)?;
-    // Connected: the kernel drops datagrams from anyone but the server.
-    sock.connect(server).await.map_err(udp)?;
-    sock.send(query).await.map_err(udp)?;
-    let mut buf = vec![0u8; UDP_BUF];
-    let mut ignored = Vec::new();
-    loop {
-        let n = match tokio::time::timeout_at(cx.deadline, sock.recv(&mut buf)).await {
-            Err(_) => return Err(timeout_reason(&ignored)),
-            Ok(r) => r.map_err(udp)?,
-        };
-        match parse_reply(&buf[..n], id, q) {
-            Ok(m) => return Ok(m),
-            Err(why) => ignored.push(why),
-        }
-    }
-}
-
-fn timeout_reason(ignored: &[String]) -> String {
-    match ignored {
-        [] => "timed out waiting for the DNS answer".into(),
-        [.., last] => format!(
-            "timed out waiting for the DNS answer (ignored {} bad replies; last: {last})",
-            ignored.len()
-        ),
-    }
-}
-
-/// Repeats the query over TCP (2-byte length prefix) for a truncated UDP answer.
-async fn tcp_exchange(cx: &Ctx, query: &[u8], id: u16, q: &Question) -> Result<Message, String> {
-    let mut s = net::connect(cx).await?;
-    let len = u16::try_from(query.len()).map_err(|_| "query too long")?;
-    let mut out = len.to_be_bytes().to_vec();
-    out.extend_from_slice(query);
-    let io = |e: std::io::Error| format!("DNS over TCP: {}", net::io_reason(&e));
-    s.write_all(&out).await.map_err(io)?;
-    let n = s.read_u16().await.map_err(io)?;
-    let mut buf = vec![0u8; usize::from(n)];
-    s.read_exact(&mut buf).await.map_err(io)?;
-    parse_reply(&buf, id, q).map_err(|e| format!("DNS over TCP: {e}"))
 }
 
 /// Compares the answer with the expectation.
@@ -300,10 +199,6 @@ fn matches_by_glue(
             .all(|e| got.contains(e) || got.iter().any(|g| addrs(g).any(|a| a == e)))
 }
 
-fn display_name(n: &Name) -> String {
-    n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
-}
-
 fn list(set: &BTreeSet<String>) -> String {
     let v: Vec<&str> = set.iter().map(String::as_str).collect();
     format!("[{}]", net::clip(&v.join(", ")))
@@ -313,9 +208,10 @@ fn list(set: &BTreeSet<String>) -> String {
 mod tests {
     use super::*;
     use crate::net::testutil::{cx, LOCAL};
+    use crate::resolver::testutil::{fake, name, reply};
     use hickory_proto::rr::rdata::{A, AAAA, MX, NS, TXT};
     use std::time::{Duration, Instant};
-    use tokio::net::TcpListener;
+    use tokio::net::UdpSocket;
 
     #[test]
     fn txt_values_split_only_on_commas() {
@@ -323,77 +219,6 @@ mod tests {
         assert_eq!(txt, ["v=spf1 -all", "v=DKIM1; k=rsa"]);
         let a: Vec<&str> = split_expected(RecordType::A, "192.0.2.1; 192.0.2.2 192.0.2.3,").collect();
         assert_eq!(a, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
-    }
-
-    /// What the fake server sends back for a query (`tcp`: asked over TCP).
-    type Behave = fn(&Message, bool) -> Vec<Vec<u8>>;
-
-    /// A DNS server fake on one port for UDP and TCP.
-    async fn fake(behave: Behave) -> SocketAddr {
-        loop {
-            let udp = UdpSocket::bind((LOCAL, 0)).await.expect("bind udp");
-            let addr = udp.local_addr().expect("addr");
-            let Ok(tcp) = TcpListener::bind(addr).await else {
-                continue;
-            };
-            tokio::spawn(serve_udp(udp, behave));
-            tokio::spawn(serve_tcp(tcp, behave));
-            return addr;
-        }
-    }
-
-    async fn serve_udp(udp: UdpSocket, behave: Behave) {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            for d in behave(&q, false) {
-                let _ = udp.send_to(&d, peer).await;
-            }
-        }
-    }
-
-    async fn serve_tcp(tcp: TcpListener, behave: Behave) {
-        while let Ok((mut s, _)) = tcp.accept().await {
-            let Ok(n) = s.read_u16().await else { continue };
-            let mut buf = vec![0u8; usize::from(n)];
-            if s.read_exact(&mut buf).await.is_err() {
-                continue;
-            }
-            let Ok(q) = Message::from_vec(&buf) else {
-                continue;
-            };
-            for d in behave(&q, true) {
-                let mut out = (d.len() as u16).to_be_bytes().to_vec();
-                out.extend_from_slice(&d);
-                let _ = s.write_all(&out).await;
-            }
-        }
-    }
-
-    fn name(s: &str) -> Name {
-        Name::from_ascii(s).expect("name")
-    }
-
-    fn reply(q: &Message, rc: ResponseCode, answers: Vec<RData>) -> Message {
-        let owner = q
-            .queries()
-            .first()
-            .map(|x| x.name().clone())
-            .unwrap_or_default();
-        let mut r = Message::new();
-        r.set_id(q.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(OpCode::Query)
-            .set_response_code(rc)
-            .add_queries(q.queries().to_vec())
-            .add_answers(
-                answers
-                    .into_iter()
-                    .map(|d| Record::from_rdata(owner.clone(), 60, d)),
-            );
-        r
     }
 
     fn ok(q: &Message, answers: Vec<RData>) -> Message {
@@ -609,27 +434,5 @@ mod tests {
         assert_eq!(q.name, name("www.example.com."));
         let want: BTreeSet<String> = ["2001:db8::1", "2001:db8::2"].map(String::from).into();
         assert_eq!(q.expected, want);
-    }
-
-    #[test]
-    fn query_round_trips_and_matches_its_reply() {
-        let mut j = Job::new("dns", "127.0.0.1", Some(53));
-        for (k, v) in [("query", "a.test"), ("rtype", "A"), ("expect", "192.0.2.1")] {
-            j.options.insert(k.into(), v.into());
-        }
-        let q = question(&j).expect("question");
-        let bytes = encode(&q, 4242).expect("encode");
-        let sent = Message::from_vec(&bytes).expect("parse");
-        assert!(sent.recursion_desired());
-        let back = ok(&sent, vec![a("192.0.2.1")]).to_vec().expect("enc");
-        assert!(parse_reply(&back, 4242, &q).is_ok());
-        assert_eq!(
-            parse_reply(&back, 4243, &q).map(|_| ()),
-            Err("reply to another query".into())
-        );
-        assert!(
-            parse_reply(&bytes, 4242, &q).is_err(),
-            "a query is not a reply"
-        );
     }
 }

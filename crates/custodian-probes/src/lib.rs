@@ -10,8 +10,10 @@ use tokio::time::Instant;
 
 mod dialog;
 mod net;
+mod resolver;
 mod tls;
 
+pub use resolver::set_nameservers;
 pub use tls::add_ca_file;
 
 /// What a probe gets: the job, the one address to test, and the deadline of this attempt.
@@ -58,7 +60,7 @@ macro_rules! probes {
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps, imaps, pop3s,
+    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl,
 );
 
 /// The probe for a type name (aliases included), if any.
