@@ -43,10 +43,21 @@ pub struct Probe {
 }
 
 macro_rules! probes {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* ; $($feature:literal: $gated:ident),* $(,)?) => {
         $(mod $name;)*
+        $(#[cfg(feature = $feature)] mod $gated;)*
         /// Every probe type, in the order `custodian examples` lists them.
-        pub static PROBES: &[Probe] = &[$(Probe {
+        pub static PROBES: &[Probe] = &[
+            $(probe_entry!($name),)*
+            $(#[cfg(feature = $feature)] probe_entry!($gated),)*
+        ];
+    };
+}
+
+/// One registry entry: the module's spec and its check, boxed to one signature.
+macro_rules! probe_entry {
+    ($name:ident) => {
+        Probe {
             spec: &$name::SPEC,
             check: {
                 fn check(cx: &Ctx) -> BoxFuture<'_, Outcome> {
@@ -54,13 +65,15 @@ macro_rules! probes {
                 }
                 check
             },
-        }),*];
+        }
     };
 }
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl,
+    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis;
+    // Types whose client crates are heavy sit behind features (all on by default).
+    "mysql": mysql, "postgresql": postgresql, "ldap": ldap, "ldap": ldaps,
 );
 
 /// The probe for a type name (aliases included), if any.
