@@ -401,17 +401,26 @@ pub(crate) mod testca {
 
     /// Subject `cn`, validity from a day ago until `secs` seconds from now (negative: expired).
     fn params(cn: &str, names: &[&str], secs: i64) -> CertificateParams {
+        params_from(cn, names, -86_400, secs)
+    }
+
+    /// Subject `cn`, valid from `from` until `until` seconds from now.
+    fn params_from(cn: &str, names: &[&str], from: i64, until: i64) -> CertificateParams {
         let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("params");
         p.distinguished_name = DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, cn);
         let now = ASN1Time::now().to_datetime();
-        p.not_before = now - Duration::from_secs(86_400);
-        p.not_after = if secs >= 0 {
-            now + Duration::from_secs(secs.unsigned_abs())
-        } else {
-            now - Duration::from_secs(secs.unsigned_abs())
+        let at = |secs: i64| {
+            let d = Duration::from_secs(secs.unsigned_abs());
+            if secs >= 0 {
+                now + d
+            } else {
+                now - d
+            }
         };
+        p.not_before = at(from);
+        p.not_after = at(until);
         p
     }
 
@@ -440,8 +449,13 @@ pub(crate) mod testca {
 
     /// A leaf for `names` valid for `secs` more seconds, signed by `ca` (or self-signed).
     pub(crate) fn leaf(ca: Option<&Ca>, names: &[&str], secs: i64) -> Leaf {
+        leaf_from(ca, names, -86_400, secs)
+    }
+
+    /// A leaf for `names` valid from `from` until `until` seconds from now.
+    pub(crate) fn leaf_from(ca: Option<&Ca>, names: &[&str], from: i64, until: i64) -> Leaf {
         let key = KeyPair::generate().expect("key");
-        let p = params(names.first().copied().unwrap_or("leaf"), names, secs);
+        let p = params_from(names.first().copied().unwrap_or("leaf"), names, from, until);
         let (cert, mut chain) = match ca {
             Some(ca) => (
                 p.signed_by(&key, &ca.cert, &ca.key).expect("leaf"),
