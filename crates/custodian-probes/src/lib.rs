@@ -71,7 +71,7 @@ macro_rules! probe_entry {
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis;
+    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis, ssl;
     // Types whose client crates are heavy sit behind features (all on by default).
     "mysql": mysql, "postgresql": postgresql, "ldap": ldap, "ldap": ldaps,
 );
