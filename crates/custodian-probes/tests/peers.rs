@@ -324,3 +324,146 @@ async fn dns_txt_record_with_spaces_passes() {
     let out = dns("custodian.test", "TXT", "v=spf1 -all").await;
     assert_up(&out, "v=spf1 -all");
 }
+
+// ---- databases and directories: PostgreSQL, MariaDB, Redis and slapd on 127.0.30.x
+
+/// The login options for the probe's database user.
+fn db_login(password: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("username", json!(peers().get("db_user"))),
+        ("password", json!(password)),
+        ("database", json!("custodian_probe")),
+    ]
+}
+
+#[tokio::test]
+async fn postgresql_real_server_answers_and_logs_in() {
+    let addr = peers().addr("postgresql");
+    assert_up(
+        &host("psql", addr, &[]).await,
+        "server asks for authentication",
+    );
+    let out = host("postgresql", addr, &db_login(peers().get("db_password"))).await;
+    assert_up(&out, "logged in as custodian_probe");
+}
+
+#[tokio::test]
+async fn postgresql_wrong_password_is_refused() {
+    let out = host(
+        "postgresql",
+        peers().addr("postgresql"),
+        &db_login("hunter2"),
+    )
+    .await;
+    assert_down(
+        &out,
+        "login refused: \"password authentication failed for user",
+    );
+    assert_down(&out, "(28P01)");
+    assert!(!format!("{out:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn mysql_real_server_greets_and_logs_in() {
+    let addr = peers().addr("mysql");
+    assert_up(&host("mysql", addr, &[]).await, "MariaDB");
+    let out = host("mysql", addr, &db_login(peers().get("db_password"))).await;
+    assert_up(&out, "logged in as custodian_probe");
+}
+
+#[tokio::test]
+async fn mysql_wrong_password_and_stopped_port_fail() {
+    let out = host("mysql", peers().addr("mysql"), &db_login("hunter2")).await;
+    assert_down(&out, "Access denied for user 'custodian_probe'@'127.0.0.1'");
+    assert!(!format!("{out:?}").contains("hunter2"));
+    let addr = closed("mysql");
+    let out = host("mysql", addr, &[]).await;
+    assert_down(
+        &out,
+        &format!("connect to port {}: connection refused", addr.port()),
+    );
+}
+
+#[tokio::test]
+async fn redis_real_servers_pong() {
+    assert_up(&host("redis", peers().addr("redis"), &[]).await, "PONG");
+    let pw = json!(peers().get("redis_password"));
+    let out = host(
+        "redis",
+        peers().addr("redis_auth"),
+        &[("password", pw.clone())],
+    )
+    .await;
+    assert_up(&out, "PONG after AUTH");
+    let with_user = [("username", json!("default")), ("password", pw)];
+    assert_up(
+        &host("redis", peers().addr("redis_auth"), &with_user).await,
+        "PONG",
+    );
+}
+
+#[tokio::test]
+async fn redis_without_or_with_a_wrong_password_fails() {
+    let addr = peers().addr("redis_auth");
+    assert_down(&host("redis", addr, &[]).await, "PING refused: \"NOAUTH");
+    let out = host("redis", addr, &[("password", json!("hunter2"))]).await;
+    assert_down(&out, "AUTH refused: \"WRONGPASS");
+    assert!(!format!("{out:?}").contains("hunter2"));
+}
+
+/// The bind and search options for the directory's probe entry.
+fn ldap_opts(password: &str, filter: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("username", json!(peers().get("ldap_user"))),
+        ("password", json!(password)),
+        ("base", json!(peers().get("ldap_base"))),
+        ("filter", json!(filter)),
+    ]
+}
+
+#[tokio::test]
+async fn ldap_real_server_binds_and_finds_the_entry() {
+    let addr = peers().addr("ldap");
+    assert_up(&host("ldap", addr, &[]).await, "anonymous bind");
+    let out = host(
+        "ldap",
+        addr,
+        &ldap_opts(peers().get("ldap_password"), "(uid=probe)"),
+    )
+    .await;
+    assert_up(&out, "found cn=probe,dc=custodian,dc=test");
+}
+
+#[tokio::test]
+async fn ldap_wrong_password_and_missing_entry_fail() {
+    let addr = peers().addr("ldap");
+    let out = host("ldap", addr, &ldap_opts("hunter2", "(uid=probe)")).await;
+    assert_down(&out, "bind refused: invalidCredentials (49)");
+    let out = host(
+        "ldap",
+        addr,
+        &ldap_opts(peers().get("ldap_password"), "(uid=nobody)"),
+    )
+    .await;
+    assert_down(&out, "search found no entry");
+}
+
+#[tokio::test]
+async fn ldaps_real_server_binds_over_verified_tls() {
+    trust_peer_ca();
+    let addr = peers().addr("ldaps");
+    let out = host(
+        "ldaps",
+        addr,
+        &ldap_opts(peers().get("ldap_password"), "(uid=probe)"),
+    )
+    .await;
+    assert_up(&out, "found cn=probe,dc=custodian,dc=test");
+}
+
+#[tokio::test]
+async fn ldaps_on_the_plain_port_fails_the_handshake() {
+    trust_peer_ca();
+    let out = host("ldaps", peers().addr("ldap"), &[]).await;
+    assert_down(&out, "TLS handshake");
+}
