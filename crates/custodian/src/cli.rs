@@ -30,6 +30,18 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Print a working example line for every check type (or those matching PATTERN).
     Examples(ExamplesArgs),
+    /// Parse test files and put every job on a queue for workers (all or nothing).
+    ///
+    /// Everything is parsed first; any error means nothing is enqueued (exit 2). Jobs already
+    /// pending on the queue are not added twice.
+    Enqueue(EnqueueArgs),
+    /// Run jobs from a queue until stopped (SIGTERM/SIGINT: finish what is in flight, exit 0).
+    ///
+    /// Prints one line per finished job. A job is acknowledged only after its result was
+    /// handed on, so a worker that dies loses nothing: its jobs are delivered again.
+    Worker(WorkerArgs),
+    /// Show a queue's counts (pending, reserved, buried, oldest age) or flush it.
+    Queue(QueueArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,4 +102,58 @@ pub(crate) struct CommonArgs {
 pub(crate) struct ExamplesArgs {
     /// Only types whose name or example contains this text.
     pub(crate) pattern: Option<String>,
+}
+
+/// `--queue URL`, shared by the queue commands.
+const QUEUE_HELP: &str = "Queue: beanstalk://HOST:PORT[/TUBE] (default tube custodian) or \
+                          redis://HOST:PORT[/DB][?prefix=NAME] (default prefix custodian)";
+
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    #[arg(long, value_name = "URL", help = QUEUE_HELP)]
+    pub(crate) queue: String,
+    /// Treat unrecognised words as errors rather than warnings.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Test files to enqueue.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[arg(long, value_name = "URL", help = QUEUE_HELP)]
+    pub(crate) queue: String,
+    /// Jobs held and run at once [settings: concurrency; default 5000, capped by the open-file limit].
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Exit once the queue is empty and no job is in flight on any worker (exit 1 if any failed).
+    #[arg(long)]
+    pub(crate) drain: bool,
+    /// Print one JSON object per finished job: the `run --json` fields plus `worker`.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// This worker's name in results [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueArgs {
+    #[arg(long, value_name = "URL", help = QUEUE_HELP)]
+    pub(crate) queue: String,
+    #[command(subcommand)]
+    pub(crate) action: QueueAction,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub(crate) enum QueueAction {
+    /// Print pending, reserved and buried counts and the oldest pending job's age.
+    Status,
+    /// Drop every pending and buried job (reserved ones still finish).
+    Flush,
 }

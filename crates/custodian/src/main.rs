@@ -2,6 +2,7 @@
 
 mod cli;
 mod load;
+mod queue;
 mod report;
 mod resolve;
 mod settings;
@@ -49,6 +50,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Check(args) => check(args).await,
         Command::Run(args) => run(args).await,
         Command::Examples(args) => Ok(examples(&args)),
+        Command::Enqueue(args) => queue::commands::enqueue(args).await,
+        Command::Worker(args) => queue::commands::worker(args).await,
+        Command::Queue(args) => queue::commands::queue(args).await,
     }
 }
 

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// Slack after the attempt's deadline before the worker cuts a probe off itself; probes end at
@@ -32,42 +31,15 @@ impl Engine {
         })
     }
 
-    /// Runs every job once, concurrently, calling `on_result` as each one finishes.
+    /// Runs every job once, concurrently, calling `on_result` as each one finishes. Goes
+    /// through the embedded queue, the same path as `custodian worker`.
     pub(crate) async fn run_all(
         self: &Arc<Self>,
         jobs: Vec<Job>,
-        mut on_result: impl FnMut(JobResult),
+        on_result: impl FnMut(JobResult),
     ) {
-        let mut set = JoinSet::new();
-        let mut pending = HashMap::new();
-        for job in jobs {
-            let job = Arc::new(job);
-            let engine = Arc::clone(self);
-            let handle = set.spawn({
-                let job = Arc::clone(&job);
-                async move { engine.run_job(&job).await }
-            });
-            pending.insert(handle.id(), job);
-        }
-        while let Some(joined) = set.join_next_with_id().await {
-            let result = match joined {
-                Ok((id, result)) => {
-                    pending.remove(&id);
-                    result
-                }
-                Err(e) => match pending.remove(&e.id()) {
-                    Some(job) => JobResult::new(
-                        &job,
-                        Status::Failed,
-                        Some(format!("probe crashed: {e}")),
-                        0,
-                        1,
-                    ),
-                    None => continue,
-                },
-            };
-            on_result(result);
-        }
+        let concurrency = self.settings.concurrency;
+        crate::queue::embedded(Arc::clone(self), concurrency, jobs, on_result).await;
     }
 
     /// Runs one job: time window, then up to `retries` attempts until one passes.

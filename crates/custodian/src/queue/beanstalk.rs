@@ -1,0 +1,450 @@
+//! The beanstalkd backend: a hand-written client for its small text protocol.
+//!
+//! Jobs go into one tube (default `custodian`) with TTR = the job's lease, so beanstalkd itself
+//! hands a job to another worker when its worker dies or runs late. A body is `ID\nJSON`: the
+//! id lets `put` skip jobs already ready (beanstalkd has no lookup by content, so `put` scans the
+//! tube's ready jobs by id range first). Dead letters go to the tube `TUBE.dead` as JSON
+//! `{reason, body}`, since beanstalkd's own `bury` cannot record a reason.
+
+use super::resp::unavailable;
+use anyhow::bail;
+use custodian_core::queue::{
+    JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
+};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// Longest one exchange may take before the connection counts as dead.
+const IO_LIMIT: Duration = Duration::from_secs(10);
+/// Commands sent before reading their replies.
+const PIPELINE: usize = 500;
+/// Largest body beanstalkd accepts by default.
+const MAX_BODY: usize = 65535;
+
+/// Checks a tube name against beanstalkd's rules.
+pub(crate) fn tube_name(name: &str) -> anyhow::Result<String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "-+/;.$_()".contains(c);
+    if name.is_empty() || name.len() > 190 || name.starts_with('-') || !name.chars().all(ok) {
+        bail!("bad beanstalk tube name {name:?}: letters, digits and -+/;.$_() only");
+    }
+    Ok(name.to_string())
+}
+
+/// One reply: its first line split into words, and its data block if it has one.
+struct Reply {
+    words: Vec<String>,
+    data: Option<Vec<u8>>,
+}
+
+impl Reply {
+    fn is(&self, word: &str) -> bool {
+        self.words.first().is_some_and(|w| w == word)
+    }
+
+    fn num(&self, i: usize) -> Result<u64, QueueError> {
+        self.words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| self.unexpected())
+    }
+
+    fn unexpected(&self) -> QueueError {
+        QueueError::Protocol(format!(
+            "unexpected beanstalkd reply {:?}",
+            self.words.join(" ")
+        ))
+    }
+
+    /// `key: value` lines of a stats reply.
+    fn yaml(&self) -> HashMap<String, String> {
+        let text = String::from_utf8_lossy(self.data.as_deref().unwrap_or_default());
+        text.lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+}
+
+struct Conn {
+    io: BufStream<TcpStream>,
+}
+
+impl Conn {
+    async fn open(addr: &str, tube: &str) -> Result<Conn, QueueError> {
+        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+            .await
+            .map_err(|_| unavailable(format!("connecting to {addr} timed out")))?
+            .map_err(|e| unavailable(format!("{addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let mut c = Conn {
+            io: BufStream::new(stream),
+        };
+        let setup = [
+            format!("use {tube}"),
+            format!("watch {tube}"),
+            "ignore default".into(),
+        ];
+        for r in c
+            .exchange(setup.iter().map(|s| s.as_bytes().to_vec()).collect())
+            .await?
+        {
+            if !(r.is("USING") || r.is("WATCHING")) {
+                return Err(r.unexpected());
+            }
+        }
+        Ok(c)
+    }
+
+    /// Sends the commands (each a full request without its final CRLF), then reads the replies.
+    async fn exchange(&mut self, cmds: Vec<Vec<u8>>) -> Result<Vec<Reply>, QueueError> {
+        let work = async {
+            let mut out = Vec::with_capacity(cmds.len());
+            for chunk in cmds.chunks(PIPELINE) {
+                for c in chunk {
+                    self.io.write_all(c).await?;
+                    self.io.write_all(b"\r\n").await?;
+                }
+                self.io.flush().await?;
+                for _ in chunk {
+                    out.push(self.read().await?);
+                }
+            }
+            Ok::<_, std::io::Error>(out)
+        };
+        match tokio::time::timeout(IO_LIMIT, work).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable("beanstalkd stopped answering")),
+        }
+    }
+
+    async fn read(&mut self) -> std::io::Result<Reply> {
+        let mut line = Vec::new();
+        if self.io.read_until(b'\n', &mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let words: Vec<String> = String::from_utf8_lossy(&line)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let with_data = matches!(
+            words.first().map(String::as_str),
+            Some("RESERVED" | "FOUND" | "OK")
+        );
+        let mut data = None;
+        if with_data {
+            let n: usize = words.last().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let mut buf = vec![0; n.min(MAX_BODY * 16) + 2];
+            self.io.read_exact(&mut buf).await?;
+            buf.truncate(buf.len() - 2);
+            data = Some(buf);
+        }
+        Ok(Reply { words, data })
+    }
+}
+
+pub(crate) struct Beanstalk {
+    addr: String,
+    tube: String,
+    conn: Mutex<Option<Conn>>,
+}
+
+fn put_cmd(ttr: u64, body: &[u8]) -> Vec<u8> {
+    let mut c = format!("put 1024 0 {ttr} {}\r\n", body.len()).into_bytes();
+    c.extend_from_slice(body);
+    c
+}
+
+fn text(s: String) -> Vec<u8> {
+    s.into_bytes()
+}
+
+impl Beanstalk {
+    pub(crate) fn new(addr: &str, tube: &str) -> Self {
+        Beanstalk {
+            addr: addr.to_string(),
+            tube: tube.to_string(),
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn dead_tube(&self) -> String {
+        format!("{}.dead", self.tube)
+    }
+
+    /// Runs commands on the shared connection, reconnecting first if it broke.
+    async fn exchange(&self, cmds: Vec<Vec<u8>>) -> Result<Vec<Reply>, QueueError> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(Conn::open(&self.addr, &self.tube).await?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(unavailable("not connected"));
+        };
+        let replies = conn.exchange(cmds).await;
+        if replies.is_err() {
+            *slot = None;
+        }
+        replies
+    }
+
+    async fn one(&self, cmd: String) -> Result<Reply, QueueError> {
+        self.exchange(vec![text(cmd)])
+            .await?
+            .pop()
+            .ok_or_else(|| unavailable("no reply"))
+    }
+
+    /// Ids (`Job::id`) of the jobs ready in our tube.
+    async fn ready_ids(&self) -> Result<HashSet<String>, QueueError> {
+        let stats = self.one(format!("stats-tube {}", self.tube)).await?;
+        let ready = stats
+            .yaml()
+            .get("current-jobs-ready")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if ready == 0 {
+            return Ok(HashSet::new());
+        }
+        let first = self.one("peek-ready".into()).await?;
+        if !first.is("FOUND") {
+            return Ok(HashSet::new());
+        }
+        let lo = first.num(1)?;
+        let hi = self.newest_id().await?;
+        let states = self
+            .exchange(
+                (lo..=hi)
+                    .map(|id| text(format!("stats-job {id}")))
+                    .collect(),
+            )
+            .await?;
+        let mine: Vec<u64> = (lo..=hi)
+            .zip(&states)
+            .filter(|(_, r)| {
+                let y = r.yaml();
+                y.get("tube") == Some(&self.tube) && y.get("state").is_some_and(|s| s == "ready")
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let bodies = self
+            .exchange(mine.iter().map(|id| text(format!("peek {id}"))).collect())
+            .await?;
+        Ok(bodies
+            .iter()
+            .filter_map(|r| split_body(r.data.as_deref()?).map(|(id, _)| id))
+            .collect())
+    }
+
+    /// The highest job id so far: put and delete a marker in a side tube.
+    async fn newest_id(&self) -> Result<u64, QueueError> {
+        let r = self
+            .exchange(vec![
+                text(format!("use {}.seq", self.tube)),
+                put_cmd(1, b""),
+                text(format!("use {}", self.tube)),
+            ])
+            .await?;
+        let id = r.get(1).ok_or_else(|| unavailable("no reply"))?.num(1)?;
+        self.one(format!("delete {id}")).await?;
+        Ok(id)
+    }
+
+    async fn reserve_once(&self) -> Result<Option<Lease>, QueueError> {
+        let r = self.one("reserve-with-timeout 0".into()).await?;
+        if r.is("TIMED_OUT") || r.is("DEADLINE_SOON") {
+            return Ok(None);
+        }
+        if !r.is("RESERVED") {
+            return Err(r.unexpected());
+        }
+        let data = r.data.clone().unwrap_or_default();
+        let body = split_body(&data).map_or(data.clone(), |(_, b)| b.to_vec());
+        Ok(Some(Lease {
+            handle: r.num(1)?.to_string(),
+            body,
+        }))
+    }
+
+    /// Deletes every job `peek_cmd` finds in `tube`; returns how many.
+    async fn delete_all(&self, tube: &str, peek_cmd: &str) -> Result<u64, QueueError> {
+        let mut n = 0;
+        loop {
+            let r = self
+                .exchange(vec![text(format!("use {tube}")), text(peek_cmd.into())])
+                .await?;
+            let found = r
+                .get(1)
+                .filter(|r| r.is("FOUND"))
+                .map(|r| r.num(1))
+                .transpose()?;
+            let Some(id) = found else { break };
+            self.one(format!("delete {id}")).await?;
+            n += 1;
+        }
+        self.one(format!("use {}", self.tube)).await?;
+        Ok(n)
+    }
+
+    async fn tube_stats(&self, tube: &str) -> Result<HashMap<String, String>, QueueError> {
+        let r = self.one(format!("stats-tube {tube}")).await?;
+        Ok(if r.is("OK") { r.yaml() } else { HashMap::new() })
+    }
+
+    async fn oldest(&self) -> Result<Option<Duration>, QueueError> {
+        let r = self.one("peek-ready".into()).await?;
+        if !r.is("FOUND") {
+            return Ok(None);
+        }
+        let s = self.one(format!("stats-job {}", r.num(1)?)).await?;
+        Ok(s.yaml()
+            .get("age")
+            .and_then(|a| a.parse().ok())
+            .map(Duration::from_secs))
+    }
+}
+
+/// Splits a stored body `ID\nJSON`.
+fn split_body(data: &[u8]) -> Option<(String, &[u8])> {
+    let nl = data.iter().position(|&b| b == b'\n')?;
+    Some((
+        String::from_utf8_lossy(&data[..nl]).into_owned(),
+        &data[nl + 1..],
+    ))
+}
+
+fn count(y: &HashMap<String, String>, key: &str) -> u64 {
+    y.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl JobQueue for Beanstalk {
+    fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport> {
+        Box::pin(async move {
+            let mut seen = self.ready_ids().await?;
+            let fresh: Vec<&Pending> = jobs.iter().filter(|p| seen.insert(p.id.clone())).collect();
+            let cmds = fresh
+                .iter()
+                .map(|p| {
+                    let mut body = format!("{}\n", p.id).into_bytes();
+                    body.extend_from_slice(&p.body);
+                    put_cmd(p.lease.as_secs().max(1), &body)
+                })
+                .collect();
+            for r in self.exchange(cmds).await? {
+                if !r.is("INSERTED") {
+                    return Err(r.unexpected());
+                }
+            }
+            let added = fresh.len() as u64;
+            Ok(PutReport {
+                added,
+                duplicates: jobs.len() as u64 - added,
+            })
+        })
+    }
+
+    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+        // Polls rather than blocking the one connection, which acks also need.
+        Box::pin(async move {
+            let until = tokio::time::Instant::now() + wait;
+            let mut nap = Duration::from_millis(5);
+            loop {
+                if let Some(lease) = self.reserve_once().await? {
+                    return Ok(Some(lease));
+                }
+                if tokio::time::Instant::now() + nap > until {
+                    return Ok(None);
+                }
+                tokio::time::sleep(nap).await;
+                nap = (nap * 2).min(Duration::from_millis(100));
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        // NOT_FOUND: the lease ran out or the connection was lost, and the job went back.
+        Box::pin(async move { self.one(format!("delete {}", lease.handle)).await.map(drop) })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            self.one(format!("release {} 1024 0", lease.handle))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let letter = serde_json::json!({
+                "reason": reason,
+                "body": String::from_utf8_lossy(&lease.body),
+            });
+            let r = self
+                .exchange(vec![
+                    text(format!("use {}", self.dead_tube())),
+                    put_cmd(1, letter.to_string().as_bytes()),
+                    text(format!("use {}", self.tube)),
+                    text(format!("delete {}", lease.handle)),
+                ])
+                .await?;
+            match r.get(1) {
+                Some(put) if put.is("INSERTED") => Ok(()),
+                Some(other) => Err(other.unexpected()),
+                None => Err(unavailable("no reply")),
+            }
+        })
+    }
+
+    fn stats(&self) -> QueueFuture<'_, QueueStats> {
+        Box::pin(async move {
+            let main = self.tube_stats(&self.tube).await?;
+            let dead = self.tube_stats(&self.dead_tube()).await?;
+            Ok(QueueStats {
+                pending: count(&main, "current-jobs-ready") + count(&main, "current-jobs-delayed"),
+                reserved: count(&main, "current-jobs-reserved"),
+                buried: count(&main, "current-jobs-buried") + count(&dead, "current-jobs-ready"),
+                oldest: self.oldest().await?,
+            })
+        })
+    }
+
+    fn flush(&self) -> QueueFuture<'_, u64> {
+        Box::pin(async move {
+            let mut n = 0;
+            for peek in ["peek-ready", "peek-delayed", "peek-buried"] {
+                n += self.delete_all(&self.tube, peek).await?;
+            }
+            n += self.delete_all(&self.dead_tube(), "peek-ready").await?;
+            Ok(n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tube_names_follow_beanstalkd_rules() {
+        assert_eq!(tube_name("custodian").ok().as_deref(), Some("custodian"));
+        assert!(tube_name("night.run_2").is_ok());
+        assert!(tube_name("-x").is_err());
+        assert!(tube_name("a b").is_err());
+        assert!(tube_name("").is_err());
+    }
+
+    #[test]
+    fn bodies_carry_their_id_first() {
+        assert_eq!(
+            split_body(b"abc\n{\"v\":1}"),
+            Some(("abc".into(), &b"{\"v\":1}"[..]))
+        );
+        assert_eq!(split_body(b"no newline"), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! The `enqueue`, `worker` and `queue` commands, and [`hand_on`], where results leave a worker.
+
+use super::drive::{self, Options};
+use super::{lease_for, retry, Outage, QueueUrl};
+use crate::cli::{EnqueueArgs, QueueAction, QueueArgs, WorkerArgs};
+use crate::settings::Settings;
+use anyhow::{Context, Result};
+use custodian_core::{queue, JobResult, Status};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long `enqueue` and `queue` keep retrying an unreachable broker before giving up.
+const BROKER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// `custodian enqueue`: parse everything, then put every job (all or nothing on bad input).
+pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
+    let url = QueueUrl::parse(&args.queue)?;
+    let settings = Settings::load(args.common.settings.as_deref())?;
+    let Some(jobs) = crate::load_jobs(&args.files, args.strict, &settings).await? else {
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let pending: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            queue::encode(
+                j,
+                lease_for(
+                    j,
+                    settings.timeout(),
+                    settings.retries,
+                    settings.retry_delay(),
+                ),
+            )
+        })
+        .collect();
+    let q = url.open();
+    let outage = Outage::default();
+    let report = retry(&outage, BROKER_PATIENCE, || q.put(&pending))
+        .await
+        .with_context(|| format!("enqueueing on {}", args.queue))?;
+    println!(
+        "enqueued {} job(s) on {} ({} already pending)",
+        report.added, args.queue, report.duplicates
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `custodian queue status|flush`.
+pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
+    let q = QueueUrl::parse(&args.queue)?.open();
+    let outage = Outage::default();
+    match args.action {
+        QueueAction::Status => {
+            let s = retry(&outage, BROKER_PATIENCE, || q.stats()).await?;
+            let oldest = s
+                .oldest
+                .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
+            println!(
+                "pending {}\nreserved {}\nburied {}\noldest {oldest}",
+                s.pending, s.reserved, s.buried
+            );
+        }
+        QueueAction::Flush => {
+            let n = retry(&outage, BROKER_PATIENCE, || q.flush()).await?;
+            println!("flushed {n} job(s) from {}", args.queue);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `custodian worker`: drain the queue until stopped (or empty, with `--drain`).
+pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    let url = QueueUrl::parse(&args.queue)?;
+    let mut settings = Settings::load(args.common.settings.as_deref())?;
+    if let Some(n) = args.concurrency {
+        settings.concurrency = n;
+    }
+    settings.validate()?;
+    if let Some(ca) = &settings.ca_file {
+        custodian_probes::add_ca_file(ca)
+            .map_err(anyhow::Error::msg)
+            .context("loading ca_file")?;
+    }
+    let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
+    let opts = Options {
+        concurrency: settings.concurrency,
+        drain: args.drain,
+    };
+    let name = args.name.unwrap_or_else(default_name);
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(signals(stop_tx));
+    let mut out = Output {
+        name,
+        json: args.json,
+        failed: false,
+    };
+    let engine = crate::worker::Engine::new(settings);
+    drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
+    Ok(if args.drain && out.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Sets `stop` on the first SIGTERM or SIGINT.
+async fn signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop this worker with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("stopping: no new jobs; finishing those in flight");
+    let _ = stop.send(true);
+}
+
+/// `host-pid`, unique enough to tell workers apart in results.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = if host.trim().is_empty() {
+        "worker"
+    } else {
+        host.trim()
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Where a worker's results go.
+struct Output {
+    name: String,
+    json: bool,
+    failed: bool,
+}
+
+impl Output {
+    /// Every finished job passes through here before it is acknowledged. Alerting (issue 5)
+    /// plugs in here: it receives each result and must have taken it on when this returns.
+    fn hand_on(&mut self, result: JobResult) {
+        self.failed |= result.status == Status::Failed;
+        let line = if self.json {
+            json_line(&result, &self.name)
+        } else {
+            text_line(&result)
+        };
+        // A closed stdout must not stop the worker from acknowledging its jobs.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+/// The `run --json` object plus `worker`.
+fn json_line(result: &JobResult, worker: &str) -> String {
+    let mut v = serde_json::to_value(result).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("worker".into(), worker.into());
+    }
+    v.to_string()
+}
+
+/// `FAIL tcp 127.0.0.1 — connection refused — t.cfg:3`.
+fn text_line(r: &JobResult) -> String {
+    let status = match r.status {
+        Status::Passed => "ok",
+        Status::Failed => "FAIL",
+        Status::Skipped => "SKIP",
+    };
+    let mut parts = vec![format!("{status} {} {}", r.probe, r.target)];
+    parts.extend(r.error.clone());
+    parts.push(format!("{}:{}", r.file, r.lineno));
+    parts.join(" — ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian_core::Job;
+
+    fn result() -> JobResult {
+        let mut job = Job::new("tcp", "127.0.0.1", Some(9));
+        job.file = "t.cfg".into();
+        job.lineno = 3;
+        JobResult::new(
+            &job,
+            Status::Failed,
+            Some("connection refused".into()),
+            4,
+            1,
+        )
+    }
+
+    #[test]
+    fn json_results_name_their_worker() {
+        let v: serde_json::Value = serde_json::from_str(&json_line(&result(), "w1")).expect("json");
+        assert_eq!(v["worker"], "w1");
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["attempts"], 1);
+    }
+
+    #[test]
+    fn text_results_read_like_the_table() {
+        assert_eq!(
+            text_line(&result()),
+            "FAIL tcp 127.0.0.1 — connection refused — t.cfg:3"
+        );
+    }
+}

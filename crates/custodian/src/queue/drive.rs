@@ -1,0 +1,235 @@
+//! Draining a queue through the engine: reserve up to N jobs, run each, hand its result on,
+//! then acknowledge. Used by `worker` (any backend) and by `run` (the embedded queue), so both
+//! share one path. Undecodable jobs and crashed probes are buried with their reason.
+
+use super::memory::MemoryQueue;
+use super::{retry, Backoff, Outage};
+use crate::worker::Engine;
+use custodian_core::queue::{self, JobQueue, Lease};
+use custodian_core::{Job, JobResult, Status};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// After a stop signal, how long jobs in flight may still finish before they are released.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long one reserve call waits for a job.
+const RESERVE_WAIT: Duration = Duration::from_millis(500);
+/// How long an ack, release or bury keeps retrying through a broker outage.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// How a worker drains its queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// Jobs held (and run) at once.
+    pub(crate) concurrency: usize,
+    /// Exit once the queue is empty and nothing is in flight anywhere.
+    pub(crate) drain: bool,
+}
+
+/// What became of one reserved job.
+enum Done {
+    Finished(Lease, JobResult),
+    Crashed(Lease, JobResult, String),
+    Undecodable(Lease, String),
+    Abandoned(Lease),
+}
+
+/// Shared by the reserving loop and the running jobs.
+struct Shared {
+    queue: Arc<dyn JobQueue>,
+    engine: Arc<Engine>,
+    outage: Outage,
+    in_flight: AtomicUsize,
+}
+
+/// Runs `jobs` once on an embedded queue (`custodian run`): every job, no de-duplication.
+pub(crate) async fn embedded(
+    engine: Arc<Engine>,
+    concurrency: usize,
+    jobs: Vec<Job>,
+    on_result: impl FnMut(JobResult),
+) {
+    let queue = Arc::new(MemoryQueue::new(false));
+    // Nothing else consumes this queue: a lease never needs to run out.
+    let pending: Vec<_> = jobs
+        .iter()
+        .map(|j| queue::encode(j, Duration::MAX))
+        .collect();
+    let _ = queue.put(&pending).await;
+    let (_keep, stop) = watch::channel(false);
+    let opts = Options {
+        concurrency,
+        drain: true,
+    };
+    drive(queue, engine, opts, stop, on_result).await;
+}
+
+/// Drains `queue` until `stop` turns true (or, with `drain`, until it is empty), handing each
+/// result to `on_result` before acknowledging its job.
+pub(crate) async fn drive(
+    queue: Arc<dyn JobQueue>,
+    engine: Arc<Engine>,
+    opts: Options,
+    stop: watch::Receiver<bool>,
+    mut on_result: impl FnMut(JobResult),
+) {
+    let shared = Arc::new(Shared {
+        queue,
+        engine,
+        outage: Outage::default(),
+        in_flight: AtomicUsize::new(0),
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
+    while let Some(done) = rx.recv().await {
+        settle(&shared, done, &mut on_result).await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+    let _ = feeder.await;
+}
+
+/// Hands the result on, then acks, buries or releases the job.
+async fn settle(shared: &Shared, done: Done, on_result: &mut impl FnMut(JobResult)) {
+    let q = &shared.queue;
+    let (lease, reason) = match done {
+        Done::Finished(lease, result) => {
+            on_result(result);
+            let _ = retry(&shared.outage, SETTLE_LIMIT, || q.ack(&lease)).await;
+            return;
+        }
+        Done::Abandoned(lease) => {
+            let _ = retry(&shared.outage, SETTLE_LIMIT, || q.release(&lease)).await;
+            return;
+        }
+        Done::Crashed(lease, result, reason) => {
+            on_result(result);
+            (lease, reason)
+        }
+        Done::Undecodable(lease, reason) => (lease, reason),
+    };
+    tracing::error!("burying job {}: {reason}", lease.handle);
+    let _ = retry(&shared.outage, SETTLE_LIMIT, || q.bury(&lease, &reason)).await;
+}
+
+/// Reserves jobs while there is room, spawning one task per job.
+async fn feed(
+    shared: Arc<Shared>,
+    opts: Options,
+    mut stop: watch::Receiver<bool>,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut backoff = Backoff::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => p,
+            _ = stopped(&mut stop) => break,
+        };
+        let Ok(permit) = permit else { break };
+        // Not raced against `stop`: a reserve cut off half-way could lose its job.
+        let got = shared.queue.reserve(RESERVE_WAIT).await;
+        let stopping = *stop.borrow();
+        match got {
+            Ok(Some(lease)) if stopping => {
+                let _ = shared.queue.release(&lease).await;
+                break;
+            }
+            Ok(Some(lease)) => {
+                shared.outage.ok();
+                backoff = Backoff::new();
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(run_one(
+                    Arc::clone(&shared),
+                    lease,
+                    permit,
+                    stop.clone(),
+                    tx.clone(),
+                ));
+            }
+            Ok(None) => {
+                shared.outage.ok();
+                if stopping || (opts.drain && drained(&shared).await) {
+                    break;
+                }
+            }
+            Err(e) => {
+                shared.outage.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        }
+    }
+}
+
+/// Nothing in flight here and nothing pending or reserved anywhere.
+async fn drained(shared: &Shared) -> bool {
+    if shared.in_flight.load(Ordering::SeqCst) > 0 {
+        return false;
+    }
+    match shared.queue.stats().await {
+        Ok(s) => s.pending == 0 && s.reserved == 0,
+        Err(e) => {
+            shared.outage.failed(&e);
+            false
+        }
+    }
+}
+
+/// Decodes and runs one job; a panic in the probe becomes a failed result and a burial.
+async fn run_one(
+    shared: Arc<Shared>,
+    lease: Lease,
+    permit: OwnedSemaphorePermit,
+    stop: watch::Receiver<bool>,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    let job = match queue::decode(&lease.body) {
+        Ok(job) => Arc::new(job),
+        Err(why) => {
+            let _ = tx.send(Done::Undecodable(
+                lease,
+                format!("cannot decode job: {why}"),
+            ));
+            return;
+        }
+    };
+    let engine = Arc::clone(&shared.engine);
+    let task = tokio::spawn({
+        let job = Arc::clone(&job);
+        async move { engine.run_job(&job).await }
+    });
+    let abort = task.abort_handle();
+    let done = tokio::select! {
+        joined = task => match joined {
+            Ok(result) => Done::Finished(lease, result),
+            Err(e) => {
+                let reason = format!("probe crashed: {e}");
+                let result = JobResult::new(&job, Status::Failed, Some(reason.clone()), 0, 1);
+                Done::Crashed(lease, result, reason)
+            }
+        },
+        _ = grace_over(stop) => {
+            abort.abort();
+            Done::Abandoned(lease)
+        }
+    };
+    drop(permit);
+    let _ = tx.send(done);
+}
+
+/// Resolves when a stop was requested; never if the sender is gone without one.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves [`SHUTDOWN_GRACE`] after a stop was requested.
+async fn grace_over(mut stop: watch::Receiver<bool>) {
+    stopped(&mut stop).await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}

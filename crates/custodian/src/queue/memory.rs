@@ -1,0 +1,189 @@
+//! The embedded queue: jobs in this process's memory, for `custodian run` and tests.
+
+use custodian_core::queue::{JobQueue, Lease, Pending, PutReport, QueueFuture, QueueStats};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+struct Entry {
+    id: String,
+    body: Vec<u8>,
+    lease: Duration,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    ready: VecDeque<(u64, Entry)>,
+    /// Pending ids, for de-duplication.
+    ids: HashSet<String>,
+    /// Leased entries with their expiry (`None`: a lease too long to ever end).
+    leased: HashMap<u64, (Entry, Option<Instant>)>,
+    expiries: BTreeSet<(Instant, u64)>,
+    buried: Vec<(Entry, String)>,
+}
+
+/// A queue living in this process. `dedup: false` keeps every job, as `run` has always done.
+pub(crate) struct MemoryQueue {
+    dedup: bool,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl MemoryQueue {
+    pub(crate) fn new(dedup: bool) -> Self {
+        MemoryQueue {
+            dedup,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_now(&self, jobs: &[Pending]) -> PutReport {
+        let mut st = self.lock();
+        let mut report = PutReport::default();
+        for p in jobs {
+            if self.dedup && !st.ids.insert(p.id.clone()) {
+                report.duplicates += 1;
+                continue;
+            }
+            st.next += 1;
+            let entry = Entry {
+                id: p.id.clone(),
+                body: p.body.clone(),
+                lease: p.lease,
+                since: Instant::now(),
+            };
+            let n = st.next;
+            st.ready.push_back((n, entry));
+            report.added += 1;
+        }
+        drop(st);
+        self.wake.notify_waiters();
+        report
+    }
+
+    /// Leases the next job, first returning expired leases to the front of the line.
+    fn take(&self) -> Option<Lease> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        while let Some(&(until, h)) = st.expiries.first() {
+            if until > now {
+                break;
+            }
+            st.expiries.pop_first();
+            if let Some((entry, _)) = st.leased.remove(&h) {
+                st.ids.insert(entry.id.clone());
+                st.ready.push_front((h, entry));
+            }
+        }
+        let (h, entry) = st.ready.pop_front()?;
+        st.ids.remove(&entry.id);
+        let lease = Lease {
+            handle: h.to_string(),
+            body: entry.body.clone(),
+        };
+        let until = now.checked_add(entry.lease);
+        if let Some(t) = until {
+            st.expiries.insert((t, h));
+        }
+        st.leased.insert(h, (entry, until));
+        Some(lease)
+    }
+
+    fn unlease(&self, lease: &Lease) -> Option<(u64, Entry)> {
+        let h: u64 = lease.handle.parse().ok()?;
+        let mut st = self.lock();
+        let (entry, until) = st.leased.remove(&h)?;
+        if let Some(t) = until {
+            st.expiries.remove(&(t, h));
+        }
+        Some((h, entry))
+    }
+
+    fn stats_now(&self) -> QueueStats {
+        let st = self.lock();
+        QueueStats {
+            pending: st.ready.len() as u64,
+            reserved: st.leased.len() as u64,
+            buried: st.buried.len() as u64,
+            oldest: st.ready.iter().map(|(_, e)| e.since.elapsed()).max(),
+        }
+    }
+}
+
+impl JobQueue for MemoryQueue {
+    fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport> {
+        Box::pin(async move { Ok(self.put_now(jobs)) })
+    }
+
+    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+        Box::pin(async move {
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                let woken = self.wake.notified();
+                if let Some(lease) = self.take() {
+                    return Ok(Some(lease));
+                }
+                // Leases expire silently: look again at least every 100 ms.
+                let nap = (until - tokio::time::Instant::now()).min(Duration::from_millis(100));
+                if nap.is_zero() {
+                    return Ok(None);
+                }
+                let _ = tokio::time::timeout(nap, woken).await;
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            self.unlease(lease);
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some((h, entry)) = self.unlease(lease) {
+                let mut st = self.lock();
+                if !self.dedup || st.ids.insert(entry.id.clone()) {
+                    st.ready.push_front((h, entry));
+                }
+            }
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some((_, entry)) = self.unlease(lease) {
+                self.lock().buried.push((entry, reason.to_string()));
+            }
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> QueueFuture<'_, QueueStats> {
+        Box::pin(async move { Ok(self.stats_now()) })
+    }
+
+    fn flush(&self) -> QueueFuture<'_, u64> {
+        Box::pin(async move {
+            let mut st = self.lock();
+            let gone = st.ready.len() + st.buried.len();
+            st.ready.clear();
+            st.ids.clear();
+            st.buried.clear();
+            Ok(gone as u64)
+        })
+    }
+}

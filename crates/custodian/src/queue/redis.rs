@@ -1,0 +1,269 @@
+//! The Redis backend: a ready list, a lease sorted set and Lua scripts that make each step
+//! atomic. Reserving first returns expired leases to the front of the ready list (the reaper),
+//! so a job whose worker died is delivered again once its lease has run out.
+//!
+//! Keys under `PREFIX:`: `ready` (list of handles), `body`/`meta` (hashes by handle; meta is
+//! `ID LEASE_MS ENQUEUED_MS`), `ids` (set of pending job ids, for de-duplication), `leased`
+//! (sorted set, handle → lease expiry in ms), `dead` (list of JSON `{reason, body}`), `seq`.
+//! Times come from the broker's clock, so workers' clocks need not agree.
+
+use super::resp::{self, cmd, Conn, Value};
+use custodian_core::queue::{
+    JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
+};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Jobs per put script call.
+const PUT_BATCH: usize = 500;
+
+const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
+
+const PUT: &str = "local added = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    local h = redis.call('INCR', KEYS[2])
+    redis.call('HSET', KEYS[3], h, ARGV[i + 2])
+    redis.call('HSET', KEYS[4], h, ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. now)
+    redis.call('RPUSH', KEYS[5], h)
+    added = added + 1
+  end
+end
+return added";
+
+const RESERVE: &str =
+    "for _, h in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', KEYS[5], h)
+  local m = redis.call('HGET', KEYS[3], h)
+  if m then
+    redis.call('LPUSH', KEYS[4], h)
+    redis.call('SADD', KEYS[1], string.match(m, '^(%S+)'))
+  end
+end
+while true do
+  local h = redis.call('LPOP', KEYS[4])
+  if not h then return false end
+  local m = redis.call('HGET', KEYS[3], h)
+  if m then
+    local id, lease = string.match(m, '^(%S+) (%d+)')
+    redis.call('SREM', KEYS[1], id)
+    redis.call('ZADD', KEYS[5], now + tonumber(lease), h)
+    return {h, redis.call('HGET', KEYS[2], h)}
+  end
+end";
+
+const ACK: &str = "if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1";
+
+const RELEASE: &str = "if redis.call('ZREM', KEYS[4], ARGV[1]) == 1 then
+  local m = redis.call('HGET', KEYS[2], ARGV[1])
+  if m then
+    redis.call('LPUSH', KEYS[3], ARGV[1])
+    redis.call('SADD', KEYS[1], string.match(m, '^(%S+)'))
+  end
+end
+return 1";
+
+const BURY: &str = "if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+  local body = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+  redis.call('RPUSH', KEYS[4], cjson.encode({reason = ARGV[2], body = body}))
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1";
+
+const STATS: &str = "local age = -1
+local h = redis.call('LINDEX', KEYS[1], 0)
+if h then
+  local m = redis.call('HGET', KEYS[2], h)
+  if m then age = now - tonumber(string.match(m, '(%d+)$')) end
+end
+return {redis.call('LLEN', KEYS[1]), redis.call('ZCARD', KEYS[3]), redis.call('LLEN', KEYS[4]), age}";
+
+const FLUSH: &str = "local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[4])
+for _, h in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  redis.call('HDEL', KEYS[2], h)
+  redis.call('HDEL', KEYS[3], h)
+end
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
+return n";
+
+pub(crate) struct RedisQueue {
+    addr: String,
+    db: u32,
+    prefix: String,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl RedisQueue {
+    pub(crate) fn new(addr: &str, db: u32, prefix: &str) -> Self {
+        RedisQueue {
+            addr: addr.to_string(),
+            db,
+            prefix: prefix.to_string(),
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// Runs one script (with the broker's time in `now`) on the shared connection.
+    async fn eval(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, QueueError> {
+        let mut words = vec![b"EVAL".to_vec(), format!("{NOW}{script}").into_bytes()];
+        words.push(keys.len().to_string().into_bytes());
+        words.extend(keys.iter().map(|k| self.key(k).into_bytes()));
+        words.extend(args);
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            let mut c = Conn::connect(&self.addr).await?;
+            c.call(cmd(["SELECT", &self.db.to_string()])).await?;
+            *slot = Some(c);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(resp::unavailable("not connected"));
+        };
+        let reply = conn.call(words).await;
+        if matches!(reply, Err(QueueError::Unavailable(_))) {
+            *slot = None;
+        }
+        reply
+    }
+
+    async fn put_batch(&self, jobs: &[Pending]) -> Result<u64, QueueError> {
+        let args = jobs
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.id.clone().into_bytes(),
+                    p.lease.as_millis().to_string().into_bytes(),
+                    p.body.clone(),
+                ]
+            })
+            .collect();
+        let added = self
+            .eval(PUT, &["ids", "seq", "body", "meta", "ready"], args)
+            .await?;
+        Ok(added.int()? as u64)
+    }
+
+    async fn reserve_once(&self) -> Result<Option<Lease>, QueueError> {
+        match self
+            .eval(RESERVE, &["ids", "body", "meta", "ready", "leased"], vec![])
+            .await?
+        {
+            Value::Nil => Ok(None),
+            Value::Array(mut v) if v.len() == 2 => {
+                let body = match v.pop() {
+                    Some(Value::Bytes(b)) => b,
+                    _ => Vec::new(),
+                };
+                let handle = v
+                    .pop()
+                    .map(|h| h.int())
+                    .transpose()?
+                    .unwrap_or(0)
+                    .to_string();
+                Ok(Some(Lease { handle, body }))
+            }
+            other => Err(resp::protocol("a reserved job", &other)),
+        }
+    }
+
+    async fn by_handle(
+        &self,
+        script: &str,
+        keys: &[&str],
+        lease: &Lease,
+        extra: &str,
+    ) -> Result<(), QueueError> {
+        let mut args = vec![lease.handle.clone().into_bytes()];
+        if !extra.is_empty() {
+            args.push(extra.as_bytes().to_vec());
+        }
+        self.eval(script, keys, args).await.map(drop)
+    }
+}
+
+impl JobQueue for RedisQueue {
+    fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport> {
+        Box::pin(async move {
+            let mut added = 0;
+            for batch in jobs.chunks(PUT_BATCH) {
+                added += self.put_batch(batch).await?;
+            }
+            Ok(PutReport {
+                added,
+                duplicates: jobs.len() as u64 - added,
+            })
+        })
+    }
+
+    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+        Box::pin(async move {
+            let until = tokio::time::Instant::now() + wait;
+            let mut nap = Duration::from_millis(5);
+            loop {
+                if let Some(lease) = self.reserve_once().await? {
+                    return Ok(Some(lease));
+                }
+                if tokio::time::Instant::now() + nap > until {
+                    return Ok(None);
+                }
+                tokio::time::sleep(nap).await;
+                nap = (nap * 2).min(Duration::from_millis(100));
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        Box::pin(self.by_handle(ACK, &["body", "meta", "leased"], lease, ""))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        Box::pin(self.by_handle(RELEASE, &["ids", "meta", "ready", "leased"], lease, ""))
+    }
+
+    fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
+        Box::pin(self.by_handle(BURY, &["body", "meta", "leased", "dead"], lease, reason))
+    }
+
+    fn stats(&self) -> QueueFuture<'_, QueueStats> {
+        Box::pin(async move {
+            let v = self
+                .eval(STATS, &["ready", "meta", "leased", "dead"], vec![])
+                .await?;
+            let Value::Array(n) = &v else {
+                return Err(resp::protocol("four counts", &v));
+            };
+            let n: Vec<i64> = n.iter().map(Value::int).collect::<Result<_, _>>()?;
+            let [pending, reserved, buried, age] = n[..] else {
+                return Err(resp::protocol("four counts", &v));
+            };
+            Ok(QueueStats {
+                pending: pending as u64,
+                reserved: reserved as u64,
+                buried: buried as u64,
+                oldest: u64::try_from(age).ok().map(Duration::from_millis),
+            })
+        })
+    }
+
+    fn flush(&self) -> QueueFuture<'_, u64> {
+        Box::pin(async move {
+            let n = self
+                .eval(FLUSH, &["ready", "body", "meta", "dead", "ids"], vec![])
+                .await?;
+            Ok(n.int()? as u64)
+        })
+    }
+}

@@ -1,0 +1,200 @@
+//! A minimal Redis (RESP2) client: encode commands, read replies, pipeline.
+
+use custodian_core::queue::QueueError;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+/// Longest any single exchange with the broker may take before the connection counts as dead.
+const IO_LIMIT: Duration = Duration::from_secs(10);
+
+/// Largest bulk reply we accept (a job body is a few hundred bytes).
+const MAX_BULK: usize = 64 * 1024 * 1024;
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Nil,
+    Int(i64),
+    Bytes(Vec<u8>),
+    Array(Vec<Value>),
+    Error(String),
+}
+
+impl Value {
+    pub(crate) fn int(&self) -> Result<i64, QueueError> {
+        match self {
+            Value::Int(n) => Ok(*n),
+            Value::Bytes(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| protocol("a number", self)),
+            _ => Err(protocol("a number", self)),
+        }
+    }
+
+    pub(crate) fn ok(self) -> Result<Value, QueueError> {
+        match self {
+            Value::Error(e) => Err(QueueError::Protocol(e)),
+            v => Ok(v),
+        }
+    }
+}
+
+pub(crate) fn protocol(want: &str, got: &Value) -> QueueError {
+    QueueError::Protocol(format!("expected {want}, got {got:?}"))
+}
+
+/// One connection.
+pub(crate) struct Conn {
+    io: BufStream<TcpStream>,
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+impl Conn {
+    pub(crate) async fn connect(addr: &str) -> Result<Conn, QueueError> {
+        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+            .await
+            .map_err(|_| unavailable(format!("connecting to {addr} timed out")))?
+            .map_err(|e| unavailable(format!("{addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            io: BufStream::new(stream),
+        })
+    }
+
+    /// Sends every command, then reads one reply per command.
+    pub(crate) async fn pipeline(
+        &mut self,
+        cmds: &[Vec<Vec<u8>>],
+    ) -> Result<Vec<Value>, QueueError> {
+        let work = async {
+            for cmd in cmds {
+                self.io.write_all(&encode(cmd)).await?;
+            }
+            self.io.flush().await?;
+            let mut out = Vec::with_capacity(cmds.len());
+            for _ in cmds {
+                out.push(read(&mut self.io).await?);
+            }
+            Ok::<_, std::io::Error>(out)
+        };
+        match tokio::time::timeout(IO_LIMIT, work).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable("the broker stopped answering")),
+        }
+    }
+
+    pub(crate) async fn call(&mut self, cmd: Vec<Vec<u8>>) -> Result<Value, QueueError> {
+        let mut replies = self.pipeline(&[cmd]).await?;
+        replies.pop().ok_or_else(|| unavailable("no reply"))?.ok()
+    }
+}
+
+/// Builds a command from its words.
+pub(crate) fn cmd<I, W>(words: I) -> Vec<Vec<u8>>
+where
+    I: IntoIterator<Item = W>,
+    W: AsRef<[u8]>,
+{
+    words.into_iter().map(|w| w.as_ref().to_vec()).collect()
+}
+
+fn encode(cmd: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", cmd.len()).into_bytes();
+    for w in cmd {
+        out.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+        out.extend_from_slice(w);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+type Reply<'a> = Pin<Box<dyn Future<Output = std::io::Result<Value>> + Send + 'a>>;
+
+fn read(io: &mut BufStream<TcpStream>) -> Reply<'_> {
+    Box::pin(async move {
+        let mut line = Vec::new();
+        if io.read_until(b'\n', &mut line).await? == 0 {
+            return Err(bad("connection closed"));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        let (kind, rest) = text.split_at(text.len().min(1));
+        let num = || rest.parse::<i64>().map_err(|_| bad("bad length"));
+        match kind {
+            "+" => Ok(Value::Bytes(rest.as_bytes().to_vec())),
+            "-" => Ok(Value::Error(rest.to_string())),
+            ":" => Ok(Value::Int(num()?)),
+            "$" if num()? < 0 => Ok(Value::Nil),
+            "$" => {
+                let n = usize::try_from(num()?).map_err(|_| bad("bad length"))?;
+                if n > MAX_BULK {
+                    return Err(bad("reply too large"));
+                }
+                let mut buf = vec![0; n + 2];
+                io.read_exact(&mut buf).await?;
+                buf.truncate(n);
+                Ok(Value::Bytes(buf))
+            }
+            "*" if num()? < 0 => Ok(Value::Nil),
+            "*" => {
+                let mut items = Vec::new();
+                for _ in 0..num()? {
+                    items.push(read(io).await?);
+                }
+                Ok(Value::Array(items))
+            }
+            _ => Err(bad("unknown reply type")),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            encode(&cmd(["GET", "k"])),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_of_every_kind_are_read() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"*4\r\n:7\r\n$3\r\nabc\r\n$-1\r\n-ERR no\r\n")
+                .await;
+        });
+        let mut c = Conn::connect(&addr).await.expect("connect");
+        let v = c.call(cmd(["X"])).await.expect("reply");
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Int(7),
+                Value::Bytes(b"abc".to_vec()),
+                Value::Nil,
+                Value::Error("ERR no".into())
+            ])
+        );
+    }
+}
