@@ -131,6 +131,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::msg)
             .context("loading ca_file")?;
     }
+    // mx and dnsbl resolve through these (empty: /etc/resolv.conf's).
+    custodian_probes::set_nameservers(settings.nameservers());
     let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };

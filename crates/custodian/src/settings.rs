@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub(crate) struct Settings {
     pub(crate) fetch_timeout: f64,
     /// Extra PEM bundle of trusted CA certificates for TLS checks (default: none).
     pub(crate) ca_file: Option<PathBuf>,
+    /// DNS servers (`IP` or `IP:PORT`, port 53 by default) that `mx` and `dnsbl` checks ask,
+    /// in order (default: none, meaning those of /etc/resolv.conf).
+    pub(crate) nameservers: Vec<String>,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
             ca_file: None,
+            nameservers: Vec::new(),
         }
     }
 }
@@ -103,10 +108,17 @@ impl Settings {
             "concurrency" => self.concurrency = num()? as usize,
             "per_host" => self.per_host = num()? as usize,
             "ca_file" => self.ca_file = Some(PathBuf::from(value)),
+            "nameservers" => {
+                self.nameservers = value
+                    .split([',', ' ', '\t'])
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             k if ORIGINAL_ALERT_KEYS.contains(&k) || k.ends_with("_target") => {
                 tracing::warn!("settings key `{k}` is for alerting, which this version does not do yet; ignored");
             }
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, {})", ORIGINAL_ALERT_KEYS.join(", ")),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, {})", ORIGINAL_ALERT_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -134,7 +146,18 @@ impl Settings {
         if !(self.resolve_timeout > 0.0 && self.fetch_timeout > 0.0) {
             bail!("resolve_timeout and fetch_timeout must be positive");
         }
+        for n in &self.nameservers {
+            parse_nameserver(n)?;
+        }
         Ok(())
+    }
+
+    /// The `nameservers` as socket addresses (already validated).
+    pub(crate) fn nameservers(&self) -> Vec<SocketAddr> {
+        self.nameservers
+            .iter()
+            .filter_map(|n| parse_nameserver(n).ok())
+            .collect()
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -148,6 +171,16 @@ impl Settings {
     pub(crate) fn resolve_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.resolve_timeout)
     }
+}
+
+/// A nameserver as written in the settings: `IP`, `IP:PORT` or `[IPv6]:PORT`.
+fn parse_nameserver(text: &str) -> Result<SocketAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    text.parse::<SocketAddr>().map_err(|_| {
+        anyhow::anyhow!("nameservers: {text:?} is not an IP address or IP:PORT (names cannot be used here)")
+    })
 }
 
 /// Keys of the original's custodian.cfg that belong to alerting.
@@ -207,5 +240,26 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn nameservers_are_addresses_with_optional_ports() {
+        let s = Settings::from_toml("nameservers = [\"127.0.10.3:5353\", \"::1\", \"[::1]:54\"]\n")
+            .expect("valid");
+        s.validate().expect("valid addresses");
+        let want: Vec<SocketAddr> = ["127.0.10.3:5353", "[::1]:53", "[::1]:54"]
+            .iter()
+            .map(|a| a.parse().expect("addr"))
+            .collect();
+        assert_eq!(s.nameservers(), want);
+        let cfg = Settings::from_cfg("nameservers = 127.0.0.1, 127.0.0.2:5353\n").expect("valid");
+        assert_eq!(cfg.nameservers, ["127.0.0.1", "127.0.0.2:5353"]);
+        assert!(Settings::default().nameservers().is_empty());
+        let bad = Settings {
+            nameservers: vec!["ns1.example.com".into()],
+            ..Settings::default()
+        };
+        let err = bad.validate().expect_err("a name").to_string();
+        assert!(err.contains("\"ns1.example.com\" is not an IP address"), "{err}");
     }
 }
