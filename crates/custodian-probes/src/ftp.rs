@@ -1,25 +1,37 @@
 //! `ftp`: the server greets with `220` (possibly multi-line, possibly after a `120` "ready
-//! soon"); with credentials it also accepts `USER`/`PASS` with `230` (RFC 959).
+//! soon"); with credentials it also accepts `USER`/`PASS` with `230` (RFC 959); with a file
+//! path it downloads that file in passive mode and can require text in it.
 //!
-//! Syntax: `HOST must run ftp [on PORT] [with banner 'REGEX'] [with username 'U'
-//! with password 'P'].` Default port 21. With `with username` we send USER, then PASS when the
-//! server asks for it with `331` (a missing password counts as empty). We always end with
-//! `QUIT` once a greeting came; that part never fails the check.
+//! Syntax: `HOST must run ftp [on PORT] [with banner 'REGEX'] [with username 'U' with password
+//! 'P'] [with content 'TEXT'].` or `ftp://[USER:PASSWORD@]HOST[:PORT]/[PATH] must run ftp …`.
+//! Default port 21. Credentials come from the URL (percent-decoded) or the options; a path
+//! without credentials logs in as `anonymous`. We send USER, then PASS when the server asks
+//! with `331`. For a path we send `TYPE I`, `EPSV` (or `PASV` when EPSV is refused), connect
+//! to the data port on the address under test (never to the address a PASV reply names, so
+//! a server cannot point us elsewhere), `RETR PATH`, read at most 1 MiB, and await `226`.
+//! `with content` is a substring of the file (of its first 1 MiB when larger). We always end
+//! with `QUIT` once a greeting came; that part never fails the check.
 //! Down reasons: connection refused / timed out connecting; `greeting is not 220: "…"`; banner
 //! does not match; `login refused: "…"` (the server's reply, quoted; our command never is);
-//! `server wants an account (ACCT) too: "…"`; timed out or connection closed while waiting;
-//! malformed reply line; binary garbage; line or reply longer than the bounds in `dialog.rs`.
-//! Example: `files1 must run ftp with username 'anonymous' with password 'probe@'.`
+//! `server wants an account (ACCT) too: "…"`; `TYPE I refused`, `passive mode refused`,
+//! `malformed passive reply`, `RETR refused: "…"` (e.g. 550, no such file), `transfer failed:
+//! "…"`; connect to or timed out on the data port; `file PATH (N bytes) does not contain
+//! "TEXT"`; timed out or connection closed while waiting; malformed reply line; binary
+//! garbage; line or reply longer than the bounds in `dialog.rs`.
+//! Example: `ftp://files1/pub/README must run ftp with content 'mirror'.`
 
 use crate::dialog::{Dialog, Reply};
+use crate::tls::Stream;
 use crate::{net, tcp, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use std::net::SocketAddr;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "ftp",
     aliases: &[],
-    target: TargetKind::Host,
+    target: TargetKind::HostOrUrl(&["ftp"]),
     default_port: Some(21),
     port_required: false,
     takes_port: true,
@@ -30,20 +42,35 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         },
         ParamSpec {
             phrase: "with username {username}",
-            help: "log in with USER/PASS as this user",
+            help: "log in with USER/PASS as this user (or give it in the ftp:// URL)",
         },
         ParamSpec {
             phrase: "with password {password}",
             help: "the password for PASS (masked in all output)",
         },
+        ParamSpec {
+            phrase: "with content {content}",
+            help: "the file named by the ftp:// URL must contain this text",
+        },
     ],
-    summary: "the server greets with 220 (and logs in with 230 when credentials are given)",
-    example: "127.0.0.1 must run ftp on 21 with username 'anonymous' with password 'probe@' \
+    summary:
+        "the server greets with 220 (logs in with 230; downloads the URL's file, `with content`)",
+    example: "ftp://127.0.0.1/welcome.txt must run ftp with content 'custodian' \
               otherwise 'ftp down'.",
 };
 
+/// Most file bytes we read; a larger file is judged by its start.
+const MAX_FILE: usize = 1024 * 1024;
+
+/// The password sent for `anonymous` when the line names none (RFC 1635 asks for an address).
+const ANONYMOUS_PASSWORD: &str = "custodian@";
+
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
+    let plan = match Plan::from_job(&cx.job) {
+        Ok(plan) => plan,
+        Err(e) => return Outcome::unknown(e),
+    };
+    match run(cx, &plan).await {
         Ok(detail) => Outcome::Up {
             detail: Some(detail),
         },
@@ -51,10 +78,74 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
     }
 }
 
-async fn run(cx: &Ctx) -> Result<String, String> {
-    let mut d = Dialog::new(net::connect(cx).await?);
+/// What to do after the greeting, from the target and the options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// User and password to log in with.
+    login: Option<(String, String)>,
+    /// The file to download, as sent with RETR.
+    path: Option<String>,
+    content: Option<String>,
+}
+
+impl Plan {
+    fn from_job(job: &Job) -> Result<Plan, String> {
+        let (url_user, url_pass, path) = match job.target.contains("://") {
+            true => from_url(&job.target)?,
+            false => (None, None, None),
+        };
+        let user = url_user.or_else(|| job.opt_str("username").map(str::to_string));
+        let pass = url_pass.or_else(|| job.opt_str("password").map(str::to_string));
+        let content = job.opt_str("content").map(str::to_string);
+        if content.is_some() && path.is_none() {
+            return Err("`with content` needs a file: write the target as ftp://HOST/PATH".into());
+        }
+        let login = match (user, &path) {
+            (Some(u), _) => Some((u, pass.unwrap_or_default())),
+            (None, Some(_)) => Some(("anonymous".into(), ANONYMOUS_PASSWORD.into())),
+            (None, None) => None,
+        };
+        let plan = Plan {
+            login,
+            path,
+            content,
+        };
+        plan.refuse_line_breaks()?;
+        Ok(plan)
+    }
+
+    /// A CR or LF would end our command early and start another one.
+    fn refuse_line_breaks(&self) -> Result<(), String> {
+        let (u, p) = self.login.as_ref().map_or(("", ""), |(u, p)| (u, p));
+        if [u, p].iter().any(|s| s.contains(['\r', '\n'])) {
+            return Err("username or password contains a line break".into());
+        }
+        if self.path.as_ref().is_some_and(|p| p.contains(['\r', '\n'])) {
+            return Err("the file path contains a line break".into());
+        }
+        Ok(())
+    }
+}
+
+/// User, password and path (without its leading `/`) of an `ftp://` URL, percent-decoded.
+fn from_url(target: &str) -> Result<(Option<String>, Option<String>, Option<String>), String> {
+    let url = url::Url::parse(target).map_err(|e| format!("the target is not a URL: {e}"))?;
+    let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+    let pass = url.password().map(decode);
+    let path = Some(decode(url.path().trim_start_matches('/'))).filter(|p| !p.is_empty());
+    Ok((user, pass, path))
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn run(cx: &Ctx, plan: &Plan) -> Result<String, String> {
+    let mut d = Dialog::open(cx, false).await?;
     let greeting = greeting(&mut d, cx).await?;
-    let verdict = converse(&mut d, cx, &greeting).await;
+    let verdict = converse(&mut d, cx, &greeting, plan).await;
     if d.send(cx, "QUIT").await.is_ok() {
         d.close(cx).await;
     }
@@ -62,7 +153,7 @@ async fn run(cx: &Ctx) -> Result<String, String> {
 }
 
 /// The greeting, skipping one `120` ("service ready in nnn minutes") that may precede it.
-async fn greeting(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<Reply, String> {
+async fn greeting(d: &mut Dialog<Stream>, cx: &Ctx) -> Result<Reply, String> {
     let first = d.reply(cx, "the greeting").await?;
     if first.code != 120 {
         return Ok(first);
@@ -70,19 +161,30 @@ async fn greeting(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<Reply, String> 
     d.reply(cx, "the greeting after 120").await
 }
 
-async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &Reply) -> Result<String, String> {
+async fn converse(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    greeting: &Reply,
+    plan: &Plan,
+) -> Result<String, String> {
     greeting.expect(220, "greeting")?;
     if let Some(pattern) = cx.job.opt_str("banner") {
         tcp::banner_matches(pattern, &greeting.text())?;
     }
-    let first = greeting.lines.first().map_or("", String::as_str);
-    let Some(user) = cx.job.opt_str("username") else {
-        return Ok(net::clip(first));
-    };
-    let pass = cx.job.opt_str("password").unwrap_or("");
-    if [user, pass].iter().any(|s| s.contains(['\r', '\n'])) {
-        return Err("username or password contains a line break".into());
+    let mut detail = net::clip(greeting.lines.first().map_or("", String::as_str));
+    if let Some((user, pass)) = &plan.login {
+        login(d, cx, user, pass).await?;
+        detail.push_str(&format!("; logged in as {user}"));
     }
+    if let Some(path) = &plan.path {
+        let (body, truncated) = fetch(d, cx, path).await?;
+        judge_content(path, &body, truncated, plan.content.as_deref())?;
+        detail.push_str(&format!("; fetched {path} ({} bytes)", body.len()));
+    }
+    Ok(detail)
+}
+
+async fn login(d: &mut Dialog<Stream>, cx: &Ctx, user: &str, pass: &str) -> Result<(), String> {
     d.send(cx, &format!("USER {user}")).await?;
     let reply = d.reply(cx, "the reply to USER").await?;
     if judge_login(&reply)? == Step::NeedPassword {
@@ -92,7 +194,7 @@ async fn converse(d: &mut Dialog<TcpStream>, cx: &Ctx, greeting: &Reply) -> Resu
             return Err(format!("login refused: {}", reply.quoted()));
         }
     }
-    Ok(format!("{}; logged in as {user}", net::clip(first)))
+    Ok(())
 }
 
 /// Where a login stands after a reply to USER or PASS.
@@ -112,6 +214,139 @@ fn judge_login(r: &Reply) -> Result<Step, String> {
         )),
         _ => Err(format!("login refused: {}", r.quoted())),
     }
+}
+
+/// Sends `line` and requires a reply with one of `codes`; else `"{refused}: reply"`.
+async fn command(
+    d: &mut Dialog<Stream>,
+    cx: &Ctx,
+    line: &str,
+    codes: &[u16],
+    refused: &str,
+) -> Result<Reply, String> {
+    d.send(cx, line).await?;
+    let verb = line.split(' ').next().unwrap_or(line);
+    let r = d.reply(cx, &format!("the reply to {verb}")).await?;
+    if codes.contains(&r.code) {
+        Ok(r)
+    } else {
+        Err(format!("{refused}: {}", r.quoted()))
+    }
+}
+
+/// Downloads `path` in passive binary mode: at most [`MAX_FILE`] bytes, and whether the file
+/// went on past that.
+async fn fetch(d: &mut Dialog<Stream>, cx: &Ctx, path: &str) -> Result<(Vec<u8>, bool), String> {
+    command(d, cx, "TYPE I", &[200], "TYPE I refused").await?;
+    let port = passive(d, cx).await?;
+    let mut data = connect_data(cx, port).await?;
+    command(d, cx, &format!("RETR {path}"), &[125, 150], "RETR refused").await?;
+    let (body, truncated) = net::within(cx, &format!("downloading {path}"), async {
+        read_capped(&mut data, MAX_FILE).await
+    })
+    .await?;
+    drop(data);
+    if !truncated {
+        let end = d.reply(cx, "the end of the transfer").await?;
+        if !matches!(end.code, 226 | 250) {
+            return Err(format!("transfer failed: {}", end.quoted()));
+        }
+    }
+    Ok((body, truncated))
+}
+
+/// The data port: EPSV (RFC 2428), or PASV when the server refuses EPSV.
+async fn passive(d: &mut Dialog<Stream>, cx: &Ctx) -> Result<u16, String> {
+    d.send(cx, "EPSV").await?;
+    let r = d.reply(cx, "the reply to EPSV").await?;
+    if r.code == 229 {
+        return epsv_port(&r);
+    }
+    let r = command(d, cx, "PASV", &[227], "passive mode refused").await?;
+    pasv_port(&r)
+}
+
+/// The port of `229 Entering Extended Passive Mode (|||6446|)`.
+fn epsv_port(r: &Reply) -> Result<u16, String> {
+    let text = r.text();
+    let inner = text
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(inner, _)| inner);
+    let port = inner.and_then(|i| {
+        let delim = i.chars().next()?;
+        i.split(delim).nth(3)?.parse::<u16>().ok()
+    });
+    port.filter(|p| *p != 0)
+        .ok_or_else(|| format!("malformed passive reply: {}", r.quoted()))
+}
+
+/// The port of `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`; the address is ignored.
+fn pasv_port(r: &Reply) -> Result<u16, String> {
+    let text = r.text();
+    let start = text.get(4..).unwrap_or("");
+    let numbers: Vec<u16> = start
+        .split(|c: char| !c.is_ascii_digit() && c != ',')
+        .find(|run| run.matches(',').count() == 5)
+        .map(|run| run.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    match numbers[..] {
+        [_, _, _, _, hi, lo] if hi < 256 && lo < 256 && hi + lo > 0 => Ok(hi * 256 + lo),
+        _ => Err(format!("malformed passive reply: {}", r.quoted())),
+    }
+}
+
+/// Opens the data connection to `port` on the address under test.
+async fn connect_data(cx: &Ctx, port: u16) -> Result<TcpStream, String> {
+    let ip = cx.addr.ok_or("no address to connect to")?;
+    net::within(cx, &format!("connecting to data port {port}"), async {
+        TcpStream::connect(SocketAddr::new(ip, port))
+            .await
+            .map_err(|e| format!("connect to data port {port}: {}", net::io_reason(&e)))
+    })
+    .await
+}
+
+/// Reads until EOF or `cap` bytes; the flag says whether more was coming.
+async fn read_capped(r: &mut TcpStream, cap: usize) -> Result<(Vec<u8>, bool), String> {
+    let mut body = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = r
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the file: {}", net::io_reason(&e)))?;
+        if n == 0 {
+            return Ok((body, false));
+        }
+        let room = cap - body.len();
+        body.extend_from_slice(&chunk[..n.min(room)]);
+        if n > room {
+            return Ok((body, true));
+        }
+    }
+}
+
+/// `with content`: a substring of the file (of its first [`MAX_FILE`] bytes when larger).
+fn judge_content(
+    path: &str,
+    body: &[u8],
+    truncated: bool,
+    content: Option<&str>,
+) -> Result<(), String> {
+    let Some(want) = content else { return Ok(()) };
+    if String::from_utf8_lossy(body).contains(want) {
+        return Ok(());
+    }
+    let scope = match truncated {
+        true => format!(" (only the first {MAX_FILE} bytes read)"),
+        false => String::new(),
+    };
+    Err(format!(
+        "file {path} ({} bytes) does not contain {:?}{scope}",
+        body.len(),
+        net::clip(want)
+    ))
 }
 
 #[cfg(test)]
@@ -299,5 +534,279 @@ mod tests {
             out,
             Outcome::down("binary garbage instead of a text reply (16 bytes)")
         );
+    }
+
+    mod fetch {
+        //! URL targets, passive downloads and `with content` against an in-process FTP server.
+
+        use super::super::*;
+        use crate::net::testutil::*;
+        use custodian_core::Job;
+        use serde_json::json;
+        use std::time::Duration;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        use tokio::net::TcpListener;
+
+        /// How the fake server serves RETR.
+        #[derive(Clone, Copy)]
+        enum Data {
+            /// This file, then 226.
+            File(&'static [u8]),
+            /// Endless bytes until we hang up.
+            Endless,
+            /// Accept the data connection, say nothing.
+            Hung,
+            /// A file, then close the control connection instead of saying 226.
+            CloseControl,
+        }
+
+        /// A fake FTP server: EPSV answered unless `pasv_only`, files per [`Data`].
+        async fn server(data: Data, pasv_only: bool) -> (SocketAddr, Heard) {
+            let heard = Heard::default();
+            let log = heard.clone();
+            let addr = serve(move |s| {
+                let log = log.clone();
+                async move { session(s, data, pasv_only, log).await }
+            })
+            .await;
+            (addr, heard)
+        }
+
+        async fn session(s: TcpStream, data: Data, pasv_only: bool, log: Heard) {
+            let (r, mut w) = s.into_split();
+            let _ = w.write_all(b"220 (vsFTPd 3.0.3)\r\n").await;
+            let mut lines = BufReader::new(r).lines();
+            let mut listener: Option<TcpListener> = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().expect("lock").push(line.clone());
+                let verb = line.split(' ').next().unwrap_or("");
+                let reply = match verb {
+                    "USER" => "331 Please specify the password.\r\n".to_string(),
+                    "PASS" if line == "PASS s3cret" || line == "PASS custodian@" => {
+                        "230 Login successful.\r\n".into()
+                    }
+                    "PASS" => "530 Login incorrect.\r\n".into(),
+                    "TYPE" => "200 Switching to Binary mode.\r\n".into(),
+                    "EPSV" if pasv_only => "500 Unknown command.\r\n".into(),
+                    "EPSV" | "PASV" => {
+                        let l = TcpListener::bind((LOCAL, 0)).await.expect("bind");
+                        let port = l.local_addr().expect("addr").port();
+                        listener = Some(l);
+                        match verb {
+                            "EPSV" => {
+                                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+                            }
+                            _ => format!(
+                                "227 Entering Passive Mode (10,9,8,7,{},{}).\r\n",
+                                port / 256,
+                                port % 256
+                            ),
+                        }
+                    }
+                    "RETR" if line == "RETR missing.txt" => "550 Failed to open file.\r\n".into(),
+                    "RETR" => {
+                        let Some(l) = listener.take() else { return };
+                        let _ = w
+                            .write_all(b"150 Opening BINARY mode data connection.\r\n")
+                            .await;
+                        let Ok((mut conn, _)) = l.accept().await else {
+                            return;
+                        };
+                        match data {
+                            Data::File(bytes) => {
+                                let _ = conn.write_all(bytes).await;
+                            }
+                            Data::Endless => while conn.write_all(&[b'x'; 65536]).await.is_ok() {},
+                            Data::Hung => tokio::time::sleep(Duration::from_secs(5)).await,
+                            Data::CloseControl => {
+                                let _ = conn.write_all(b"partial").await;
+                                return;
+                            }
+                        }
+                        drop(conn);
+                        "226 Transfer complete.\r\n".into()
+                    }
+                    "QUIT" => "221 Goodbye.\r\n".into(),
+                    _ => "500 Unknown command.\r\n".into(),
+                };
+                let _ = w.write_all(reply.as_bytes()).await;
+            }
+        }
+
+        async fn probe(target: String, opts: &[(&str, serde_json::Value)], secs: f64) -> Outcome {
+            let port = url::Url::parse(&target)
+                .ok()
+                .and_then(|u| u.port())
+                .unwrap_or(21);
+            let mut j = Job::new("ftp", &target, Some(port));
+            for (k, v) in opts {
+                j.options.insert(k.to_string(), v.clone());
+            }
+            check(&cx(j, secs)).await
+        }
+
+        fn down_with(out: &Outcome, needle: &str) -> bool {
+            matches!(out, Outcome::Down { reason } if reason.contains(needle))
+        }
+
+        #[test]
+        fn plans_from_urls_and_options() {
+            let j = Job::new(
+                "ftp",
+                "ftp://bob:p%40ss@127.0.0.1:2121/pub/a%20b.txt",
+                Some(2121),
+            );
+            let p = Plan::from_job(&j).expect("plan");
+            assert_eq!(p.login, Some(("bob".into(), "p@ss".into())));
+            assert_eq!(p.path.as_deref(), Some("pub/a b.txt"));
+            let j = Job::new("ftp", "ftp://127.0.0.1/f", Some(21));
+            let p = Plan::from_job(&j).expect("plan");
+            assert_eq!(p.login, Some(("anonymous".into(), "custodian@".into())));
+            let j = Job::new("ftp", "127.0.0.1", Some(21));
+            assert_eq!(Plan::from_job(&j).expect("plan").login, None);
+            let j = Job::new("ftp", "ftp://127.0.0.1/a%0d%0aDELE%20b", Some(21));
+            assert_eq!(
+                Plan::from_job(&j),
+                Err("the file path contains a line break".into())
+            );
+            let mut j = Job::new("ftp", "ftp://127.0.0.1/", Some(21));
+            j.options.insert("content".into(), json!("x"));
+            assert!(Plan::from_job(&j).is_err_and(|e| e.starts_with("`with content` needs a file")));
+        }
+
+        #[test]
+        fn passive_replies_parse() {
+            let r = |l: &str| super::reply(&[l]);
+            assert_eq!(
+                epsv_port(&r("229 Entering Extended Passive Mode (|||6446|)")),
+                Ok(6446)
+            );
+            assert_eq!(
+                pasv_port(&r("227 Entering Passive Mode (127,0,0,1,25,46).")),
+                Ok(6446)
+            );
+            assert_eq!(pasv_port(&r("227 =127,0,0,1,25,46")), Ok(6446));
+            assert!(epsv_port(&r("229 no port here")).is_err());
+            assert!(pasv_port(&r("227 (1,2,3,4,300,1)")).is_err());
+            assert!(
+                pasv_port(&r("227 what")).is_err_and(|e| e.starts_with("malformed passive reply"))
+            );
+        }
+
+        #[tokio::test]
+        async fn url_login_fetch_and_content_pass() {
+            let (a, h) = server(Data::File(b"hello from custodian\n"), false).await;
+            let url = format!("ftp://probe:s3cret@127.0.0.1:{}/pub/hello.txt", a.port());
+            let out = probe(url, &[("content", json!("custodian"))], 3.0).await;
+            let d = "220 (vsFTPd 3.0.3); logged in as probe; fetched pub/hello.txt (21 bytes)";
+            assert_eq!(
+                out,
+                Outcome::Up {
+                    detail: Some(d.into())
+                }
+            );
+            let said = [
+                "USER probe",
+                "PASS s3cret",
+                "TYPE I",
+                "EPSV",
+                "RETR pub/hello.txt",
+                "QUIT",
+            ];
+            assert_eq!(heard(&h), said);
+        }
+
+        #[tokio::test]
+        async fn anonymous_pasv_fallback_ignores_the_named_address() {
+            let (a, h) = server(Data::File(b"data"), true).await;
+            let out = probe(format!("ftp://127.0.0.1:{}/f", a.port()), &[], 3.0).await;
+            assert!(out.is_up(), "{out:?}");
+            assert_eq!(heard(&h)[..2], ["USER anonymous", "PASS custodian@"]);
+            assert!(heard(&h).contains(&"PASV".to_string()));
+        }
+
+        #[tokio::test]
+        async fn wrong_content_missing_file_and_wrong_password_fail() {
+            let (a, _) = server(Data::File(b"hello"), false).await;
+            let out = probe(
+                format!("ftp://127.0.0.1:{}/f.txt", a.port()),
+                &[("content", json!("bye"))],
+                3.0,
+            )
+            .await;
+            assert_eq!(
+                out,
+                Outcome::down("file f.txt (5 bytes) does not contain \"bye\"")
+            );
+            let out = probe(
+                format!("ftp://127.0.0.1:{}/missing.txt", a.port()),
+                &[],
+                3.0,
+            )
+            .await;
+            assert_eq!(
+                out,
+                Outcome::down("RETR refused: \"550 Failed to open file.\"")
+            );
+            let out = probe(
+                format!("ftp://probe:bad@127.0.0.1:{}/f.txt", a.port()),
+                &[],
+                3.0,
+            )
+            .await;
+            assert_eq!(
+                out,
+                Outcome::down("login refused: \"530 Login incorrect.\"")
+            );
+        }
+
+        #[tokio::test]
+        async fn oversized_files_are_cut_at_the_cap() {
+            let (a, _) = server(Data::Endless, false).await;
+            let url = format!("ftp://127.0.0.1:{}/big", a.port());
+            let out = probe(url.clone(), &[("content", json!("xxx"))], 5.0).await;
+            assert!(
+                matches!(&out, Outcome::Up { detail: Some(d) } if d.ends_with("(1048576 bytes)")),
+                "{out:?}"
+            );
+            let out = probe(url, &[("content", json!("y"))], 5.0).await;
+            assert!(
+                down_with(&out, "(only the first 1048576 bytes read)"),
+                "{out:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn hung_and_closed_transfers_fail() {
+            let (a, _) = server(Data::Hung, false).await;
+            let out = probe(format!("ftp://127.0.0.1:{}/f", a.port()), &[], 1.0).await;
+            assert_eq!(out, Outcome::down("timed out downloading f"));
+            let (a, _) = server(Data::CloseControl, false).await;
+            let out = probe(format!("ftp://127.0.0.1:{}/f", a.port()), &[], 2.0).await;
+            assert!(
+                down_with(&out, "timed out downloading f") || down_with(&out, "connection"),
+                "{out:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn refused_data_port_fails() {
+            let closed = refused().await.port();
+            let reply: &'static str =
+                Box::leak(format!("229 ok (|||{closed}|)\r\n").into_boxed_str());
+            static REPLY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+            REPLY.get_or_init(|| reply);
+            let (a, _) = scripted("220 hi\r\n", |l| {
+                Some(match l.split(' ').next() {
+                    Some("USER") => "230 ok\r\n",
+                    Some("TYPE") => "200 ok\r\n",
+                    Some("EPSV") => REPLY.get().copied().unwrap_or("500 no\r\n"),
+                    _ => "221 bye\r\n",
+                })
+            })
+            .await;
+            let out = probe(format!("ftp://127.0.0.1:{}/f", a.port()), &[], 2.0).await;
+            assert!(down_with(&out, "connect to data port"), "{out:?}");
+        }
     }
 }
