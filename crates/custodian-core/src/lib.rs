@@ -7,6 +7,7 @@ pub mod plan;
 pub mod probe;
 pub mod queue;
 pub mod spec;
+pub mod state;
 
 pub use custodian_dsl as dsl;
 pub use outcome::{judge, JobResult, Outcome, Status};
