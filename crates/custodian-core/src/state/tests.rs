@@ -41,10 +41,19 @@ fn policy(fail: u32, pass: u32, renotify: u64, flips: u32, window: u64) -> Polic
 
 use EventKind::{Clear, Flapping, Raise, StillFailing};
 
+/// Name, policy, seconds between results, results, expected notices.
+type Row = (
+    &'static str,
+    Policy,
+    u64,
+    &'static str,
+    &'static [(u64, EventKind)],
+);
+
 #[test]
 fn transitions_thresholds_and_renotification() {
     #[rustfmt::skip]
-    let table: &[(&str, Policy, u64, &str, &[(u64, EventKind)])] = &[
+    let table: &[Row] = &[
         ("passing is silent", policy(1, 1, 0, 0, 60), 60, "PPPP", &[]),
         ("one raise, one clear", policy(1, 1, 0, 0, 60), 60, "PFFFP", &[(60, Raise), (240, Clear)]),
         ("first result failing raises", policy(1, 1, 0, 0, 60), 60, "F", &[(0, Raise)]),
