@@ -84,8 +84,9 @@ pub(crate) async fn drive(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
     while let Some(done) = rx.recv().await {
-        settle(&shared, done, &mut on_result).await;
+        // Counted out before the ack: until then the queue itself still reports it reserved.
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        settle(&shared, done, &mut on_result).await;
     }
     let _ = feeder.await;
 }

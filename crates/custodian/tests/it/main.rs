@@ -4,4 +4,6 @@ mod check;
 mod cli;
 mod common;
 mod peers;
+mod queue;
+mod queue_broker;
 mod run;

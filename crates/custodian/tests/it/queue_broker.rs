@@ -1,0 +1,145 @@
+//! A broker restarted mid-run: workers ride out the outage and the run completes. Each test
+//! starts its own broker on its own port (never the shared peer) with durable storage.
+// Plain threads driving processes: no async runtime here to block.
+#![allow(clippy::disallowed_methods)]
+
+use crate::common::*;
+use crate::queue::{expected_ids, slow_greeter, tally, workload, Worker};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A broker process of our own on 127.0.50.1, its data in `dir`.
+struct Broker {
+    kind: &'static str,
+    port: u16,
+    child: Child,
+}
+
+impl Broker {
+    fn start(kind: &'static str, dir: &Path, port: u16) -> Broker {
+        let p = port.to_string();
+        let mut cmd = match kind {
+            "beanstalk" => {
+                let mut c = Command::new("/usr/bin/beanstalkd");
+                c.args(["-l", "127.0.50.1", "-p", &p, "-b"]).arg(dir);
+                c
+            }
+            _ => {
+                let mut c = Command::new("/usr/bin/redis-server");
+                c.args([
+                    "--bind",
+                    "127.0.50.1",
+                    "--port",
+                    &p,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                ])
+                .args(["--appendfsync", "always", "--protected-mode", "no", "--dir"])
+                .arg(dir);
+                c
+            }
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start broker");
+        let b = Broker { kind, port, child };
+        b.wait_ready();
+        b
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.50.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} on port {} never came up", self.kind, self.port);
+    }
+
+    /// SIGTERM (so the broker writes its data out), then wait for it to exit.
+    fn stop(&mut self) {
+        // SAFETY: signals our own child process by its pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            "beanstalk" => format!("beanstalk://127.0.50.1:{}", self.port),
+            _ => format!("redis://127.0.50.1:{}", self.port),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.50.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn the_run_survives_a_broker_restart(kind: &'static str) {
+    custodian_testpeers::peers(); // installs the broker packages if needed
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut broker = Broker::start(kind, data.path(), port);
+    let dir = workload(400, slow_greeter(Duration::from_millis(200)));
+    let url = broker.url();
+    assert_eq!(
+        custodian(dir.path(), &["enqueue", "--queue", &url, "jobs.cfg"]).code,
+        0
+    );
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| {
+            Worker::start(
+                dir.path(),
+                &url,
+                &format!("w{i}"),
+                &["--drain", "--concurrency", "10"],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let _broker = Broker::start(kind, data.path(), port);
+    let mut lines = Vec::new();
+    for w in workers {
+        let (code, out, log) = w.finish_logged(Duration::from_secs(40));
+        assert_eq!(code, Some(0), "{kind}: {log}");
+        let outages = log.matches("queue broker unreachable").count();
+        assert_eq!(outages, 1, "{kind}: one log line per outage:\n{log}");
+        lines.extend(out);
+    }
+    let seen = tally(&lines);
+    let lost = expected_ids(dir.path())
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .count();
+    assert_eq!(lost, 0, "{kind}: outcomes lost across the restart");
+    eprintln!(
+        "{kind}: {} results for 400 jobs across a restart",
+        lines.len()
+    );
+}
+
+#[test]
+fn a_beanstalkd_restart_mid_run_is_ridden_out() {
+    the_run_survives_a_broker_restart("beanstalk");
+}
+
+#[test]
+fn a_redis_restart_mid_run_is_ridden_out() {
+    the_run_survives_a_broker_restart("redis");
+}
