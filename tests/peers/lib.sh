@@ -71,3 +71,38 @@ stop_pid() {
     wait_for 10 gone "$pid" || kill -KILL "$pid" 2>/dev/null
     rm -f "$1"
 }
+
+# ---- the test CA ($DIR/tls), shared by every TLS peer (CUSTODIAN_PEER_CA)
+T=$DIR/tls
+# Set to 1 by tls_ca/tls_leaf when they made something new (a running daemon must reload).
+RENEWED=0
+
+# fresh FILE SECONDS: whether the certificate exists and is still valid SECONDS from now.
+fresh() { [ -f "$1" ] && openssl x509 -in "$1" -noout -checkend "$2" >/dev/null; }
+
+# tls_ca: makes the test CA unless it is valid for 400 more days. A new CA invalidates every
+# leaf, so they are removed and each peer's start.sh makes its own again.
+tls_ca() {
+    mkdir -p "$T"
+    fresh "$T/ca.pem" $((400 * 86400)) && return 0
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$T/ca.key" -subj "/CN=custodian test CA" -days 3650 \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$T/ca.pem.new"
+    mv "$T/ca.pem.new" "$T/ca.pem"
+    find "$T" -name '*.pem' ! -name ca.pem -delete
+    chmod 644 "$T/ca.pem"
+    RENEWED=1
+}
+
+# tls_leaf NAME DAYS EXTFILE: $T/NAME.pem and $T/NAME.key, a server certificate signed by the
+# test CA with the extensions (SANs) in EXTFILE, valid DAYS days.
+tls_leaf() {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/$1.key" 2>/dev/null
+    openssl req -new -key "$T/$1.key" -subj "/CN=localhost" -out "$T/$1.csr"
+    openssl x509 -req -in "$T/$1.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+        -days "$2" -extfile "$3" -out "$T/$1.pem.new" 2>/dev/null
+    mv "$T/$1.pem.new" "$T/$1.pem"
+    chmod 644 "$T/$1.pem"
+    RENEWED=1
+}

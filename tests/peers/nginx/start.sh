@@ -1,43 +1,20 @@
 #!/usr/bin/env bash
 # Starts the test nginx on 127.0.10.2 (http 8080, https 8443 and 8444) unless it already runs.
-# Makes the test CA and both server certificates first, renewing any that is close to expiry.
+# Makes the test CA (lib.sh) and both server certificates first, renewing any close to expiry.
 set -euo pipefail
 # shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 N=$DIR/nginx
-T=$DIR/tls
-mkdir -p "$N/tmp" "$N/www" "$T"
+mkdir -p "$N/tmp" "$N/www"
 
-# fresh FILE SECONDS: whether the certificate exists and is still valid SECONDS from now.
-fresh() { [ -f "$1" ] && openssl x509 -in "$1" -noout -checkend "$2" >/dev/null; }
-
-make_ca() {
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ca.key" 2>/dev/null
-    openssl req -x509 -new -key "$T/ca.key" -subj "/CN=custodian test CA" -days 3650 \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -out "$T/ca.pem.new"
-    mv "$T/ca.pem.new" "$T/ca.pem"
-    rm -f "$T/valid.pem" "$T/expiring.pem"
-}
-
-# make_leaf NAME DAYS: a server certificate for 127.0.10.2/localhost signed by the test CA.
-make_leaf() {
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/$1.key" 2>/dev/null
-    openssl req -new -key "$T/$1.key" -subj "/CN=localhost" -out "$T/$1.csr"
-    openssl x509 -req -in "$T/$1.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
-        -days "$2" -extfile "$PEERS_ROOT/nginx/leaf.ext" -out "$T/$1.pem.new" 2>/dev/null
-    mv "$T/$1.pem.new" "$T/$1.pem"
-    RENEWED=1
-}
-
-RENEWED=0
 # `if` rather than `||` so that set -e still stops on an openssl failure inside.
-if ! fresh "$T/ca.pem" $((400 * 86400)); then make_ca; fi
-if ! fresh "$T/valid.pem" $((30 * 86400)); then make_leaf valid 365; fi
+tls_ca
+if ! fresh "$T/valid.pem" $((30 * 86400)); then tls_leaf valid 365 "$PEERS_ROOT/nginx/leaf.ext"; fi
 # Tests rely on "expires within 14 days" but "not within 2 days": keep it more than 2.5 days out.
-if ! fresh "$T/expiring.pem" $((60 * 3600)); then make_leaf expiring 3; fi
-chmod 644 "$T"/*.pem
+if ! fresh "$T/expiring.pem" $((60 * 3600)); then
+    tls_leaf expiring 3 "$PEERS_ROOT/nginx/leaf.ext"
+fi
 
 render "$PEERS_ROOT/nginx/nginx.conf" "$N/nginx.conf"
 render "$PEERS_ROOT/nginx/site.conf" "$N/site.conf"
