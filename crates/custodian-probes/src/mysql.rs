@@ -8,7 +8,12 @@
 //! Down reasons: connection refused / timed out connecting; `server refused the connection:
 //! "…" (error N)`; `not a MySQL server: …` (wrong protocol byte, over-long or garbage first
 //! packet); timed out or closed while waiting for the handshake; `login refused: "…" (error
-//! N)` (access denied, unknown database); `SELECT 1 failed: …` or returned something else.
+//! N)` (access denied, unknown database); `login failed: …` (I/O errors, a reply packet over
+//! 64 KiB); `SELECT 1 failed: …` or returned something else.
+//! A greeting-only check leaves before logging in, which the server counts as a handshake
+//! error against our address (`max_connect_errors`, 100 by default, then "Host is blocked")
+//! until some login from that address succeeds: give monitored servers a user to log in as,
+//! or raise `max_connect_errors`.
 //! Example: `db1 must run mysql with username 'monitor' with password 'secret'.`
 
 use crate::net;
@@ -46,6 +51,9 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 
 /// The largest first packet we accept; a real handshake is about 100 bytes.
 const MAX_GREETING: usize = 16 * 1024;
+
+/// The largest packet the login client accepts.
+const MAX_LOGIN_PACKET: usize = 64 * 1024;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
     match run(cx).await {
@@ -137,6 +145,8 @@ async fn login(cx: &Ctx, user: &str) -> Result<(), String> {
         .tcp_port(addr.port())
         // Never switch to a local socket: the check is about this address and port.
         .prefer_socket(false)
+        // Bounds every packet the client buffers (SELECT 1 needs a few hundred bytes).
+        .max_allowed_packet(Some(MAX_LOGIN_PACKET))
         .user(Some(user))
         .pass(cx.job.opt_str("password"))
         .db_name(cx.job.opt_str("database"));
@@ -170,7 +180,6 @@ fn login_reason(e: &mysql_async::Error) -> String {
             net::clip(&s.message),
             s.code
         ),
-        mysql_async::Error::Io(io) => format!("login: {}", net::clip(&io.to_string())),
         other => format!("login failed: {}", net::clip(&other.to_string())),
     }
 }
@@ -287,6 +296,36 @@ mod tests {
             out,
             Outcome::down("not a MySQL server: first packet claims 16777215 bytes")
         );
+    }
+
+    /// Greets properly, then answers the login with a packet far larger than any reply.
+    async fn greets_then_floods() -> std::net::SocketAddr {
+        serve(|mut s| async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(HANDSHAKE).await;
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"\xff\xff\xff\x02").await;
+            let block = vec![b'x'; 64 * 1024];
+            while s.write_all(&block).await.is_ok() {}
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn oversized_login_reply_is_refused() {
+        let a = greets_then_floods().await;
+        let mut j = job(a.port());
+        j.options.insert("username".into(), "probe".into());
+        j.options.insert("password".into(), "hunter2".into());
+        let t = Instant::now();
+        let out = check(&cx(j, 5.0)).await;
+        let Outcome::Down { reason } = out else {
+            panic!("{out:?}")
+        };
+        assert!(reason.starts_with("login failed: "), "{reason}");
+        assert!(!reason.contains("hunter2"));
+        assert!(t.elapsed() < Duration::from_secs(4));
     }
 
     #[tokio::test]
