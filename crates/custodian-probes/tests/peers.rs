@@ -467,3 +467,240 @@ async fn ldaps_on_the_plain_port_fails_the_handshake() {
     let out = host("ldaps", peers().addr("ldap"), &[]).await;
     assert_down(&out, "TLS handshake");
 }
+
+// ---- mail over TLS, ftp and ssl: Dovecot, the submission Postfix and vsftpd on 127.0.20.x
+
+/// The Dovecot test user's credentials, `password` replaced; `tls` adds `with tls`.
+fn mail_login(password: &str, tls: bool) -> Vec<(&'static str, Value)> {
+    let mut opts = vec![
+        ("username", json!(peers().get("mail_user"))),
+        ("password", json!(password)),
+    ];
+    if tls {
+        opts.push(("with_tls", json!(true)));
+    }
+    opts
+}
+
+fn mail_password() -> String {
+    peers().get("mail_password").to_string()
+}
+
+/// A host-type check of `peer` with the test CA trusted.
+async fn tls_host(kind: &str, peer: &str, opts: &[(&str, Value)]) -> Outcome {
+    trust_peer_ca();
+    host(kind, peers().addr(peer), opts).await
+}
+
+/// As [`tls_host`], but the target is a name the peer's certificate does not carry (the
+/// address comes from the peers, so nothing is resolved).
+async fn misnamed(kind: &str, peer: &str, opts: &[(&str, Value)]) -> Outcome {
+    trust_peer_ca();
+    let addr = peers().addr(peer);
+    let job = Job::new(kind, "mail.custodian.test", Some(addr.port()));
+    run(with_opts(job, opts), addr, 10).await
+}
+
+const WRONG_NAME: &str = "certificate is not valid for name \"mail.custodian.test\"";
+
+#[tokio::test]
+async fn imap_starttls_login_passes() {
+    let out = tls_host("imap", "imap", &mail_login(&mail_password(), true)).await;
+    assert_up(&out, "; STARTTLS; logged in as probe");
+}
+
+#[tokio::test]
+async fn imap_plain_login_passes_and_a_wrong_password_fails() {
+    let out = tls_host("imap", "imap", &mail_login(&mail_password(), false)).await;
+    assert_up(&out, "; logged in as probe");
+    let out = tls_host("imap", "imap", &mail_login("wrong", true)).await;
+    assert_down(&out, "login refused: \"a1 NO [AUTHENTICATIONFAILED]");
+}
+
+#[tokio::test]
+async fn imap_starttls_for_another_name_fails() {
+    let out = misnamed("imap", "imap", &[("with_tls", json!(true))]).await;
+    assert_down(&out, WRONG_NAME);
+}
+
+#[tokio::test]
+async fn imaps_login_passes_and_a_longer_expiry_demand_fails() {
+    let out = tls_host("imaps", "imaps", &mail_login(&mail_password(), false)).await;
+    assert_up(&out, "; logged in as probe");
+    let out = tls_host("imaps", "imaps", &[("expire_days", json!(400))]).await;
+    assert_down(&out, "), less than 400");
+}
+
+#[tokio::test]
+async fn imaps_closed_port_is_refused() {
+    let addr = closed("imaps");
+    let out = host("imaps", addr, &[]).await;
+    assert_down(
+        &out,
+        &format!("connect to port {}: connection refused", addr.port()),
+    );
+}
+
+#[tokio::test]
+async fn pop3_stls_login_passes_and_a_wrong_password_fails() {
+    let out = tls_host("pop3", "pop3", &mail_login(&mail_password(), true)).await;
+    assert_up(&out, "; STLS; logged in as probe");
+    let out = tls_host("pop3", "pop3", &mail_login("wrong", true)).await;
+    assert_down(
+        &out,
+        "login refused: \"-ERR [AUTH] Authentication failed.\"",
+    );
+}
+
+#[tokio::test]
+async fn pop3s_login_passes_and_another_name_fails() {
+    let out = tls_host("pop3s", "pop3s", &mail_login(&mail_password(), false)).await;
+    assert_up(&out, "ready.; logged in as probe");
+    let out = misnamed("pop3s", "pop3s", &[]).await;
+    assert_down(&out, WRONG_NAME);
+}
+
+#[tokio::test]
+async fn smtp_submission_starttls_and_auth_pass() {
+    let out = tls_host("smtp", "submission", &mail_login(&mail_password(), true)).await;
+    assert_up(
+        &out,
+        "ESMTP custodian submission peer; STARTTLS; logged in as probe",
+    );
+}
+
+#[tokio::test]
+async fn smtp_submission_wrong_password_fails() {
+    let out = tls_host("smtp", "submission", &mail_login("wrong", true)).await;
+    assert_down(
+        &out,
+        "login refused: \"535 5.7.8 Error: authentication failed",
+    );
+}
+
+#[tokio::test]
+async fn smtp_password_is_never_sent_without_tls() {
+    let out = tls_host("smtp", "submission", &mail_login(&mail_password(), false)).await;
+    assert_down(&out, "refusing to send the password in clear text");
+}
+
+#[tokio::test]
+async fn smtp_starttls_on_a_server_without_tls_fails() {
+    let out = host("smtp", peers().addr("smtp"), &[("with_tls", json!(true))]).await;
+    assert_down(&out, "server does not offer STARTTLS");
+}
+
+#[tokio::test]
+async fn smtps_auth_passes_and_another_name_fails() {
+    let out = tls_host("smtps", "smtps", &mail_login(&mail_password(), false)).await;
+    assert_up(&out, "ESMTP custodian submission peer; logged in as probe");
+    let out = misnamed("smtps", "smtps", &[]).await;
+    assert_down(&out, WRONG_NAME);
+}
+
+#[tokio::test]
+async fn smtps_on_a_starttls_port_fails_the_handshake() {
+    let addr = peers().addr("submission");
+    let out = tls_host("smtps", "submission", &[]).await;
+    assert_down(
+        &out,
+        &format!("TLS handshake on port {} failed: ", addr.port()),
+    );
+}
+
+/// An `ftp` check of `ftp://[userinfo@]PEER/path`.
+async fn ftp(userinfo: &str, path: &str, opts: &[(&str, Value)]) -> Outcome {
+    let addr = peers().addr("ftp");
+    let target = format!("ftp://{userinfo}{addr}/{path}");
+    run(
+        with_opts(Job::new("ftp", &target, Some(addr.port())), opts),
+        addr,
+        10,
+    )
+    .await
+}
+
+fn ftp_user(password: &str) -> String {
+    format!("{}:{password}@", peers().get("ftp_user"))
+}
+
+#[tokio::test]
+async fn ftp_anonymous_fetch_passes_and_wrong_content_fails() {
+    let want = [("content", json!("custodian-ftp-ok"))];
+    let out = ftp("", "welcome.txt", &want).await;
+    assert_up(
+        &out,
+        "custodian test ftp peer; logged in as anonymous; fetched welcome.txt (",
+    );
+    let out = ftp("", "welcome.txt", &[("content", json!("nope"))]).await;
+    assert_down(
+        &out,
+        "file welcome.txt (43 bytes) does not contain \"nope\"",
+    );
+}
+
+#[tokio::test]
+async fn ftp_missing_file_fails() {
+    let out = ftp("", "missing.txt", &[]).await;
+    assert_down(&out, "RETR refused: \"550 Failed to open file.\"");
+}
+
+#[tokio::test]
+async fn ftp_local_user_fetch_passes_and_a_wrong_password_fails() {
+    let pw = peers().get("ftp_password").to_string();
+    let want = [("content", json!("custodian-ftp-private"))];
+    let out = ftp(&ftp_user(&pw), "private.txt", &want).await;
+    assert_up(&out, "; logged in as custodianftp; fetched private.txt (");
+    let out = ftp(&ftp_user("wrong"), "private.txt", &[]).await;
+    assert_down(&out, "login refused: \"530 Login incorrect.\"");
+}
+
+#[tokio::test]
+async fn ftp_greeting_only_and_closed_port() {
+    let out = host(
+        "ftp",
+        peers().addr("ftp"),
+        &[("banner", json!("custodian test"))],
+    )
+    .await;
+    assert_up(&out, "220 custodian test ftp peer");
+    let addr = closed("ftp");
+    let out = host("ftp", addr, &[]).await;
+    assert_down(
+        &out,
+        &format!("connect to port {}: connection refused", addr.port()),
+    );
+}
+
+#[tokio::test]
+async fn ssl_valid_certificates_pass() {
+    for peer in ["https", "imaps", "pop3s", "smtps"] {
+        let out = tls_host("ssl", peer, &[("expiration", json!("30d"))]).await;
+        assert_up(&out, "days left)");
+    }
+    let addr = peers().addr("https");
+    let job = Job::new("ssl", &format!("https://{addr}/"), Some(addr.port()));
+    assert_up(&run(job, addr, 10).await, "certificate valid until ");
+}
+
+#[tokio::test]
+async fn ssl_expiring_certificate_fails_unless_the_demand_is_short() {
+    let out = tls_host("ssl", "https_expiring", &[]).await;
+    assert_down(&out, "certificate expires in 2 days (at ");
+    let out = tls_host("ssl", "https_expiring", &[("expiration", json!("1w"))]).await;
+    assert_down(&out, "), less than 7");
+    let out = tls_host("ssl", "https_expiring", &[("expiration", json!("2d"))]).await;
+    assert_up(&out, "(2 days left)");
+}
+
+#[tokio::test]
+async fn ssl_wrong_name_and_plain_port_fail() {
+    let out = misnamed("ssl", "imaps", &[]).await;
+    assert_down(&out, WRONG_NAME);
+    let addr = peers().addr("http");
+    let out = tls_host("ssl", "http", &[]).await;
+    assert_down(
+        &out,
+        &format!("TLS handshake on port {} failed: ", addr.port()),
+    );
+}
