@@ -114,6 +114,15 @@ fn find_header(buf: &[u8]) -> Result<Option<String>, String> {
             .map(|&b| if b.is_ascii_whitespace() { b' ' } else { b })
             .collect::<Vec<_>>(),
     )?;
+    // XML opens with `<` (after an optional byte-order mark): anything else, such as another
+    // protocol's greeting, is judged at once instead of waiting for the deadline.
+    let opening = text.trim_start_matches(['\u{feff}', ' ']);
+    if opening.chars().next().is_some_and(|c| c != '<') {
+        return Err(format!(
+            "reply is not an XMPP stream header: {:?}",
+            net::clip(text.trim())
+        ));
+    }
     if let Some(start) = text.find(STREAM_TAG) {
         if let Some(len) = text[start..].find('>') {
             return Ok(Some(text[start..=start + len].to_string()));
@@ -234,6 +243,23 @@ mod tests {
         assert_eq!(
             out,
             Outcome::down("reply is not an XMPP stream header: \"HTTP/1.1 400 Bad Request\"")
+        );
+    }
+
+    #[tokio::test]
+    async fn other_protocols_fail_at_once() {
+        // An rsync daemon greets and then waits for our version line, keeping the connection.
+        let a = says(b"@RSYNCD: 31.0 sha512 sha256\n").await;
+        let t = Instant::now();
+        let out = run_against(a, 5.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("reply is not an XMPP stream header: \"@RSYNCD: 31.0 sha512 sha256\"")
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            find_header("\u{feff} <?xml version='1.0'?>".as_bytes()),
+            Ok(None)
         );
     }
 

@@ -704,3 +704,223 @@ async fn ssl_wrong_name_and_plain_port_fail() {
         &format!("TLS handshake on port {} failed: ", addr.port()),
     );
 }
+
+// ---- tftp, mx, dnsbl and the 127.0.40.x daemons (tftpd-hpa, rsync, Prosody, telnetd,
+// Xtigervnc, fingerd, leafnode, xrdp); named against unbound
+
+/// mx and dnsbl resolve through the unbound peer, never through the system's resolver.
+fn use_peer_dns() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| custodian_probes::set_nameservers(vec![peers().addr("dns")]));
+}
+
+/// A job whose target the worker does not resolve (`mx`, `dnsbl`), run with 10 s to finish.
+async fn unresolved(job: Job) -> Outcome {
+    use_peer_dns();
+    let probe = find(&job.probe).unwrap_or_else(|| panic!("no probe type {}", job.probe));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    (probe.check)(&Ctx::new(Arc::new(job), None, deadline)).await
+}
+
+/// A `tftp://` job for `file` on the tftpd-hpa peer.
+async fn tftp(file: &str, secs: u64) -> Outcome {
+    let addr = peers().addr("tftp");
+    let job = Job::new("tftp", &format!("tftp://{addr}/{file}"), Some(addr.port()));
+    run(job, addr, secs).await
+}
+
+#[tokio::test]
+async fn tftp_real_file_downloads() {
+    assert_up(&tftp("hello.txt", 10).await, "hello.txt: 18 bytes");
+}
+
+#[tokio::test]
+async fn tftp_missing_and_empty_files_fail() {
+    assert_eq!(
+        tftp("no-such-file", 10).await,
+        Outcome::down("server error 1: File not found")
+    );
+    assert_eq!(
+        tftp("empty.txt", 10).await,
+        Outcome::down("empty.txt is empty")
+    );
+}
+
+#[tokio::test]
+async fn tftp_without_a_server_times_out() {
+    let addr = closed("tftp");
+    let job = Job::new(
+        "tftp",
+        &format!("tftp://{addr}/hello.txt"),
+        Some(addr.port()),
+    );
+    let out = run(job, addr, 2).await;
+    assert_eq!(out, Outcome::down("timed out waiting for block 1"));
+}
+
+#[tokio::test]
+async fn mx_real_exchange_passes() {
+    let smtp = peers().addr("smtp");
+    let job = Job::new("mx", "mx-ok.custodian.test", Some(smtp.port()));
+    let job = with_opts(job, &[("banner", json!("ESMTP"))]);
+    assert_up(&unresolved(job).await, "1 exchanges, 1 addresses answer");
+}
+
+#[tokio::test]
+async fn mx_fails_on_a_dead_exchange_or_no_mx() {
+    let port = peers().addr("smtp").port();
+    let out = unresolved(Job::new("mx", "mx-dead.custodian.test", Some(port))).await;
+    let reason =
+        format!("dead.custodian.test (127.0.40.99): connect to port {port}: connection refused");
+    assert_eq!(out, Outcome::down(reason));
+    let out = unresolved(Job::new("mx", "nomx.custodian.test", Some(port))).await;
+    assert_eq!(out, Outcome::down("nomx.custodian.test has no MX records"));
+    let out = unresolved(Job::new("mx", "gone.custodian.test", Some(port))).await;
+    assert_eq!(
+        out,
+        Outcome::down("NXDOMAIN: gone.custodian.test does not exist")
+    );
+}
+
+fn dnsbl(ip: &str, zones: &str) -> Job {
+    with_opts(Job::new("dnsbl", ip, None), &[("zones", json!(zones))])
+}
+
+#[tokio::test]
+async fn dnsbl_listed_address_passes() {
+    let out = unresolved(dnsbl("127.0.0.2", "bl.custodian.test")).await;
+    assert_up(&out, "listed in bl.custodian.test (127.0.0.2)");
+}
+
+#[tokio::test]
+async fn dnsbl_unlisted_address_is_down_and_refusal_is_unknown() {
+    let out = unresolved(dnsbl("127.0.0.3", "bl.custodian.test")).await;
+    assert_eq!(out, Outcome::down("not listed in bl.custodian.test"));
+    // unbound refuses every zone but its own: that must never count as "not listed".
+    let out = unresolved(dnsbl("127.0.0.3", "bl.custodian.test,bl.example.org")).await;
+    assert!(
+        matches!(&out, Outcome::Unknown { error } if error.contains("Refused")),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn rsync_real_daemon_lists_its_module() {
+    let out = host("rsync", peers().addr("rsync"), &[]).await;
+    assert_up(&out, "1 modules listed");
+}
+
+#[tokio::test]
+async fn rsync_closed_port_and_wrong_daemon_fail() {
+    let out = host("rsync", closed("rsync"), &[]).await;
+    assert_down(&out, "connection refused");
+    let out = host("rsync", peers().addr("nntp"), &[]).await;
+    assert_down(&out, "greeting is not @RSYNCD: \"200 Leafnode");
+}
+
+#[tokio::test]
+async fn jabber_real_server_opens_its_stream() {
+    let addr = peers().addr("jabber");
+    let out = run(
+        Job::new("jabber", "custodian.test", Some(addr.port())),
+        addr,
+        10,
+    )
+    .await;
+    assert_up(&out, "XMPP stream from custodian.test");
+}
+
+#[tokio::test]
+async fn jabber_against_rsync_fails() {
+    let out = host("jabber", peers().addr("rsync"), &[]).await;
+    assert_down(&out, "reply is not an XMPP stream header");
+}
+
+#[tokio::test]
+async fn telnet_real_daemon_accepts() {
+    assert_up(
+        &host("telnet", peers().addr("telnet"), &[]).await,
+        "connection opened",
+    );
+}
+
+#[tokio::test]
+async fn telnet_closed_port_is_refused() {
+    let out = host("telnet", closed("telnet"), &[]).await;
+    assert_down(&out, "connection refused");
+}
+
+#[tokio::test]
+async fn vnc_real_server_greets() {
+    assert_up(&host("vnc", peers().addr("vnc"), &[]).await, "RFB 003.008");
+}
+
+#[tokio::test]
+async fn vnc_against_rsync_fails() {
+    let out = host("vnc", peers().addr("rsync"), &[]).await;
+    assert_down(&out, "greeting is not an RFB version line: \"@RSYNCD:");
+}
+
+#[tokio::test]
+async fn finger_real_daemon_answers_for_root() {
+    let out = host("finger", peers().addr("finger"), &[("user", json!("root"))]).await;
+    assert_up(&out, "Login: root");
+}
+
+#[tokio::test]
+async fn finger_closed_port_is_refused() {
+    let out = host("finger", closed("finger"), &[]).await;
+    assert_down(&out, "connection refused");
+}
+
+#[tokio::test]
+async fn nntp_real_server_greets() {
+    let out = host(
+        "nntp",
+        peers().addr("nntp"),
+        &[("banner", json!("leafnode"))],
+    )
+    .await;
+    assert_up(&out, "200 Leafnode NNTP Daemon");
+}
+
+#[tokio::test]
+async fn nntp_wrong_banner_and_wrong_server_fail() {
+    let out = host(
+        "nntp",
+        peers().addr("nntp"),
+        &[("banner", json!("^200 INN"))],
+    )
+    .await;
+    assert_down(&out, "does not match /^200 INN/");
+    let out = host("nntp", peers().addr("smtp"), &[]).await;
+    assert_down(&out, "greeting is not 200 or 201: \"220 ");
+}
+
+#[tokio::test]
+async fn rdp_real_server_confirms() {
+    assert_up(
+        &host("rdp", peers().addr("rdp"), &[]).await,
+        "X.224 connection confirm",
+    );
+}
+
+#[tokio::test]
+async fn rdp_against_vnc_fails() {
+    let out = host("rdp", peers().addr("vnc"), &[]).await;
+    assert_down(&out, "reply is not a TPKT");
+}
+
+#[tokio::test]
+async fn named_real_unbound_accepts() {
+    assert_up(
+        &host("named", peers().addr("dns"), &[]).await,
+        "connection opened",
+    );
+}
+
+#[tokio::test]
+async fn named_closed_port_is_refused() {
+    let out = host("named", closed("dns"), &[]).await;
+    assert_down(&out, "connection refused");
+}
