@@ -55,8 +55,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     ],
     summary:
         "the server greets with * OK (STARTTLS with `with tls`; LOGIN when credentials are given)",
-    example: "127.0.0.1 must run imap on 143 with username 'probe' with password 'secret' \
-              otherwise 'imap down'.",
+    example: "127.0.0.1 must run imap on 143 with tls with username 'probe' \
+              with password 'secret' otherwise 'imap down'.",
 };
 
 /// Untagged lines we skip while waiting for a tagged reply (a real server sends one or two).

@@ -29,7 +29,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         PASSWORD_PARAM,
     ],
     summary: "the server greets with * OK over verified TLS (and accepts LOGIN when asked)",
-    example: "127.0.0.1 must run imaps on 993 with tls insecure otherwise 'imaps down'.",
+    example: "127.0.0.1 must run imaps on 993 and cannot expire within 30 days \
+              otherwise 'imaps down'.",
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -53,8 +53,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     ],
     summary:
         "the server greets with +OK (STLS with `with tls`; USER/PASS when credentials are given)",
-    example: "127.0.0.1 must run pop3 on 110 with username 'probe' with password 'secret' \
-              otherwise 'pop3 down'.",
+    example: "127.0.0.1 must run pop3 on 110 with tls with username 'probe' \
+              with password 'secret' otherwise 'pop3 down'.",
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

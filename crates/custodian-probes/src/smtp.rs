@@ -64,7 +64,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         },
     ],
     summary: "the server greets with 220 and accepts EHLO (or HELO); STARTTLS and AUTH when asked",
-    example: "127.0.0.1 must run smtp on 25 with banner 'ESMTP' otherwise 'mail down'.",
+    example: "127.0.0.1 must run smtp on 587 with tls with username 'probe' with password 'secret' \
+              otherwise 'mail down'.",
 };
 
 /// The name we introduce ourselves with: reserved, so it can never be someone's real host.
@@ -139,7 +140,7 @@ async fn hello(d: &mut Dialog<Stream>, cx: &Ctx) -> Result<Option<Reply>, String
 
 /// STARTTLS (RFC 3207), when the EHLO reply offers it, then the TLS handshake.
 async fn upgrade(d: &mut Dialog<Stream>, cx: &Ctx, ehlo: Option<&Reply>) -> Result<(), String> {
-    if !ehlo.is_some_and(|r| extension(r, "STARTTLS").is_some()) {
+    if ehlo.and_then(|r| extension(r, "STARTTLS")).is_none() {
         return Err("server does not offer STARTTLS".into());
     }
     d.send(cx, "STARTTLS").await?;

@@ -29,7 +29,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         PASSWORD_PARAM,
     ],
     summary: "the server greets with 220 over verified TLS and accepts EHLO (and AUTH when asked)",
-    example: "127.0.0.1 must run smtps on 465 with tls insecure otherwise 'smtps down'.",
+    example: "127.0.0.1 must run smtps on 465 with username 'probe' with password 'secret' \
+              otherwise 'smtps down'.",
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
