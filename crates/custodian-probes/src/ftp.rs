@@ -90,12 +90,17 @@ struct Plan {
 
 impl Plan {
     fn from_job(job: &Job) -> Result<Plan, String> {
-        let (url_user, url_pass, path) = match job.target.contains("://") {
+        let url = match job.target.contains("://") {
             true => from_url(&job.target)?,
-            false => (None, None, None),
+            false => UrlParts::default(),
         };
-        let user = url_user.or_else(|| job.opt_str("username").map(str::to_string));
-        let pass = url_pass.or_else(|| job.opt_str("password").map(str::to_string));
+        let path = url.path;
+        let user = url
+            .user
+            .or_else(|| job.opt_str("username").map(str::to_string));
+        let pass = url
+            .pass
+            .or_else(|| job.opt_str("password").map(str::to_string));
         let content = job.opt_str("content").map(str::to_string);
         if content.is_some() && path.is_none() {
             return Err("`with content` needs a file: write the target as ftp://HOST/PATH".into());
@@ -127,13 +132,22 @@ impl Plan {
     }
 }
 
-/// User, password and path (without its leading `/`) of an `ftp://` URL, percent-decoded.
-fn from_url(target: &str) -> Result<(Option<String>, Option<String>, Option<String>), String> {
+/// What an `ftp://` URL says, percent-decoded.
+#[derive(Debug, Default)]
+struct UrlParts {
+    user: Option<String>,
+    pass: Option<String>,
+    /// Without its leading `/`.
+    path: Option<String>,
+}
+
+fn from_url(target: &str) -> Result<UrlParts, String> {
     let url = url::Url::parse(target).map_err(|e| format!("the target is not a URL: {e}"))?;
-    let user = Some(decode(url.username())).filter(|u| !u.is_empty());
-    let pass = url.password().map(decode);
-    let path = Some(decode(url.path().trim_start_matches('/'))).filter(|p| !p.is_empty());
-    Ok((user, pass, path))
+    Ok(UrlParts {
+        user: Some(decode(url.username())).filter(|u| !u.is_empty()),
+        pass: url.password().map(decode),
+        path: Some(decode(url.path().trim_start_matches('/'))).filter(|p| !p.is_empty()),
+    })
 }
 
 fn decode(s: &str) -> String {
