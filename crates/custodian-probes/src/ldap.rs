@@ -7,41 +7,40 @@
 //! one entry and no attributes, under `base` (subtree; without a base: the root DSE) with
 //! `filter` (default `(objectClass=*)`). Requests are encoded and filters parsed by the
 //! `ldap3` crate; the I/O is ours, one message of at most 64 KiB at a time.
-//! Down reasons: connection refused / timed out connecting; TLS handshake errors (ldaps);
+//! Down reasons: connection refused / timed out connecting;
 //! `bind refused: invalidCredentials (49) "…"`; `search failed: noSuchObject (32) "…"`;
 //! `search found no entry`; `invalid filter "…"`; `not an LDAP server: …` (garbage, a message
-//! over 64 KiB, a reply to another request); timed out or closed while waiting.
+//! over 64 KiB, a reply to another request); `server ended the session: …` (a notice of
+//! disconnection); timed out or closed while waiting.
 //! Example: `dir1 must run ldap with base 'dc=example,dc=com' with filter '(uid=probe)'.`
 
 use crate::net;
+use crate::tls::{self, Stream, Verify};
 use crate::Ctx;
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 use ldap3::asn1::{
     parse_tag, ASNTag, Boolean, Enumerated, Integer, OctetString, Sequence, StructureTag, Tag,
     TagClass, PL,
 };
-use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// The options of `ldap` and `ldaps`.
-pub(crate) const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        phrase: "with username {username}",
-        help: "bind as this DN (simple bind; default anonymous)",
-    },
-    ParamSpec {
-        phrase: "with password {password}",
-        help: "the bind password (masked in all output)",
-    },
-    ParamSpec {
-        phrase: "with base {base}",
-        help: "search under this DN; at least one entry must match",
-    },
-    ParamSpec {
-        phrase: "with filter {filter}",
-        help: "the search filter (RFC 4515; default (objectClass=*))",
-    },
-];
+/// The options of `ldap`, shared with `ldaps`.
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
+    phrase: "with username {username}",
+    help: "bind as this DN (simple bind; default anonymous)",
+};
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
+    phrase: "with password {password}",
+    help: "the bind password (masked in all output)",
+};
+pub(crate) const BASE_PARAM: ParamSpec = ParamSpec {
+    phrase: "with base {base}",
+    help: "search under this DN; at least one entry must match",
+};
+pub(crate) const FILTER_PARAM: ParamSpec = ParamSpec {
+    phrase: "with filter {filter}",
+    help: "the search filter (RFC 4515; default (objectClass=*))",
+};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "ldap",
@@ -50,7 +49,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(389),
     port_required: false,
     takes_port: true,
-    params: PARAMS,
+    params: &[USERNAME_PARAM, PASSWORD_PARAM, BASE_PARAM, FILTER_PARAM],
     summary: "the server accepts a bind (and a search under `with base` finds an entry)",
     example: "127.0.0.1 must run ldap on 389 with base 'dc=example,dc=com' with filter \
               '(objectClass=*)' otherwise 'directory down'.",
@@ -61,10 +60,6 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Most messages we read for one search (entries, references, then the final result).
 const MAX_SEARCH_MESSAGES: usize = 16;
-
-/// The byte stream of one conversation: plain TCP or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
     run(cx, false).await
@@ -82,8 +77,8 @@ pub(crate) async fn run(cx: &Ctx, tls: bool) -> Outcome {
 
 async fn session(cx: &Ctx, tls: bool) -> Result<String, String> {
     let tcp = net::connect(cx).await?;
-    let stream: Box<dyn Io> = if tls {
-        Box::new(handshake(cx, tcp).await?)
+    let stream: Stream = if tls {
+        Box::new(tls::handshake(cx, tcp, Verify::from_job(&cx.job)).await?)
     } else {
         Box::new(tcp)
     };
@@ -130,29 +125,9 @@ async fn search(cx: &Ctx, conn: &mut Conn) -> Result<String, String> {
     ))
 }
 
-/// TLS from the first byte, verified for the target's name with the shared trust roots.
-async fn handshake(
-    cx: &Ctx,
-    tcp: tokio::net::TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let mut config = (*crate::tls::client_config(false)).clone();
-    // The shared config offers http/1.1 by ALPN; LDAP has no ALPN name, so offer none.
-    config.alpn_protocols.clear();
-    let name = rustls::pki_types::ServerName::try_from(cx.job.target.clone())
-        .map_err(|_| format!("{:?} is not a valid TLS server name", cx.job.target))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    net::within(cx, "in the TLS handshake", async {
-        connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake: {}", net::clip(&e.to_string())))
-    })
-    .await
-}
-
 /// One LDAP conversation: numbered requests out, bounded messages in.
 struct Conn {
-    stream: Box<dyn Io>,
+    stream: Stream,
     next_id: i64,
 }
 
@@ -186,6 +161,11 @@ impl Conn {
         })
         .await?;
         let (got, op) = parse_message(&frame)?;
+        if got == 0 {
+            // An unsolicited notification: the server is closing this session.
+            let why = result(op, 24).err().unwrap_or_default();
+            return Err(format!("server ended the session: {why}"));
+        }
         if got != id {
             return Err(format!(
                 "not an LDAP server: reply to request {got}, expected {id}"
@@ -411,6 +391,7 @@ pub(crate) mod fake {
     use super::*;
     use crate::net::testutil::serve;
     use std::net::SocketAddr;
+    use tokio::io::AsyncWrite;
 
     pub(crate) const USER: &str = "cn=probe,dc=custodian,dc=test";
     pub(crate) const PASS: &str = "s3cret";
@@ -471,8 +452,9 @@ pub(crate) mod fake {
                 }
             }
             3 if text(0).as_deref() == Some(BASE) => {
-                // Any filter naming `probe` matches the one entry.
-                let hit = format!("{:?}", parts.get(6)).contains("112, 114, 111, 98, 101");
+                // The one entry matches exactly the filter (uid=probe).
+                let wanted = ldap3::parse_filter("(uid=probe)").map(|f| f.into_structure());
+                let hit = parts.get(6) == wanted.ok().as_ref();
                 let entry = Tag::Sequence(Sequence {
                     id: 4,
                     class: TagClass::Application,
@@ -648,6 +630,27 @@ mod tests {
         assert_eq!(out, Outcome::down(format!(
             "not an LDAP server: message of 2147483647 bytes, more than {MAX_MESSAGE} while waiting for the bind response"
         )));
+    }
+
+    #[tokio::test]
+    async fn notice_of_disconnection_is_reported() {
+        let notice = Tag::Sequence(Sequence {
+            id: 24,
+            class: TagClass::Application,
+            inner: vec![
+                Tag::Enumerated(Enumerated {
+                    inner: 52,
+                    ..Default::default()
+                }),
+                octets(""),
+                octets("shutting down"),
+            ],
+        });
+        let bytes: &'static [u8] = encode(0, notice).expect("encode").leak();
+        let a = says(bytes).await;
+        let out = run_against(a, &[]).await;
+        let why = "server ended the session: unavailable (52) \"shutting down\"";
+        assert_eq!(out, Outcome::down(why));
     }
 
     #[tokio::test]

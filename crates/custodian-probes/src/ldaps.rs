@@ -1,12 +1,15 @@
-//! `ldaps`: the `ldap` check inside TLS from the first byte, the certificate verified for the
-//! target's name against the trusted roots.
+//! `ldaps`: the `ldap` check inside TLS from the first byte, default port 636.
 //!
-//! Syntax: as `ldap`; default port 636.
-//! Down reasons: those of `ldap`, and TLS handshake errors (unknown issuer, wrong name,
-//! expired certificate).
+//! Syntax: as `ldap`, plus `[with tls insecure] [and cannot expire within N days]`. The
+//! certificate must be valid for the target's name (or IP) and stay valid N more days
+//! (default 14); `with tls insecure` skips both.
+//! Down reasons: `TLS handshake on port N failed: …` (expired, wrong name, untrusted, closed);
+//! `certificate expires in N days (at DATE), less than M`; then those of `ldap`.
 //! Example: `dir1 must run ldaps with username 'cn=probe,dc=example,dc=com' with password 'secret'.`
 
-use crate::{ldap, Ctx};
+use crate::ldap::{self, BASE_PARAM, FILTER_PARAM, PASSWORD_PARAM, USERNAME_PARAM};
+use crate::tls::{EXPIRE_PARAM, INSECURE_PARAM};
+use crate::Ctx;
 use custodian_core::{Outcome, ProbeSpec, TargetKind};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
@@ -16,7 +19,14 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(636),
     port_required: false,
     takes_port: true,
-    params: ldap::PARAMS,
+    params: &[
+        USERNAME_PARAM,
+        PASSWORD_PARAM,
+        BASE_PARAM,
+        FILTER_PARAM,
+        INSECURE_PARAM,
+        EXPIRE_PARAM,
+    ],
     summary: "over verified TLS, the server accepts a bind (and a search under `with base` finds an entry)",
     example: "127.0.0.1 must run ldaps on 636 with username 'cn=probe,dc=example,dc=com' with \
               password 'secret' otherwise 'directory down'.",
@@ -35,11 +45,14 @@ mod tests {
     use custodian_core::Job;
     use std::net::SocketAddr;
 
-    /// The fake directory behind TLS with a leaf for `names`, signed by the test CA or not.
-    async fn server(signed: bool, names: &'static [&'static str]) -> SocketAddr {
+    const DAY: i64 = 86_400;
+
+    /// The fake directory behind TLS with a leaf for `names` valid `secs` more seconds,
+    /// signed by the test CA or self-signed.
+    async fn server(signed: bool, names: &'static [&'static str], secs: i64) -> SocketAddr {
         let issuer = signed.then(ca);
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(server_config(&leaf(issuer, names, 86_400 * 30)));
+        let config = server_config(&leaf(issuer, names, secs));
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         serve(move |s| {
             let acceptor = acceptor.clone();
             async move {
@@ -51,49 +64,64 @@ mod tests {
         .await
     }
 
-    fn job(port: u16) -> Job {
+    fn job(port: u16, insecure: bool) -> Job {
         let mut j = Job::new("ldaps", "127.0.0.1", Some(port));
         j.options.insert("username".into(), fake::USER.into());
         j.options.insert("password".into(), fake::PASS.into());
+        if insecure {
+            j.options.insert("with_tls_insecure".into(), true.into());
+        }
         j
+    }
+
+    async fn reason(a: SocketAddr, insecure: bool) -> String {
+        match check(&cx(job(a.port(), insecure), 3.0)).await {
+            Outcome::Down { reason } => reason,
+            out => panic!("expected down, got {out:?}"),
+        }
     }
 
     #[tokio::test]
     async fn verified_bind_passes() {
-        let a = server(true, &["127.0.0.1"]).await;
-        let out = check(&cx(job(a.port()), 3.0)).await;
+        let a = server(true, &["127.0.0.1"], 30 * DAY).await;
+        let out = check(&cx(job(a.port(), false), 3.0)).await;
+        let detail = format!("bound as {}", fake::USER);
         assert_eq!(
             out,
             Outcome::Up {
-                detail: Some(format!("bound as {}", fake::USER))
+                detail: Some(detail)
             }
         );
     }
 
     #[tokio::test]
-    async fn untrusted_certificate_is_down() {
-        let a = server(false, &["127.0.0.1"]).await;
-        let out = check(&cx(job(a.port()), 3.0)).await;
-        assert!(
-            matches!(&out, Outcome::Down { reason } if reason.starts_with("TLS handshake: ")),
-            "{out:?}"
-        );
+    async fn untrusted_or_misnamed_certificate_is_down() {
+        let a = server(false, &["127.0.0.1"], 30 * DAY).await;
+        let prefix = format!("TLS handshake on port {} failed: ", a.port());
+        assert!(reason(a, false).await.starts_with(&prefix));
+        let a = server(true, &["other.test"], 30 * DAY).await;
+        let prefix = format!("TLS handshake on port {} failed: ", a.port());
+        assert!(reason(a, false).await.starts_with(&prefix));
     }
 
     #[tokio::test]
-    async fn wrong_name_is_down() {
-        let a = server(true, &["other.test"]).await;
-        let out = check(&cx(job(a.port()), 3.0)).await;
-        assert!(
-            matches!(&out, Outcome::Down { reason } if reason.contains("TLS handshake")),
-            "{out:?}"
-        );
+    async fn insecure_accepts_an_untrusted_certificate() {
+        let a = server(false, &["127.0.0.1"], 30 * DAY).await;
+        assert!(check(&cx(job(a.port(), true), 3.0)).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn expiring_certificate_is_down() {
+        let a = server(true, &["127.0.0.1"], 3 * DAY + 3600).await;
+        let why = reason(a, false).await;
+        assert!(why.starts_with("certificate expires in 3 days"), "{why}");
     }
 
     #[tokio::test]
     async fn plain_server_fails_the_handshake() {
         let a = fake::plain().await;
-        let out = check(&cx(job(a.port()), 3.0)).await;
-        assert!(matches!(&out, Outcome::Down { .. }), "{out:?}");
+        let prefix = format!("TLS handshake on port {} failed: ", a.port());
+        let why = reason(a, false).await;
+        assert!(why.starts_with(&prefix), "{why}");
     }
 }
