@@ -1,24 +1,17 @@
 #!/usr/bin/env bash
 # Starts a private slapd on 127.0.30.4 (ldap 10389, ldaps 10636) unless it already runs: the
 # directory dc=custodian,dc=test with one entry, cn=probe, which is also the bind user. The
-# ldaps certificate is signed by the test CA of nginx/start.sh.
+# ldaps certificate ($T/slapd.pem) is signed by the test CA (tls_ca in lib.sh).
 set -euo pipefail
 # shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 S=$DIR/slapd
-T=$DIR/tls
 mkdir -p "$S/data"
-# The CA comes from nginx/start.sh (up.sh runs it first); make sure when run on our own.
-[ -f "$T/ca.key" ] || "$PEERS_ROOT/nginx/start.sh" >/dev/null
-if ! openssl x509 -in "$S/cert.pem" -noout -checkend $((30 * 86400)) >/dev/null 2>&1; then
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$S/cert.key" 2>/dev/null
-    openssl req -new -key "$S/cert.key" -subj "/CN=localhost" -out "$S/cert.csr"
-    openssl x509 -req -in "$S/cert.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
-        -days 365 -extfile "$PEERS_ROOT/slapd/leaf.ext" -out "$S/cert.pem" 2>/dev/null
-    # A new certificate only takes effect after a restart.
-    stop_pid "$S/slapd.pid" /usr/sbin/slapd
-fi
+tls_ca
+if ! fresh "$T/slapd.pem" $((30 * 86400)); then tls_leaf slapd 365 "$PEERS_ROOT/slapd/leaf.ext"; fi
+# A new CA or certificate only takes effect after a restart.
+[ "$RENEWED" = 0 ] || stop_pid "$S/slapd.pid" /usr/sbin/slapd
 render "$PEERS_ROOT/slapd/slapd.conf" "$S/slapd.conf"
 
 if [ ! -f "$S/data/data.mdb" ]; then
