@@ -69,10 +69,11 @@ pub struct PutReport {
 pub trait JobQueue: Send + Sync {
     /// Adds jobs in order, skipping any whose id is already pending.
     fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport>;
-    /// Leases the next pending job, waiting up to `wait` for one; `None` when there is none.
-    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>>;
-    /// Removes a finished job. Acking a lease that already expired is not an error.
-    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()>;
+    /// Leases up to `max` pending jobs in order, waiting up to `wait` for the first; empty when
+    /// there is none.
+    fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>>;
+    /// Removes finished jobs. Acking a lease that already expired is not an error.
+    fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()>;
     /// Gives a job back unfinished: pending again at once.
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()>;
     /// Dead-letters a job that must not be retried, recording why.

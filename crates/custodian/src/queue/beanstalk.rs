@@ -255,20 +255,25 @@ impl Beanstalk {
         Ok(id)
     }
 
-    async fn reserve_once(&self) -> Result<Option<Lease>, QueueError> {
-        let r = self.one("reserve-with-timeout 0".into()).await?;
-        if r.is("TIMED_OUT") || r.is("DEADLINE_SOON") {
-            return Ok(None);
+    /// Up to `max` reservations in one round trip.
+    async fn reserve_once(&self, max: usize) -> Result<Vec<Lease>, QueueError> {
+        let cmds = vec![text("reserve-with-timeout 0".into()); max.max(1)];
+        let mut out = Vec::new();
+        for r in self.exchange(cmds).await? {
+            if r.is("TIMED_OUT") || r.is("DEADLINE_SOON") {
+                continue;
+            }
+            if !r.is("RESERVED") {
+                return Err(r.unexpected());
+            }
+            let data = r.data.clone().unwrap_or_default();
+            let body = split_body(&data).map_or(data.clone(), |(_, b)| b.to_vec());
+            out.push(Lease {
+                handle: r.num(1)?.to_string(),
+                body,
+            });
         }
-        if !r.is("RESERVED") {
-            return Err(r.unexpected());
-        }
-        let data = r.data.clone().unwrap_or_default();
-        let body = split_body(&data).map_or(data.clone(), |(_, b)| b.to_vec());
-        Ok(Some(Lease {
-            handle: r.num(1)?.to_string(),
-            body,
-        }))
+        Ok(out)
     }
 
     /// Deletes every job `peek_cmd` finds in `tube`; returns how many.
@@ -348,17 +353,15 @@ impl JobQueue for Beanstalk {
         })
     }
 
-    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+    fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>> {
         // Polls rather than blocking the one connection, which acks also need.
         Box::pin(async move {
             let until = tokio::time::Instant::now() + wait;
             let mut nap = Duration::from_millis(5);
             loop {
-                if let Some(lease) = self.reserve_once().await? {
-                    return Ok(Some(lease));
-                }
-                if tokio::time::Instant::now() + nap > until {
-                    return Ok(None);
+                let got = self.reserve_once(max).await?;
+                if !got.is_empty() || tokio::time::Instant::now() + nap > until {
+                    return Ok(got);
                 }
                 tokio::time::sleep(nap).await;
                 nap = (nap * 2).min(Duration::from_millis(100));
@@ -366,9 +369,15 @@ impl JobQueue for Beanstalk {
         })
     }
 
-    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+    fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
         // NOT_FOUND: the lease ran out or the connection was lost, and the job went back.
-        Box::pin(async move { self.one(format!("delete {}", lease.handle)).await.map(drop) })
+        Box::pin(async move {
+            let cmds = leases
+                .iter()
+                .map(|l| text(format!("delete {}", l.handle)))
+                .collect();
+            self.exchange(cmds).await.map(drop)
+        })
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {

@@ -41,9 +41,16 @@ fn jobs(ports: std::ops::Range<u16>, lease: Duration) -> Vec<Pending> {
 }
 
 async fn take(q: &dyn JobQueue) -> Option<Lease> {
-    q.reserve(Duration::from_millis(300))
+    let mut got = q
+        .reserve(1, Duration::from_millis(300))
         .await
-        .expect("reserve")
+        .expect("reserve");
+    assert!(got.len() <= 1, "asked for one job, got {}", got.len());
+    got.pop()
+}
+
+async fn ack(q: &dyn JobQueue, lease: Lease) {
+    q.ack(&[lease]).await.expect("ack");
 }
 
 fn port_of(lease: &Lease) -> Option<u16> {
@@ -67,7 +74,7 @@ async fn identical_pending_jobs_are_stored_once() {
             1,
             "{name}"
         );
-        q.ack(&first).await.expect("ack");
+        ack(q.as_ref(), first).await;
         assert_eq!(q.flush().await.expect("flush"), 5, "{name}");
     }
 }
@@ -81,11 +88,27 @@ async fn jobs_come_out_in_order_and_ack_removes_them() {
             seen.push(port_of(&lease));
             let s = q.stats().await.expect("stats");
             assert_eq!(s.reserved, 1, "{name}");
-            q.ack(&lease).await.expect("ack");
+            ack(q.as_ref(), lease).await;
         }
         assert_eq!(seen, [Some(10), Some(11), Some(12)], "{name}");
         let s = q.stats().await.expect("stats");
         assert_eq!((s.pending, s.reserved, s.oldest), (0, 0, None), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn batches_are_reserved_and_acked_together() {
+    for (name, q) in backends() {
+        q.put(&jobs(50..55, LONG)).await.expect("put");
+        let first = q.reserve(3, LONG).await.expect("reserve");
+        let ports: Vec<_> = first.iter().map(port_of).collect();
+        assert_eq!(ports, [Some(50), Some(51), Some(52)], "{name}");
+        let rest = q.reserve(10, LONG).await.expect("reserve");
+        assert_eq!(rest.len(), 2, "{name}");
+        q.ack(&first).await.expect("ack");
+        q.ack(&rest).await.expect("ack");
+        let s = q.stats().await.expect("stats");
+        assert_eq!((s.pending, s.reserved), (0, 0), "{name}");
     }
 }
 
@@ -98,7 +121,7 @@ async fn released_jobs_are_delivered_again() {
         q.release(&lease).await.expect("release");
         let again = take(q.as_ref()).await.expect("released job");
         assert_eq!(port_of(&again), Some(20), "{name}");
-        q.ack(&again).await.expect("ack");
+        ack(q.as_ref(), again).await;
     }
 }
 
@@ -124,7 +147,7 @@ async fn an_expired_lease_puts_the_job_back() {
             t.elapsed() >= Duration::from_millis(500),
             "{name}: redelivered too early"
         );
-        q.ack(&again).await.expect("ack");
+        ack(q.as_ref(), again).await;
     }
 }
 
@@ -140,7 +163,7 @@ async fn buried_jobs_stay_out_and_flush_clears_them() {
         assert_eq!((s.pending, s.reserved, s.buried), (1, 0, 1), "{name}");
         let next = take(q.as_ref()).await.expect("the other job");
         assert_eq!(port_of(&next), Some(41), "{name}");
-        q.ack(&next).await.expect("ack");
+        ack(q.as_ref(), next).await;
         assert!(
             take(q.as_ref()).await.is_none(),
             "{name}: buried job came back"
@@ -155,10 +178,10 @@ async fn an_empty_queue_answers_within_the_wait() {
     for (name, q) in backends() {
         let t = Instant::now();
         assert!(
-            q.reserve(Duration::from_millis(200))
+            q.reserve(5, Duration::from_millis(200))
                 .await
                 .expect("reserve")
-                .is_none(),
+                .is_empty(),
             "{name}"
         );
         assert!(

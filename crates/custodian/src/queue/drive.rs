@@ -18,6 +18,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const RESERVE_WAIT: Duration = Duration::from_millis(500);
 /// How long an ack, release or bury keeps retrying through a broker outage.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// Most jobs reserved, or acknowledged, in one exchange with the broker.
+const BATCH: usize = 64;
 
 /// How a worker drains its queue.
 #[derive(Debug, Clone, Copy)]
@@ -83,35 +85,48 @@ pub(crate) async fn drive(
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
-    while let Some(done) = rx.recv().await {
-        // Counted out before the ack: until then the queue itself still reports it reserved.
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        settle(&shared, done, &mut on_result).await;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(done) => batch.push(done),
+                Err(_) => break,
+            }
+        }
+        // Counted out before the ack: until then the queue itself still reports them reserved.
+        shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+        settle(&shared, batch, &mut on_result).await;
     }
     let _ = feeder.await;
 }
 
-/// Hands the result on, then acks, buries or releases the job.
-async fn settle(shared: &Shared, done: Done, on_result: &mut impl FnMut(JobResult)) {
+/// Hands results on, then acks finished jobs together and buries or releases the rest.
+async fn settle(shared: &Shared, batch: Vec<Done>, on_result: &mut impl FnMut(JobResult)) {
     let q = &shared.queue;
-    let (lease, reason) = match done {
-        Done::Finished(lease, result) => {
-            on_result(result);
-            let _ = retry(&shared.outage, SETTLE_LIMIT, || q.ack(&lease)).await;
-            return;
-        }
-        Done::Abandoned(lease) => {
-            let _ = retry(&shared.outage, SETTLE_LIMIT, || q.release(&lease)).await;
-            return;
-        }
-        Done::Crashed(lease, result, reason) => {
-            on_result(result);
-            (lease, reason)
-        }
-        Done::Undecodable(lease, reason) => (lease, reason),
-    };
-    tracing::error!("burying job {}: {reason}", lease.handle);
-    let _ = retry(&shared.outage, SETTLE_LIMIT, || q.bury(&lease, &reason)).await;
+    let mut finished = Vec::with_capacity(batch.len());
+    for done in batch {
+        let (lease, reason) = match done {
+            Done::Finished(lease, result) => {
+                on_result(result);
+                finished.push(lease);
+                continue;
+            }
+            Done::Abandoned(lease) => {
+                let _ = retry(&shared.outage, SETTLE_LIMIT, || q.release(&lease)).await;
+                continue;
+            }
+            Done::Crashed(lease, result, reason) => {
+                on_result(result);
+                (lease, reason)
+            }
+            Done::Undecodable(lease, reason) => (lease, reason),
+        };
+        tracing::error!("burying job {}: {reason}", lease.handle);
+        let _ = retry(&shared.outage, SETTLE_LIMIT, || q.bury(&lease, &reason)).await;
+    }
+    if !finished.is_empty() {
+        let _ = retry(&shared.outage, SETTLE_LIMIT, || q.ack(&finished)).await;
+    }
 }
 
 /// Reserves jobs while there is room, spawning one task per job.
@@ -124,35 +139,42 @@ async fn feed(
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut backoff = Backoff::new();
     loop {
-        let permit = tokio::select! {
+        let first = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => p,
             _ = stopped(&mut stop) => break,
         };
-        let Ok(permit) = permit else { break };
-        // Not raced against `stop`: a reserve cut off half-way could lose its job.
-        let got = shared.queue.reserve(RESERVE_WAIT).await;
+        let Ok(first) = first else { break };
+        let mut permits = vec![first];
+        while permits.len() < BATCH {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // Not raced against `stop`: a reserve cut off half-way could lose its jobs.
+        let got = shared.queue.reserve(permits.len(), RESERVE_WAIT).await;
         let stopping = *stop.borrow();
         match got {
-            Ok(Some(lease)) if stopping => {
-                let _ = shared.queue.release(&lease).await;
+            Ok(leases) if stopping => {
+                for lease in &leases {
+                    let _ = shared.queue.release(lease).await;
+                }
                 break;
             }
-            Ok(Some(lease)) => {
+            Ok(leases) if leases.is_empty() => {
+                shared.outage.ok();
+                if opts.drain && drained(&shared).await {
+                    break;
+                }
+            }
+            Ok(leases) => {
                 shared.outage.ok();
                 backoff = Backoff::new();
-                shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(run_one(
-                    Arc::clone(&shared),
-                    lease,
-                    permit,
-                    stop.clone(),
-                    tx.clone(),
-                ));
-            }
-            Ok(None) => {
-                shared.outage.ok();
-                if stopping || (opts.drain && drained(&shared).await) {
-                    break;
+                shared.in_flight.fetch_add(leases.len(), Ordering::SeqCst);
+                for (lease, permit) in leases.into_iter().zip(permits) {
+                    let task =
+                        run_one(Arc::clone(&shared), lease, permit, stop.clone(), tx.clone());
+                    tokio::spawn(task);
                 }
             }
             Err(e) => {

@@ -123,27 +123,30 @@ impl JobQueue for MemoryQueue {
         Box::pin(async move { Ok(self.put_now(jobs)) })
     }
 
-    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+    fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>> {
         Box::pin(async move {
             let until = tokio::time::Instant::now() + wait;
             loop {
                 let woken = self.wake.notified();
-                if let Some(lease) = self.take() {
-                    return Ok(Some(lease));
+                let got: Vec<Lease> = std::iter::from_fn(|| self.take()).take(max).collect();
+                if !got.is_empty() {
+                    return Ok(got);
                 }
                 // Leases expire silently: look again at least every 100 ms.
                 let nap = (until - tokio::time::Instant::now()).min(Duration::from_millis(100));
                 if nap.is_zero() {
-                    return Ok(None);
+                    return Ok(got);
                 }
                 let _ = tokio::time::timeout(nap, woken).await;
             }
         })
     }
 
-    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+    fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
         Box::pin(async move {
-            self.unlease(lease);
+            for lease in leases {
+                self.unlease(lease);
+            }
             self.wake.notify_waiters();
             Ok(())
         })

@@ -40,21 +40,26 @@ const RESERVE: &str =
     redis.call('SADD', KEYS[1], string.match(m, '^(%S+)'))
   end
 end
-while true do
+local out = {}
+while #out < 2 * tonumber(ARGV[1]) do
   local h = redis.call('LPOP', KEYS[4])
-  if not h then return false end
+  if not h then break end
   local m = redis.call('HGET', KEYS[3], h)
   if m then
     local id, lease = string.match(m, '^(%S+) (%d+)')
     redis.call('SREM', KEYS[1], id)
     redis.call('ZADD', KEYS[5], now + tonumber(lease), h)
-    return {h, redis.call('HGET', KEYS[2], h)}
+    out[#out + 1] = h
+    out[#out + 1] = redis.call('HGET', KEYS[2], h)
   end
-end";
+end
+return out";
 
-const ACK: &str = "if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
+const ACK: &str = "for _, h in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[3], h) == 1 then
+    redis.call('HDEL', KEYS[1], h)
+    redis.call('HDEL', KEYS[2], h)
+  end
 end
 return 1";
 
@@ -156,27 +161,27 @@ impl RedisQueue {
         Ok(added.int()? as u64)
     }
 
-    async fn reserve_once(&self) -> Result<Option<Lease>, QueueError> {
-        match self
-            .eval(RESERVE, &["ids", "body", "meta", "ready", "leased"], vec![])
-            .await?
-        {
-            Value::Nil => Ok(None),
-            Value::Array(mut v) if v.len() == 2 => {
-                let body = match v.pop() {
-                    Some(Value::Bytes(b)) => b,
-                    _ => Vec::new(),
-                };
-                let handle = v
-                    .pop()
-                    .map(|h| h.int())
-                    .transpose()?
-                    .unwrap_or(0)
-                    .to_string();
-                Ok(Some(Lease { handle, body }))
-            }
-            other => Err(resp::protocol("a reserved job", &other)),
-        }
+    async fn reserve_once(&self, max: usize) -> Result<Vec<Lease>, QueueError> {
+        let keys = ["ids", "body", "meta", "ready", "leased"];
+        let reply = self
+            .eval(RESERVE, &keys, vec![max.to_string().into_bytes()])
+            .await?;
+        let Value::Array(items) = reply else {
+            return Err(resp::protocol("reserved jobs", &reply));
+        };
+        items
+            .chunks(2)
+            .map(|pair| match pair {
+                [h, Value::Bytes(body)] => Ok(Lease {
+                    handle: h.int()?.to_string(),
+                    body: body.clone(),
+                }),
+                _ => Err(resp::protocol(
+                    "handle and body",
+                    &Value::Array(pair.to_vec()),
+                )),
+            })
+            .collect()
     }
 
     async fn by_handle(
@@ -208,16 +213,14 @@ impl JobQueue for RedisQueue {
         })
     }
 
-    fn reserve(&self, wait: Duration) -> QueueFuture<'_, Option<Lease>> {
+    fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>> {
         Box::pin(async move {
             let until = tokio::time::Instant::now() + wait;
             let mut nap = Duration::from_millis(5);
             loop {
-                if let Some(lease) = self.reserve_once().await? {
-                    return Ok(Some(lease));
-                }
-                if tokio::time::Instant::now() + nap > until {
-                    return Ok(None);
+                let got = self.reserve_once(max).await?;
+                if !got.is_empty() || tokio::time::Instant::now() + nap > until {
+                    return Ok(got);
                 }
                 tokio::time::sleep(nap).await;
                 nap = (nap * 2).min(Duration::from_millis(100));
@@ -225,8 +228,16 @@ impl JobQueue for RedisQueue {
         })
     }
 
-    fn ack<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
-        Box::pin(self.by_handle(ACK, &["body", "meta", "leased"], lease, ""))
+    fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let handles = leases
+                .iter()
+                .map(|l| l.handle.clone().into_bytes())
+                .collect();
+            self.eval(ACK, &["body", "meta", "leased"], handles)
+                .await
+                .map(drop)
+        })
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
