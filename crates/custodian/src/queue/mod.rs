@@ -8,7 +8,7 @@ mod contract;
 mod drive;
 pub(crate) mod memory;
 mod redis;
-pub(crate) mod resp;
+mod resp;
 
 pub(crate) use drive::embedded;
 
