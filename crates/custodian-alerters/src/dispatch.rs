@@ -70,11 +70,6 @@ impl Dispatcher {
         }
     }
 
-    /// Whether any alerter is configured.
-    pub fn is_empty(&self) -> bool {
-        self.alerters.is_empty()
-    }
-
     /// Delivers `event` to every alerter that wants it, all at once; returns when each has
     /// delivered or given up.
     pub async fn send(&self, event: &AlertEvent) -> Vec<Delivery> {

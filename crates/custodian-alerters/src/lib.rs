@@ -82,12 +82,9 @@ macro_rules! alerters {
                 Ok(())
             }
 
-            /// Whether `name` is configured.
-            pub fn has(&self, name: &str) -> bool {
-                match name {
-                    $(stringify!($name) => self.$name.is_some(),)*
-                    _ => false,
-                }
+            /// Whether no alerter is configured.
+            pub fn is_empty(&self) -> bool {
+                true $(&& self.$name.is_none())*
             }
 
             /// Checks every configured section; the error names the alerter.

@@ -1,5 +1,6 @@
 //! The `custodian` command: CLI dispatch, settings, exit codes. All wiring lives here.
 
+mod alerting;
 mod cli;
 mod load;
 mod queue;
@@ -137,6 +138,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let settings = cap_concurrency(settings, raise_fd_limit());
+    let store = alerting::FileStore::open(&settings.state_file(), settings.policy());
+    let alerting = alerting::Alerting::new(&settings, Box::new(store))?;
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
@@ -158,10 +161,16 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 ));
             }
             bar.inc(1);
+            if let Some(a) = &alerting {
+                a.spawn(r.clone());
+            }
             results.push(r);
         })
         .await;
     bar.finish_and_clear();
+    if let Some(a) = &alerting {
+        a.finish().await;
+    }
     let summary = report::summary(&results, started.elapsed());
     if json {
         eprintln!("{summary}");

@@ -32,6 +32,25 @@ pub(crate) struct Settings {
     /// DNS servers (`IP` or `IP:PORT`, port 53 by default) that `mx` and `dnsbl` checks ask,
     /// in order (default: none, meaning those of /etc/resolv.conf).
     pub(crate) nameservers: Vec<String>,
+    /// Alerters (`[alerters.<name>]` sections; `alerter` + `<name>_target` in custodian.cfg).
+    pub(crate) alerters: custodian_alerters::Config,
+    /// Who sends the alerts (default `custodian`).
+    pub(crate) alert_source: String,
+    /// Where `run` keeps check states between invocations (default: see [`default_state_file`]).
+    pub(crate) state_file: Option<PathBuf>,
+    /// Where workers keep shared check states: `redis://IP:PORT[/DB][?prefix=NAME]` (default:
+    /// the queue's Redis with a `redis://` queue, else `state_file`).
+    pub(crate) state_redis: Option<String>,
+    /// Consecutive failures before a check raises (default 1).
+    pub(crate) fail_threshold: u32,
+    /// Consecutive passes before a failing check clears (default 1).
+    pub(crate) pass_threshold: u32,
+    /// Seconds between "still failing" notices; 0 for none (default 3600).
+    pub(crate) renotify: u64,
+    /// Flips within `flap_window` that make a check flapping; 0 turns it off (default 5).
+    pub(crate) flap_flips: u32,
+    /// Seconds over which flips count, and of calm that ends flapping (default 3600).
+    pub(crate) flap_window: u64,
 }
 
 impl Default for Settings {
@@ -46,6 +65,15 @@ impl Default for Settings {
             fetch_timeout: 10.0,
             ca_file: None,
             nameservers: Vec::new(),
+            alerters: custodian_alerters::Config::default(),
+            alert_source: "custodian".into(),
+            state_file: None,
+            state_redis: None,
+            fail_threshold: 1,
+            pass_threshold: 1,
+            renotify: 3600,
+            flap_flips: 5,
+            flap_window: 3600,
         }
     }
 }
@@ -81,6 +109,7 @@ impl Settings {
     /// The original's format: `key = value` lines, `#` comments, its key names.
     pub(crate) fn from_cfg(text: &str) -> Result<Settings> {
         let mut s = Settings::default();
+        let mut alerting = CfgAlerting::default();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -89,9 +118,13 @@ impl Settings {
             let Some((key, value)) = line.split_once('=') else {
                 bail!("line {}: expected `key = value`, found {line:?}", n + 1);
             };
-            s.set_cfg(key.trim(), value.trim())
-                .with_context(|| format!("line {}", n + 1))?;
+            let (key, value) = (key.trim(), value.trim());
+            if !alerting.take(key, value) {
+                s.set_cfg(key, value)
+                    .with_context(|| format!("line {}", n + 1))?;
+            }
         }
+        alerting.apply(&mut s)?;
         Ok(s)
     }
 
@@ -115,10 +148,15 @@ impl Settings {
                     .map(str::to_string)
                     .collect()
             }
-            k if ORIGINAL_ALERT_KEYS.contains(&k) || k.ends_with("_target") => {
-                tracing::warn!("settings key `{k}` is for alerting, which this version does not do yet; ignored");
-            }
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, {})", ORIGINAL_ALERT_KEYS.join(", ")),
+            "alert_source" => self.alert_source = value.to_string(),
+            "state_file" => self.state_file = Some(PathBuf::from(value)),
+            "state_redis" => self.state_redis = Some(value.to_string()),
+            "fail_threshold" => self.fail_threshold = num()? as u32,
+            "pass_threshold" => self.pass_threshold = num()? as u32,
+            "renotify" => self.renotify = num()? as u64,
+            "flap_flips" => self.flap_flips = num()? as u32,
+            "flap_window" => self.flap_window = num()? as u64,
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -149,6 +187,8 @@ impl Settings {
         for n in &self.nameservers {
             parse_nameserver(n)?;
         }
+        self.policy().validate().map_err(anyhow::Error::msg)?;
+        self.alerters.validate()?;
         Ok(())
     }
 
@@ -168,6 +208,35 @@ impl Settings {
         Duration::from_secs_f64(self.retry_delay)
     }
 
+    /// The state machine's thresholds.
+    pub(crate) fn policy(&self) -> custodian_core::state::Policy {
+        custodian_core::state::Policy {
+            fail_threshold: self.fail_threshold,
+            pass_threshold: self.pass_threshold,
+            renotify: self.renotify,
+            flap_flips: self.flap_flips,
+            flap_window: self.flap_window,
+        }
+    }
+
+    /// `state_file`, or `/var/lib/custodian/state.json` for root, else
+    /// `$XDG_STATE_HOME/custodian/state.json` (`~/.local/state/custodian/state.json`).
+    pub(crate) fn state_file(&self) -> PathBuf {
+        if let Some(p) = &self.state_file {
+            return p.clone();
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/custodian/state.json");
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("custodian/state.json")
+    }
+
     pub(crate) fn resolve_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.resolve_timeout)
     }
@@ -179,19 +248,73 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr> {
         return Ok(SocketAddr::new(ip, 53));
     }
     text.parse::<SocketAddr>().map_err(|_| {
-        anyhow::anyhow!("nameservers: {text:?} is not an IP address or IP:PORT (names cannot be used here)")
+        anyhow::anyhow!(
+            "nameservers: {text:?} is not an IP address or IP:PORT (names cannot be used here)"
+        )
     })
 }
 
-/// Keys of the original's custodian.cfg that belong to alerting.
-const ORIGINAL_ALERT_KEYS: &[&str] = &[
-    "alerter",
-    "alert_source",
+/// The original's mauve keys, which apply to `[alerters.mauve]`.
+const MAUVE_KEYS: &[&str] = &[
     "day_start",
     "day_end",
     "working_suppress",
     "oncall_suppress",
 ];
+
+/// The original's alerting keys, gathered while reading custodian.cfg and applied at the end
+/// (the `alerter` line may come before or after the targets).
+#[derive(Default)]
+struct CfgAlerting {
+    names: Vec<String>,
+    targets: Vec<(String, String)>,
+    mauve: Vec<(String, String)>,
+}
+
+impl CfgAlerting {
+    /// Keeps `key` if it is an alerting key; false for every other key.
+    fn take(&mut self, key: &str, value: &str) -> bool {
+        if key == "alerter" {
+            self.names = value
+                .split([',', ' ', '\t'])
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect();
+        } else if let Some(name) = key.strip_suffix("_target") {
+            self.targets.push((name.to_string(), value.to_string()));
+        } else if MAUVE_KEYS.contains(&key) {
+            self.mauve.push((key.to_string(), value.to_string()));
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Enables each listed alerter from its `<name>_target`; the mauve keys tune mauve.
+    fn apply(self, s: &mut Settings) -> Result<()> {
+        for name in &self.names {
+            let Some((_, target)) = self.targets.iter().rev().find(|(n, _)| n == name) else {
+                bail!("alerter `{name}` is listed but `{name}_target` is not set");
+            };
+            s.alerters.set_target(name, target)?;
+        }
+        let Some(mauve) = s.alerters.mauve.as_mut() else {
+            return Ok(());
+        };
+        for (key, value) in &self.mauve {
+            let n: u64 = value
+                .parse()
+                .with_context(|| format!("`{key}` needs a whole number, found {value:?}"))?;
+            match key.as_str() {
+                "day_start" => mauve.day_start = n as u32,
+                "day_end" => mauve.day_end = n as u32,
+                "working_suppress" => mauve.working_suppress = n,
+                _ => mauve.oncall_suppress = n,
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -260,6 +383,63 @@ mod tests {
             ..Settings::default()
         };
         let err = bad.validate().expect_err("a name").to_string();
-        assert!(err.contains("\"ns1.example.com\" is not an IP address"), "{err}");
+        assert!(
+            err.contains("\"ns1.example.com\" is not an IP address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn original_alerting_keys_enable_alerters() {
+        let s = Settings::from_cfg(
+            "mauve_target = 127.0.0.9\nalerter = file, mauve\nfile_target = /tmp/a.log\n\
+             smtp_target = x@y\nday_start = 9\nalert_source = box1\nrenotify = 600\n",
+        )
+        .expect("valid");
+        s.validate().expect("valid settings");
+        assert!(s.alerters.smtp.is_none(), "not listed in `alerter`");
+        let file = s.alerters.file.as_ref().expect("file");
+        assert_eq!(file.path, PathBuf::from("/tmp/a.log"));
+        let mauve = s.alerters.mauve.as_ref().expect("mauve");
+        assert_eq!((mauve.day_start, mauve.day_end), (9, 18));
+        assert_eq!(
+            (s.alert_source.as_str(), s.policy().renotify),
+            ("box1", 600)
+        );
+        let err = format!(
+            "{:#}",
+            Settings::from_cfg("alerter = redis\n").expect_err("no target")
+        );
+        assert!(err.contains("`redis_target` is not set"), "{err}");
+        let err = format!(
+            "{:#}",
+            Settings::from_cfg("alerter = pager\npager_target = 1\n").expect_err("unknown")
+        );
+        assert!(err.contains("unknown alerter `pager`"), "{err}");
+    }
+
+    #[test]
+    fn toml_alerter_sections_are_checked() {
+        let s = Settings::from_toml(
+            "fail_threshold = 2\nstate_file = \"/tmp/s.json\"\n[alerters.webhook]\nurl = \"http://127.0.0.1:9/h\"\n[alerters.retry]\nattempts = 2\n",
+        )
+        .expect("valid");
+        s.validate().expect("valid settings");
+        assert_eq!(s.alerters.retry.attempts, 2);
+        assert_eq!(s.state_file(), PathBuf::from("/tmp/s.json"));
+        let err = Settings::from_toml(
+            "[alerters.webhook]\nurl = \"http://127.0.0.1/\"\nsecert = \"x\"\n",
+        )
+        .expect_err("typo")
+        .to_string();
+        assert!(err.contains("unknown field `secert`"), "{err}");
+        let bad = Settings::from_toml("[alerters.graphite]\naddress = \"graphite.example\"\n")
+            .expect("parses");
+        assert!(bad.validate().is_err());
+        let bad = Settings {
+            pass_threshold: 0,
+            ..Settings::default()
+        };
+        assert!(bad.validate().is_err());
     }
 }

@@ -91,13 +91,18 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let name = args.name.unwrap_or_else(default_name);
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(signals(stop_tx));
+    let store = crate::alerting::shared_store(&settings, &url)?;
     let mut out = Output {
         name,
         json: args.json,
         failed: false,
+        alerting: crate::alerting::Alerting::new(&settings, store)?,
     };
     let engine = crate::worker::Engine::new(settings);
     drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
+    if let Some(a) = &out.alerting {
+        a.finish().await;
+    }
     Ok(if args.drain && out.failed {
         ExitCode::FAILURE
     } else {
@@ -139,13 +144,17 @@ struct Output {
     name: String,
     json: bool,
     failed: bool,
+    alerting: Option<std::sync::Arc<crate::alerting::Alerting>>,
 }
 
 impl Output {
-    /// Every finished job passes through here before it is acknowledged. Alerting (issue 5)
-    /// plugs in here: it receives each result and must have taken it on when this returns.
+    /// Every finished job passes through here before it is acknowledged; alerting takes it
+    /// on in the background (shared state, then the alerters).
     fn hand_on(&mut self, result: JobResult) {
         self.failed |= result.status == Status::Failed;
+        if let Some(a) = &self.alerting {
+            a.spawn(result.clone());
+        }
         let line = if self.json {
             json_line(&result, &self.name)
         } else {

@@ -8,7 +8,7 @@ mod contract;
 mod drive;
 pub(crate) mod memory;
 mod redis;
-mod resp;
+pub(crate) mod resp;
 
 pub(crate) use drive::embedded;
 

@@ -1,0 +1,127 @@
+//! Alerting in the binary: results go through a [`StateStore`] (the state machine plus where
+//! its states live) and the events it yields go to the configured alerters. `run` uses a local
+//! state file; workers share states in Redis so that two of them never raise the same alert.
+
+mod file_store;
+mod redis_store;
+
+pub(crate) use file_store::FileStore;
+pub(crate) use redis_store::RedisStore;
+
+use crate::queue::QueueUrl;
+use crate::settings::Settings;
+use anyhow::{bail, Context, Result};
+use custodian_alerters::{Common, Dispatcher};
+use custodian_core::state::AlertEvent;
+use custodian_core::JobResult;
+use futures::future::BoxFuture;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinSet;
+
+/// Where check states live; each update is atomic per check.
+pub(crate) trait StateStore: Send + Sync {
+    /// Feeds `result` into its check's stored state at `now`; returns the notice, if any.
+    fn apply<'a>(
+        &'a self,
+        result: &'a JobResult,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<AlertEvent>>>;
+
+    /// Makes the states durable (a no-op where every update already is).
+    fn save(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// The state store and the alerters, shared by everything that finishes jobs.
+pub(crate) struct Alerting {
+    store: Box<dyn StateStore>,
+    dispatcher: Dispatcher,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// Where a worker keeps states: `state_redis`, else the queue's own Redis, else the local
+/// state file (which workers on other hosts do not share: warned about).
+pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<dyn StateStore>> {
+    let url = match &settings.state_redis {
+        Some(text) => QueueUrl::parse(text).context("state_redis")?,
+        None => queue.clone(),
+    };
+    if let QueueUrl::Redis { addr, db, prefix } = url {
+        return Ok(Box::new(RedisStore::new(
+            &addr,
+            db,
+            &prefix,
+            settings.policy(),
+        )));
+    }
+    if settings.state_redis.is_some() {
+        bail!("state_redis must be a redis:// URL");
+    }
+    if !settings.alerters.is_empty() {
+        tracing::warn!("alert states are kept in the local state file: set state_redis so that all workers share them");
+    }
+    Ok(Box::new(FileStore::open(
+        &settings.state_file(),
+        settings.policy(),
+    )))
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Alerting {
+    /// `None` when no alerter is configured: then no state is read or written either.
+    pub(crate) fn new(
+        settings: &Settings,
+        store: Box<dyn StateStore>,
+    ) -> Result<Option<Arc<Self>>> {
+        let common = Common {
+            source: settings.alert_source.clone(),
+        };
+        let alerters = settings.alerters.build(&common)?;
+        if alerters.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Alerting {
+            store,
+            dispatcher: Dispatcher::new(alerters, settings.alerters.retry),
+            tasks: Mutex::new(JoinSet::new()),
+        })))
+    }
+
+    /// Updates the check's state and delivers what it calls for (plus the result itself to
+    /// metrics alerters). Never fails: problems are logged.
+    pub(crate) async fn handle(&self, result: JobResult, now: u64) {
+        let event = match self.store.apply(&result, now).await {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!("alert state for {}: {e:#}", result.line);
+                None
+            }
+        };
+        let metric = AlertEvent::result(result, now);
+        let sends = std::iter::once(&metric).chain(event.as_ref());
+        futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
+    }
+
+    /// Hands `result` to a background task, so the caller never waits on a receiver.
+    pub(crate) fn spawn(self: &Arc<Self>, result: JobResult) {
+        let me = Arc::clone(self);
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        // Reap finished tasks so the set stays small on a long-running worker.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move { me.handle(result, unix_now()).await });
+    }
+
+    /// Waits for every spawned delivery, then saves the states.
+    pub(crate) async fn finish(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        while tasks.join_next().await.is_some() {}
+        if let Err(e) = self.store.save().await {
+            tracing::error!("saving alert states: {e:#}");
+        }
+    }
+}

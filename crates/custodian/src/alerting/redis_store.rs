@@ -1,0 +1,105 @@
+//! Check states in Redis, shared by every worker: one JSON value per check under
+//! `<prefix>:state:<id>`, updated optimistically (WATCH, GET, step, MULTI/SET/EXEC, again on
+//! conflict), so two workers finishing the same check at once produce one notice, not two.
+
+use super::StateStore;
+use crate::queue::resp::{cmd, Conn, Value};
+use anyhow::{bail, Context, Result};
+use custodian_core::state::{self, AlertEvent, CheckState, Policy};
+use custodian_core::JobResult;
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
+
+/// Conflicting updates tolerated before giving up on one result.
+const MAX_TRIES: usize = 20;
+
+pub(crate) struct RedisStore {
+    addr: String,
+    db: u32,
+    prefix: String,
+    policy: Policy,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl RedisStore {
+    pub(crate) fn new(addr: &str, db: u32, prefix: &str, policy: Policy) -> Self {
+        RedisStore {
+            addr: addr.to_string(),
+            db,
+            prefix: prefix.to_string(),
+            policy,
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:state:{id}", self.prefix)
+    }
+
+    async fn connect(&self) -> Result<Conn> {
+        let mut c = Conn::connect(&self.addr).await?;
+        if self.db != 0 {
+            c.call(cmd(["SELECT", &self.db.to_string()])).await?;
+        }
+        Ok(c)
+    }
+
+    /// One optimistic attempt: `None` when another client changed the state meanwhile.
+    async fn attempt(
+        &self,
+        c: &mut Conn,
+        result: &JobResult,
+        now: u64,
+    ) -> Result<Option<Option<AlertEvent>>> {
+        let key = self.key(&result.id);
+        c.call(cmd(["WATCH", &key])).await?;
+        let mut st: CheckState = match c.call(cmd(["GET", &key])).await? {
+            Value::Bytes(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            _ => CheckState::default(),
+        };
+        let event = state::step(&mut st, &self.policy, result, now);
+        let json = serde_json::to_string(&st)?;
+        let replies = c
+            .pipeline(&[cmd(["MULTI"]), cmd(["SET", &key, &json]), cmd(["EXEC"])])
+            .await?;
+        match replies.last() {
+            Some(Value::Array(_)) => Ok(Some(event)),
+            Some(Value::Nil) => Ok(None),
+            other => bail!("EXEC answered {other:?}"),
+        }
+    }
+
+    async fn update(&self, result: &JobResult, now: u64) -> Result<Option<AlertEvent>> {
+        let mut guard = self.conn.lock().await;
+        for _ in 0..MAX_TRIES {
+            let mut c = match guard.take() {
+                Some(c) => c,
+                None => self
+                    .connect()
+                    .await
+                    .with_context(|| format!("state store {}", self.addr))?,
+            };
+            // A connection that failed mid-way is dropped, not reused.
+            let done = self.attempt(&mut c, result, now).await?;
+            *guard = Some(c);
+            if let Some(event) = done {
+                return Ok(event);
+            }
+        }
+        bail!("state of {} kept changing under us", result.id)
+    }
+}
+
+impl StateStore for RedisStore {
+    fn apply<'a>(
+        &'a self,
+        result: &'a JobResult,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<AlertEvent>>> {
+        Box::pin(self.update(result, now))
+    }
+
+    fn save(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
