@@ -272,7 +272,7 @@ fn handshake_error(e: &std::io::Error) -> String {
 }
 
 /// Why a certificate was refused, in an operator's words.
-pub(crate) fn certificate_error(e: &CertificateError) -> String {
+fn certificate_error(e: &CertificateError) -> String {
     use CertificateError::*;
     match e {
         Expired => "certificate has expired".into(),
@@ -587,6 +587,37 @@ mod tests {
         let l = leaf(None, &["a.test"], -DAY);
         let err = check_expiry(&l.chain[0], 0, unix_now()).expect_err("expired");
         assert!(err.starts_with("certificate expired on "), "{err}");
+    }
+
+    #[test]
+    fn server_names_come_from_the_target_as_written() {
+        let name = |target: &str| {
+            let job = Job::new("ssl", target, Some(443));
+            let addr = Some(IpAddr::from([127, 0, 0, 9]));
+            server_name(&job, addr).map(|n| n.to_str().into_owned())
+        };
+        assert_eq!(name("mail.example.com"), Ok("mail.example.com".into()));
+        assert_eq!(name("https://[::1]:8443/x"), Ok("::1".into()));
+        assert_eq!(name("192.0.2.7"), Ok("192.0.2.7".into()));
+        assert_eq!(name("not a name!"), Ok("127.0.0.9".into()));
+        let job = Job::new("ssl", "not a name!", Some(443));
+        assert!(server_name(&job, None).is_err());
+    }
+
+    #[test]
+    fn certificate_errors_read_plainly() {
+        assert_eq!(
+            certificate_error(&CertificateError::UnknownIssuer),
+            "certificate is not trusted (unknown issuer)"
+        );
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(86_400 * 2)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(86_400)),
+        };
+        assert_eq!(
+            certificate_error(&expired),
+            "certificate expired on 1970-01-02 00:00 UTC"
+        );
     }
 
     #[test]
