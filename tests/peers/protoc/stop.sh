@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Nothing runs for protoc: nothing to stop.
+exit 0
