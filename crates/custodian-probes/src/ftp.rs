@@ -603,19 +603,9 @@ mod tests {
                     "TYPE" => "200 Switching to Binary mode.\r\n".into(),
                     "EPSV" if pasv_only => "500 Unknown command.\r\n".into(),
                     "EPSV" | "PASV" => {
-                        let l = TcpListener::bind((LOCAL, 0)).await.expect("bind");
-                        let port = l.local_addr().expect("addr").port();
+                        let (l, reply) = passive_listener(verb).await;
                         listener = Some(l);
-                        match verb {
-                            "EPSV" => {
-                                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
-                            }
-                            _ => format!(
-                                "227 Entering Passive Mode (10,9,8,7,{},{}).\r\n",
-                                port / 256,
-                                port % 256
-                            ),
-                        }
+                        reply
                     }
                     "RETR" if line == "RETR missing.txt" => "550 Failed to open file.\r\n".into(),
                     "RETR" => {
@@ -623,21 +613,9 @@ mod tests {
                         let _ = w
                             .write_all(b"150 Opening BINARY mode data connection.\r\n")
                             .await;
-                        let Ok((mut conn, _)) = l.accept().await else {
+                        if !transfer(l, data).await {
                             return;
-                        };
-                        match data {
-                            Data::File(bytes) => {
-                                let _ = conn.write_all(bytes).await;
-                            }
-                            Data::Endless => while conn.write_all(&[b'x'; 65536]).await.is_ok() {},
-                            Data::Hung => tokio::time::sleep(Duration::from_secs(5)).await,
-                            Data::CloseControl => {
-                                let _ = conn.write_all(b"partial").await;
-                                return;
-                            }
                         }
-                        drop(conn);
                         "226 Transfer complete.\r\n".into()
                     }
                     "QUIT" => "221 Goodbye.\r\n".into(),
@@ -645,6 +623,41 @@ mod tests {
                 };
                 let _ = w.write_all(reply.as_bytes()).await;
             }
+        }
+
+        /// A data listener and the EPSV or PASV reply naming it (PASV names a foreign address,
+        /// which the probe must ignore).
+        async fn passive_listener(verb: &str) -> (TcpListener, String) {
+            let l = TcpListener::bind((LOCAL, 0)).await.expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            let reply = match verb {
+                "EPSV" => format!("229 Entering Extended Passive Mode (|||{port}|)\r\n"),
+                _ => format!(
+                    "227 Entering Passive Mode (10,9,8,7,{},{}).\r\n",
+                    port / 256,
+                    port % 256
+                ),
+            };
+            (l, reply)
+        }
+
+        /// Serves one download as `data` says; false when the control connection must close.
+        async fn transfer(l: TcpListener, data: Data) -> bool {
+            let Ok((mut conn, _)) = l.accept().await else {
+                return false;
+            };
+            match data {
+                Data::File(bytes) => {
+                    let _ = conn.write_all(bytes).await;
+                }
+                Data::Endless => while conn.write_all(&[b'x'; 65536]).await.is_ok() {},
+                Data::Hung => tokio::time::sleep(Duration::from_secs(5)).await,
+                Data::CloseControl => {
+                    let _ = conn.write_all(b"partial").await;
+                    return false;
+                }
+            }
+            true
         }
 
         async fn probe(target: String, opts: &[(&str, serde_json::Value)], secs: f64) -> Outcome {
