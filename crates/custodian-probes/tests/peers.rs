@@ -1,4 +1,4 @@
-//! Probes against the real daemons of `tests/peers` (see its README for who listens where):
+//! Probes against the real daemons of `tests/peers` (listed in its README): each
 //! type passes against the real server, and fails for the stated reason when it should.
 
 use custodian_core::{Job, Outcome};
