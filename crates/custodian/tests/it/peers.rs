@@ -126,3 +126,52 @@ fn real_daemons_fail_for_the_right_reasons() {
         table.stdout
     );
 }
+
+/// `mx` and `dnsbl` resolve through the `nameservers` setting (the unbound peer), and `tftp`
+/// downloads from tftpd-hpa: each passes or fails as its line says.
+#[test]
+fn nameservers_setting_serves_mx_and_dnsbl() {
+    let p = peers();
+    let (dns, smtp, tftp) = (p.addr("dns"), p.addr("smtp"), p.addr("tftp"));
+    let port = smtp.port();
+    let text = format!(
+        "mx-ok.custodian.test must run mx on {port} otherwise 'expect-pass'.\n\
+         mx-dead.custodian.test must run mx on {port} otherwise 'expect-fail'.\n\
+         127.0.0.3 must not run dnsbl via bl.custodian.test otherwise 'expect-pass'.\n\
+         127.0.0.2 must not run dnsbl via 'bl.custodian.test' otherwise 'expect-fail'.\n\
+         tftp://{tftp}/hello.txt must run tftp otherwise 'expect-pass'.\n\
+         tftp://{tftp}/missing.txt must run tftp otherwise 'expect-fail'.\n"
+    );
+    let (dir, _) = file("names.cfg", &text);
+    let settings = format!("nameservers = [\"{dns}\"]\nretries = 1\ntimeout = 10\n");
+    std::fs::write(dir.path().join("s.toml"), settings).expect("write");
+    let r = custodian(
+        dir.path(),
+        &["run", "--json", "--settings", "s.toml", "names.cfg"],
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let rows: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{}", r.stdout);
+    let mut errors = Vec::new();
+    for row in &rows {
+        let want = if row["otherwise"] == "expect-pass" {
+            "passed"
+        } else {
+            "failed"
+        };
+        assert_eq!(row["status"], want, "{row}");
+        errors.extend(row["error"].as_str().map(str::to_string));
+    }
+    let want = [
+        format!("dead.custodian.test (127.0.40.99): connect to port {port}: connection refused"),
+        "service is running but must not be (listed in bl.custodian.test (127.0.0.2))".into(),
+        "server error 1: File not found".into(),
+    ];
+    for w in &want {
+        assert!(errors.contains(w), "{w:?} not in {errors:?}");
+    }
+}
