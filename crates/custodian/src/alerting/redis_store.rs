@@ -103,3 +103,46 @@ impl StateStore for RedisStore {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian_core::state::EventKind;
+    use custodian_core::{Job, Status};
+
+    fn result(n: u16, status: Status) -> JobResult {
+        JobResult::new(&Job::new("tcp", "127.0.0.1", Some(n)), status, None, 1, 1)
+    }
+
+    #[tokio::test]
+    async fn two_workers_finishing_the_same_checks_raise_once() {
+        let addr = custodian_testpeers::peers().get("redis_queue").to_string();
+        let prefix = format!("alertstate{}", std::process::id());
+        let policy = Policy::default();
+        let (a, b) = (
+            RedisStore::new(&addr, 9, &prefix, policy),
+            RedisStore::new(&addr, 9, &prefix, policy),
+        );
+        let mut raises = 0;
+        for port in 1..=20 {
+            let r = result(port, Status::Failed);
+            let (x, y) = tokio::join!(a.apply(&r, 100), b.apply(&r, 100));
+            let kinds = [x.expect("a"), y.expect("b")].map(|e| e.map(|e| e.kind));
+            raises += kinds
+                .iter()
+                .filter(|k| **k == Some(EventKind::Raise))
+                .count();
+        }
+        assert_eq!(raises, 20, "one raise per check, not two");
+        let clear = a
+            .apply(&result(1, Status::Passed), 200)
+            .await
+            .expect("clear");
+        assert_eq!(clear.map(|e| e.kind), Some(EventKind::Clear));
+        assert!(b
+            .apply(&result(1, Status::Passed), 201)
+            .await
+            .expect("b")
+            .is_none());
+    }
+}

@@ -1,5 +1,6 @@
 //! One integration binary for the `custodian` command (uv/ripgrep style).
 
+mod alerting;
 mod check;
 mod cli;
 mod common;
