@@ -100,24 +100,27 @@ impl Conn {
 
     /// Sends the commands (each a full request without its final CRLF), then reads the replies.
     async fn exchange(&mut self, cmds: Vec<Vec<u8>>) -> Result<Vec<Reply>, QueueError> {
-        let work = async {
-            let mut out = Vec::with_capacity(cmds.len());
-            for chunk in cmds.chunks(PIPELINE) {
-                for c in chunk {
-                    self.io.write_all(c).await?;
-                    self.io.write_all(b"\r\n").await?;
-                }
-                self.io.flush().await?;
-                for _ in chunk {
-                    out.push(self.read().await?);
-                }
+        let mut out = Vec::with_capacity(cmds.len());
+        for chunk in cmds.chunks(PIPELINE) {
+            // The limit is per chunk, so long batches on a busy broker are not cut off.
+            match tokio::time::timeout(IO_LIMIT, self.round_trip(chunk, &mut out)).await {
+                Ok(r) => r.map_err(unavailable)?,
+                Err(_) => return Err(unavailable("beanstalkd stopped answering")),
             }
-            Ok::<_, std::io::Error>(out)
-        };
-        match tokio::time::timeout(IO_LIMIT, work).await {
-            Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(unavailable("beanstalkd stopped answering")),
         }
+        Ok(out)
+    }
+
+    async fn round_trip(&mut self, chunk: &[Vec<u8>], out: &mut Vec<Reply>) -> std::io::Result<()> {
+        for c in chunk {
+            self.io.write_all(c).await?;
+            self.io.write_all(b"\r\n").await?;
+        }
+        self.io.flush().await?;
+        for _ in chunk {
+            out.push(self.read().await?);
+        }
+        Ok(())
     }
 
     async fn read(&mut self) -> std::io::Result<Reply> {

@@ -256,3 +256,101 @@ async fn grace_over(mut stop: watch::Receiver<bool>) {
     stopped(&mut stop).await;
     tokio::time::sleep(SHUTDOWN_GRACE).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use custodian_core::queue::Pending;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn engine() -> Arc<Engine> {
+        Engine::new(Settings {
+            retries: 1,
+            timeout: 1.0,
+            ..Settings::default()
+        })
+    }
+
+    /// A job against a loopback port nothing listens on: fails at once, no network beyond lo.
+    fn refused_job() -> Job {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        Job::new("tcp", "127.0.0.1", Some(port))
+    }
+
+    #[tokio::test]
+    async fn run_keeps_duplicate_lines() {
+        let job = refused_job();
+        let mut seen = Vec::new();
+        embedded(engine(), 10, vec![job.clone(), job.clone(), job], |r| {
+            seen.push(r.status)
+        })
+        .await;
+        assert_eq!(seen, [Status::Failed; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_crashed_job_is_handed_on_and_buried() {
+        let job = refused_job();
+        let queue = Arc::new(MemoryQueue::new(true));
+        queue.put(&[queue::encode(&job, LONG)]).await.expect("put");
+        let lease = queue.reserve(1, LONG).await.expect("reserve").pop();
+        let shared = Shared {
+            queue: Arc::clone(&queue) as Arc<dyn JobQueue>,
+            engine: engine(),
+            outage: Outage::default(),
+            in_flight: AtomicUsize::new(0),
+        };
+        let why = "probe crashed: task panicked".to_string();
+        let result = JobResult::new(&job, Status::Failed, Some(why.clone()), 0, 1);
+        let done = Done::Crashed(lease.expect("lease"), result, why);
+        let mut seen = Vec::new();
+        settle(&shared, vec![done], &mut |r| seen.push(r.error)).await;
+        assert_eq!(seen, [Some("probe crashed: task panicked".to_string())]);
+        let s = queue.stats().await.expect("stats");
+        assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_job_is_buried_and_the_drain_ends() {
+        let queue = Arc::new(MemoryQueue::new(true));
+        let garbage = Pending {
+            id: "x".into(),
+            body: b"{not json".to_vec(),
+            lease: LONG,
+        };
+        let good = queue::encode(&refused_job(), LONG);
+        queue.put(&[garbage, good]).await.expect("put");
+        let (_keep, stop) = watch::channel(false);
+        let opts = Options {
+            concurrency: 4,
+            drain: true,
+        };
+        let mut results = 0;
+        drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        assert_eq!(results, 1);
+        let s = queue.stats().await.expect("stats");
+        assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_worker_leaves_the_rest_queued() {
+        let queue = Arc::new(MemoryQueue::new(true));
+        let jobs: Vec<_> = (0..5)
+            .map(|_| queue::encode(&refused_job(), LONG))
+            .collect();
+        queue.put(&jobs).await.expect("put");
+        let (_keep, stop) = watch::channel(true);
+        let opts = Options {
+            concurrency: 4,
+            drain: false,
+        };
+        let mut results = 0;
+        drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        let s = queue.stats().await.expect("stats");
+        assert_eq!((results, s.pending, s.reserved), (0, 5, 0));
+    }
+}
