@@ -410,3 +410,46 @@ async fn an_unreachable_receiver_fails_alone() {
         .expect("file")
         .starts_with("RAISE: "));
 }
+
+/// The submission Postfix of the probe tests (STARTTLS required, then AUTH through Dovecot);
+/// it discards what it accepts, so only the dialogue is checked here.
+fn submission(password: &str) -> custodian_alerters::smtp::SmtpAlerter {
+    let peers = custodian_testpeers::peers();
+    let config = custodian_alerters::smtp::SmtpConfig {
+        relay: peers.get("submission").to_string(),
+        starttls: true,
+        tls_name: None,
+        ca_file: Some(PathBuf::from(peers.get("ca"))),
+        username: Some(peers.get("mail_user").to_string()),
+        password: Some(password.to_string()),
+        from: "custodian@custodian.test".into(),
+        to: vec!["ops@custodian.test".into()],
+        helo: "localhost".into(),
+    };
+    config.validate().expect("valid");
+    let common = Common { source: "s".into() };
+    custodian_alerters::smtp::SmtpAlerter::new(config, &common).expect("alerter")
+}
+
+#[tokio::test]
+async fn smtp_upgrades_with_starttls_and_authenticates() {
+    use custodian_alerters::Alerter;
+    let event = AlertEvent {
+        kind: EventKind::Raise,
+        result: results("tls")[1].clone(),
+        at: 1,
+        raised_at: Some(1),
+    };
+    let good = custodian_testpeers::peers().get("mail_password");
+    submission(good)
+        .deliver(&event)
+        .await
+        .expect("accepted after STARTTLS and AUTH");
+    let err = submission("wrong-pw-123")
+        .deliver(&event)
+        .await
+        .expect_err("bad password");
+    let text = err.to_string();
+    assert!(text.starts_with("rejected: AUTH: 535"), "{text}");
+    assert!(!text.contains("wrong-pw-123"), "{text}");
+}

@@ -138,8 +138,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let settings = cap_concurrency(settings, raise_fd_limit());
-    let store = alerting::FileStore::open(&settings.state_file(), settings.policy());
-    let alerting = alerting::Alerting::new(&settings, Box::new(store))?;
+    let alerting = alerting::Alerting::new(&settings, || {
+        let store = alerting::FileStore::open(&settings.state_file(), settings.policy());
+        Ok(Box::new(store))
+    })?;
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());

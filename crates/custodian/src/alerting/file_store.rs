@@ -18,6 +18,8 @@ pub(crate) struct FileStore {
     path: PathBuf,
     policy: Policy,
     states: Mutex<States>,
+    /// Write after every update (a long-running worker), not only on save (a `run`).
+    autosave: bool,
 }
 
 impl FileStore {
@@ -45,6 +47,15 @@ impl FileStore {
             path: path.to_path_buf(),
             policy,
             states: Mutex::new(states),
+            autosave: false,
+        }
+    }
+
+    /// The same store, written after every update.
+    pub(crate) fn autosaving(self) -> Self {
+        FileStore {
+            autosave: true,
+            ..self
         }
     }
 
@@ -75,10 +86,13 @@ impl StateStore for FileStore {
         result: &'a JobResult,
         now: u64,
     ) -> BoxFuture<'a, Result<Option<AlertEvent>>> {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let st = states.entry(result.id.clone()).or_default();
-        let event = state::step(st, &self.policy, result, now);
-        Box::pin(std::future::ready(Ok(event)))
+        let event = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            let st = states.entry(result.id.clone()).or_default();
+            state::step(st, &self.policy, result, now)
+        };
+        let saved = if self.autosave { self.write() } else { Ok(()) };
+        Box::pin(std::future::ready(saved.map(|()| event)))
     }
 
     fn save(&self) -> BoxFuture<'_, Result<()>> {
@@ -125,6 +139,23 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, ["state.json"], "no temporary file left behind");
+    }
+
+    #[tokio::test]
+    async fn an_autosaving_store_writes_every_update() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let store = FileStore::open(&path, Policy::default()).autosaving();
+        store
+            .apply(&result(Status::Failed), 1)
+            .await
+            .expect("apply");
+        let again = FileStore::open(&path, Policy::default());
+        let e = again
+            .apply(&result(Status::Failed), 2)
+            .await
+            .expect("apply");
+        assert!(e.is_none(), "already raised, as the file says");
     }
 
     #[tokio::test]

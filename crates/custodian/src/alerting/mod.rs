@@ -56,13 +56,9 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
     if settings.state_redis.is_some() {
         bail!("state_redis must be a redis:// URL");
     }
-    if !settings.alerters.is_empty() {
-        tracing::warn!("alert states are kept in the local state file: set state_redis so that all workers share them");
-    }
-    Ok(Box::new(FileStore::open(
-        &settings.state_file(),
-        settings.policy(),
-    )))
+    tracing::warn!("alert states are kept in the local state file: set state_redis so that all workers share them");
+    let store = FileStore::open(&settings.state_file(), settings.policy());
+    Ok(Box::new(store.autosaving()))
 }
 
 /// Seconds since the epoch.
@@ -73,18 +69,20 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 impl Alerting {
-    /// `None` when no alerter is configured: then no state is read or written either.
+    /// `None` when no alerter is configured: then `store` is never opened, so no state is read
+    /// or written either.
     pub(crate) fn new(
         settings: &Settings,
-        store: Box<dyn StateStore>,
+        store: impl FnOnce() -> Result<Box<dyn StateStore>>,
     ) -> Result<Option<Arc<Self>>> {
+        if settings.alerters.is_empty() {
+            return Ok(None);
+        }
         let common = Common {
             source: settings.alert_source.clone(),
         };
         let alerters = settings.alerters.build(&common)?;
-        if alerters.is_empty() {
-            return Ok(None);
-        }
+        let store = store()?;
         Ok(Some(Arc::new(Alerting {
             store,
             dispatcher: Dispatcher::new(alerters, settings.alerters.retry),

@@ -91,12 +91,13 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let name = args.name.unwrap_or_else(default_name);
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(signals(stop_tx));
-    let store = crate::alerting::shared_store(&settings, &url)?;
     let mut out = Output {
         name,
         json: args.json,
         failed: false,
-        alerting: crate::alerting::Alerting::new(&settings, store)?,
+        alerting: crate::alerting::Alerting::new(&settings, || {
+            crate::alerting::shared_store(&settings, &url)
+        })?,
     };
     let engine = crate::worker::Engine::new(settings);
     drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
