@@ -194,3 +194,51 @@ pub(crate) fn socket_addr(text: &str, default_port: u16) -> Result<std::net::Soc
 pub(crate) mod testutil;
 #[cfg(test)]
 pub(crate) mod testutil_http;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files in src/ that are plumbing, not alerters.
+    const PLUMBING: &[&str] = &[
+        "lib",
+        "dispatch",
+        "http_json",
+        "resp",
+        "testutil",
+        "testutil_http",
+    ];
+
+    #[test]
+    fn every_alerter_file_is_registered_once() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut files: Vec<String> = std::fs::read_dir(src)
+            .expect("src")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".rs")
+                    .map(str::to_string)
+            })
+            .filter(|n| !PLUMBING.contains(&n.as_str()))
+            .collect();
+        files.sort();
+        let mut names = NAMES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), NAMES.len(), "a name is listed twice");
+        assert_eq!(files, names);
+    }
+
+    #[test]
+    fn targets_configure_alerters_by_name() {
+        let mut c = Config::default();
+        assert!(c.is_empty());
+        c.set_target("graphite", "127.0.0.1").expect("graphite");
+        assert!(!c.is_empty() && c.validate().is_ok());
+        let err = c.set_target("pager", "x").expect_err("unknown").to_string();
+        assert!(err.contains("unknown alerter `pager`"), "{err}");
+        assert_eq!(human_duration(3725), "1h 2m 5s");
+    }
+}

@@ -13,9 +13,10 @@ use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use custodian_alerters::{Common, Dispatcher};
 use custodian_core::state::AlertEvent;
-use custodian_core::JobResult;
+use custodian_core::{JobResult, Status};
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Where check states live; each update is atomic per check.
@@ -36,7 +37,12 @@ pub(crate) struct Alerting {
     store: Box<dyn StateStore>,
     dispatcher: Dispatcher,
     tasks: Mutex<JoinSet<()>>,
+    /// Bounds the results being alerted at once (a big `run` finishes thousands together).
+    limit: Arc<Semaphore>,
 }
+
+/// Results alerted at once; the rest wait their turn.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// Where a worker keeps states: `state_redis`, else the queue's own Redis, else the local
 /// state file (which workers on other hosts do not share: warned about).
@@ -87,6 +93,7 @@ impl Alerting {
             store,
             dispatcher: Dispatcher::new(alerters, settings.alerters.retry),
             tasks: Mutex::new(JoinSet::new()),
+            limit: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })))
     }
 
@@ -100,8 +107,9 @@ impl Alerting {
                 None
             }
         };
-        let metric = AlertEvent::result(result, now);
-        let sends = std::iter::once(&metric).chain(event.as_ref());
+        // Skipped checks took no measurement.
+        let metric = (result.status != Status::Skipped).then(|| AlertEvent::result(result, now));
+        let sends = metric.iter().chain(event.as_ref());
         futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
     }
 
@@ -111,7 +119,12 @@ impl Alerting {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         // Reap finished tasks so the set stays small on a long-running worker.
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move { me.handle(result, unix_now()).await });
+        let now = unix_now();
+        tasks.spawn(async move {
+            // The semaphore is never closed: acquiring cannot fail.
+            let _permit = Arc::clone(&me.limit).acquire_owned().await;
+            me.handle(result, now).await
+        });
     }
 
     /// Waits for every spawned delivery, then saves the states.
