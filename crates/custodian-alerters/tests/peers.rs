@@ -281,39 +281,44 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
         "resolved by the clear"
     );
 
-    let text = std::fs::read_to_string(&file).expect("alert file");
+    check_file(&file);
+    check_webhook(&webhook_got);
+    check_graphite(&graphite_got);
+    check_redis(&tok);
+    check_mauve(&tok, &mauve_got, start).await;
+    check_mail(&tok).await;
+}
+
+fn check_file(file: &Path) {
+    let text = std::fs::read_to_string(file).expect("alert file");
     let words: Vec<&str> = text
         .lines()
         .map(|l| l.split(':').next().unwrap_or(""))
         .collect();
     assert_eq!(words, ["RAISE", "STILL FAILING", "STILL FAILING", "CLEAR"]);
+}
 
-    let bodies = webhook_got.lock().expect("lock").clone();
+fn check_webhook(got: &Received) {
+    let bodies = got.lock().expect("lock").clone();
     let events: Vec<String> = bodies
         .iter()
         .map(|b| serde_json::from_slice::<serde_json::Value>(b).expect("json")["event"].to_string())
         .collect();
-    assert_eq!(
-        events,
-        [
-            "\"raise\"",
-            "\"still_failing\"",
-            "\"still_failing\"",
-            "\"clear\""
-        ]
-    );
+    let want = ["raise", "still_failing", "still_failing", "clear"].map(|e| format!("\"{e}\""));
+    assert_eq!(events, want);
+}
 
-    let lines = graphite_got.lock().expect("lock").concat();
-    let lines = String::from_utf8(lines).expect("utf8");
+fn check_graphite(got: &Received) {
+    let lines = String::from_utf8(got.lock().expect("lock").concat()).expect("utf8");
     assert_eq!(lines.lines().count(), 8, "one duration per result: {lines}");
     assert!(lines
         .lines()
         .all(|l| l.starts_with("custodian.tcp.127_0_0_1.test_duration_ms 12 ")));
+}
 
-    let key = format!(
-        "{tok}:{}",
-        custodian_alerters::redis::stem(&results(&tok)[0].line)
-    );
+fn check_redis(tok: &str) {
+    let line = &results(tok)[0].line;
+    let key = format!("{tok}:{}", custodian_alerters::redis::stem(line));
     assert_eq!(redis(&["GET", &format!("{key}.current")]), "OK");
     assert_eq!(redis(&["GET", &format!("{key}.count")]), "4");
     assert_eq!(redis(&["LLEN", &format!("{key}.history")]), "3", "capped");
@@ -322,18 +327,13 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
         newest.contains("\"result\":\"OK\"") && newest.contains("\"event\":\"clear\""),
         "{newest}"
     );
-    let known = redis(&[
-        "SISMEMBER",
-        &format!("{tok}:known_tests"),
-        &results(&tok)[0].line,
-    ]);
+    let known = redis(&["SISMEMBER", &format!("{tok}:known_tests"), line]);
     assert_eq!(known, "1");
+}
 
-    eventually("4 mauve packets", || {
-        mauve_got.lock().expect("lock").len() == 4
-    })
-    .await;
-    let packets = mauve_got.lock().expect("lock").clone();
+async fn check_mauve(tok: &str, got: &Received, start: u64) {
+    eventually("4 mauve packets", || got.lock().expect("lock").len() == 4).await;
+    let packets = got.lock().expect("lock").clone();
     let ours: Vec<_> = packets
         .iter()
         .map(|p| mauve::wire::decode(p).expect("decode"))
@@ -358,10 +358,12 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
         "{last}"
     );
     assert!(!last.contains("raise_time"), "{last}");
+}
 
+async fn check_mail(tok: &str) {
     let maildir = PathBuf::from(custodian_testpeers::peers().get("mailsink_maildir"));
-    eventually("4 mails", || mails(&maildir, &tok).len() == 4).await;
-    let subjects: Vec<String> = mails(&maildir, &tok)
+    eventually("4 mails", || mails(&maildir, tok).len() == 4).await;
+    let mut subjects: Vec<String> = mails(&maildir, tok)
         .iter()
         .filter_map(|m| {
             m.lines()
@@ -369,17 +371,15 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
                 .map(str::to_string)
         })
         .collect();
-    let mut sorted = subjects.clone();
-    sorted.sort();
-    assert_eq!(
-        sorted,
-        [
-            format!("Subject: CLEAR: {tok} (tcp)"),
-            format!("Subject: RAISE: {tok} (tcp) - connection refused"),
-            format!("Subject: STILL FAILING: {tok} (tcp) - connection refused"),
-            format!("Subject: STILL FAILING: {tok} (tcp) - connection refused"),
-        ]
-    );
+    subjects.sort();
+    let still = format!("Subject: STILL FAILING: {tok} (tcp) - connection refused");
+    let want = [
+        format!("Subject: CLEAR: {tok} (tcp)"),
+        format!("Subject: RAISE: {tok} (tcp) - connection refused"),
+        still.clone(),
+        still,
+    ];
+    assert_eq!(subjects, want);
 }
 
 #[tokio::test]
