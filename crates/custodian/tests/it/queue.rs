@@ -360,3 +360,23 @@ fn an_undecodable_job_is_buried_not_retried() {
     let st = status(dir.path(), &url);
     assert_eq!((st["pending"].as_str(), st["buried"].as_str()), ("0", "1"));
 }
+
+#[test]
+fn a_bad_queue_url_is_a_usage_error() {
+    let (dir, _) = file("t.cfg", "127.0.0.1 must run tcp on 9.\n");
+    for args in [
+        ["worker", "--queue", "amqp://127.0.0.1:5672"].as_slice(),
+        [
+            "enqueue",
+            "--queue",
+            "beanstalk://127.0.0.1/bad tube",
+            "t.cfg",
+        ]
+        .as_slice(),
+        ["queue", "--queue", "redis://127.0.0.1/notadb", "status"].as_slice(),
+    ] {
+        let r = custodian(dir.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("error:"), "{}", r.stderr);
+    }
+}
