@@ -83,6 +83,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::msg)
             .context("loading ca_file")?;
     }
+    // mx and dnsbl resolve through these, as in `run`.
+    custodian_probes::set_nameservers(settings.nameservers());
     let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
     let opts = Options {
         concurrency: settings.concurrency,
