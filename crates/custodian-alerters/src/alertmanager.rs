@@ -1,6 +1,7 @@
 //! `alertmanager`: Prometheus Alertmanager's v2 API (`POST <url>/api/v2/alerts`). A firing
 //! notice (raise, still failing, flapping) posts the alert with `startsAt` = the raise time and
-//! no `endsAt`, so re-notification keeps it active (keep `renotify` below Alertmanager's
+//! no `endsAt`; so does every failed result of a raised check, which keeps the alert active
+//! whatever `renotify` is (Alertmanager resolves alerts not re-sent within its
 //! `resolve_timeout`); a clear posts it again with `endsAt` = now, which resolves it.
 //! Labels: `alertname` (default `CustodianCheckFailed`), `type`, `target`, `subject`;
 //! annotations: `summary` (the headline) and `description` (reason, otherwise text, line).
@@ -22,6 +23,13 @@ pub struct AlertmanagerConfig {
     pub alertname: String,
     /// Link shown by Alertmanager as the alert's source.
     pub generator_url: Option<String>,
+    /// Re-post a raised alert on every failed result (default true).
+    #[serde(default = "keep_alive_default")]
+    pub keep_alive: bool,
+}
+
+fn keep_alive_default() -> bool {
+    true
 }
 
 fn default_alertname() -> String {
@@ -34,6 +42,7 @@ impl AlertmanagerConfig {
             url: target.to_string(),
             alertname: default_alertname(),
             generator_url: None,
+            keep_alive: true,
         })
     }
 
@@ -64,6 +73,15 @@ impl AlertmanagerAlerter {
             client: http_json::client()?,
         })
     }
+}
+
+/// A failed result of a raised check, as the still-failing notice that re-posts its alert.
+fn keep_alive(event: &AlertEvent) -> Option<AlertEvent> {
+    let failing = event.result.status == custodian_core::Status::Failed;
+    (event.kind == EventKind::Result && failing && event.raised_at.is_some()).then(|| AlertEvent {
+        kind: EventKind::StillFailing,
+        ..event.clone()
+    })
 }
 
 /// RFC 3339 for unix seconds.
@@ -107,8 +125,21 @@ impl Alerter for AlertmanagerAlerter {
         "alertmanager"
     }
 
+    fn wants(&self, kind: EventKind) -> bool {
+        kind != EventKind::Result || self.config.keep_alive
+    }
+
     fn deliver<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            let refreshed;
+            let event = match keep_alive(event) {
+                Some(e) => {
+                    refreshed = e;
+                    &refreshed
+                }
+                None if event.kind == EventKind::Result => return Ok(()),
+                None => event,
+            };
             let body = render(event, &self.config).to_string().into_bytes();
             http_json::post(&self.client, &self.endpoint, body, &[]).await
         })
@@ -132,6 +163,16 @@ mod tests {
         let clear = render(&event(EventKind::Clear, 'P'), &cfg);
         assert_eq!(clear[0]["endsAt"], "2023-11-14T22:18:20Z");
         assert!(!raise.to_string().contains(SECRET) && !clear.to_string().contains(SECRET));
+    }
+
+    #[test]
+    fn failed_results_of_raised_checks_keep_the_alert_alive() {
+        let mut e = event(EventKind::Result, 'F');
+        assert_eq!(keep_alive(&e).map(|k| k.kind), Some(EventKind::StillFailing));
+        e.raised_at = None;
+        assert!(keep_alive(&e).is_none(), "not raised (yet)");
+        assert!(keep_alive(&event(EventKind::Result, 'P')).is_none());
+        assert!(keep_alive(&event(EventKind::Raise, 'F')).is_none());
     }
 
     #[tokio::test]

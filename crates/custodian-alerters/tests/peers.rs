@@ -259,7 +259,12 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
     for (i, r) in results(&tok).into_iter().enumerate() {
         let now = start + i as u64 * 60;
         let event = state::step(&mut st, &policy, &r, now);
-        for d in dispatcher.send(&AlertEvent::result(r, now)).await {
+        // As the binary does: the raise time marks results of a raised check.
+        let metric = AlertEvent {
+            raised_at: st.raised_at,
+            ..AlertEvent::result(r, now)
+        };
+        for d in dispatcher.send(&metric).await {
             d.result.expect("metric delivered");
         }
         let Some(event) = event else { continue };

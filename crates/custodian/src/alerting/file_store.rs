@@ -1,9 +1,9 @@
 //! Check states in a local JSON file, for `custodian run`: read once at start, kept in memory,
 //! written back atomically (temporary file, fsync, rename) by [`StateStore::save`].
 
-use super::StateStore;
+use super::{Applied, StateStore};
 use anyhow::{Context, Result};
-use custodian_core::state::{self, AlertEvent, CheckState, Policy};
+use custodian_core::state::{CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
@@ -81,15 +81,11 @@ impl FileStore {
 }
 
 impl StateStore for FileStore {
-    fn apply<'a>(
-        &'a self,
-        result: &'a JobResult,
-        now: u64,
-    ) -> BoxFuture<'a, Result<Option<AlertEvent>>> {
+    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
         let event = {
             let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
             let st = states.entry(result.id.clone()).or_default();
-            state::step(st, &self.policy, result, now)
+            Applied::step(st, &self.policy, result, now)
         };
         let saved = if self.autosave { self.write() } else { Ok(()) };
         Box::pin(std::future::ready(saved.map(|()| event)))
@@ -128,6 +124,7 @@ mod tests {
                     .apply(&result(status), t)
                     .await
                     .expect("apply")
+                    .event
                     .map(|e| e.kind),
             );
             store.save().await.expect("save");
@@ -146,15 +143,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("state.json");
         let store = FileStore::open(&path, Policy::default()).autosaving();
-        store
+        let first = store
             .apply(&result(Status::Failed), 1)
             .await
             .expect("apply");
+        assert_eq!(first.raised_at, Some(1));
         let again = FileStore::open(&path, Policy::default());
         let e = again
             .apply(&result(Status::Failed), 2)
             .await
-            .expect("apply");
+            .expect("apply")
+            .event;
         assert!(e.is_none(), "already raised, as the file says");
     }
 
@@ -167,7 +166,8 @@ mod tests {
         let e = store
             .apply(&result(Status::Failed), 5)
             .await
-            .expect("apply");
+            .expect("apply")
+            .event;
         assert_eq!(e.map(|e| e.kind), Some(EventKind::Raise));
     }
 }

@@ -19,14 +19,35 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// What one result did to its check's state.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// The notice it calls for, if any.
+    pub(crate) event: Option<AlertEvent>,
+    /// When the check's current failure began, while it is failing (after this result).
+    pub(crate) raised_at: Option<u64>,
+}
+
+impl Applied {
+    /// Steps `state` with `result`; what every store does inside its atomic section.
+    pub(crate) fn step(
+        state: &mut custodian_core::state::CheckState,
+        policy: &custodian_core::state::Policy,
+        result: &JobResult,
+        now: u64,
+    ) -> Self {
+        let event = custodian_core::state::step(state, policy, result, now);
+        Applied {
+            event,
+            raised_at: state.raised_at,
+        }
+    }
+}
+
 /// Where check states live; each update is atomic per check.
 pub(crate) trait StateStore: Send + Sync {
-    /// Feeds `result` into its check's stored state at `now`; returns the notice, if any.
-    fn apply<'a>(
-        &'a self,
-        result: &'a JobResult,
-        now: u64,
-    ) -> BoxFuture<'a, Result<Option<AlertEvent>>>;
+    /// Feeds `result` into its check's stored state at `now`.
+    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>>;
 
     /// Makes the states durable (a no-op where every update already is).
     fn save(&self) -> BoxFuture<'_, Result<()>>;
@@ -100,15 +121,20 @@ impl Alerting {
     /// Updates the check's state and delivers what it calls for (plus the result itself to
     /// metrics alerters). Never fails: problems are logged.
     pub(crate) async fn handle(&self, result: JobResult, now: u64) {
-        let event = match self.store.apply(&result, now).await {
-            Ok(event) => event,
+        let applied = match self.store.apply(&result, now).await {
+            Ok(applied) => applied,
             Err(e) => {
                 tracing::error!("alert state for {}: {e:#}", result.line);
-                None
+                Applied::default()
             }
         };
-        // Skipped checks took no measurement.
-        let metric = (result.status != Status::Skipped).then(|| AlertEvent::result(result, now));
+        let event = applied.event;
+        // Skipped checks took no measurement. The raise time tells alerters that keep alerts
+        // alive (Alertmanager) that the check is still failing.
+        let metric = (result.status != Status::Skipped).then(|| AlertEvent {
+            raised_at: applied.raised_at,
+            ..AlertEvent::result(result, now)
+        });
         let sends = metric.iter().chain(event.as_ref());
         futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
     }

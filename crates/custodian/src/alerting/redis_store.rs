@@ -2,10 +2,10 @@
 //! `<prefix>:state:<id>`, updated optimistically (WATCH, GET, step, MULTI/SET/EXEC, again on
 //! conflict), so two workers finishing the same check at once produce one notice, not two.
 
-use super::StateStore;
+use super::{Applied, StateStore};
 use crate::queue::resp::{cmd, Conn, Value};
 use anyhow::{bail, Context, Result};
-use custodian_core::state::{self, AlertEvent, CheckState, Policy};
+use custodian_core::state::{CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -45,31 +45,26 @@ impl RedisStore {
     }
 
     /// One optimistic attempt: `None` when another client changed the state meanwhile.
-    async fn attempt(
-        &self,
-        c: &mut Conn,
-        result: &JobResult,
-        now: u64,
-    ) -> Result<Option<Option<AlertEvent>>> {
+    async fn attempt(&self, c: &mut Conn, result: &JobResult, now: u64) -> Result<Option<Applied>> {
         let key = self.key(&result.id);
         c.call(cmd(["WATCH", &key])).await?;
         let mut st: CheckState = match c.call(cmd(["GET", &key])).await? {
             Value::Bytes(b) => serde_json::from_slice(&b).unwrap_or_default(),
             _ => CheckState::default(),
         };
-        let event = state::step(&mut st, &self.policy, result, now);
+        let applied = Applied::step(&mut st, &self.policy, result, now);
         let json = serde_json::to_string(&st)?;
         let replies = c
             .pipeline(&[cmd(["MULTI"]), cmd(["SET", &key, &json]), cmd(["EXEC"])])
             .await?;
         match replies.last() {
-            Some(Value::Array(_)) => Ok(Some(event)),
+            Some(Value::Array(_)) => Ok(Some(applied)),
             Some(Value::Nil) => Ok(None),
             other => bail!("EXEC answered {other:?}"),
         }
     }
 
-    async fn update(&self, result: &JobResult, now: u64) -> Result<Option<AlertEvent>> {
+    async fn update(&self, result: &JobResult, now: u64) -> Result<Applied> {
         let mut guard = self.conn.lock().await;
         for _ in 0..MAX_TRIES {
             let mut c = match guard.take() {
@@ -82,8 +77,8 @@ impl RedisStore {
             // A connection that failed mid-way is dropped, not reused.
             let done = self.attempt(&mut c, result, now).await?;
             *guard = Some(c);
-            if let Some(event) = done {
-                return Ok(event);
+            if let Some(applied) = done {
+                return Ok(applied);
             }
         }
         bail!("state of {} kept changing under us", result.id)
@@ -91,11 +86,7 @@ impl RedisStore {
 }
 
 impl StateStore for RedisStore {
-    fn apply<'a>(
-        &'a self,
-        result: &'a JobResult,
-        now: u64,
-    ) -> BoxFuture<'a, Result<Option<AlertEvent>>> {
+    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
         Box::pin(self.update(result, now))
     }
 
@@ -127,7 +118,7 @@ mod tests {
         for port in 1..=20 {
             let r = result(port, Status::Failed);
             let (x, y) = tokio::join!(a.apply(&r, 100), b.apply(&r, 100));
-            let kinds = [x.expect("a"), y.expect("b")].map(|e| e.map(|e| e.kind));
+            let kinds = [x.expect("a"), y.expect("b")].map(|a| a.event.map(|e| e.kind));
             raises += kinds
                 .iter()
                 .filter(|k| **k == Some(EventKind::Raise))
@@ -137,12 +128,14 @@ mod tests {
         let clear = a
             .apply(&result(1, Status::Passed), 200)
             .await
-            .expect("clear");
+            .expect("clear")
+            .event;
         assert_eq!(clear.map(|e| e.kind), Some(EventKind::Clear));
         assert!(b
             .apply(&result(1, Status::Passed), 201)
             .await
             .expect("b")
+            .event
             .is_none());
     }
 }
