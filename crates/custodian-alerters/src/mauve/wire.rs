@@ -147,6 +147,45 @@ fn decode_alert(buf: &[u8]) -> Result<Alert, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn text(rng: &mut impl Rng) -> String {
+        let n = rng.gen_range(0..40);
+        (0..n).map(|_| rng.gen_range('\u{20}'..'\u{3000}')).collect()
+    }
+
+    /// Fuzz-style, seeded: every update survives a round trip and no byte string panics.
+    #[test]
+    fn round_trips_and_garbage_never_panics() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(32741);
+        for _ in 0..500 {
+            let alert = Alert {
+                id: text(&mut rng),
+                subject: rng.gen::<bool>().then(|| text(&mut rng)),
+                summary: rng.gen::<bool>().then(|| text(&mut rng)),
+                detail: rng.gen::<bool>().then(|| text(&mut rng)),
+                raise_time: rng.gen::<bool>().then(|| rng.gen()),
+                clear_time: rng.gen::<bool>().then(|| rng.gen()),
+                suppress_until: rng.gen::<bool>().then(|| rng.gen()),
+                importance: rng.gen::<bool>().then(|| rng.gen()),
+            };
+            let u = AlertUpdate {
+                transmission_id: rng.gen(),
+                source: text(&mut rng),
+                replace: rng.gen(),
+                alert: vec![alert; rng.gen_range(0..3)],
+                transmission_time: rng.gen::<bool>().then(|| rng.gen()),
+            };
+            let bytes = encode(&u);
+            assert_eq!(decode(&bytes).expect("round trip"), u);
+            let mut junk = bytes;
+            for _ in 0..4 {
+                let i = rng.gen_range(0..=junk.len());
+                junk.insert(i, rng.gen());
+            }
+            let _ = decode(&junk);
+        }
+    }
 
     #[test]
     fn known_bytes_and_garbage() {
