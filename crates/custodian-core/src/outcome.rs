@@ -31,6 +31,16 @@ impl Outcome {
         }
     }
 
+    /// A probe's verdict from its result: `Ok(detail)` is up, `Err(reason)` is down.
+    pub fn from_result<D: Into<Option<String>>>(result: Result<D, String>) -> Self {
+        match result {
+            Ok(detail) => Outcome::Up {
+                detail: detail.into(),
+            },
+            Err(reason) => Outcome::Down { reason },
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         matches!(self, Outcome::Up { .. })
     }
@@ -114,6 +124,24 @@ impl JobResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_become_outcomes() {
+        assert_eq!(
+            Outcome::from_result(Ok::<_, String>("v1".to_string())),
+            Outcome::Up {
+                detail: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Outcome::from_result(Ok::<Option<String>, _>(None)),
+            Outcome::up()
+        );
+        assert_eq!(
+            Outcome::from_result::<String>(Err("refused".into())),
+            Outcome::down("refused")
+        );
+    }
 
     #[test]
     fn inversion_flips_up_and_down_but_not_unknown() {

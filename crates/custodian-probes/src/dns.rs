@@ -36,12 +36,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx).await)
 }
 
 /// The question and the expected answer set, from the job's options.

@@ -37,12 +37,7 @@ const MAX_ANSWER: usize = 16 * 1024;
 const TAIL_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx).await)
 }
 
 async fn run(cx: &Ctx) -> Result<String, String> {

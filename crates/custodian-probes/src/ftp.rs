@@ -70,12 +70,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
         Ok(plan) => plan,
         Err(e) => return Outcome::unknown(e),
     };
-    match run(cx, &plan).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx, &plan).await)
 }
 
 /// What to do after the greeting, from the target and the options.

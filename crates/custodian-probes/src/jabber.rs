@@ -36,12 +36,7 @@ const MAX_HEADER: usize = 8 * 1024;
 const STREAM_TAG: &str = "<stream:stream";
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx).await)
 }
 
 async fn run(cx: &Ctx) -> Result<String, String> {

@@ -70,12 +70,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
             return Outcome::unknown(format!("cannot open an ICMP socket: {why}"));
         }
     };
-    match exchange(sock, SocketAddr::new(ip, 0), wire, count, cx.deadline).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(exchange(sock, SocketAddr::new(ip, 0), wire, count, cx.deadline).await)
 }
 
 fn count(cx: &Ctx) -> Result<u16, String> {

@@ -63,12 +63,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 
 /// The whole check; `implicit_tls` for `pop3s`.
 pub(crate) async fn run(cx: &Ctx, implicit_tls: bool) -> Outcome {
-    match session(cx, implicit_tls).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(session(cx, implicit_tls).await)
 }
 
 async fn session(cx: &Ctx, implicit_tls: bool) -> Result<String, String> {

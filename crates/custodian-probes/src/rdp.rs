@@ -38,12 +38,7 @@ const CONNECTION_REQUEST: u8 = 0xE0;
 const CONNECTION_CONFIRM: u8 = 0xD0;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx).await)
 }
 
 async fn run(cx: &Ctx) -> Result<String, String> {

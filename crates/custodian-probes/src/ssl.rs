@@ -41,12 +41,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
         Ok(days) => days,
         Err(e) => return Outcome::unknown(e),
     };
-    match run(cx, days).await {
-        Ok(detail) => Outcome::Up {
-            detail: Some(detail),
-        },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx, days).await)
 }
 
 async fn run(cx: &Ctx, days: u64) -> Result<String, String> {

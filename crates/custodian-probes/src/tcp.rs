@@ -26,10 +26,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match run(cx).await {
-        Ok(detail) => Outcome::Up { detail },
-        Err(reason) => Outcome::down(reason),
-    }
+    Outcome::from_result(run(cx).await)
 }
 
 async fn run(cx: &Ctx) -> Result<Option<String>, String> {
