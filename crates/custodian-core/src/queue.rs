@@ -74,6 +74,9 @@ pub trait JobQueue: Send + Sync {
     fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>>;
     /// Removes finished jobs. Acking a lease that already expired is not an error.
     fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()>;
+    /// Restarts the leases still held, each for its full length from now, so jobs waiting
+    /// their turn in a busy worker are not handed to another one.
+    fn touch<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()>;
     /// Gives a job back unfinished: pending again at once.
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()>;
     /// Dead-letters a job that must not be retried, recording why.

@@ -383,6 +383,16 @@ impl JobQueue for Beanstalk {
         })
     }
 
+    fn touch<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let cmds = leases
+                .iter()
+                .map(|l| text(format!("touch {}", l.handle)))
+                .collect();
+            self.exchange(cmds).await.map(drop)
+        })
+    }
+
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
         Box::pin(async move {
             self.one(format!("release {} 1024 0", lease.handle))

@@ -152,6 +152,35 @@ async fn an_expired_lease_puts_the_job_back() {
 }
 
 #[tokio::test]
+async fn a_touched_lease_starts_again() {
+    for (name, q) in backends() {
+        q.put(&jobs(35..36, Duration::from_secs(2)))
+            .await
+            .expect("put");
+        let held = take(q.as_ref()).await.expect("job");
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        q.touch(std::slice::from_ref(&held)).await.expect("touch");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert!(
+            take(q.as_ref()).await.is_none(),
+            "{name}: expired despite the touch"
+        );
+        let again = loop {
+            if let Some(l) = take(q.as_ref()).await {
+                break l;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(8),
+                "{name}: never expired"
+            );
+        };
+        assert_eq!(port_of(&again), Some(35), "{name}");
+        ack(q.as_ref(), again).await;
+    }
+}
+
+#[tokio::test]
 async fn buried_jobs_stay_out_and_flush_clears_them() {
     for (name, q) in backends() {
         q.put(&jobs(40..42, LONG)).await.expect("put");

@@ -7,8 +7,8 @@ use super::{retry, Backoff, Outage};
 use crate::worker::Engine;
 use custodian_core::queue::{self, JobQueue, Lease};
 use custodian_core::{Job, JobResult, Status};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -20,6 +20,8 @@ const RESERVE_WAIT: Duration = Duration::from_millis(500);
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Most jobs reserved, or acknowledged, in one exchange with the broker.
 const BATCH: usize = 64;
+/// How often held leases are restarted; well under the shortest lease (the 5 s margin).
+const TOUCH_EVERY: Duration = Duration::from_secs(2);
 
 /// How a worker drains its queue.
 #[derive(Debug, Clone, Copy)]
@@ -38,12 +40,30 @@ enum Done {
     Abandoned(Lease),
 }
 
+impl Done {
+    fn lease(&self) -> &Lease {
+        match self {
+            Done::Finished(l, _)
+            | Done::Crashed(l, ..)
+            | Done::Undecodable(l, _)
+            | Done::Abandoned(l) => l,
+        }
+    }
+}
+
 /// Shared by the reserving loop and the running jobs.
 struct Shared {
     queue: Arc<dyn JobQueue>,
     engine: Arc<Engine>,
     outage: Outage,
-    in_flight: AtomicUsize,
+    /// Leases of the jobs in flight here, by handle.
+    held: Mutex<HashMap<String, Lease>>,
+}
+
+impl Shared {
+    fn held(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Runs `jobs` once on an embedded queue (`custodian run`): every job, no de-duplication.
@@ -81,10 +101,11 @@ pub(crate) async fn drive(
         queue,
         engine,
         outage: Outage::default(),
-        in_flight: AtomicUsize::new(0),
+        held: Mutex::default(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
+    let toucher = tokio::spawn(keep_leases(Arc::clone(&shared)));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -94,10 +115,31 @@ pub(crate) async fn drive(
             }
         }
         // Counted out before the ack: until then the queue itself still reports them reserved.
-        shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+        {
+            let mut held = shared.held();
+            for done in &batch {
+                held.remove(&done.lease().handle);
+            }
+        }
         settle(&shared, batch, &mut on_result).await;
     }
     let _ = feeder.await;
+    toucher.abort();
+}
+
+/// Restarts the leases held here every [`TOUCH_EVERY`], so waiting jobs keep their lease.
+async fn keep_leases(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(TOUCH_EVERY).await;
+        let held: Vec<Lease> = shared.held().values().cloned().collect();
+        if held.is_empty() {
+            continue;
+        }
+        match shared.queue.touch(&held).await {
+            Ok(()) => shared.outage.ok(),
+            Err(e) => shared.outage.failed(&e),
+        }
+    }
 }
 
 /// Hands results on, then acks finished jobs together and buries or releases the rest.
@@ -170,7 +212,9 @@ async fn feed(
             Ok(leases) => {
                 shared.outage.ok();
                 backoff = Backoff::new();
-                shared.in_flight.fetch_add(leases.len(), Ordering::SeqCst);
+                shared
+                    .held()
+                    .extend(leases.iter().map(|l| (l.handle.clone(), l.clone())));
                 for (lease, permit) in leases.into_iter().zip(permits) {
                     let task =
                         run_one(Arc::clone(&shared), lease, permit, stop.clone(), tx.clone());
@@ -190,7 +234,7 @@ async fn feed(
 
 /// Nothing in flight here and nothing pending or reserved anywhere.
 async fn drained(shared: &Shared) -> bool {
-    if shared.in_flight.load(Ordering::SeqCst) > 0 {
+    if !shared.held().is_empty() {
         return false;
     }
     match shared.queue.stats().await {
@@ -302,7 +346,7 @@ mod tests {
             queue: Arc::clone(&queue) as Arc<dyn JobQueue>,
             engine: engine(),
             outage: Outage::default(),
-            in_flight: AtomicUsize::new(0),
+            held: Mutex::default(),
         };
         let why = "probe crashed: task panicked".to_string();
         let result = JobResult::new(&job, Status::Failed, Some(why.clone()), 0, 1);

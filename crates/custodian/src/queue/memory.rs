@@ -152,6 +152,31 @@ impl JobQueue for MemoryQueue {
         })
     }
 
+    fn touch<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let mut st = self.lock();
+            let now = Instant::now();
+            for lease in leases {
+                let Ok(h) = lease.handle.parse::<u64>() else {
+                    continue;
+                };
+                let Some((entry, until)) = st.leased.get_mut(&h) else {
+                    continue;
+                };
+                let old = *until;
+                *until = now.checked_add(entry.lease);
+                let new = *until;
+                if let Some(t) = old {
+                    st.expiries.remove(&(t, h));
+                }
+                if let Some(t) = new {
+                    st.expiries.insert((t, h));
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
         Box::pin(async move {
             if let Some((h, entry)) = self.unlease(lease) {

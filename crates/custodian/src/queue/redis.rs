@@ -63,6 +63,14 @@ const ACK: &str = "for _, h in ipairs(ARGV) do
 end
 return 1";
 
+const TOUCH: &str = "for _, h in ipairs(ARGV) do
+  local m = redis.call('HGET', KEYS[2], h)
+  if m and redis.call('ZSCORE', KEYS[1], h) then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(string.match(m, '^%S+ (%d+)')), h)
+  end
+end
+return 1";
+
 const RELEASE: &str = "if redis.call('ZREM', KEYS[4], ARGV[1]) == 1 then
   local m = redis.call('HGET', KEYS[2], ARGV[1])
   if m then
@@ -235,6 +243,18 @@ impl JobQueue for RedisQueue {
                 .map(|l| l.handle.clone().into_bytes())
                 .collect();
             self.eval(ACK, &["body", "meta", "leased"], handles)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn touch<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let handles = leases
+                .iter()
+                .map(|l| l.handle.clone().into_bytes())
+                .collect();
+            self.eval(TOUCH, &["leased", "meta"], handles)
                 .await
                 .map(drop)
         })

@@ -380,3 +380,30 @@ fn a_bad_queue_url_is_a_usage_error() {
         assert!(r.stderr.contains("error:"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn jobs_waiting_their_turn_keep_their_lease() {
+    // Ten 1 s jobs one at a time (per_host = 1) hold their leases for 10 s; a lease is 8 s
+    // (timeout 3 + 5 s margin), so only the worker's lease renewal keeps them from running twice.
+    let dir = workload(10, slow_greeter(Duration::from_millis(1000)));
+    std::fs::write(dir.path().join("s.toml"), "per_host = 1\n").expect("settings");
+    let url = fresh_queue("redis");
+    assert_eq!(
+        custodian(dir.path(), &["enqueue", "--queue", &url, "jobs.cfg"]).code,
+        0
+    );
+    let busy = Worker::start(dir.path(), &url, "busy", &["--drain"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = Worker::start(dir.path(), &url, "idle", &["--drain"]);
+    let (code, mut lines) = busy.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0));
+    let (code, more) = idle.finish(Duration::from_secs(10));
+    assert_eq!(
+        (code, more.len()),
+        (Some(0), 0),
+        "the idle worker ran {more:?}"
+    );
+    lines.extend(more);
+    assert_eq!(tally(&lines).len(), 10);
+    assert_eq!(lines.len(), 10, "no job ran twice");
+}
