@@ -2,7 +2,8 @@
 """Loopback fake services for bench/scale: N targets of mixed kinds, one per 127.1.x.y address.
 
 Writes a custodian test file whose `otherwise` text records the expected verdict, then serves
-until killed. Only binds loopback addresses.
+until killed. With a fourth argument KIND, every target is of that one kind (for per-protocol
+figures). Only binds loopback addresses.
 """
 import asyncio
 import sys
@@ -56,6 +57,26 @@ def http(body):
     return handler
 
 
+def line_protocol(greeting, answers):
+    """A fake that greets, then answers each line by its first word; ends on QUIT/LOGOUT."""
+    async def handler(reader, writer):
+        writer.write(greeting)
+        await writer.drain()
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            words = line.split()
+            verb = words[-1].upper() if words and words[-1].upper() == b"LOGOUT" else (words[0].upper() if words else b"")
+            answer = answers.get(verb.decode(errors="replace"), answers.get("*", b""))
+            writer.write(answer)
+            await writer.drain()
+            if verb in (b"QUIT", b"LOGOUT", b"#LIST"):
+                break
+        writer.close()
+    return handler
+
+
 async def tcp(reader, writer):
     writer.close()
 
@@ -64,12 +85,21 @@ async def hung(reader, writer):
     await asyncio.sleep(3600)
 
 
-HANDLERS = {"ssh": ssh, "smtp": smtp, "http": http(b"custodian-bench-ok\n"),
+HANDLERS = {
+    "imap": line_protocol(b"* OK IMAP4rev1 ready\r\n", {"LOGOUT": b"* BYE bye\r\na2 OK LOGOUT done\r\n"}),
+    "pop3": line_protocol(b"+OK POP3 ready\r\n", {"QUIT": b"+OK bye\r\n"}),
+    "ftp": line_protocol(b"220 FTP ready\r\n", {"QUIT": b"221 bye\r\n"}),
+    "nntp": line_protocol(b"200 news ready\r\n", {"QUIT": b"205 bye\r\n"}),
+    "redis": line_protocol(b"", {"PING": b"+PONG\r\n", "QUIT": b"+OK\r\n"}),
+    "rsync": line_protocol(b"@RSYNCD: 31.0\n", {"@RSYNCD:": b"", "#LIST": b"@RSYNCD: EXIT\n"}),
+    "vnc": line_protocol(b"RFB 003.008\n", {}),"ssh": ssh, "smtp": smtp, "http": http(b"custodian-bench-ok\n"),
             "http-wrong": http(b"something else\n"), "tcp": tcp, "hung": hung}
 
 
 def line(i, kind):
     a = addr(i)
+    if kind in ("imap", "pop3", "ftp", "nntp", "redis", "rsync", "vnc"):
+        return f"{a} must run {kind} on {PORT} otherwise 'expect-pass'."
     if kind == "ssh":
         return f"{a} must run ssh on {PORT} otherwise 'expect-pass'."
     if kind == "smtp":
@@ -85,11 +115,11 @@ def line(i, kind):
     return f"{a} must run ssh on {PORT} otherwise 'expect-fail'."  # hung
 
 
-async def main(n, test_file, ready_file):
+async def main(n, test_file, ready_file, only=None):
     servers = []
     with open(test_file, "w") as f:
         for i in range(n):
-            kind = KINDS[i % len(KINDS)]
+            kind = only or KINDS[i % len(KINDS)]
             f.write(line(i, kind) + "\n")
             if kind != "refused":
                 servers.append(await asyncio.start_server(HANDLERS[kind], addr(i), PORT, backlog=64))
@@ -98,4 +128,5 @@ async def main(n, test_file, ready_file):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+    only = sys.argv[4] if len(sys.argv) > 4 else None
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], only))
