@@ -226,7 +226,7 @@ fn expect(job: &Job, verify_cert: bool) -> Result<Expect, String> {
         status: statuses(job.options.get("status"))?,
         content: job.opt_str("content").map(str::to_string),
         pattern,
-        expire_days: verify_cert.then(|| job.opt_u64("expire_days").unwrap_or(14)),
+        expire_days: if verify_cert { Some(tls::expire_limit(job)?) } else { None },
     })
 }
 

@@ -1,7 +1,8 @@
 //! `https`: the `http` check over TLS, plus the certificate: chain and host name verified, and
 //! not expiring within `N` days (default 14).
 //!
-//! Syntax: every `http` option, and `and cannot expire within N days`. `with tls insecure` or
+//! Syntax: every `http` option, and `and cannot expire within N days` or `with expiration 30d`
+//! (days, or weeks as `2w`). `with tls insecure` or
 //! `no_ssl_check` skip certificate verification and the expiry limit.
 //! Down reasons: those of `http`; TLS handshake errors (unknown issuer, wrong name, expired);
 //! `certificate expires in N days (at DATE), less than M`.
@@ -9,6 +10,7 @@
 
 use crate::http::{self, http_params};
 use crate::Ctx;
+use crate::tls::{EXPIRATION_PARAM, EXPIRE_PARAM};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
@@ -18,10 +20,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(443),
     port_required: false,
     takes_port: false,
-    params: http_params!(ParamSpec {
-        phrase: "and cannot expire within {expire_days:int} days",
-        help: "the certificate must stay valid this many more days (default 14)",
-    }),
+    params: http_params!(EXPIRE_PARAM, EXPIRATION_PARAM),
     summary: "the URL answers over verified TLS with the expected status; the certificate is not about to expire",
     example: "https://example.com/ must run https with content 'Example' and cannot expire within 30 days.",
 };
@@ -88,6 +87,16 @@ mod tests {
         );
         assert!(down_with(&out, "), less than 14"), "{out:?}");
         assert!(probe(port, &[("expire_days", json!(2))]).await.is_up());
+    }
+
+    #[tokio::test]
+    async fn with_expiration_sets_the_limit() {
+        let port = server(true, &["www.custodian.test"], 3 * DAY + 3600).await;
+        let out = probe(port, &[("expiration", json!("1w"))]).await;
+        assert!(down_with(&out, "), less than 7"), "{out:?}");
+        assert!(probe(port, &[("expiration", json!("2d"))]).await.is_up());
+        let out = probe(port, &[("expiration", json!("soon"))]).await;
+        assert!(down_with(&out, "bad expiration"), "{out:?}");
     }
 
     #[tokio::test]

@@ -13,9 +13,9 @@
 //! M`. A malformed `with expiration` cannot be checked (unknown).
 //! Example: `mail.example.com must run ssl on 993 with expiration 30d otherwise 'renew'.`
 
-use crate::tls::{self, Verify, EXPIRE_DAYS, EXPIRE_PARAM};
+use crate::tls::{self, Verify, EXPIRATION_PARAM, EXPIRE_PARAM};
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Outcome, ProbeSpec, TargetKind};
 use tokio::io::AsyncWriteExt;
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
@@ -26,10 +26,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with expiration {expiration}",
-            help: "the certificate must stay valid this long: days (30, 30d) or weeks (2w)",
-        },
+        EXPIRATION_PARAM,
         EXPIRE_PARAM,
     ],
     summary: "a TLS handshake succeeds; the certificate is trusted, valid for the name and not expiring soon",
@@ -37,7 +34,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    let days = match limit(&cx.job) {
+    let days = match tls::expire_limit(&cx.job) {
         Ok(days) => days,
         Err(e) => return Outcome::unknown(e),
     };
@@ -58,37 +55,6 @@ async fn run(cx: &Ctx, days: u64) -> Result<String, String> {
         "certificate valid until {} ({} days left)",
         e.at, e.days
     ))
-}
-
-/// The expiry limit in days: `with expiration`, else `and cannot expire within`, else 14.
-fn limit(job: &custodian_core::Job) -> Result<u64, String> {
-    match job.options.get("expiration") {
-        Some(v) => {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            parse_expiration(&text)
-        }
-        None => Ok(job.opt_u64("expire_days").unwrap_or(EXPIRE_DAYS)),
-    }
-}
-
-/// `30`, `30d` (days) or `2w` (weeks), case-insensitive, into days.
-fn parse_expiration(text: &str) -> Result<u64, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let (digits, factor) = match t.strip_suffix('w') {
-        Some(d) => (d, 7),
-        None => (t.strip_suffix('d').unwrap_or(&t), 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .filter(|d| *d <= 36_500)
-        .ok_or_else(|| {
-            format!(
-                "bad expiration {:?}: write days (30, 30d) or weeks (2w)",
-                net::clip(text)
-            )
-        })
 }
 
 #[cfg(test)]
@@ -133,22 +99,6 @@ mod tests {
 
     fn handshake_failed(a: SocketAddr, why: &str) -> Outcome {
         Outcome::down(format!("TLS handshake on port {} failed: {why}", a.port()))
-    }
-
-    #[test]
-    fn expiration_formats() {
-        assert_eq!(parse_expiration("30"), Ok(30));
-        assert_eq!(parse_expiration("30d"), Ok(30));
-        assert_eq!(parse_expiration("2W"), Ok(14));
-        assert!(parse_expiration("soon").is_err());
-        assert!(parse_expiration("3m").is_err());
-        assert!(parse_expiration("99999999999999999w").is_err());
-        let mut j = Job::new("ssl", "h", Some(443));
-        assert_eq!(limit(&j), Ok(14));
-        j.options.insert("expire_days".into(), json!(5));
-        assert_eq!(limit(&j), Ok(5));
-        j.options.insert("expiration".into(), json!("1w"));
-        assert_eq!(limit(&j), Ok(7));
     }
 
     #[tokio::test]

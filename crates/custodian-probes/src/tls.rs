@@ -48,6 +48,43 @@ pub(crate) const EXPIRE_PARAM: ParamSpec = ParamSpec {
     help: "the certificate must stay valid this many more days (default 14)",
 };
 
+/// `with expiration 30d`: the limit as days (`30`, `30d`) or weeks (`2w`), for `ssl` and `https`.
+pub(crate) const EXPIRATION_PARAM: ParamSpec = ParamSpec {
+    phrase: "with expiration {expiration}",
+    help: "the certificate must stay valid this long: days (30, 30d) or weeks (2w)",
+};
+
+/// The expiry limit in days: `with expiration`, else `and cannot expire within`, else 14.
+pub(crate) fn expire_limit(job: &Job) -> Result<u64, String> {
+    match job.options.get("expiration") {
+        Some(v) => {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            parse_expiration(&text)
+        }
+        None => Ok(job.opt_u64("expire_days").unwrap_or(EXPIRE_DAYS)),
+    }
+}
+
+/// `30`, `30d` (days) or `2w` (weeks), case-insensitive, into days.
+fn parse_expiration(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, factor) = match t.strip_suffix('w') {
+        Some(d) => (d, 7),
+        None => (t.strip_suffix('d').unwrap_or(&t), 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|d| *d <= 36_500)
+        .ok_or_else(|| {
+            format!(
+                "bad expiration {:?}: write days (30, 30d) or weeks (2w)",
+                net::clip(text)
+            )
+        })
+}
+
 /// The two shared configs: verifying (current roots) and insecure (no verification).
 struct Configs {
     roots: RootCertStore,
@@ -558,6 +595,23 @@ pub(crate) mod testca {
 mod tests {
     use super::testca::*;
     use super::*;
+
+    #[test]
+    fn expiration_formats() {
+        assert_eq!(parse_expiration("30"), Ok(30));
+        assert_eq!(parse_expiration("30d"), Ok(30));
+        assert_eq!(parse_expiration("2W"), Ok(14));
+        assert!(parse_expiration("soon").is_err());
+        assert!(parse_expiration("3m").is_err());
+        assert!(parse_expiration("99999999999999999w").is_err());
+        let mut j = Job::new("ssl", "h", Some(443));
+        assert_eq!(expire_limit(&j), Ok(14));
+        j.options.insert("expire_days".into(), serde_json::json!(5));
+        assert_eq!(expire_limit(&j), Ok(5));
+        j.options
+            .insert("expiration".into(), serde_json::json!("1w"));
+        assert_eq!(expire_limit(&j), Ok(7));
+    }
 
     const DAY: i64 = 86_400;
 
