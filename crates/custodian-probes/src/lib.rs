@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+mod abuse;
 mod dialog;
 mod net;
 mod resolver;
@@ -74,7 +75,7 @@ macro_rules! probe_entry {
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis, ssl;
+    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis, ssl, openrelay, openresolver, openproxy;
     // Types whose client crates are heavy sit behind features (all on by default).
     "mysql": mysql, "postgresql": postgresql, "ldap": ldap, "ldap": ldaps,
 );

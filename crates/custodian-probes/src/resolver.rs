@@ -118,6 +118,24 @@ pub(crate) async fn exchange(
     .await
 }
 
+/// One question to one server over TCP only (for checks that ask for TCP explicitly).
+pub(crate) async fn exchange_tcp(
+    cx: &Ctx,
+    server: SocketAddr,
+    name: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    let q = Query::query(name.clone(), rtype);
+    let id = rand::random::<u16>();
+    let bytes = encode(&q, id)?;
+    net::within(
+        cx,
+        "waiting for the DNS answer over TCP",
+        tcp_exchange(cx, server, &bytes, id, &q),
+    )
+    .await
+}
+
 /// The query message: recursion desired, EDNS with our UDP payload size.
 fn encode(q: &Query, id: u16) -> Result<Vec<u8>, String> {
     let mut m = Message::new();

@@ -1,0 +1,405 @@
+//! `openrelay`: whether an SMTP server relays mail from an outside sender to an outside
+//! recipient. Meant for `must not run`: "up" means the server is an open relay.
+//!
+//! Syntax: `HOST must not run openrelay [on PORT] [with sender 'A@B'] [with recipient 'C@D']
+//! [with data confirmation].` Default port 25. The recipient's domain should be one the
+//! operator controls (the default, `relay-test@canary.custodian.invalid`, is a placeholder to
+//! be configured). We read the greeting, say EHLO (HELO when EHLO gets a 5xx), then try
+//! `MAIL FROM` + `RCPT TO` in the well-known address forms, with RSET between them: plain,
+//! null sender, sender at the target's `[ip]`, percent hack, quoted local part (bare and at
+//! `[ip]`), double-at, source route, bang path; we stop at the first accepted recipient
+//! (250/251). With `with data confirmation` we then send only the `DATA` verb: 354 confirms
+//! the relay and we drop the connection at once. **No message body is ever sent.**
+//! Verdicts: open (recipient accepted; "confirmed" with DATA 354); closed: greeting refused,
+//! every form refused (5xx), deferred (4xx, greylisting), authentication required (530),
+//! throttled (421), "accepts any recipient but refuses DATA"; no-answer: timed out.
+//! Every verdict quotes the dialogue and our source address.
+//! Example: `mail1 must not run openrelay with recipient 'probe@relaytest.example.net'.`
+
+use crate::abuse::{self, Finding, Transcript, Verdict};
+use crate::dialog::Dialog;
+use crate::{net, Ctx};
+use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use std::net::IpAddr;
+use tokio::net::TcpStream;
+
+pub(crate) static SPEC: ProbeSpec = ProbeSpec {
+    name: "openrelay",
+    aliases: &[],
+    target: TargetKind::Host,
+    default_port: Some(25),
+    port_required: false,
+    takes_port: true,
+    params: &[
+        ParamSpec {
+            phrase: "with sender {sender}",
+            help: "the outside sender address (default relay-test@custodian.invalid)",
+        },
+        ParamSpec {
+            phrase: "with recipient {recipient}",
+            help: "the outside recipient, in a domain you control (default: a placeholder)",
+        },
+        ParamSpec {
+            phrase: "with data confirmation",
+            help: "after an accepted recipient send only the DATA verb; 354 confirms the relay",
+        },
+    ],
+    summary: "the SMTP server relays from an outside sender to an outside recipient (for `must not run`)",
+    example: "127.0.0.1 must not run openrelay with recipient 'probe@relaytest.example.net' \
+              otherwise 'open relay'.",
+};
+
+const OUR_NAME: &str = "custodian.invalid";
+const DEFAULT_SENDER: &str = "relay-test@custodian.invalid";
+const DEFAULT_RECIPIENT: &str = "relay-test@canary.custodian.invalid";
+
+/// One command and the server's reply (`cmd` empty for the greeting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) cmd: String,
+    pub(crate) code: u16,
+    pub(crate) text: String,
+}
+
+impl Step {
+    fn verb(&self) -> &str {
+        self.cmd.split([' ', ':']).next().unwrap_or("")
+    }
+}
+
+pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    let mut steps = Vec::new();
+    let mut t = Transcript::default();
+    let error = run(cx, &mut steps, &mut t).await.err();
+    let f = judge(&steps, error.as_deref());
+    abuse::outcome(&f, &t)
+}
+
+/// The dialogue; every command and reply lands in `steps` and `t`.
+async fn run(cx: &Ctx, steps: &mut Vec<Step>, t: &mut Transcript) -> Result<(), String> {
+    let tcp = net::connect(cx).await?;
+    t.source = tcp.local_addr().ok().map(|a| a.ip().to_string());
+    let mut d = Dialog::new(tcp);
+    let mut s = Session { cx, d: &mut d, steps, t };
+    let greeting = s.read("").await?;
+    let go_on = greeting == 220 && s.hello().await? && !s.probe_forms().await?;
+    if go_on && cx.job.flag("with_data_confirmation") && s.data().await? == 354 {
+        // Anything we send after 354 would be message text: drop the connection now.
+        return Ok(());
+    }
+    if d.send(cx, "QUIT").await.is_ok() {
+        d.close(cx).await;
+    }
+    Ok(())
+}
+
+struct Session<'a> {
+    cx: &'a Ctx,
+    d: &'a mut Dialog<TcpStream>,
+    steps: &'a mut Vec<Step>,
+    t: &'a mut Transcript,
+}
+
+impl Session<'_> {
+    /// Reads one reply, recorded as the answer to `cmd`.
+    async fn read(&mut self, cmd: &str) -> Result<u16, String> {
+        let what = if cmd.is_empty() { "the greeting" } else { "a reply" };
+        let r = self.d.reply(self.cx, what).await?;
+        self.t.server(&r.lines.join(" / "));
+        self.steps.push(Step {
+            cmd: cmd.to_string(),
+            code: r.code,
+            text: r.text(),
+        });
+        Ok(r.code)
+    }
+
+    async fn say(&mut self, cmd: &str) -> Result<u16, String> {
+        self.t.client(cmd);
+        self.d.send(self.cx, cmd).await?;
+        self.read(cmd).await
+    }
+
+    /// EHLO, HELO after a 5xx; whether the server let us in.
+    async fn hello(&mut self) -> Result<bool, String> {
+        let code = self.say(&format!("EHLO {OUR_NAME}")).await?;
+        if (500..600).contains(&code) {
+            return Ok(self.say(&format!("HELO {OUR_NAME}")).await? == 250);
+        }
+        Ok(code == 250)
+    }
+
+    /// Tries each address form until a recipient is accepted; `Ok(true)` when we must stop
+    /// without one (throttled, deferred, authentication required).
+    async fn probe_forms(&mut self) -> Result<bool, String> {
+        let forms = forms(&self.cx.job, self.cx.addr)?;
+        for (i, (from, to)) in forms.iter().enumerate() {
+            if i > 0 && self.say("RSET").await? != 250 {
+                return Ok(true);
+            }
+            let mail = self.say(&format!("MAIL FROM:<{from}>")).await?;
+            if halts(mail) {
+                return Ok(true);
+            }
+            if mail != 250 {
+                continue;
+            }
+            let rcpt = self.say(&format!("RCPT TO:<{to}>")).await?;
+            if matches!(rcpt, 250 | 251) {
+                return Ok(false);
+            }
+            if halts(rcpt) {
+                return Ok(true);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn data(&mut self) -> Result<u16, String> {
+        self.say("DATA").await
+    }
+}
+
+/// Replies after which trying more forms is pointless: any 4xx (greylisting, throttling,
+/// 421 closing) and 530 (authentication required).
+fn halts(code: u16) -> bool {
+    (400..500).contains(&code) || code == 530
+}
+
+/// The (sender, recipient) pairs to try, most ordinary first.
+fn forms(job: &custodian_core::Job, addr: Option<IpAddr>) -> Result<Vec<(String, String)>, String> {
+    let sender = job.opt_str("sender").unwrap_or(DEFAULT_SENDER).to_string();
+    let rcpt = job.opt_str("recipient").unwrap_or(DEFAULT_RECIPIENT);
+    let (user, domain) = rcpt
+        .rsplit_once('@')
+        .filter(|(u, d)| !u.is_empty() && !d.is_empty())
+        .ok_or_else(|| format!("recipient {rcpt:?} is not user@domain"))?;
+    let ip = match addr {
+        Some(IpAddr::V6(a)) => format!("[IPv6:{a}]"),
+        Some(a) => format!("[{a}]"),
+        None => return Err("no address to test".into()),
+    };
+    let local = sender.split('@').next().unwrap_or("relay-test");
+    let s = || sender.clone();
+    Ok(vec![
+        (s(), rcpt.to_string()),
+        (String::new(), rcpt.to_string()),
+        (format!("{local}@{ip}"), rcpt.to_string()),
+        (s(), format!("{user}%{domain}@{ip}")),
+        (s(), format!("\"{user}@{domain}\"")),
+        (s(), format!("\"{user}@{domain}\"@{ip}")),
+        (s(), format!("{user}@{domain}@{ip}")),
+        (s(), format!("@{ip}:{user}@{domain}")),
+        (s(), format!("{domain}!{user}@{ip}")),
+    ])
+}
+
+/// The verdict from the dialogue and the error that ended it, if any.
+pub(crate) fn judge(steps: &[Step], error: Option<&str>) -> Finding {
+    let Some(greeting) = steps.first() else {
+        return abuse::broken(error.unwrap_or("no greeting"));
+    };
+    if greeting.code != 220 {
+        return Finding::new(Verdict::Closed, format!("greeting is {}", greeting.code));
+    }
+    let accepted = steps
+        .iter()
+        .position(|s| s.verb() == "RCPT" && matches!(s.code, 250 | 251));
+    if let Some(i) = accepted {
+        return judge_accepted(&steps[i], steps.get(i + 1..).unwrap_or(&[]), error);
+    }
+    if let Some(s) = steps.iter().find(|s| s.code == 421) {
+        return Finding::new(Verdict::Closed, format!("throttled (421 to {})", s.verb()));
+    }
+    if let Some(s) = steps.iter().find(|s| s.code == 530) {
+        return Finding::new(Verdict::Closed, format!("authentication required (530 to {})", s.verb()));
+    }
+    if let Some(s) = steps.iter().find(|s| (400..500).contains(&s.code)) {
+        return Finding::new(Verdict::Closed, format!("deferred ({} to {})", s.code, s.verb()));
+    }
+    let tried = steps.iter().filter(|s| s.verb() == "RCPT").count();
+    match error {
+        Some(e) if tried == 0 => abuse::broken(e),
+        Some(e) => Finding::new(Verdict::Closed, format!("refused {tried} forms, then {e}")),
+        None if tried == 0 => Finding::new(Verdict::Closed, "refused before any recipient"),
+        None => Finding::new(Verdict::Closed, format!("refused all {tried} address forms")),
+    }
+}
+
+/// The verdict once `rcpt` was accepted; `after` holds the DATA step, if one was sent.
+fn judge_accepted(rcpt: &Step, after: &[Step], error: Option<&str>) -> Finding {
+    let to = rcpt.cmd.trim_start_matches("RCPT TO:");
+    match after.iter().find(|s| s.verb() == "DATA") {
+        Some(d) if d.code == 354 => Finding::new(
+            Verdict::Open,
+            format!("confirmed: accepted {to} and DATA (354)"),
+        ),
+        Some(d) => Finding::new(
+            Verdict::Closed,
+            format!("accepts any recipient ({to}) but refuses DATA ({})", d.code),
+        ),
+        None => match error {
+            Some(e) => Finding::new(
+                Verdict::ProbablyOpen,
+                format!("accepted {to}, then {e}"),
+            ),
+            None => Finding::new(
+                Verdict::Open,
+                format!("accepted {to} (not confirmed with DATA)"),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testutil::*;
+    use custodian_core::Job;
+
+    fn st(cmd: &str, code: u16) -> Step {
+        Step {
+            cmd: cmd.into(),
+            code,
+            text: format!("{code} x"),
+        }
+    }
+
+    fn prologue() -> Vec<Step> {
+        vec![st("", 220), st("EHLO custodian.invalid", 250)]
+    }
+
+    #[test]
+    fn judge_reads_transcripts() {
+        let mut s = prologue();
+        s.extend([st("MAIL FROM:<a@b>", 250), st("RCPT TO:<c@d>", 554)]);
+        assert_eq!(judge(&s, None).verdict, Verdict::Closed);
+        s.push(st("RSET", 250));
+        s.extend([st("MAIL FROM:<>", 250), st("RCPT TO:<c@d>", 250)]);
+        let f = judge(&s, None);
+        assert_eq!(f.verdict, Verdict::Open);
+        assert!(f.why.contains("not confirmed"), "{f:?}");
+        let mut c = s.clone();
+        c.push(st("DATA", 354));
+        assert_eq!(judge(&c, None).verdict, Verdict::Open);
+        assert!(judge(&c, None).why.starts_with("confirmed"));
+        s.push(st("DATA", 554));
+        let f = judge(&s, None);
+        assert_eq!(f.verdict, Verdict::Closed);
+        assert!(f.why.contains("refuses DATA"), "{f:?}");
+    }
+
+    #[test]
+    fn judge_names_deferrals_and_throttles() {
+        let mut s = prologue();
+        s.extend([st("MAIL FROM:<a@b>", 250), st("RCPT TO:<c@d>", 450)]);
+        assert_eq!(judge(&s, None).why, "deferred (450 to RCPT)");
+        let mut s = prologue();
+        s.push(st("MAIL FROM:<a@b>", 530));
+        assert_eq!(judge(&s, None).why, "authentication required (530 to MAIL)");
+        let mut s = prologue();
+        s.push(st("MAIL FROM:<a@b>", 421));
+        assert_eq!(judge(&s, None).why, "throttled (421 to MAIL)");
+        assert_eq!(judge(&[st("", 554)], None).verdict, Verdict::Closed);
+        assert_eq!(
+            judge(&[], Some("timed out waiting for the greeting")).verdict,
+            Verdict::NoAnswer
+        );
+    }
+
+    #[test]
+    fn address_forms_cover_the_classic_tricks() {
+        let mut j = Job::new("openrelay", "127.0.0.1", Some(25));
+        j.options.insert("recipient".into(), "u@canary.test".into());
+        let f = forms(&j, Some(LOCAL)).expect("forms");
+        let rcpts: Vec<&str> = f.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(rcpts.contains(&"u%canary.test@[127.0.0.1]"));
+        assert!(rcpts.contains(&"@[127.0.0.1]:u@canary.test"));
+        assert!(rcpts.contains(&"canary.test!u@[127.0.0.1]"));
+        assert!(f.iter().any(|(s, _)| s.is_empty()));
+        j.options.insert("recipient".into(), "nodomain".into());
+        assert!(forms(&j, Some(LOCAL)).is_err());
+    }
+
+    fn job(port: u16, confirm: bool) -> Job {
+        let mut j = Job::new("openrelay", "127.0.0.1", Some(port));
+        j.options.insert("recipient".into(), "u@canary.test".into());
+        if confirm {
+            j.options.insert("with_data_confirmation".into(), true.into());
+        }
+        j
+    }
+
+    fn open_mta(line: &str) -> Option<&'static str> {
+        match line.split([' ', ':']).next() {
+            Some("DATA") => Some("354 go ahead\r\n"),
+            Some("QUIT") => Some("221 bye\r\n"),
+            _ => Some("250 ok\r\n"),
+        }
+    }
+
+    fn closed_mta(line: &str) -> Option<&'static str> {
+        match line.split([' ', ':']).next() {
+            Some("RCPT") => Some("554 5.7.1 Relay access denied\r\n"),
+            Some("QUIT") => Some("221 bye\r\n"),
+            _ => Some("250 ok\r\n"),
+        }
+    }
+
+    fn no_data_mta(line: &str) -> Option<&'static str> {
+        match line.split([' ', ':']).next() {
+            Some("DATA") => Some("554 no thanks\r\n"),
+            _ => Some("250 ok\r\n"),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_relay_is_confirmed_and_no_body_is_sent() {
+        let (a, heard_log) = scripted("220 mx ESMTP\r\n", open_mta).await;
+        let out = check(&cx(job(a.port(), true), 3.0)).await;
+        let Outcome::Up { detail: Some(d) } = &out else {
+            panic!("{out:?}")
+        };
+        assert!(d.starts_with("open: confirmed"), "{d}");
+        assert!(d.contains("from 127.0.0.1"), "{d}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let h = heard(&heard_log);
+        assert_eq!(h.last().map(String::as_str), Some("DATA"), "{h:?}");
+    }
+
+    #[tokio::test]
+    async fn closed_relay_tries_every_form_with_rset() {
+        let (a, heard_log) = scripted("220 mx ESMTP\r\n", closed_mta).await;
+        let out = check(&cx(job(a.port(), true), 3.0)).await;
+        assert!(
+            matches!(&out, Outcome::Down { reason } if reason.starts_with("closed: refused all 9")),
+            "{out:?}"
+        );
+        let h = heard(&heard_log);
+        assert_eq!(h.iter().filter(|l| *l == "RSET").count(), 8);
+        assert!(!h.iter().any(|l| l == "DATA"));
+    }
+
+    #[tokio::test]
+    async fn rcpt_without_data_is_told_apart() {
+        let (a, _) = scripted("220 mx ESMTP\r\n", no_data_mta).await;
+        let out = check(&cx(job(a.port(), true), 3.0)).await;
+        assert!(
+            matches!(&out, Outcome::Down { reason } if reason.contains("but refuses DATA")),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hung_garbage_and_refused_servers_are_not_open() {
+        let a = silent().await;
+        let out = check(&cx(job(a.port(), false), 0.4)).await;
+        assert!(matches!(&out, Outcome::Down { reason } if reason.starts_with("no-answer")));
+        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\x11\x00\x00\x00\x00\x00\x00\x00\x00\n").await;
+        let out = check(&cx(job(a.port(), false), 2.0)).await;
+        assert!(matches!(&out, Outcome::Down { reason } if reason.contains("garbage")), "{out:?}");
+        let a = refused().await;
+        let out = check(&cx(job(a.port(), false), 2.0)).await;
+        assert!(matches!(&out, Outcome::Down { reason } if reason.starts_with("closed")));
+    }
+}
