@@ -75,7 +75,8 @@ macro_rules! probe_entry {
 
 probes!(
     tcp, http, https, dns, ping, ssh, smtp, imap, pop3, ftp, nntp, telnet, named, vnc, rdp, rsync,
-    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis, ssl, openrelay, openresolver, openproxy;
+    finger, jabber, smtps, imaps, pop3s, tftp, mx, dnsbl, redis, ssl, openrelay, openresolver, openproxy,
+    opensocks;
     // Types whose client crates are heavy sit behind features (all on by default).
     "mysql": mysql, "postgresql": postgresql, "ldap": ldap, "ldap": ldaps,
 );
