@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 /// After a stop signal, how long jobs in flight may still finish before they are released.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long one reserve call waits for a job.
-const RESERVE_WAIT: Duration = Duration::from_millis(500);
+const RESERVE_WAIT: Duration = Duration::from_millis(200);
 /// How long an ack, release or bury keeps retrying through a broker outage.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Most jobs reserved, or acknowledged, in one exchange with the broker.
