@@ -924,3 +924,136 @@ async fn named_closed_port_is_refused() {
     let out = host("named", closed("dns"), &[]).await;
     assert_down(&out, "connection refused");
 }
+
+// ---- abuse checks: Postfix relays, unbound resolvers, tinyproxy and microsocks on 127.0.70.x
+
+const CANARY_TOKEN: &str = "peers-canary-7d1e";
+
+/// The operator's canary, in this process: every request gets a page holding the token.
+async fn canary() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut b).await, Ok(1)) {
+                    head.push(b[0]);
+                }
+                let page =
+                    format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{CANARY_TOKEN}\n");
+                let _ = s.write_all(page.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn relay(peer: &str, confirm: bool) -> Outcome {
+    let mut opts = vec![("recipient", json!("relay-test@canary.custodian.test"))];
+    if confirm {
+        opts.push(("with_data_confirmation", json!(true)));
+    }
+    host("openrelay", peers().addr(peer), &opts).await
+}
+
+#[tokio::test]
+async fn openrelay_postfix_trusting_loopback_is_open_and_confirmed() {
+    assert_up(&relay("relay_open", false).await, "not confirmed with DATA");
+    let out = relay("relay_open", true).await;
+    assert_up(
+        &out,
+        "open: confirmed: accepted <relay-test@canary.custodian.test>",
+    );
+    assert_up(&out, "from 127.0.0.1");
+}
+
+#[tokio::test]
+async fn openrelay_postfix_refusing_loopback_is_closed() {
+    let out = relay("relay_closed", true).await;
+    assert_down(&out, "closed: refused all 9 address forms");
+    assert_down(&out, "Relay access denied");
+}
+
+#[tokio::test]
+async fn openrelay_postfix_refusing_data_is_told_apart() {
+    assert_down(&relay("relay_nodata", true).await, "accepts any recipient");
+}
+
+async fn resolver(peer: &str, tcp: bool) -> Outcome {
+    let mut opts = vec![
+        ("zone", json!("probe.custodian.test")),
+        ("expect", json!("127.0.70.99")),
+    ];
+    if tcp {
+        opts.push(("with_tcp", json!(true)));
+    }
+    host("openresolver", peers().addr(peer), &opts).await
+}
+
+#[tokio::test]
+async fn openresolver_unbound_recursing_is_open() {
+    assert_up(
+        &resolver("resolver_open", false).await,
+        "open: resolved the probe name to 127.0.70.99",
+    );
+    assert_up(&resolver("resolver_open", true).await, "over TCP");
+}
+
+#[tokio::test]
+async fn openresolver_unbound_refusing_is_closed() {
+    assert_down(
+        &resolver("resolver_refusing", false).await,
+        "closed: answered REFUSED",
+    );
+    assert_down(
+        &resolver("resolver_refusing", true).await,
+        "closed: answered REFUSED",
+    );
+}
+
+async fn via(kind: &str, peer: &str) -> Outcome {
+    let c = canary().await;
+    let opts = [
+        ("canary", json!(format!("http://{c}/"))),
+        ("token", json!(CANARY_TOKEN)),
+    ];
+    host(kind, peers().addr(peer), &opts).await
+}
+
+#[tokio::test]
+async fn openproxy_tinyproxy_open_and_denying() {
+    assert_up(
+        &via("openproxy", "proxy_open").await,
+        "fetched the canary page for us (GET)",
+    );
+    assert_down(
+        &via("openproxy", "proxy_denying").await,
+        "closed: proxy refuses (403)",
+    );
+}
+
+#[tokio::test]
+async fn openproxy_web_server_is_not_a_proxy() {
+    let out = via("openproxy", "http").await;
+    match &out {
+        Outcome::Down { reason } if reason.starts_with("closed") => {}
+        _ => panic!("nginx must not look like an open proxy: {out:?}"),
+    }
+}
+
+#[tokio::test]
+async fn opensocks_microsocks_open_and_with_auth() {
+    assert_up(
+        &via("opensocks", "socks_open").await,
+        "SOCKS5 tunnel reached the canary",
+    );
+    assert_down(
+        &via("opensocks", "socks_auth").await,
+        "SOCKS5: requires authentication",
+    );
+}
