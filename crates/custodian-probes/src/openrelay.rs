@@ -77,9 +77,8 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 
 /// The dialogue; every command and reply lands in `steps` and `t`.
 async fn run(cx: &Ctx, steps: &mut Vec<Step>, t: &mut Transcript) -> Result<(), String> {
-    let tcp = net::connect(cx).await?;
-    t.source = tcp.local_addr().ok().map(|a| a.ip().to_string());
-    let mut d = Dialog::new(tcp);
+    t.source = abuse::source_for(net::sockaddr(cx)?).await;
+    let mut d = Dialog::new(net::connect(cx).await?);
     let mut s = Session { cx, d: &mut d, steps, t };
     let greeting = s.read("").await?;
     let go_on = greeting == 220 && s.hello().await? && !s.probe_forms().await?;

@@ -42,6 +42,72 @@ pub(crate) enum Command {
     Worker(WorkerArgs),
     /// Show a queue's counts (pending, reserved, buried, oldest age) or flush it.
     Queue(QueueArgs),
+    /// Scan address blocks for open SMTP relays, open resolvers, open proxies and open SOCKS.
+    ///
+    /// TARGET is an IP, a CIDR block, a range (`A-B` or `A-LAST`) or `@FILE`; names are not
+    /// resolved. Configure the canary (`--recipient`, `--zone`/`--expect`, `--canary`/`--token`)
+    /// to servers you control. Exit 0 when nothing is open, 1 when anything is (or probably
+    /// is), 2 on bad usage.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Checks to run, comma-separated.
+    #[arg(long, default_value = "openrelay,openresolver,openproxy,opensocks")]
+    pub(crate) checks: String,
+    /// Ports for a check, as CHECK=PORT[,PORT] (repeatable) [default: openrelay=25,
+    /// openresolver=53, openproxy=3128,8080, opensocks=1080].
+    #[arg(long, value_name = "CHECK=PORTS")]
+    pub(crate) port: Vec<String>,
+    /// New connections per second, at most.
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    pub(crate) rate: f64,
+    /// Probes in flight at once, at most.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub(crate) concurrency: usize,
+    /// Seconds each probe may take.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub(crate) timeout: f64,
+    /// Addresses not to scan: IPs, CIDR blocks or ranges, comma-separated.
+    #[arg(long, value_name = "CIDR,...")]
+    pub(crate) exclude: Option<String>,
+    /// Print one JSON object per target, port and check.
+    #[arg(long, conflicts_with = "csv")]
+    pub(crate) json: bool,
+    /// Print CSV (target,port,check,verdict,source,reason,evidence).
+    #[arg(long)]
+    pub(crate) csv: bool,
+    /// Allow more addresses than a /16.
+    #[arg(long)]
+    pub(crate) allow_large: bool,
+    /// Hide the progress bar even on a terminal.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// openrelay: the outside sender address.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) sender: Option<String>,
+    /// openrelay: the outside recipient, in a domain you control.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) recipient: Option<String>,
+    /// openrelay: confirm an accepted recipient with the DATA verb alone (no body is sent).
+    #[arg(long)]
+    pub(crate) data_confirmation: bool,
+    /// openresolver: a zone you serve with a wildcard A record.
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) zone: Option<String>,
+    /// openresolver: the address that wildcard answers.
+    #[arg(long, value_name = "IP")]
+    pub(crate) expect: Option<String>,
+    /// openproxy, opensocks: http://IP:PORT/ of your canary server.
+    #[arg(long, value_name = "URL")]
+    pub(crate) canary: Option<String>,
+    /// openproxy, opensocks: text the canary's pages contain.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) token: Option<String>,
+    /// What to scan.
+    #[arg(required = true, value_name = "TARGET")]
+    pub(crate) targets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod load;
 mod queue;
 mod report;
 mod resolve;
+mod scan;
 mod settings;
 mod worker;
 
@@ -54,6 +55,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Enqueue(args) => queue::commands::enqueue(args).await,
         Command::Worker(args) => queue::commands::worker(args).await,
         Command::Queue(args) => queue::commands::queue(args).await,
+        Command::Scan(args) => scan::scan(args).await,
     }
 }
 

@@ -8,3 +8,4 @@ mod peers;
 mod queue;
 mod queue_broker;
 mod run;
+mod scan;

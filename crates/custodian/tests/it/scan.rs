@@ -1,0 +1,156 @@
+//! `custodian scan` end to end over the abuse-check peers on 127.0.70.1-10 (Postfix relays,
+//! unbound resolvers, tinyproxy, microsocks), with an in-test canary; only 127.x is scanned.
+
+use crate::common::*;
+use custodian_testpeers::peers;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+
+const TOKEN: &str = "scan-canary-41c9";
+
+/// The canary: answers every request with a page holding [`TOKEN`], on its own thread.
+fn canary() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut b), Ok(1)) {
+                    head.push(b[0]);
+                }
+                let page = format!("HTTP/1.0 200 OK\r\n\r\n{TOKEN}\n");
+                let _ = s.write_all(page.as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+/// The verdict the scan gave `addr` for `check`.
+fn verdict<'a>(rows: &'a [Value], addr: SocketAddr, check: &str) -> &'a str {
+    rows.iter()
+        .find(|r| {
+            r["target"] == addr.ip().to_string() && r["port"] == addr.port() && r["check"] == check
+        })
+        .and_then(|r| r["verdict"].as_str())
+        .unwrap_or_else(|| panic!("no {check} row for {addr}"))
+}
+
+#[test]
+fn scan_finds_exactly_the_open_peers() {
+    let p = peers();
+    let c = canary();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary_url = format!("http://{c}/");
+    let run = custodian(
+        dir.path(),
+        &[
+            "scan",
+            "--json",
+            "--timeout",
+            "4",
+            "--rate",
+            "500",
+            "--port",
+            "openrelay=2525",
+            "--port",
+            "openresolver=5353",
+            "--port",
+            "openproxy=8888",
+            "--port",
+            "opensocks=11080",
+            "--recipient",
+            "relay-test@canary.custodian.test",
+            "--data-confirmation",
+            "--zone",
+            "probe.custodian.test",
+            "--expect",
+            "127.0.70.99",
+            "--canary",
+            &canary_url,
+            "--token",
+            TOKEN,
+            "--exclude",
+            "127.0.70.4",
+            "127.0.70.1-10",
+        ],
+    );
+    assert_eq!(run.code, 1, "open services found: {}", run.stderr);
+    let rows: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 9 * 4, "{}", run.stdout);
+    assert!(rows
+        .iter()
+        .all(|r| r["source"] == "127.0.0.1" || r["verdict"] == "closed"));
+    assert_eq!(verdict(&rows, p.addr("relay_open"), "openrelay"), "open");
+    assert_eq!(
+        verdict(&rows, p.addr("relay_closed"), "openrelay"),
+        "closed"
+    );
+    assert_eq!(
+        verdict(&rows, p.addr("relay_nodata"), "openrelay"),
+        "closed"
+    );
+    assert_eq!(
+        verdict(&rows, p.addr("resolver_open"), "openresolver"),
+        "open"
+    );
+    assert_eq!(
+        verdict(&rows, p.addr("resolver_refusing"), "openresolver"),
+        "closed"
+    );
+    assert_eq!(verdict(&rows, p.addr("proxy_open"), "openproxy"), "open");
+    assert_eq!(
+        verdict(&rows, p.addr("proxy_denying"), "openproxy"),
+        "closed"
+    );
+    assert_eq!(verdict(&rows, p.addr("socks_open"), "opensocks"), "open");
+    assert_eq!(verdict(&rows, p.addr("socks_auth"), "opensocks"), "closed");
+    let open = rows.iter().filter(|r| r["verdict"] == "open").count();
+    assert_eq!(open, 4, "no false positives: {}", run.stdout);
+    let relay = rows
+        .iter()
+        .find(|r| r["verdict"] == "open" && r["check"] == "openrelay");
+    let evidence = relay.and_then(|r| r["evidence"].as_str()).unwrap_or("");
+    assert!(evidence.contains("C: DATA | S: 354"), "{evidence}");
+}
+
+#[test]
+fn scan_table_csv_and_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("targets.txt");
+    std::fs::write(&list, "# nothing listens on these ports\n127.0.71.1\n").expect("write");
+    let args = ["scan", "--checks", "openrelay", "--port", "openrelay=9,10"];
+    let table = custodian(dir.path(), &[&args[..], &["@targets.txt"]].concat());
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table.stdout.starts_with("2 probes: 0 open,"),
+        "{}",
+        table.stdout
+    );
+    let csv = custodian(dir.path(), &[&args[..], &["--csv", "127.0.71.1"]].concat());
+    assert!(csv
+        .stdout
+        .starts_with("target,port,check,verdict,source,reason,evidence\n"));
+    assert!(
+        csv.stdout.contains("127.0.71.1,9,openrelay,closed,"),
+        "{}",
+        csv.stdout
+    );
+    let large = custodian(dir.path(), &["scan", "127.0.0.0/15"]);
+    assert_eq!(large.code, 2);
+    assert!(large.stderr.contains("--allow-large"), "{}", large.stderr);
+    let name = custodian(dir.path(), &["scan", "localhost"]);
+    assert_eq!(name.code, 2);
+    assert!(
+        name.stderr.contains("names are not resolved"),
+        "{}",
+        name.stderr
+    );
+}
