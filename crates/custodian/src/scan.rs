@@ -105,15 +105,18 @@ fn blocks(targets: &[String]) -> Result<Vec<Block>> {
 }
 
 /// The addresses of `blocks` not inside any of `exclude`.
-pub(crate) fn addresses(blocks: &[Block], exclude: &[Block]) -> impl Iterator<Item = IpAddr> {
-    let excluded = |ip: &IpAddr| {
+pub(crate) fn addresses<'a>(
+    blocks: &'a [Block],
+    exclude: &'a [Block],
+) -> impl Iterator<Item = IpAddr> + 'a {
+    let excluded = move |ip: &IpAddr| {
         exclude.iter().any(|b| match (b, ip) {
             (Block::V4(a, z), IpAddr::V4(x)) => (*a..=*z).contains(&u32::from(*x)),
             (Block::V6(a), IpAddr::V6(x)) => a == x,
             _ => false,
         })
     };
-    let all: Vec<IpAddr> = blocks
+    blocks
         .iter()
         .flat_map(|b| -> Box<dyn Iterator<Item = IpAddr>> {
             match *b {
@@ -121,9 +124,7 @@ pub(crate) fn addresses(blocks: &[Block], exclude: &[Block]) -> impl Iterator<It
                 Block::V6(ip) => Box::new(std::iter::once(IpAddr::V6(ip))),
             }
         })
-        .filter(|ip| !excluded(ip))
-        .collect();
-    all.into_iter()
+        .filter(move |ip| !excluded(ip))
 }
 
 /// One probe to run: address, check and port.
@@ -259,20 +260,20 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
         bail!("--rate and --timeout must be positive");
     }
     let checks = plan(&args)?;
-    let tasks: Vec<Task> = addresses(&blocks, &exclude)
-        .flat_map(|ip| {
-            checks.iter().flat_map(move |(check, ports, conns)| {
-                ports.iter().map(move |&port| Task {
-                    ip,
-                    check,
-                    port,
-                    conns: *conns,
-                })
+    let per_address: usize = checks.iter().map(|(_, ports, _)| ports.len()).sum();
+    let count = addresses(&blocks, &exclude).count() * per_address;
+    let tasks = addresses(&blocks, &exclude).flat_map(|ip| {
+        checks.iter().flat_map(move |(check, ports, conns)| {
+            ports.iter().map(move |&port| Task {
+                ip,
+                check,
+                port,
+                conns: *conns,
             })
         })
-        .collect();
-    let rows = run(Arc::new(args), tasks).await;
-    Ok(if rows.iter().any(|r| r.verdict.ends_with("open")) {
+    });
+    let report = run(Arc::new(args), tasks, count).await;
+    Ok(if report.open {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -289,15 +290,37 @@ fn blocks_of_list(list: Option<&str>) -> Result<Vec<Block>> {
     .unwrap_or(Ok(Vec::new()))
 }
 
-/// Runs every task at `--rate` new connections per second, `--concurrency` at once, and prints.
-async fn run(args: Arc<ScanArgs>, tasks: Vec<Task>) -> Vec<Row> {
-    let bar = crate::report::progress(tasks.len(), args.quiet);
+/// What the table needs: counts per verdict and the findings; rows themselves are streamed.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) counts: BTreeMap<String, usize>,
+    pub(crate) findings: Vec<Row>,
+    pub(crate) open: bool,
+}
+
+impl Report {
+    fn add(&mut self, row: Row) {
+        *self.counts.entry(row.verdict.clone()).or_default() += 1;
+        self.open |= row.verdict.ends_with("open");
+        if rank(&row.verdict) < 3 {
+            self.findings.push(row);
+        }
+    }
+}
+
+/// Runs every task at `--rate` new connections per second, `--concurrency` at once; JSON and
+/// CSV rows are printed as they come, the table at the end.
+async fn run(args: Arc<ScanArgs>, tasks: impl Iterator<Item = Task>, count: usize) -> Report {
+    let bar = crate::report::progress(count, args.quiet);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tick = Arc::new(tokio::sync::Mutex::new(tick));
-    let concurrency = args.concurrency.max(1);
     let a = args.clone();
-    let mut rows: Vec<Row> = futures::stream::iter(tasks)
+    if args.csv {
+        println!("target,port,check,verdict,source,reason,evidence");
+    }
+    let mut report = Report::default();
+    let rows = futures::stream::iter(tasks)
         .then(|t| {
             let tick = tick.clone();
             async move {
@@ -309,16 +332,21 @@ async fn run(args: Arc<ScanArgs>, tasks: Vec<Task>) -> Vec<Row> {
             }
         })
         .map(|t| probe(a.clone(), t))
-        .buffer_unordered(concurrency)
-        .inspect(|_| bar.inc(1))
-        .collect()
-        .await;
+        .buffer_unordered(args.concurrency.max(1));
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.next().await {
+        bar.inc(1);
+        print_row(&args, &row);
+        report.add(row);
+    }
     bar.finish_and_clear();
-    rows.sort_by(|x, y| {
+    report.findings.sort_by(|x, y| {
         (rank(&x.verdict), &x.target, x.port).cmp(&(rank(&y.verdict), &y.target, y.port))
     });
-    print_rows(&args, &rows);
-    rows
+    if !args.json && !args.csv {
+        print!("{}", table(&report));
+    }
+    report
 }
 
 fn rank(verdict: &str) -> u8 {
@@ -334,28 +362,22 @@ fn rank(verdict: &str) -> u8 {
     .map_or(5, |p| p as u8)
 }
 
-fn print_rows(args: &ScanArgs, rows: &[Row]) {
+fn print_row(args: &ScanArgs, r: &Row) {
     if args.json {
-        for r in rows {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
-        }
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
     } else if args.csv {
-        println!("target,port,check,verdict,source,reason,evidence");
-        for r in rows {
-            let cells = [
-                &r.target,
-                &r.port.to_string(),
-                &r.check,
-                &r.verdict,
-                &r.source,
-                &r.reason,
-                &r.evidence,
-            ];
-            let quoted: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-            println!("{}", quoted.join(","));
-        }
-    } else {
-        print!("{}", table(rows));
+        let port = r.port.to_string();
+        let cells = [
+            &r.target,
+            &port,
+            &r.check,
+            &r.verdict,
+            &r.source,
+            &r.reason,
+            &r.evidence,
+        ];
+        let quoted: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        println!("{}", quoted.join(","));
     }
 }
 
@@ -368,18 +390,18 @@ fn csv_cell(s: &str) -> String {
 }
 
 /// The report: counts per verdict, then every finding that is not closed or silent.
-pub(crate) fn table(rows: &[Row]) -> String {
-    let count = |v: &str| rows.iter().filter(|r| r.verdict == v).count();
+pub(crate) fn table(report: &Report) -> String {
+    let count = |v: &str| report.counts.get(v).copied().unwrap_or(0);
     let mut out = format!(
         "{} probes: {} open, {} probably open, {} inconclusive, {} closed, {} no answer\n",
-        rows.len(),
+        report.counts.values().sum::<usize>(),
         count("open"),
         count("probably-open"),
         count("inconclusive"),
         count("closed"),
         count("no-answer")
     );
-    for r in rows.iter().filter(|r| rank(&r.verdict) < 3) {
+    for r in &report.findings {
         out.push_str(&format!(
             "{:<14} {}:{}  {}: {}\n    evidence (from {}): {}\n",
             r.verdict.to_uppercase(),
@@ -486,7 +508,12 @@ mod tests {
             evidence: "C: x".into(),
             source: "127.0.0.1".into(),
         };
-        let t = table(&[row("open"), row("closed"), row("no-answer")]);
+        let mut report = Report::default();
+        for v in ["open", "closed", "no-answer"] {
+            report.add(row(v));
+        }
+        assert!(report.open);
+        let t = table(&report);
         assert!(
             t.starts_with(
                 "3 probes: 1 open, 0 probably open, 0 inconclusive, 1 closed, 1 no answer\n"
