@@ -308,6 +308,15 @@ impl Report {
     }
 }
 
+/// `--concurrency`, lowered so that two sockets per probe fit the open-file limit (raised first).
+fn concurrency(wanted: usize) -> usize {
+    match crate::raise_fd_limit() {
+        Some(limit) => wanted.min((limit.saturating_sub(crate::RESERVED_FDS) / 2).max(1) as usize),
+        None => wanted,
+    }
+    .max(1)
+}
+
 /// Runs every task at `--rate` new connections per second, `--concurrency` at once; JSON and
 /// CSV rows are printed as they come, the table at the end.
 async fn run(args: Arc<ScanArgs>, tasks: impl Iterator<Item = Task>, count: usize) -> Report {
@@ -332,7 +341,7 @@ async fn run(args: Arc<ScanArgs>, tasks: impl Iterator<Item = Task>, count: usiz
             }
         })
         .map(|t| probe(a.clone(), t))
-        .buffer_unordered(args.concurrency.max(1));
+        .buffer_unordered(concurrency(args.concurrency));
     let mut rows = std::pin::pin!(rows);
     while let Some(row) = rows.next().await {
         bar.inc(1);
