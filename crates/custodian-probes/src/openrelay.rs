@@ -219,7 +219,7 @@ pub(crate) fn judge(steps: &[Step], error: Option<&str>) -> Finding {
     let tried = steps.iter().filter(|s| s.verb() == "RCPT").count();
     match error {
         Some(e) if tried == 0 => abuse::broken(e),
-        Some(e) => Finding::new(Verdict::Closed, format!("refused {tried} forms, then {e}")),
+        Some(e) => Finding::new(Verdict::Closed, format!("refused {tried} address form(s), then {e}")),
         None if tried == 0 => Finding::new(Verdict::Closed, "refused before any recipient"),
         None => Finding::new(Verdict::Closed, format!("refused all {tried} address forms")),
     }
@@ -300,6 +300,12 @@ mod tests {
         s.push(st("MAIL FROM:<a@b>", 421));
         assert_eq!(judge(&s, None).why, "throttled (421 to MAIL)");
         assert_eq!(judge(&[st("", 554)], None).verdict, Verdict::Closed);
+        // A tarpit that slows down after the first refusal ends at the deadline: not open.
+        let mut s = prologue();
+        s.extend([st("MAIL FROM:<a@b>", 250), st("RCPT TO:<c@d>", 554)]);
+        let f = judge(&s, Some("timed out waiting for a reply"));
+        assert_eq!(f.verdict, Verdict::Closed);
+        assert_eq!(f.why, "refused 1 address form(s), then timed out waiting for a reply");
         assert_eq!(
             judge(&[], Some("timed out waiting for the greeting")).verdict,
             Verdict::NoAnswer
