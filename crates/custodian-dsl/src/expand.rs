@@ -1,7 +1,9 @@
 //! Macro expansion: macros are defined in file order across all files, and the first word of a
 //! test expands to one test per member. `fetched from` bodies come through the caller's fetcher.
+//! A target (or member) that is a CIDR block or range expands to one test per address.
 
 use crate::ast::{MacroBody, MacroDef, SourceFile, Spanned, Statement, StatementKind, TestStmt};
+use crate::blocks::{self, LARGE};
 use crate::diagnostic::{Diagnostic, Severity};
 use std::collections::HashMap;
 
@@ -37,15 +39,30 @@ pub fn expand<'a>(
                         test,
                         target,
                     };
-                    match macros.get(test.target.value.as_str()) {
-                        Some(members) => out.extend(members.iter().cloned().map(make)),
-                        None => out.push(make(test.target.value.clone())),
+                    let literal = std::slice::from_ref(&test.target.value);
+                    let targets = macros
+                        .get(test.target.value.as_str())
+                        .map_or(literal, Vec::as_slice);
+                    for target in targets {
+                        match blocks::target_block(target) {
+                            Some(b) if b.len() > LARGE => {
+                                diags.push(too_large(file, test, target, b.len()))
+                            }
+                            Some(b) => out.extend(b.addresses().map(|ip| make(ip.to_string()))),
+                            None => out.push(make(target.clone())),
+                        }
                     }
                 }
             }
         }
     }
     (out, diags)
+}
+
+fn too_large(file: &SourceFile, test: &TestStmt, target: &str, n: u64) -> Diagnostic {
+    let msg = format!("{target} expands to {n} addresses, more than {LARGE} (a /16)");
+    let d = Diagnostic::error(&file.name, &file.source, test.target.span, msg);
+    d.with_hint("split it into /16 blocks, or scan it with `custodian scan --allow-large`")
 }
 
 fn define<'a>(

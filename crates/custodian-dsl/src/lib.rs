@@ -3,6 +3,7 @@
 //! knowledge of probe types.
 
 pub mod ast;
+pub mod blocks;
 pub mod diagnostic;
 mod expand;
 mod lexer;

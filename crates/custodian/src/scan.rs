@@ -8,12 +8,13 @@
 
 use crate::cli::ScanArgs;
 use anyhow::{bail, Context, Result};
+use custodian_core::dsl::blocks::{parse_block, Block, LARGE};
 use custodian_core::{Job, Outcome};
 use custodian_probes::Ctx;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,59 +27,9 @@ const CHECKS: &[(&str, &[u16], u32)] = &[
     ("opensocks", &[1080], 2),
 ];
 
-/// Most addresses scanned without `--allow-large` (a /16).
-const LARGE: u64 = 1 << 16;
-
-/// An inclusive block of addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Block {
-    V4(u32, u32),
-    V6(std::net::Ipv6Addr),
-}
-
-impl Block {
-    fn len(&self) -> u64 {
-        match self {
-            Block::V4(a, b) => u64::from(b - a) + 1,
-            Block::V6(_) => 1,
-        }
-    }
-}
-
-/// Parses one target: an IP, `IP/BITS` (IPv4), `IP-IP` or `IP-LAST_OCTET`.
-pub(crate) fn parse_target(text: &str) -> Result<Block> {
-    let t = text.trim();
-    if let Some((ip, bits)) = t.split_once('/') {
-        let ip: Ipv4Addr = ip.parse().with_context(|| format!("bad CIDR {t:?}"))?;
-        let bits: u32 = bits
-            .parse()
-            .ok()
-            .filter(|b| *b <= 32)
-            .with_context(|| format!("bad prefix in {t:?}"))?;
-        let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-        let start = u32::from(ip) & mask;
-        return Ok(Block::V4(start, start | !mask));
-    }
-    if let Some((a, b)) = t.split_once('-') {
-        let a: Ipv4Addr = a.parse().with_context(|| format!("bad range {t:?}"))?;
-        let b = match b.parse::<Ipv4Addr>() {
-            Ok(ip) => ip,
-            Err(_) => {
-                let last: u8 = b.parse().with_context(|| format!("bad range {t:?}"))?;
-                let o = a.octets();
-                Ipv4Addr::new(o[0], o[1], o[2], last)
-            }
-        };
-        if b < a {
-            bail!("range {t:?} ends before it starts");
-        }
-        return Ok(Block::V4(a.into(), b.into()));
-    }
-    match t.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => Ok(Block::V4(ip.into(), ip.into())),
-        Ok(IpAddr::V6(ip)) => Ok(Block::V6(ip)),
-        Err(_) => bail!("{t:?} is not an IP address, CIDR block or range (names are not resolved)"),
-    }
+/// Parses one target (IP, CIDR block or range); names are refused, never resolved.
+fn parse_target(text: &str) -> Result<Block> {
+    parse_block(text).map_err(anyhow::Error::msg)
 }
 
 /// Every target argument expanded into blocks (`@FILE` read line by line).
@@ -109,22 +60,10 @@ pub(crate) fn addresses<'a>(
     blocks: &'a [Block],
     exclude: &'a [Block],
 ) -> impl Iterator<Item = IpAddr> + 'a {
-    let excluded = move |ip: &IpAddr| {
-        exclude.iter().any(|b| match (b, ip) {
-            (Block::V4(a, z), IpAddr::V4(x)) => (*a..=*z).contains(&u32::from(*x)),
-            (Block::V6(a), IpAddr::V6(x)) => a == x,
-            _ => false,
-        })
-    };
     blocks
         .iter()
-        .flat_map(|b| -> Box<dyn Iterator<Item = IpAddr>> {
-            match *b {
-                Block::V4(a, z) => Box::new((a..=z).map(|n| IpAddr::V4(n.into()))),
-                Block::V6(ip) => Box::new(std::iter::once(IpAddr::V6(ip))),
-            }
-        })
-        .filter(move |ip| !excluded(ip))
+        .flat_map(|b| b.addresses())
+        .filter(move |ip| !exclude.iter().any(|b| b.contains(*ip)))
 }
 
 /// One probe to run: address, check and port.
@@ -431,33 +370,16 @@ mod tests {
 
     fn v4(a: &str, b: &str) -> Block {
         Block::V4(
-            a.parse::<Ipv4Addr>().expect("ip").into(),
-            b.parse::<Ipv4Addr>().expect("ip").into(),
+            a.parse::<std::net::Ipv4Addr>().expect("ip").into(),
+            b.parse::<std::net::Ipv4Addr>().expect("ip").into(),
         )
     }
 
     #[test]
-    fn targets_parse() {
-        assert_eq!(
-            parse_target("127.0.70.0/30").expect("cidr"),
-            v4("127.0.70.0", "127.0.70.3")
-        );
-        assert_eq!(parse_target("127.0.70.5/0").expect("all").len(), 1 << 32);
-        assert_eq!(
-            parse_target("127.0.0.1-3").expect("range"),
-            v4("127.0.0.1", "127.0.0.3")
-        );
-        assert_eq!(
-            parse_target("127.0.0.9-127.0.1.0").expect("range").len(),
-            248
-        );
-        assert_eq!(
-            parse_target("::1").expect("v6"),
-            Block::V6(std::net::Ipv6Addr::LOCALHOST)
-        );
-        assert!(parse_target("localhost").is_err());
-        assert!(parse_target("127.0.0.5-1").is_err());
-        assert!(parse_target("127.0.0.0/33").is_err());
+    fn targets_are_blocks_and_names_are_refused() {
+        assert_eq!(parse_target("127.0.70.0/30").expect("cidr").len(), 4);
+        let err = parse_target("localhost").expect_err("a name").to_string();
+        assert!(err.contains("names are not resolved"), "{err}");
     }
 
     #[test]
