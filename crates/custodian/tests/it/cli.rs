@@ -7,7 +7,9 @@ fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().expect("tempdir");
     let top = custodian(dir.path(), &["--help"]);
     assert_eq!(top.code, 0);
-    for sub in ["check", "run", "examples", "enqueue", "worker", "queue", "scan"] {
+    for sub in [
+        "check", "run", "examples", "enqueue", "worker", "queue", "scan",
+    ] {
         assert!(top.stdout.contains(sub), "top help lacks {sub}");
         let h = custodian(dir.path(), &[sub, "--help"]);
         assert_eq!(h.code, 0, "{sub} --help");
