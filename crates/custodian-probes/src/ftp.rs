@@ -496,10 +496,7 @@ mod tests {
     async fn refused_port_fails() {
         let a = refused().await;
         let out = run_against(a, None, 2.0).await;
-        assert_eq!(
-            out,
-            Outcome::down(format!("connect to port {}: connection refused", a.port()))
-        );
+        assert_eq!(out, refused_on(a.port()));
     }
 
     #[tokio::test]
@@ -667,9 +664,6 @@ mod tests {
             check(&cx(j, secs)).await
         }
 
-        fn down_with(out: &Outcome, needle: &str) -> bool {
-            matches!(out, Outcome::Down { reason } if reason.contains(needle))
-        }
 
         #[test]
         fn plans_from_urls_and_options() {

@@ -595,9 +595,6 @@ mod tests {
         check(&cx(job(&url, opts), secs)).await
     }
 
-    fn down_with(out: &Outcome, needle: &str) -> bool {
-        matches!(out, Outcome::Down { reason } if reason.contains(needle))
-    }
 
     #[tokio::test]
     async fn pass_on_a_pinned_host_name_with_cache_busting() {
@@ -766,10 +763,7 @@ mod tests {
     async fn refused_port_fails() {
         let a = refused().await;
         let out = probe(format!("http://127.0.0.1:{}/", a.port()), &[], 2.0).await;
-        assert_eq!(
-            out,
-            Outcome::down(format!("connect to port {}: connection refused", a.port()))
-        );
+        assert_eq!(out, refused_on(a.port()));
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 mod tests {
     use super::*;
     use crate::http::fake;
-    use crate::net::testutil::cx;
+    use crate::net::testutil::{cx, down_with};
     use crate::tls::testca::{ca, leaf, server_config};
     use custodian_core::Job;
     use serde_json::json;
@@ -61,9 +61,6 @@ mod tests {
         check(&cx(j, 3.0)).await
     }
 
-    fn down_with(out: &Outcome, needle: &str) -> bool {
-        matches!(out, Outcome::Down { reason } if reason.contains(needle))
-    }
 
     #[tokio::test]
     async fn trusted_certificate_passes() {

@@ -311,10 +311,7 @@ mod tests {
     async fn refused_port_fails() {
         let a = refused().await;
         let out = run_against(a, None, 2.0).await;
-        assert_eq!(
-            out,
-            Outcome::down(format!("connect to port {}: connection refused", a.port()))
-        );
+        assert_eq!(out, refused_on(a.port()));
     }
 
     #[tokio::test]
@@ -416,9 +413,6 @@ mod tests {
             v
         }
 
-        fn down_with(out: &Outcome, needle: &str) -> bool {
-            matches!(out, Outcome::Down { reason } if reason.contains(needle))
-        }
 
         #[tokio::test]
         async fn starttls_then_login_passes() {

@@ -118,7 +118,7 @@ pub(crate) mod testutil {
     //! In-process servers on 127.0.0.1:0 for probe tests.
 
     use crate::Ctx;
-    use custodian_core::Job;
+    use custodian_core::{Job, Outcome};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -236,6 +236,16 @@ pub(crate) mod testutil {
         let addr = listener.local_addr().expect("addr");
         let filler = TcpStream::connect(addr).await.expect("fill the queue");
         (addr, (listener, filler))
+    }
+
+    /// Whether `out` is Down with a reason containing `needle`.
+    pub(crate) fn down_with(out: &Outcome, needle: &str) -> bool {
+        matches!(out, Outcome::Down { reason } if reason.contains(needle))
+    }
+
+    /// What every TCP probe reports for a port where nothing listens.
+    pub(crate) fn refused_on(port: u16) -> Outcome {
+        Outcome::down(format!("connect to port {port}: connection refused"))
     }
 
     /// A port on 127.0.0.1 where nothing listens.

@@ -345,10 +345,7 @@ mod tests {
     async fn refused_port() {
         let a = refused().await;
         let out = check(&cx(job(a.port()), 2.0)).await;
-        assert_eq!(
-            out,
-            Outcome::down(format!("connect to port {}: connection refused", a.port()))
-        );
+        assert_eq!(out, refused_on(a.port()));
     }
 
     #[tokio::test]

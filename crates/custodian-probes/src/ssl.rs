@@ -93,9 +93,6 @@ mod tests {
         check(&cx(j, secs)).await
     }
 
-    fn down_with(out: &Outcome, needle: &str) -> bool {
-        matches!(out, Outcome::Down { reason } if reason.contains(needle))
-    }
 
     fn handshake_failed(a: SocketAddr, why: &str) -> Outcome {
         Outcome::down(format!("TLS handshake on port {} failed: {why}", a.port()))

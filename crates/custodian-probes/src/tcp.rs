@@ -78,7 +78,7 @@ mod tests {
     async fn refused_port_fails() {
         let a = refused().await;
         let out = check(&cx(job(a.port(), None), 2.0)).await;
-        assert_eq!(out, Outcome::down(format!("connect to port {}: connection refused", a.port())));
+        assert_eq!(out, refused_on(a.port()));
     }
 
     #[tokio::test]
