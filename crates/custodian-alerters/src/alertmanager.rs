@@ -126,7 +126,8 @@ impl Alerter for AlertmanagerAlerter {
     }
 
     fn wants(&self, kind: EventKind) -> bool {
-        kind != EventKind::Result || self.config.keep_alive
+        // "Cannot check" says nothing about the service: it must not fire or resolve here.
+        kind != EventKind::CannotCheck && (kind != EventKind::Result || self.config.keep_alive)
     }
 
     fn deliver<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), Error>> {

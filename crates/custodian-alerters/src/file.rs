@@ -70,7 +70,7 @@ pub fn render(event: &AlertEvent, format: Format, source: &str) -> String {
     let reason = r.error.as_deref().unwrap_or("failed");
     let took = human_duration(event.failing_for().unwrap_or(0));
     let text = match event.kind {
-        EventKind::Raise | EventKind::Flapping => format!("{}: {} - {reason}", event.kind.word(), r.line),
+        EventKind::Raise | EventKind::Flapping | EventKind::CannotCheck => format!("{}: {} - {reason}", event.kind.word(), r.line),
         EventKind::StillFailing => format!("STILL FAILING: {} - {reason} (for {took})", r.line),
         EventKind::Clear => format!("CLEAR: {} (failed for {took})", r.line),
         EventKind::Result => format!("RESULT: {} ({} ms)", r.line, r.duration_ms),

@@ -161,6 +161,12 @@ impl Alerter for MauveAlerter {
         "mauve"
     }
 
+    /// This channel holds the check's alert state: "cannot check" says nothing about the
+    /// service, so it must neither raise nor clear here.
+    fn wants(&self, kind: EventKind) -> bool {
+        !matches!(kind, EventKind::Result | EventKind::CannotCheck)
+    }
+
     fn deliver<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let local = chrono::Local::now();

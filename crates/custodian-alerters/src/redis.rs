@@ -7,7 +7,7 @@
 
 use crate::resp::{self, Reply};
 use crate::{socket_addr, Alerter, Common, Error};
-use custodian_core::state::AlertEvent;
+use custodian_core::state::{AlertEvent, EventKind};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
@@ -113,6 +113,12 @@ fn setup(config: &RedisConfig) -> Vec<Vec<String>> {
 impl Alerter for RedisAlerter {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    /// This channel holds the check's alert state: "cannot check" says nothing about the
+    /// service, so it must neither raise nor clear here.
+    fn wants(&self, kind: EventKind) -> bool {
+        !matches!(kind, EventKind::Result | EventKind::CannotCheck)
     }
 
     fn deliver<'a>(&'a self, event: &'a AlertEvent) -> BoxFuture<'a, Result<(), Error>> {

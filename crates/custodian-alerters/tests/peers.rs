@@ -251,6 +251,7 @@ async fn one_raise_renotifications_and_one_clear_on_every_alerter() {
         renotify: 120,
         flap_flips: 0,
         flap_window: 60,
+        unknown_threshold: 3,
     };
     let mut st = CheckState::default();
     let mut kinds = Vec::new();

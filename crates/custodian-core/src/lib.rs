@@ -2,6 +2,7 @@
 //! the planner that turns parsed test files into jobs. No I/O, no async runtime.
 
 pub mod outcome;
+pub mod param;
 pub mod plan;
 
 pub mod probe;
@@ -11,5 +12,6 @@ pub mod state;
 
 pub use custodian_dsl as dsl;
 pub use outcome::{judge, JobResult, Outcome, Status};
-pub use probe::{ParamSpec, ProbeSpec, TargetKind};
+pub use param::{Invalid, Kind, Params, Value};
+pub use probe::{ParamSpec, ProbeSpec, ScanSpec, TargetKind};
 pub use spec::{mask_url, Family, Job, WIRE_VERSION};

@@ -52,10 +52,14 @@ impl Outcome {
 pub enum Status {
     Passed,
     Failed,
+    /// We could not judge the service (our own error: no socket, our resolver down, an option
+    /// this worker cannot parse); never a pass, never a failure of the service.
+    Unknown,
     Skipped,
 }
 
-/// Turns the last attempt's outcome into a verdict and its error text, honouring `must not run`.
+/// Turns the last attempt's outcome into a verdict and its error text, honouring `must not run`;
+/// an unknown outcome stays unknown either way (our error is never a pass).
 pub fn judge(outcome: &Outcome, inverted: bool) -> (Status, Option<String>) {
     match (outcome, inverted) {
         (Outcome::Up { .. }, false) => (Status::Passed, None),
@@ -69,7 +73,7 @@ pub fn judge(outcome: &Outcome, inverted: bool) -> (Status, Option<String>) {
         ),
         (Outcome::Down { .. }, true) => (Status::Passed, None),
         (Outcome::Unknown { error }, _) => {
-            (Status::Failed, Some(format!("could not check: {error}")))
+            (Status::Unknown, Some(format!("could not check: {error}")))
         }
     }
 }
@@ -90,7 +94,7 @@ pub struct JobResult {
     pub error: Option<String>,
     pub otherwise: Option<String>,
     pub subject: Option<String>,
-    /// Wall time of all attempts, retry delays included.
+    /// Time the attempts took, retry delays included, time queued for a slot not.
     pub duration_ms: u64,
     pub attempts: u32,
 }
@@ -152,8 +156,8 @@ mod tests {
         );
         assert_eq!(judge(&Outcome::up(), true).0, Status::Failed);
         assert_eq!(judge(&Outcome::down("x"), true), (Status::Passed, None));
-        assert_eq!(judge(&Outcome::unknown("dns"), true).0, Status::Failed);
-        assert_eq!(judge(&Outcome::unknown("dns"), false).0, Status::Failed);
+        assert_eq!(judge(&Outcome::unknown("dns"), true).0, Status::Unknown);
+        assert_eq!(judge(&Outcome::unknown("dns"), false).0, Status::Unknown);
     }
 
     #[test]

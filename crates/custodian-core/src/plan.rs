@@ -6,7 +6,8 @@ mod phrase;
 #[cfg(test)]
 mod tests;
 
-use crate::probe::{ProbeSpec, TargetKind};
+use crate::param::{Kind, Params};
+use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
 use crate::spec::{mask_url, Family, Job, MASK, SECRET_KEYS};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
 use custodian_dsl::{Diagnostic, Expanded, Severity, SourceFile};
@@ -21,7 +22,8 @@ enum Role {
     Family(Family, bool),
     Timeout,
     Retries,
-    Param,
+    /// A type-specific phrase: its index in the spec's params.
+    Param(usize),
 }
 
 const COMMON: &[(&str, Role)] = &[
@@ -45,7 +47,11 @@ fn phrases(spec: &ProbeSpec) -> Vec<(Phrase, Role)> {
         .iter()
         .filter(|_| spec.takes_port)
         .map(|p| (*p, Role::Port));
-    let params = spec.params.iter().map(|p| (p.phrase, Role::Param));
+    let params = spec
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.phrase, Role::Param(i)));
     ports
         .chain(COMMON.iter().copied())
         .chain(params)
@@ -65,6 +71,7 @@ pub fn plan(
         strict,
         jobs: Vec::new(),
         diags: Vec::new(),
+        spans: Vec::new(),
     };
     for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
         planner.statement(group);
@@ -78,6 +85,8 @@ struct Planner<'s> {
     strict: bool,
     jobs: Vec<Job>,
     diags: Vec<Diagnostic>,
+    /// Where each option of the statement being planned was written.
+    spans: Vec<(String, Span)>,
 }
 
 /// The statement being planned.
@@ -168,14 +177,38 @@ impl Planner<'_> {
         job.file = cx.file.name.clone();
         job.lineno = cx.stmt.lineno;
         let before = self.errors();
+        self.spans.clear();
         let secrets = self.match_args(cx, index, &mut job);
         // A bad `on N` was reported already; "needs a port" would repeat it.
         if spec.port_required && job.port.is_none() && self.errors() == before {
             let msg = format!("`{}` needs a port", spec.name);
             self.error(cx, cx.test.probe.span, msg, Some("add `on PORT`".into()));
         }
+        self.required(cx, spec, &job);
+        // A line-wide check only makes sense once each value is well-formed.
+        if self.errors() == before {
+            if let Err(e) = Params::build(spec, &job.options) {
+                let span = e
+                    .key
+                    .and_then(|k| self.spans.iter().find(|(n, _)| n == k))
+                    .map_or(cx.test.probe.span, |(_, s)| *s);
+                self.error(cx, span, e.msg, e.hint);
+            }
+        }
         job.line = masked_line(cx, &secrets);
         job
+    }
+
+    /// Reports each required phrase the line does not give.
+    fn required(&mut self, cx: Cx<'_>, spec: &ProbeSpec, job: &Job) {
+        for p in spec.params.iter().filter(|p| p.required) {
+            if !p.keys().iter().any(|k| job.options.contains_key(k)) {
+                let usage = Phrase::new(p.phrase).usage();
+                let msg = format!("`{}` needs `{usage}`", spec.name);
+                let hint = format!("{usage}: {}", p.help);
+                self.error(cx, cx.test.probe.span, msg, Some(hint));
+            }
+        }
     }
 
     /// Walks the argument words, applying each phrase and reporting runs of unmatched words.
@@ -253,7 +286,11 @@ impl Planner<'_> {
                 job.retries = self.ranged(cx, at, n, 1, 100, "retries")
             }
             (Role::Family(family, only), _) => self.family(cx, index, job, family, only, span),
-            _ => self.params(cx, job, m, span, secrets),
+            (Role::Param(p), _) => {
+                let param = self.specs[index].params[p];
+                self.params(cx, param, job, m, span, secrets)
+            }
+            _ => {}
         }
     }
 
@@ -308,9 +345,11 @@ impl Planner<'_> {
         }
     }
 
+    /// Stores a type-specific phrase's values, each checked against its slot's kind.
     fn params(
         &mut self,
         cx: Cx<'_>,
+        param: ParamSpec,
         job: &mut Job,
         m: Matched,
         span: Span,
@@ -324,10 +363,22 @@ impl Planner<'_> {
                 .map(|v| (v.name.to_string(), v.value, Some(v.token)))
                 .collect(),
         };
-        for (key, value, token) in entries {
-            if let Some(t) = token.filter(|_| SECRET_KEYS.contains(&key.as_str())) {
-                secrets.push(t);
+        let kinds: Vec<Kind> = param.slots().map(|(_, k)| k).collect();
+        for (i, (key, value, token)) in entries.into_iter().enumerate() {
+            if let Some(t) = token
+                .as_ref()
+                .filter(|_| SECRET_KEYS.contains(&key.as_str()))
+            {
+                secrets.push(t.clone());
             }
+            if let (Some(kind), Some(t)) = (kinds.get(i), &token) {
+                if let Err(e) = kind.parse(&value) {
+                    self.error(cx, t.span, e.msg, e.hint);
+                    continue;
+                }
+            }
+            self.spans
+                .push((key.clone(), token.as_ref().map_or(span, |t| t.span)));
             match job.options.entry(key) {
                 Entry::Vacant(e) => {
                     e.insert(value);

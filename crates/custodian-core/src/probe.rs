@@ -1,4 +1,5 @@
-//! Static description of a probe type: its name, target kind, default port and option phrases.
+//! Static description of a probe type: its name, target kind, default port, option phrases
+//! and the kind of value each phrase slot takes.
 //!
 //! The planner checks every test line against these; the probes crate pairs each with its
 //! async check function. Nothing here does I/O.
@@ -17,20 +18,100 @@ pub enum TargetKind {
     Name,
 }
 
+use crate::param::{Invalid, Kind, Params};
+
 /// One option phrase a type accepts.
 ///
 /// `phrase` is words matched case-insensitively, with value slots: `{name}` takes one value
 /// (a quoted string or a bare word), `{name:int}` a whole number. The slot's value is stored in
 /// the job's options under `name`. A phrase without slots is a flag, stored as
 /// `options[words joined by '_'] = true` (so `not following redirects` → `not_following_redirects`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `kinds` gives each slot's [`Kind`] in order; a slot past the list is free text (or, for
+/// `{name:int}`, any whole number).
+#[derive(Debug, Clone, Copy)]
 pub struct ParamSpec {
     pub phrase: &'static str,
     pub help: &'static str,
+    pub kinds: &'static [Kind],
+    /// The line must give this phrase.
+    pub required: bool,
 }
 
+impl ParamSpec {
+    /// A phrase whose slots take free text (and whole numbers for `{name:int}`).
+    pub const fn new(phrase: &'static str, help: &'static str) -> Self {
+        ParamSpec {
+            phrase,
+            help,
+            kinds: &[],
+            required: false,
+        }
+    }
+
+    /// The same phrase with these slot kinds.
+    pub const fn kinds(self, kinds: &'static [Kind]) -> Self {
+        ParamSpec { kinds, ..self }
+    }
+
+    /// The same phrase, required.
+    pub const fn required(self) -> Self {
+        ParamSpec {
+            required: true,
+            ..self
+        }
+    }
+
+    /// The slots of the phrase: name and kind, in order.
+    pub fn slots(&self) -> impl Iterator<Item = (&'static str, Kind)> + '_ {
+        let mut n = 0;
+        self.phrase.split_whitespace().filter_map(move |w| {
+            let slot = w.strip_prefix('{')?.strip_suffix('}')?;
+            let (name, default) = match slot.strip_suffix(":int") {
+                Some(name) => (name, Kind::ANY_INT),
+                None => (slot, Kind::Text),
+            };
+            let kind = self.kinds.get(n).copied().unwrap_or(default);
+            n += 1;
+            Some((name, kind))
+        })
+    }
+
+    /// For a phrase without slots, its option key: the words joined by `_`, lower-case.
+    pub fn flag_key(&self) -> Option<String> {
+        if self.phrase.contains('{') {
+            return None;
+        }
+        let words: Vec<String> = self
+            .phrase
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        Some(words.join("_"))
+    }
+
+    /// The option keys this phrase sets.
+    pub fn keys(&self) -> Vec<String> {
+        match self.flag_key() {
+            Some(k) => vec![k],
+            None => self.slots().map(|(n, _)| n.to_string()).collect(),
+        }
+    }
+}
+
+/// Where and how `custodian scan` runs a type (abuse checks only).
+#[derive(Debug, Clone, Copy)]
+pub struct ScanSpec {
+    /// Ports probed when `--port` names none.
+    pub ports: &'static [u16],
+    /// Connections one probe of a target opens (for the open-file budget).
+    pub conns: u32,
+}
+
+/// A check over a whole line's parsed options (values that depend on each other).
+pub type CheckFn = fn(&Params) -> Result<(), Invalid>;
+
 /// Everything the planner and the docs need to know about a type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ProbeSpec {
     /// Canonical type name as written in test files (`ssh`).
     pub name: &'static str,
@@ -49,6 +130,10 @@ pub struct ProbeSpec {
     pub summary: &'static str,
     /// A working example line for `custodian examples`.
     pub example: &'static str,
+    /// Checks across options, run by the planner and again when a worker takes the job.
+    pub check: Option<CheckFn>,
+    /// Set for the abuse checks `custodian scan` runs.
+    pub scan: Option<ScanSpec>,
 }
 
 impl TargetKind {
@@ -63,6 +148,15 @@ impl TargetKind {
 }
 
 impl ProbeSpec {
+    /// The kind of value option `key` takes: `Some(None)` for a flag, `None` if the type does
+    /// not take `key` at all.
+    pub fn kind_of(&self, key: &str) -> Option<Option<Kind>> {
+        self.params.iter().find_map(|p| match p.flag_key() {
+            Some(flag) => (flag == key).then_some(None),
+            None => p.slots().find(|(n, _)| *n == key).map(|(_, k)| Some(k)),
+        })
+    }
+
     /// Whether `word` names this type (case-insensitive, aliases included).
     pub fn is_named(&self, word: &str) -> bool {
         self.name.eq_ignore_ascii_case(word)

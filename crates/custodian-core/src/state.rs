@@ -10,6 +10,11 @@
 //!   whole window passes without a flip, when it settles with a `Raise` or a `Clear`;
 //! - otherwise a flip to failing raises, a flip back to passing clears, and a check still
 //!   failing `renotify` seconds after its last notice gets a `StillFailing`.
+//!
+//! An unknown result (we could not judge the service) neither raises nor clears and leaves
+//! the failure and pass counts as they were: it says nothing about the service. After
+//! `unknown_threshold` unknowns in a row the check gets one `CannotCheck` notice (so a broken
+//! worker or resolver is not silent); the next judged result ends the spell.
 
 use crate::{JobResult, Status};
 use serde::{Deserialize, Serialize};
@@ -38,6 +43,13 @@ pub struct Policy {
     pub flap_flips: u32,
     /// Seconds over which flips are counted, and of quiet needed to stop flapping.
     pub flap_window: u64,
+    /// Unknown results in a row before one `CannotCheck` notice; 0 turns it off.
+    #[serde(default = "default_unknown_threshold")]
+    pub unknown_threshold: u32,
+}
+
+fn default_unknown_threshold() -> u32 {
+    3
 }
 
 impl Default for Policy {
@@ -48,6 +60,7 @@ impl Default for Policy {
             renotify: 3600,
             flap_flips: 5,
             flap_window: 3600,
+            unknown_threshold: default_unknown_threshold(),
         }
     }
 }
@@ -81,6 +94,8 @@ pub struct CheckState {
     pub notified_at: Option<u64>,
     /// Times of the flips inside the flap window, oldest first.
     pub flips: Vec<u64>,
+    /// Consecutive unknown results up to the latest result.
+    pub unknowns: u32,
 }
 
 impl CheckState {
@@ -106,6 +121,9 @@ pub enum EventKind {
     Clear,
     /// The check flips too often; no more notices until it is stable.
     Flapping,
+    /// custodian could not judge the check `unknown_threshold` times in a row (our own
+    /// error); says nothing about the service, so it neither raises nor clears.
+    CannotCheck,
     /// Any finished check, for metrics; never produced by [`step`].
     Result,
 }
@@ -126,6 +144,7 @@ impl EventKind {
             EventKind::StillFailing => "STILL FAILING",
             EventKind::Clear => "CLEAR",
             EventKind::Flapping => "FLAPPING",
+            EventKind::CannotCheck => "CANNOT CHECK",
             EventKind::Result => "RESULT",
         }
     }
@@ -169,9 +188,11 @@ pub fn step(
 ) -> Option<AlertEvent> {
     let failed = match result.status {
         Status::Skipped => return None,
+        Status::Unknown => return unknown(state, policy, result, now),
         Status::Failed => true,
         Status::Passed => false,
     };
+    state.unknowns = 0;
     count(state, failed);
     let flipped = flip(state, policy, now);
     let cutoff = now.saturating_sub(policy.flap_window);
@@ -191,6 +212,24 @@ pub fn step(
         state.notified_at = None;
     }
     Some(event)
+}
+
+/// An unknown result: counted, and noticed once when the run of them reaches the threshold.
+fn unknown(
+    state: &mut CheckState,
+    policy: &Policy,
+    result: &JobResult,
+    now: u64,
+) -> Option<AlertEvent> {
+    state.unknowns = state.unknowns.saturating_add(1);
+    (policy.unknown_threshold > 0 && state.unknowns == policy.unknown_threshold).then(|| {
+        AlertEvent {
+            kind: EventKind::CannotCheck,
+            result: result.clone(),
+            at: now,
+            raised_at: state.raised_at,
+        }
+    })
 }
 
 fn count(state: &mut CheckState, failed: bool) {

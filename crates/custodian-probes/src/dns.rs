@@ -27,12 +27,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(53),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "for {query} resolving {rtype} as {expect}",
-        help: "ask for NAME's TYPE records (A, AAAA, NS, MX, TXT); the answer must be exactly these values",
-    }],
+    params: &[ParamSpec::new("for {query} resolving {rtype} as {expect}", "ask for NAME's TYPE records (A, AAAA, NS, MX, TXT); the answer must be exactly these values")],
     summary: "the DNS server answers the question with exactly the expected records",
     example: "ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1' otherwise 'dns wrong'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

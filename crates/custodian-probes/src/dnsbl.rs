@@ -27,12 +27,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: false,
     takes_port: false,
-    params: &[ParamSpec {
-        phrase: "via {zones}",
-        help: "the blocklist zones to ask, comma-separated (default: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org)",
-    }],
+    params: &[ParamSpec::new("via {zones}", "the blocklist zones to ask, comma-separated (default: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org)")],
     summary: "\"passes\" when the IPv4 address is listed in a DNS blocklist (write `must not run dnsbl`)",
     example: "127.0.0.2 must not run dnsbl via 'zen.spamhaus.org,bl.spamcop.net' otherwise 'we are blocklisted'.",
+    check: None,
+    scan: None,
 };
 
 /// Widely used public blocklists, asked when the line names none.

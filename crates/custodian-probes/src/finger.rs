@@ -22,12 +22,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(79),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with user {user}",
-        help: "ask about this user instead of everyone logged in",
-    }],
+    params: &[ParamSpec::new("with user {user}", "ask about this user instead of everyone logged in")],
     summary: "the server answers a finger query",
     example: "127.0.0.1 must run finger on 79 with user 'root' otherwise 'finger down'.",
+    check: None,
+    scan: None,
 };
 
 /// Most bytes of an answer we read.

@@ -36,27 +36,17 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with banner {banner}",
-            help: "the 220 greeting must match this case-insensitive regex",
-        },
-        ParamSpec {
-            phrase: "with username {username}",
-            help: "log in with USER/PASS as this user (or give it in the ftp:// URL)",
-        },
-        ParamSpec {
-            phrase: "with password {password}",
-            help: "the password for PASS (masked in all output)",
-        },
-        ParamSpec {
-            phrase: "with content {content}",
-            help: "the file named by the ftp:// URL must contain this text",
-        },
+        ParamSpec::new("with banner {banner}", "the 220 greeting must match this case-insensitive regex"),
+        ParamSpec::new("with username {username}", "log in with USER/PASS as this user (or give it in the ftp:// URL)"),
+        ParamSpec::new("with password {password}", "the password for PASS (masked in all output)"),
+        ParamSpec::new("with content {content}", "the file named by the ftp:// URL must contain this text"),
     ],
     summary:
         "the server greets with 220 (logs in with 230; downloads the URL's file, `with content`)",
     example: "ftp://127.0.0.1/welcome.txt must run ftp with content 'custodian' \
               otherwise 'ftp down'.",
+    check: None,
+    scan: None,
 };
 
 /// Most file bytes we read; a larger file is judged by its start.

@@ -36,18 +36,18 @@ const MAX_REDIRECTS: usize = 10;
 macro_rules! http_params {
     ($($extra:expr),* $(,)?) => {
         &[
-            ParamSpec { phrase: "with status {status}", help: "expected status: a number, `any`, or a comma list (default 200)" },
-            ParamSpec { phrase: "with content {content}", help: "the body must contain this text" },
-            ParamSpec { phrase: "with pattern {pattern}", help: "the body must match this regex" },
-            ParamSpec { phrase: "not following redirects", help: "judge a redirect itself instead of following it" },
-            ParamSpec { phrase: "without cache busting", help: "do not add `ctime=<unix time>` to a URL without query" },
-            ParamSpec { phrase: "with host header {host_header}", help: "send this Host header" },
-            ParamSpec { phrase: "with method {method}", help: "request method (default GET, or POST with data)" },
-            ParamSpec { phrase: "with data {data}", help: "request body (form-encoded)" },
-            ParamSpec { phrase: "with header {header}", help: "an extra request header, 'Name: value'" },
-            ParamSpec { phrase: "with user-agent {user_agent}", help: "the User-Agent header" },
-            ParamSpec { phrase: "with tls insecure", help: "accept any certificate (no verification, no expiry check)" },
-            ParamSpec { phrase: "no_ssl_check", help: "same as `with tls insecure`" },
+            ParamSpec::new("with status {status}", "expected status: a number, `any`, or a comma list (default 200)"),
+            ParamSpec::new("with content {content}", "the body must contain this text"),
+            ParamSpec::new("with pattern {pattern}", "the body must match this regex"),
+            ParamSpec::new("not following redirects", "judge a redirect itself instead of following it"),
+            ParamSpec::new("without cache busting", "do not add `ctime=<unix time>` to a URL without query"),
+            ParamSpec::new("with host header {host_header}", "send this Host header"),
+            ParamSpec::new("with method {method}", "request method (default GET, or POST with data)"),
+            ParamSpec::new("with data {data}", "request body (form-encoded)"),
+            ParamSpec::new("with header {header}", "an extra request header, 'Name: value'"),
+            ParamSpec::new("with user-agent {user_agent}", "the User-Agent header"),
+            ParamSpec::new("with tls insecure", "accept any certificate (no verification, no expiry check)"),
+            ParamSpec::new("no_ssl_check", "same as `with tls insecure`"),
             $($extra),*
         ]
     };
@@ -64,6 +64,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: http_params!(),
     summary: "the URL answers with the expected status (and content)",
     example: "http://example.com/ must run http with status 200 with content 'Example' otherwise 'site down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -23,6 +23,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: http_params!(EXPIRE_PARAM, EXPIRATION_PARAM),
     summary: "the URL answers over verified TLS with the expected status; the certificate is not about to expire",
     example: "https://example.com/ must run https with content 'Example' and cannot expire within 30 days.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -23,20 +23,11 @@ use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec {
-    phrase: "with banner {banner}",
-    help: "the * OK greeting must match this case-insensitive regex",
-};
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the * OK greeting must match this case-insensitive regex");
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
-    phrase: "with username {username}",
-    help: "log in with LOGIN as this user",
-};
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with LOGIN as this user");
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
-    phrase: "with password {password}",
-    help: "the password for LOGIN (masked in all output)",
-};
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for LOGIN (masked in all output)");
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "imap",
@@ -57,6 +48,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         "the server greets with * OK (STARTTLS with `with tls`; LOGIN when credentials are given)",
     example: "127.0.0.1 must run imap on 143 with tls with username 'probe' \
               with password 'secret' otherwise 'imap down'.",
+    check: None,
+    scan: None,
 };
 
 /// Untagged lines we skip while waiting for a tagged reply (a real server sends one or two).

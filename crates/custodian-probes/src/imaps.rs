@@ -31,6 +31,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "the server greets with * OK over verified TLS (and accepts LOGIN when asked)",
     example: "127.0.0.1 must run imaps on 993 and cannot expire within 30 days \
               otherwise 'imaps down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

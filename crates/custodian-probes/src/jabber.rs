@@ -27,6 +27,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "the server answers an XMPP stream header with its own",
     example: "127.0.0.1 must run jabber on 5222 otherwise 'chat down'.",
+    check: None,
+    scan: None,
 };
 
 /// Most bytes we read looking for the server's stream header.

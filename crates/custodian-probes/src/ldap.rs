@@ -25,22 +25,10 @@ use ldap3::asn1::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// The options of `ldap`, shared with `ldaps`.
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
-    phrase: "with username {username}",
-    help: "bind as this DN (simple bind; default anonymous)",
-};
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
-    phrase: "with password {password}",
-    help: "the bind password (masked in all output)",
-};
-pub(crate) const BASE_PARAM: ParamSpec = ParamSpec {
-    phrase: "with base {base}",
-    help: "search under this DN; at least one entry must match",
-};
-pub(crate) const FILTER_PARAM: ParamSpec = ParamSpec {
-    phrase: "with filter {filter}",
-    help: "the search filter (RFC 4515; default (objectClass=*))",
-};
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "bind as this DN (simple bind; default anonymous)");
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the bind password (masked in all output)");
+pub(crate) const BASE_PARAM: ParamSpec = ParamSpec::new("with base {base}", "search under this DN; at least one entry must match");
+pub(crate) const FILTER_PARAM: ParamSpec = ParamSpec::new("with filter {filter}", "the search filter (RFC 4515; default (objectClass=*))");
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "ldap",
@@ -53,6 +41,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "the server accepts a bind (and a search under `with base` finds an entry)",
     example: "127.0.0.1 must run ldap on 389 with base 'dc=example,dc=com' with filter \
               '(objectClass=*)' otherwise 'directory down'.",
+    check: None,
+    scan: None,
 };
 
 /// The largest message we read; with no attributes asked for, replies are tiny.

@@ -30,6 +30,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "over verified TLS, the server accepts a bind (and a search under `with base` finds an entry)",
     example: "127.0.0.1 must run ldaps on 636 with username 'cn=probe,dc=example,dc=com' with \
               password 'secret' otherwise 'directory down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -2,10 +2,10 @@
 //! and `async fn check(&Ctx) -> Outcome`; the list below is the only registry. Probes never
 //! retry, sleep or time themselves: the worker owns the deadline, handed in through [`Ctx`].
 
-use custodian_core::{Job, Outcome, ProbeSpec};
+use custodian_core::{Invalid, Job, Outcome, Params, ProbeSpec};
 use futures::future::BoxFuture;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 mod abuse;
@@ -17,24 +17,89 @@ mod tls;
 pub use resolver::set_nameservers;
 pub use tls::add_ca_file;
 
-/// What a probe gets: the job, the one address to test, and the deadline of this attempt.
+/// What a probe gets: the job, its options parsed once per job, the one address to test, and
+/// the deadline of this attempt.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub job: Arc<Job>,
+    /// The job's options, parsed by the kinds the probe declares.
+    pub params: Arc<Params>,
     /// The resolved address under test; `None` for types whose target is not resolved.
     pub addr: Option<IpAddr>,
     /// When this attempt must be over; every wait inside a probe ends by then.
     pub deadline: Instant,
+    /// Set when our own side failed (see [`Ctx::fault`]); shared by clones of one attempt.
+    fault: Arc<OnceLock<String>>,
 }
 
 impl Ctx {
-    pub fn new(job: Arc<Job>, addr: Option<IpAddr>, deadline: Instant) -> Self {
+    /// A context for a job whose options were parsed with [`prepare`].
+    pub fn prepared(
+        job: Arc<Job>,
+        params: Arc<Params>,
+        addr: Option<IpAddr>,
+        deadline: Instant,
+    ) -> Self {
         Ctx {
             job,
+            params,
             addr,
             deadline,
+            fault: Arc::default(),
         }
     }
+
+    /// A context that parses the job's options itself (tests and tools); options the type
+    /// does not accept make every check of it "unknown".
+    pub fn new(job: Arc<Job>, addr: Option<IpAddr>, deadline: Instant) -> Self {
+        let (params, fault) = match prepare(&job) {
+            Ok(p) => (p, None),
+            Err(e) => (Params::default(), Some(e.to_string())),
+        };
+        let cx = Ctx::prepared(job, Arc::new(params), addr, deadline);
+        if let Some(f) = fault {
+            cx.fault(format!("bad option: {f}"));
+        }
+        cx
+    }
+
+    /// The same attempt against another address (shares the deadline and the fault).
+    pub fn at(&self, addr: Option<IpAddr>) -> Self {
+        Ctx {
+            addr,
+            ..self.clone()
+        }
+    }
+
+    /// Records that we, not the target, failed (no socket, no permission, our resolver
+    /// down): a failed verdict of this attempt becomes "unknown" with this reason.
+    pub fn fault(&self, why: impl Into<String>) {
+        let _ = self.fault.set(why.into());
+    }
+
+    /// Our own failure in this attempt, if any.
+    pub fn faulted(&self) -> Option<&str> {
+        self.fault.get().map(String::as_str)
+    }
+
+    /// A probe's outcome, corrected for our own faults: a failure after a fault of ours is
+    /// unknown, since the target was never fairly judged.
+    pub fn settle(&self, outcome: Outcome) -> Outcome {
+        match (self.faulted(), outcome) {
+            (Some(f), Outcome::Down { reason }) if !reason.contains(f) => {
+                Outcome::unknown(format!("{f} ({reason})"))
+            }
+            (Some(_), Outcome::Down { reason }) => Outcome::unknown(reason),
+            (_, o) => o,
+        }
+    }
+}
+
+/// Parses a job's options by the kinds its type declares: once per job, before any attempt.
+pub fn prepare(job: &Job) -> Result<Params, Invalid> {
+    let probe = find(&job.probe)
+        .ok_or_else(|| Invalid::new(format!("unknown check type `{}`", job.probe)))?;
+    Params::build(probe.spec, &job.options)
 }
 
 /// A registered probe: its static spec and its check function.
@@ -58,14 +123,20 @@ macro_rules! probes {
     };
 }
 
-/// One registry entry: the module's spec and its check, boxed to one signature.
+/// One registry entry: the module's spec and its check, boxed to one signature; a fault of
+/// ours (before or during the check) turns a failure into "unknown".
 macro_rules! probe_entry {
     ($name:ident) => {
         Probe {
             spec: &$name::SPEC,
             check: {
                 fn check(cx: &Ctx) -> BoxFuture<'_, Outcome> {
-                    Box::pin($name::check(cx))
+                    Box::pin(async move {
+                        if let Some(f) = cx.faulted() {
+                            return Outcome::unknown(f);
+                        }
+                        cx.settle($name::check(cx).await)
+                    })
                 }
                 check
             },

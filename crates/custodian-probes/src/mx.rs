@@ -17,7 +17,6 @@ use custodian_core::{Family, Outcome, ParamSpec, ProbeSpec, TargetKind};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "mx",
@@ -26,12 +25,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(25),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with banner {banner}",
-        help: "every exchange's 220 greeting must match this case-insensitive regex",
-    }],
+    params: &[ParamSpec::new("with banner {banner}", "every exchange's 220 greeting must match this case-insensitive regex")],
     summary: "every MX host of the mail domain greets with 220 and accepts EHLO",
     example: "custodian.test must run mx on 2525 with banner 'ESMTP' otherwise 'mail bounces'.",
+    check: None,
+    scan: None,
 };
 
 /// Most exchanges tested, lowest preference first; the rest are ignored.
@@ -139,7 +137,7 @@ async fn addresses(cx: &Ctx, servers: &[SocketAddr], ex: &Name) -> Result<Vec<Ip
 /// Runs the smtp check against every address at once; the first failure (in MX order) wins.
 async fn greet_all(cx: &Ctx, hosts: &[(String, IpAddr)]) -> Result<(), Failure> {
     let checks = hosts.iter().map(|(_, ip)| {
-        let one = Ctx::new(Arc::clone(&cx.job), Some(*ip), cx.deadline);
+        let one = cx.at(Some(*ip));
         async move { smtp::check(&one).await }
     });
     let outcomes = futures::future::join_all(checks).await;

@@ -30,23 +30,16 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with username {username}",
-            help: "log in as this user and run SELECT 1",
-        },
-        ParamSpec {
-            phrase: "with password {password}",
-            help: "the password for the login (masked in all output)",
-        },
-        ParamSpec {
-            phrase: "with database {database}",
-            help: "the database to select at login",
-        },
+        ParamSpec::new("with username {username}", "log in as this user and run SELECT 1"),
+        ParamSpec::new("with password {password}", "the password for the login (masked in all output)"),
+        ParamSpec::new("with database {database}", "the database to select at login"),
     ],
     summary:
         "the server sends its handshake (and accepts a login and SELECT 1 when a user is given)",
     example: "127.0.0.1 must run mysql on 3306 with username 'monitor' with password 'secret' \
               otherwise 'database down'.",
+    check: None,
+    scan: None,
 };
 
 /// The largest first packet we accept; a real handshake is about 100 bytes.

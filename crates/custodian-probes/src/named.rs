@@ -19,6 +19,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "a TCP connection to the DNS port opens",
     example: "127.0.0.1 must run named on 53 otherwise 'DNS server down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

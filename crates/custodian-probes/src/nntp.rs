@@ -20,12 +20,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(119),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with banner {banner}",
-        help: "the 200/201 greeting must match this case-insensitive regex",
-    }],
+    params: &[ParamSpec::new("with banner {banner}", "the 200/201 greeting must match this case-insensitive regex")],
     summary: "the news server greets with 200 or 201",
     example: "127.0.0.1 must run nntp on 119 otherwise 'news down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -20,15 +20,9 @@ use crate::{net, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 use tokio::time::Instant;
 
-pub(crate) const CANARY_PARAM: ParamSpec = ParamSpec {
-    phrase: "with canary {canary}",
-    help: "http://IP:PORT/ of your own server whose pages contain the token",
-};
+pub(crate) const CANARY_PARAM: ParamSpec = ParamSpec::new("with canary {canary}", "http://IP:PORT/ of your own server whose pages contain the token");
 
-pub(crate) const TOKEN_PARAM: ParamSpec = ParamSpec {
-    phrase: "with token {token}",
-    help: "text the canary's pages contain (never sent by the probe)",
-};
+pub(crate) const TOKEN_PARAM: ParamSpec = ParamSpec::new("with token {token}", "text the canary's pages contain (never sent by the probe)");
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "openproxy",
@@ -41,6 +35,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "the HTTP proxy fetches the canary page for outsiders (for `must not run`)",
     example: "127.0.0.1 must not run openproxy on 3128 with canary 'http://192.0.2.9:8099/' \
               with token 'k3y' otherwise 'open proxy'.",
+    check: None,
+    scan: None,
 };
 
 /// What each of the two attempts brought back.

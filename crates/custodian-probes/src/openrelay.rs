@@ -31,22 +31,15 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with sender {sender}",
-            help: "the outside sender address (default relay-test@custodian.invalid)",
-        },
-        ParamSpec {
-            phrase: "with recipient {recipient}",
-            help: "the outside recipient, in a domain you control (default: a placeholder)",
-        },
-        ParamSpec {
-            phrase: "with data confirmation",
-            help: "after an accepted recipient send only the DATA verb; 354 confirms the relay",
-        },
+        ParamSpec::new("with sender {sender}", "the outside sender address (default relay-test@custodian.invalid)"),
+        ParamSpec::new("with recipient {recipient}", "the outside recipient, in a domain you control (default: a placeholder)"),
+        ParamSpec::new("with data confirmation", "after an accepted recipient send only the DATA verb; 354 confirms the relay"),
     ],
     summary: "the SMTP server relays from an outside sender to an outside recipient (for `must not run`)",
     example: "127.0.0.1 must not run openrelay with recipient 'probe@relaytest.example.net' \
               otherwise 'open relay'.",
+    check: None,
+    scan: None,
 };
 
 const OUR_NAME: &str = "custodian.invalid";

@@ -30,22 +30,15 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with zone {zone}",
-            help: "a zone you serve with a wildcard A record; we ask for a unique name in it",
-        },
-        ParamSpec {
-            phrase: "with expect {expect}",
-            help: "the address the zone's wildcard answers",
-        },
-        ParamSpec {
-            phrase: "with tcp",
-            help: "ask over TCP instead of UDP",
-        },
+        ParamSpec::new("with zone {zone}", "a zone you serve with a wildcard A record; we ask for a unique name in it"),
+        ParamSpec::new("with expect {expect}", "the address the zone's wildcard answers"),
+        ParamSpec::new("with tcp", "ask over TCP instead of UDP"),
     ],
     summary: "the DNS server recurses for outsiders (for `must not run`)",
     example: "127.0.0.1 must not run openresolver with zone 'probe.example.net' with expect \
               '192.0.2.7' otherwise 'open resolver'.",
+    check: None,
+    scan: None,
 };
 
 const DEFAULT_ZONE: &str = "probe.custodian.invalid";

@@ -31,6 +31,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "the SOCKS server tunnels outsiders to the canary (for `must not run`)",
     example: "127.0.0.1 must not run opensocks with canary 'http://192.0.2.9:8099/' with token \
               'k3y' otherwise 'open socks'.",
+    check: None,
+    scan: None,
 };
 
 /// One SOCKS conversation: the server's handshake bytes and what the tunnel brought back.

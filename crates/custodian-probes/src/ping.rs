@@ -31,12 +31,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: false,
     takes_port: false,
-    params: &[ParamSpec {
-        phrase: "with count {count:int}",
-        help: "echo requests to send, 200 ms apart (1-100, default 1); any reply passes",
-    }],
+    params: &[ParamSpec::new("with count {count:int}", "echo requests to send, 200 ms apart (1-100, default 1); any reply passes")],
     summary: "the host answers ICMP echo requests",
     example: "127.0.0.1 must ping with count 3 otherwise 'loopback is down'.",
+    check: None,
+    scan: None,
 };
 
 const MAX_COUNT: u64 = 100;

@@ -21,20 +21,11 @@ use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec {
-    phrase: "with banner {banner}",
-    help: "the +OK greeting must match this case-insensitive regex",
-};
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the +OK greeting must match this case-insensitive regex");
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
-    phrase: "with username {username}",
-    help: "log in with USER/PASS as this user",
-};
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with USER/PASS as this user");
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
-    phrase: "with password {password}",
-    help: "the password for PASS (masked in all output)",
-};
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for PASS (masked in all output)");
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "pop3",
@@ -55,6 +46,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         "the server greets with +OK (STLS with `with tls`; USER/PASS when credentials are given)",
     example: "127.0.0.1 must run pop3 on 110 with tls with username 'probe' \
               with password 'secret' otherwise 'pop3 down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -30,6 +30,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     ],
     summary: "the server greets with +OK over verified TLS (and accepts USER/PASS when asked)",
     example: "127.0.0.1 must run pop3s on 995 with tls insecure otherwise 'pop3s down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

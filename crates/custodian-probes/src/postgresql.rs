@@ -28,23 +28,16 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with username {username}",
-            help: "log in as this user and run SELECT 1",
-        },
-        ParamSpec {
-            phrase: "with password {password}",
-            help: "the password for the login (masked in all output)",
-        },
-        ParamSpec {
-            phrase: "with database {database}",
-            help: "the database to connect to (default: the user's name)",
-        },
+        ParamSpec::new("with username {username}", "log in as this user and run SELECT 1"),
+        ParamSpec::new("with password {password}", "the password for the login (masked in all output)"),
+        ParamSpec::new("with database {database}", "the database to connect to (default: the user's name)"),
     ],
     summary: "the server answers a startup message (and accepts a login and SELECT 1 when a user \
               is given)",
     example: "127.0.0.1 must run postgresql on 5432 with username 'monitor' with password \
               'secret' otherwise 'database down'.",
+    check: None,
+    scan: None,
 };
 
 /// The most we read from a server in one check; SELECT 1 needs a few hundred bytes.

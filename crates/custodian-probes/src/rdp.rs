@@ -25,6 +25,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "the server answers an X.224 connection request with a connection confirm",
     example: "127.0.0.1 must run rdp on 3389 otherwise 'remote desktop down'.",
+    check: None,
+    scan: None,
 };
 
 /// Longest reply TPKT we accept; a real confirm is 19 bytes.

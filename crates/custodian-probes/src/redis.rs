@@ -25,17 +25,13 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec {
-            phrase: "with username {username}",
-            help: "the ACL user for AUTH (Redis 6+; needs `with password`)",
-        },
-        ParamSpec {
-            phrase: "with password {password}",
-            help: "send AUTH with this password before PING (masked in all output)",
-        },
+        ParamSpec::new("with username {username}", "the ACL user for AUTH (Redis 6+; needs `with password`)"),
+        ParamSpec::new("with password {password}", "send AUTH with this password before PING (masked in all output)"),
     ],
     summary: "the server answers PING with PONG (after accepting AUTH when a password is given)",
     example: "127.0.0.1 must run redis on 6379 with password 'secret' otherwise 'redis down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

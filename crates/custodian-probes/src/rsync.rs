@@ -26,6 +26,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "the daemon greets with @RSYNCD: and lists its modules",
     example: "127.0.0.1 must run rsync on 873 otherwise 'rsync down'.",
+    check: None,
+    scan: None,
 };
 
 /// Our version line: protocol 30, so the daemon does not negotiate checksums (protocol 31+).

@@ -29,20 +29,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec {
-    phrase: "with banner {banner}",
-    help: "the 220 greeting must match this case-insensitive regex",
-};
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the 220 greeting must match this case-insensitive regex");
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec {
-    phrase: "with username {username}",
-    help: "log in with AUTH PLAIN (or LOGIN) as this user",
-};
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with AUTH PLAIN (or LOGIN) as this user");
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec {
-    phrase: "with password {password}",
-    help: "the password for AUTH (masked in all output; sent only inside TLS)",
-};
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for AUTH (masked in all output; sent only inside TLS)");
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "smtp",
@@ -58,14 +49,13 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         EXPIRE_PARAM,
         USERNAME_PARAM,
         PASSWORD_PARAM,
-        ParamSpec {
-            phrase: "with cleartext login",
-            help: "allow sending the password without TLS",
-        },
+        ParamSpec::new("with cleartext login", "allow sending the password without TLS"),
     ],
     summary: "the server greets with 220 and accepts EHLO (or HELO); STARTTLS and AUTH when asked",
     example: "127.0.0.1 must run smtp on 587 with tls with username 'probe' with password 'secret' \
               otherwise 'mail down'.",
+    check: None,
+    scan: None,
 };
 
 /// The name we introduce ourselves with: reserved, so it can never be someone's real host.

@@ -31,6 +31,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     summary: "the server greets with 220 over verified TLS and accepts EHLO (and AUTH when asked)",
     example: "127.0.0.1 must run smtps on 465 with username 'probe' with password 'secret' \
               otherwise 'smtps down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -22,12 +22,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(22),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with banner {banner}",
-        help: "the SSH version line must match this case-insensitive regex",
-    }],
+    params: &[ParamSpec::new("with banner {banner}", "the SSH version line must match this case-insensitive regex")],
     summary: "the server identifies itself with an SSH- version line",
     example: "127.0.0.1 must run ssh on 22 with banner 'OpenSSH' otherwise 'ssh down'.",
+    check: None,
+    scan: None,
 };
 
 /// Our identification line, sent so the server sees a well-formed client.

@@ -31,6 +31,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     ],
     summary: "a TLS handshake succeeds; the certificate is trusted, valid for the name and not expiring soon",
     example: "127.0.0.1 must run ssl on 443 with expiration 30d otherwise 'renew the certificate'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

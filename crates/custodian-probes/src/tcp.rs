@@ -17,12 +17,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: true,
     takes_port: true,
-    params: &[ParamSpec {
-        phrase: "with banner {banner}",
-        help: "the first line the server sends must match this case-insensitive regex",
-    }],
+    params: &[ParamSpec::new("with banner {banner}", "the first line the server sends must match this case-insensitive regex")],
     summary: "a TCP connection opens (and the greeting matches `with banner`)",
     example: "127.0.0.1 must run tcp on 22 with banner 'ssh' otherwise 'port 22 closed'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

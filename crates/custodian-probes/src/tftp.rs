@@ -27,6 +27,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "the file in the URL downloads over TFTP and is not empty",
     example: "tftp://127.0.0.1/pxelinux.0 must run tftp otherwise 'boot server down'.",
+    check: None,
+    scan: None,
 };
 
 /// Most bytes read before the transfer is cancelled (and passes).

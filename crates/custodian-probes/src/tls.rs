@@ -31,28 +31,28 @@ pub(crate) type Stream = Box<dyn Io>;
 pub(crate) const EXPIRE_DAYS: u64 = 14;
 
 /// `with tls`: upgrade with STARTTLS (smtp, imap, pop3).
-pub(crate) const STARTTLS_PARAM: ParamSpec = ParamSpec {
-    phrase: "with tls",
-    help: "upgrade to TLS with STARTTLS and verify the certificate",
-};
+pub(crate) const STARTTLS_PARAM: ParamSpec = ParamSpec::new(
+    "with tls",
+    "upgrade to TLS with STARTTLS and verify the certificate",
+);
 
 /// `with tls insecure`, worded as for `https`.
-pub(crate) const INSECURE_PARAM: ParamSpec = ParamSpec {
-    phrase: "with tls insecure",
-    help: "use TLS but accept any certificate (no verification, no expiry check)",
-};
+pub(crate) const INSECURE_PARAM: ParamSpec = ParamSpec::new(
+    "with tls insecure",
+    "use TLS but accept any certificate (no verification, no expiry check)",
+);
 
 /// `and cannot expire within N days`, worded as for `https`.
-pub(crate) const EXPIRE_PARAM: ParamSpec = ParamSpec {
-    phrase: "and cannot expire within {expire_days:int} days",
-    help: "the certificate must stay valid this many more days (default 14)",
-};
+pub(crate) const EXPIRE_PARAM: ParamSpec = ParamSpec::new(
+    "and cannot expire within {expire_days:int} days",
+    "the certificate must stay valid this many more days (default 14)",
+);
 
 /// `with expiration 30d`: the limit as days (`30`, `30d`) or weeks (`2w`), for `ssl` and `https`.
-pub(crate) const EXPIRATION_PARAM: ParamSpec = ParamSpec {
-    phrase: "with expiration {expiration}",
-    help: "the certificate must stay valid this long: days (30, 30d) or weeks (2w)",
-};
+pub(crate) const EXPIRATION_PARAM: ParamSpec = ParamSpec::new(
+    "with expiration {expiration}",
+    "the certificate must stay valid this long: days (30, 30d) or weeks (2w)",
+);
 
 /// The expiry limit in days: `with expiration`, else `and cannot expire within`, else 14.
 pub(crate) fn expire_limit(job: &Job) -> Result<u64, String> {

@@ -22,6 +22,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     params: &[],
     summary: "the server opens with an RFB protocol version line",
     example: "127.0.0.1 must run vnc on 5901 otherwise 'vnc down'.",
+    check: None,
+    scan: None,
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {

@@ -26,7 +26,9 @@ pub(crate) enum Command {
     /// Run every check once on the embedded in-process queue and print the results.
     ///
     /// Everything is parsed first; any error means nothing runs (exit 2). Exit 0 when every
-    /// check passed (or was skipped by its time window), 1 when any failed.
+    /// check passed (or was skipped by its time window), 1 when any failed, 3 when none
+    /// failed but some could not be judged ("unknown": our own error, such as no socket or our
+    /// resolver down; never a verdict on the service).
     Run(RunArgs),
     /// Print a working example line for every check type (or those matching PATTERN).
     Examples(ExamplesArgs),
@@ -195,7 +197,8 @@ pub(crate) struct WorkerArgs {
     /// Jobs held and run at once [settings: concurrency; default 5000, capped by the open-file limit].
     #[arg(long, value_name = "N")]
     pub(crate) concurrency: Option<usize>,
-    /// Exit once the queue is empty and no job is in flight on any worker (exit 1 if any failed).
+    /// Exit once the queue is empty and no job is in flight on any worker (exit 1 if any
+    /// failed, else 3 if any could not be judged).
     #[arg(long)]
     pub(crate) drain: bool,
     /// Print one JSON object per finished job: the `run --json` fields plus `worker`.

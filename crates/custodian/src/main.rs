@@ -22,6 +22,21 @@ use std::time::{Duration, Instant};
 /// Exit status for a bad configuration or usage.
 const EXIT_CONFIG: u8 = 2;
 
+/// Exit status when no check failed but some could not be judged (our own error), as the
+/// Nagios UNKNOWN; a failure (1) outranks it.
+pub(crate) const EXIT_UNKNOWN: u8 = 3;
+
+/// The exit status of a set of results: 1 if any failed, else 3 if any is unknown, else 0.
+fn exit_for(results: &[JobResult]) -> ExitCode {
+    if results.iter().any(|r| r.status == Status::Failed) {
+        ExitCode::FAILURE
+    } else if results.iter().any(|r| r.status == Status::Unknown) {
+        ExitCode::from(EXIT_UNKNOWN)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -182,12 +197,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         print!("{}", report::table(&results));
         println!("{summary}");
     }
-    let failed = results.iter().any(|r| r.status == Status::Failed);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_for(&results))
 }
 
 /// Settings from the file, overridden by flags, validated.

@@ -17,7 +17,8 @@ pub(crate) fn progress(total: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// The result table: failures first (with reason and alert text), then skipped, then passed.
+/// The result table: failures first (with reason and alert text), then unknown (could not
+/// check), then skipped, then passed.
 pub(crate) fn table(results: &[JobResult]) -> String {
     let mut rows: Vec<&JobResult> = results.iter().collect();
     rows.sort_by_key(|r| (rank(r.status), r.file.clone(), r.lineno, r.target.clone()));
@@ -69,14 +70,17 @@ pub(crate) fn table(results: &[JobResult]) -> String {
 fn rank(status: Status) -> u8 {
     match status {
         Status::Failed => 0,
-        Status::Skipped => 1,
-        Status::Passed => 2,
+        Status::Unknown => 1,
+        Status::Skipped => 2,
+        Status::Passed => 3,
     }
 }
 
-fn label(status: Status) -> &'static str {
+/// The status word of table and text lines.
+pub(crate) fn label(status: Status) -> &'static str {
     match status {
         Status::Failed => "FAIL",
+        Status::Unknown => "UNKNOWN",
         Status::Skipped => "SKIP",
         Status::Passed => "ok",
     }
@@ -99,13 +103,14 @@ fn detail(r: &JobResult) -> String {
     parts.join(" — ")
 }
 
-/// `N passed, M failed, K skipped in X.Ys`.
+/// `N passed, M failed, U unknown, K skipped in X.Ys`.
 pub(crate) fn summary(results: &[JobResult], elapsed: Duration) -> String {
     let count = |s| results.iter().filter(|r| r.status == s).count();
     format!(
-        "{} passed, {} failed, {} skipped in {:.1}s",
+        "{} passed, {} failed, {} unknown, {} skipped in {:.1}s",
         count(Status::Passed),
         count(Status::Failed),
+        count(Status::Unknown),
         count(Status::Skipped),
         elapsed.as_secs_f64()
     )
@@ -150,10 +155,11 @@ mod tests {
             result("a", Status::Passed, None),
             result("b", Status::Failed, Some("x")),
             result("c", Status::Skipped, Some("w")),
+            result("d", Status::Unknown, Some("could not check: no socket")),
         ];
         assert_eq!(
             summary(&rs, Duration::from_millis(1300)),
-            "1 passed, 1 failed, 1 skipped in 1.3s"
+            "1 passed, 1 failed, 1 unknown, 1 skipped in 1.3s"
         );
     }
 }

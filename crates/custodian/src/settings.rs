@@ -21,7 +21,10 @@ pub(crate) struct Settings {
     pub(crate) retry_delay: f64,
     /// Most checks in flight at once (default 5000; capped by the open-file limit).
     pub(crate) concurrency: usize,
-    /// Most attempts in flight against one target at once (default 8).
+    /// Most attempts in flight against one host name or address at once; 0 means no limit
+    /// (default 0). Every check of a host is its own connection, and the global
+    /// `concurrency` already bounds sockets; a per-host cap only makes one slow host's checks
+    /// wait for each other, so set it only for a target that must not see many connections.
     pub(crate) per_host: usize,
     /// Deadline for resolving a target's addresses, in seconds, within the attempt (default 5).
     pub(crate) resolve_timeout: f64,
@@ -51,6 +54,9 @@ pub(crate) struct Settings {
     pub(crate) flap_flips: u32,
     /// Seconds over which flips count, and of calm that ends flapping (default 3600).
     pub(crate) flap_window: u64,
+    /// Unknown results in a row ("could not check": our own error) before one "cannot
+    /// check" notice; they never raise or clear a service alert; 0 for no notice (default 3).
+    pub(crate) unknown_threshold: u32,
 }
 
 impl Default for Settings {
@@ -60,7 +66,7 @@ impl Default for Settings {
             retries: 5,
             retry_delay: 0.0,
             concurrency: 5000,
-            per_host: 8,
+            per_host: 0,
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
             ca_file: None,
@@ -74,6 +80,7 @@ impl Default for Settings {
             renotify: 3600,
             flap_flips: 5,
             flap_window: 3600,
+            unknown_threshold: 3,
         }
     }
 }
@@ -156,7 +163,8 @@ impl Settings {
             "renotify" => self.renotify = num()? as u64,
             "flap_flips" => self.flap_flips = num()? as u32,
             "flap_window" => self.flap_window = num()? as u64,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            "unknown_threshold" => self.unknown_threshold = num()? as u32,
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -178,8 +186,8 @@ impl Settings {
                 self.retry_delay
             );
         }
-        if self.concurrency == 0 || self.per_host == 0 {
-            bail!("concurrency and per_host must be at least 1");
+        if self.concurrency == 0 {
+            bail!("concurrency must be at least 1");
         }
         if !(self.resolve_timeout > 0.0 && self.fetch_timeout > 0.0) {
             bail!("resolve_timeout and fetch_timeout must be positive");
@@ -216,6 +224,7 @@ impl Settings {
             renotify: self.renotify,
             flap_flips: self.flap_flips,
             flap_window: self.flap_window,
+            unknown_threshold: self.unknown_threshold,
         }
     }
 

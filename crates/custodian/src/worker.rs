@@ -1,9 +1,14 @@
 //! The worker pool: runs jobs under one deadline per attempt, with retries, inversion, time
-//! windows, a global concurrency limit and a per-host limit. The only place that spawns tasks.
+//! windows, a global concurrency limit and an optional per-host limit. The only place that
+//! spawns tasks.
+//!
+//! Slots: an attempt first waits for its host's slot (only when `per_host` is set), then for a
+//! global one, so a job queued behind a slow host never holds a slot another host could use.
+//! The reported duration counts the attempts themselves, never the wait for a slot.
 
 use crate::resolve;
 use crate::settings::Settings;
-use custodian_core::{judge, Job, JobResult, Outcome, Status, TargetKind};
+use custodian_core::{judge, Job, JobResult, Outcome, Params, Status, TargetKind};
 use custodian_probes::{Ctx, Probe};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,7 +49,6 @@ impl Engine {
 
     /// Runs one job: time window, then up to `retries` attempts until one passes.
     pub(crate) async fn run_job(&self, job: &Arc<Job>) -> JobResult {
-        let started = Instant::now();
         if let Some(w) = job.window {
             let hour = chrono::Timelike::hour(&chrono::Local::now()) as u8;
             if !w.active(hour) {
@@ -58,8 +62,17 @@ impl Engine {
             }
         }
         let Some(probe) = custodian_probes::find(&job.probe) else {
-            let why = format!("unknown check type `{}`", job.probe);
-            return JobResult::new(job, Status::Failed, Some(why), 0, 0);
+            let why = format!("could not check: unknown check type `{}`", job.probe);
+            return JobResult::new(job, Status::Unknown, Some(why), 0, 0);
+        };
+        // Parsed once per job (regexes compiled here, never per attempt). A job this worker
+        // cannot parse (from a newer planner) is ours to fix, not the target's failure.
+        let params = match custodian_probes::prepare(job) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let why = format!("could not check: bad option: {e}");
+                return JobResult::new(job, Status::Unknown, Some(why), 0, 0);
+            }
         };
         let max = job.retries.unwrap_or(self.settings.retries).max(1);
         let timeout = job
@@ -67,28 +80,39 @@ impl Engine {
             .map(Duration::from_secs)
             .unwrap_or(self.settings.timeout());
         let mut attempt = 0;
+        let mut spent = Duration::ZERO;
         loop {
             attempt += 1;
-            let (status, error) = self.attempt(probe, job, timeout).await;
+            let (status, error, took) = self.attempt(probe, job, &params, timeout).await;
+            spent += took;
             if status == Status::Passed || attempt >= max {
-                let ms = started.elapsed().as_millis() as u64;
+                let ms = spent.as_millis() as u64;
                 return JobResult::new(job, status, error, ms, attempt);
             }
-            tokio::time::sleep(self.settings.retry_delay()).await;
+            let delay = self.settings.retry_delay();
+            tokio::time::sleep(delay).await;
+            spent += delay;
         }
     }
 
-    /// One attempt against every address of the target, under one deadline.
+    /// One attempt against every address of the target, under one deadline; also returns
+    /// how long it took once it had its slots.
     async fn attempt(
         &self,
         probe: &Probe,
         job: &Arc<Job>,
+        params: &Arc<Params>,
         timeout: Duration,
-    ) -> (Status, Option<String>) {
+    ) -> (Status, Option<String>, Duration) {
         let host = resolve::host_of(job, probe.spec.target);
+        // Host slot first: waiting for it must not hold a global slot.
+        let _host = match self.host_limit(&host) {
+            Some(limit) => limit.acquire_owned().await.ok(),
+            None => None,
+        };
         let _global = self.global.acquire().await;
-        let _host = self.host_limit(&host).acquire_owned().await;
-        let deadline = Instant::now() + timeout;
+        let began = Instant::now();
+        let deadline = began + timeout;
         let run = async {
             let addrs = match probe.spec.target {
                 TargetKind::Name => vec![None],
@@ -101,46 +125,59 @@ impl Engine {
                 }
             };
             let checks = addrs.iter().map(|addr| async move {
-                let cx = Ctx::new(Arc::clone(job), *addr, deadline);
+                let cx = Ctx::prepared(Arc::clone(job), Arc::clone(params), *addr, deadline);
                 (*addr, (probe.check)(&cx).await)
             });
             futures::future::join_all(checks).await
         };
-        match tokio::time::timeout_at(deadline + GRACE, run).await {
+        let (status, error) = match tokio::time::timeout_at(deadline + GRACE, run).await {
             Ok(outcomes) => verdict(&host, job.inverted, &outcomes),
             Err(_) => (
                 Status::Failed,
                 Some(format!("timed out after {:.1}s", timeout.as_secs_f64())),
             ),
-        }
+        };
+        (status, error, began.elapsed())
     }
 
-    fn host_limit(&self, host: &str) -> Arc<Semaphore> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+    /// The host's own limit, when `per_host` is set (0: none).
+    fn host_limit(&self, host: &str) -> Option<Arc<Semaphore>> {
         let limit = self.settings.per_host;
-        Arc::clone(
+        if limit == 0 {
+            return None;
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        // Idle hosts are forgotten so the map cannot grow with every name ever checked.
+        if hosts.len() > 4096 {
+            hosts.retain(|_, s| s.available_permits() < limit);
+        }
+        Some(Arc::clone(
             hosts
                 .entry(host.to_string())
                 .or_insert_with(|| Arc::new(Semaphore::new(limit))),
-        )
+        ))
     }
 }
 
-/// Combines per-address outcomes: the check fails if it fails on any address, and the error
-/// names that address unless the target was the address itself.
+/// Combines per-address outcomes: the check fails if it fails on any address, else it is
+/// unknown if any address could not be judged; the error names that address unless the
+/// target was the address itself.
 fn verdict(
     host: &str,
     inverted: bool,
     outcomes: &[(Option<IpAddr>, Outcome)],
 ) -> (Status, Option<String>) {
-    for (addr, outcome) in outcomes {
-        let (status, error) = judge(outcome, inverted);
-        if status != Status::Passed {
+    let judged: Vec<_> = outcomes
+        .iter()
+        .map(|(addr, o)| (addr, judge(o, inverted)))
+        .collect();
+    for want in [Status::Failed, Status::Unknown] {
+        if let Some((addr, (status, error))) = judged.iter().find(|(_, (s, _))| *s == want) {
             let error = match (addr, error) {
                 (Some(ip), Some(e)) if ip.to_string() != host => Some(format!("{ip}: {e}")),
-                (_, e) => e,
+                (_, e) => e.clone(),
             };
-            return (status, error);
+            return (*status, error);
         }
     }
     (Status::Passed, None)

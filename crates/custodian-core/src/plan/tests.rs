@@ -21,11 +21,13 @@ const fn spec(
         params,
         summary: "",
         example: "",
+        check: None,
+        scan: None,
     }
 }
 
 const fn p(phrase: &'static str) -> ParamSpec {
-    ParamSpec { phrase, help: "" }
+    ParamSpec::new(phrase, "")
 }
 
 static SSH: ProbeSpec = spec("ssh", TargetKind::Host, Some(22), &[]);

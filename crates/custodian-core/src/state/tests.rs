@@ -36,6 +36,7 @@ fn policy(fail: u32, pass: u32, renotify: u64, flips: u32, window: u64) -> Polic
         renotify,
         flap_flips: flips,
         flap_window: window,
+        unknown_threshold: 3,
     }
 }
 
@@ -114,4 +115,30 @@ fn flapping_is_shown_and_policies_are_validated() {
     assert!(policy(0, 1, 0, 0, 0).validate().is_err());
     assert!(policy(1, 1, 0, 3, 0).validate().is_err());
     assert!(Policy::default().validate().is_ok());
+}
+
+/// Unknown results neither raise nor clear nor break a run of failures; the third in a row
+/// gets one "cannot check" notice.
+#[test]
+fn unknown_results_only_notice_cannot_check() {
+    let p = policy(2, 1, 0, 0, 60);
+    let mut st = CheckState::default();
+    let mut kinds = Vec::new();
+    for (i, c) in "FUFUUUUPU".chars().enumerate() {
+        let status = match c {
+            'F' => Status::Failed,
+            'P' => Status::Passed,
+            _ => Status::Unknown,
+        };
+        let r = crate::JobResult::new(&crate::Job::new("ssh", "h", Some(22)), status, None, 1, 1);
+        if let Some(e) = step(&mut st, &p, &r, i as u64 * 60) {
+            kinds.push((i, e.kind));
+        }
+    }
+    // F U F: two failures (the unknown between them neither counts nor resets) raise at 2;
+    // U U U from 3: one notice at the third; P clears; a lone U after it is quiet.
+    assert_eq!(
+        kinds,
+        vec![(2, Raise), (5, EventKind::CannotCheck), (7, Clear)]
+    );
 }

@@ -96,7 +96,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let mut out = Output {
         name,
         json: args.json,
-        failed: false,
+        worst: None,
         alerting: crate::alerting::Alerting::new(&settings, || {
             crate::alerting::shared_store(&settings, &url)
         })?,
@@ -106,10 +106,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     if let Some(a) = &out.alerting {
         a.finish().await;
     }
-    Ok(if args.drain && out.failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    Ok(match (args.drain, out.worst) {
+        (true, Some(Status::Failed)) => ExitCode::FAILURE,
+        (true, Some(Status::Unknown)) => ExitCode::from(crate::EXIT_UNKNOWN),
+        _ => ExitCode::SUCCESS,
     })
 }
 
@@ -146,7 +146,8 @@ fn default_name() -> String {
 struct Output {
     name: String,
     json: bool,
-    failed: bool,
+    /// Failed if any job failed, else Unknown if any could not be judged.
+    worst: Option<Status>,
     alerting: Option<std::sync::Arc<crate::alerting::Alerting>>,
 }
 
@@ -154,7 +155,11 @@ impl Output {
     /// Every finished job passes through here before it is acknowledged; alerting takes it
     /// on in the background (shared state, then the alerters).
     fn hand_on(&mut self, result: JobResult) {
-        self.failed |= result.status == Status::Failed;
+        match (result.status, self.worst) {
+            (Status::Failed, _) => self.worst = Some(Status::Failed),
+            (Status::Unknown, None) => self.worst = Some(Status::Unknown),
+            _ => {}
+        }
         if let Some(a) = &self.alerting {
             a.spawn(result.clone());
         }
@@ -179,11 +184,7 @@ fn json_line(result: &JobResult, worker: &str) -> String {
 
 /// `FAIL tcp 127.0.0.1 — connection refused — t.cfg:3`.
 fn text_line(r: &JobResult) -> String {
-    let status = match r.status {
-        Status::Passed => "ok",
-        Status::Failed => "FAIL",
-        Status::Skipped => "SKIP",
-    };
+    let status = crate::report::label(r.status);
     let mut parts = vec![format!("{status} {} {}", r.probe, r.target)];
     parts.extend(r.error.clone());
     parts.push(format!("{}:{}", r.file, r.lineno));

@@ -63,7 +63,7 @@ fn real_daemons_pass_and_exit_0() {
             .lines()
             .last()
             .unwrap_or("")
-            .starts_with("6 passed, 0 failed, 0 skipped"),
+            .starts_with("6 passed, 0 failed, 0 unknown, 0 skipped"),
         "{}",
         r.stdout
     );

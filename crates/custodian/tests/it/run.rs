@@ -35,7 +35,7 @@ fn failures_come_first_and_exit_is_1() {
     );
     let summary = lines.last().expect("summary");
     assert!(
-        summary.starts_with("2 passed, 1 failed, 0 skipped in "),
+        summary.starts_with("2 passed, 1 failed, 0 unknown, 0 skipped in "),
         "{summary}"
     );
 }
@@ -60,7 +60,8 @@ fn all_passing_exits_0_and_json_has_the_fields() {
     assert!(v["duration_ms"].as_u64().is_some());
     assert!(v["line"].as_str().unwrap_or("").contains("with banner"));
     assert!(
-        r.stderr.contains("1 passed, 0 failed, 0 skipped"),
+        r.stderr
+            .contains("1 passed, 0 failed, 0 unknown, 0 skipped"),
         "{}",
         r.stderr
     );
