@@ -3,6 +3,7 @@
 mod alerting;
 mod check;
 mod cli;
+mod mistakes;
 mod common;
 mod peers;
 mod queue;
