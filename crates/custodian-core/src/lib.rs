@@ -11,7 +11,7 @@ pub mod spec;
 pub mod state;
 
 pub use custodian_dsl as dsl;
-pub use outcome::{judge, JobResult, Outcome, Status};
+pub use outcome::{judge, Finding, JobResult, Outcome, Status, Verdict};
 pub use param::{Invalid, Kind, Params, Value};
 pub use probe::{ParamSpec, ProbeSpec, ScanSpec, TargetKind};
 pub use spec::{mask_url, Family, Job, WIRE_VERSION};

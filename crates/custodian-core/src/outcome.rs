@@ -46,6 +46,102 @@ impl Outcome {
     }
 }
 
+/// What an abuse check (openrelay, openresolver, openproxy, opensocks) concluded, best
+/// first: the scale `custodian scan` reports and sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The target did the abusable thing (relayed, recursed, fetched the canary).
+    Open,
+    /// Strong signs of it without the proof (e.g. SERVFAIL with recursion available).
+    ProbablyOpen,
+    /// The target answered, but not in a way that tells open from closed.
+    Inconclusive,
+    /// We could not check (our own socket, permission or setup): says nothing about the target.
+    Unknown,
+    /// The target was silent until the deadline.
+    NoAnswer,
+    /// The target refused, or is not the kind of server the check speaks to.
+    Closed,
+}
+
+impl Verdict {
+    /// The word used in reports, in `custodian scan --json` and in outcome texts.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Open => "open",
+            Verdict::ProbablyOpen => "probably-open",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Unknown => "unknown",
+            Verdict::NoAnswer => "no-answer",
+            Verdict::Closed => "closed",
+        }
+    }
+
+    /// Whether the target is (probably) open to abuse.
+    pub fn is_open(self) -> bool {
+        matches!(self, Verdict::Open | Verdict::ProbablyOpen)
+    }
+}
+
+/// Most transcript entries quoted in an outcome text (the finding itself keeps them all).
+const MAX_QUOTED: usize = 24;
+
+/// An abuse check's typed result: the verdict, why in a few words, and the evidence (our
+/// source address and the dialogue, `C: ...` for us and `S: ...` for the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub why: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<String>,
+}
+
+impl Finding {
+    /// A verdict without evidence yet.
+    pub fn new(verdict: Verdict, why: impl Into<String>) -> Self {
+        Finding {
+            verdict,
+            why: why.into(),
+            source: None,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// The finding as a probe outcome for `custodian run`: (probably) open is up, so `must not
+    /// run` fails on it; unknown is unknown; the rest is down. The text, which `must not run`
+    /// reports, starts with the verdict word and quotes the evidence.
+    pub fn outcome(&self) -> Outcome {
+        let text = self.to_string();
+        match self.verdict {
+            Verdict::Open | Verdict::ProbablyOpen => Outcome::Up { detail: Some(text) },
+            Verdict::Unknown => Outcome::Unknown { error: text },
+            Verdict::Inconclusive | Verdict::NoAnswer | Verdict::Closed => Outcome::down(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    /// `VERDICT: WHY [from SOURCE: C: ... | S: ...]`, the transcript cut to its last lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.verdict.word(), self.why)?;
+        if self.source.is_none() && self.transcript.is_empty() {
+            return Ok(());
+        }
+        f.write_str(" [")?;
+        if let Some(src) = &self.source {
+            write!(f, "from {src}: ")?;
+        }
+        let skip = self.transcript.len().saturating_sub(MAX_QUOTED);
+        if skip > 0 {
+            write!(f, "[{skip} earlier lines] ")?;
+        }
+        write!(f, "{}]", self.transcript[skip..].join(" | "))
+    }
+}
+
 /// Final verdict for one job after retries, inversion and the time window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +254,35 @@ mod tests {
         assert_eq!(judge(&Outcome::down("x"), true), (Status::Passed, None));
         assert_eq!(judge(&Outcome::unknown("dns"), true).0, Status::Unknown);
         assert_eq!(judge(&Outcome::unknown("dns"), false).0, Status::Unknown);
+    }
+
+    #[test]
+    fn findings_become_outcomes_that_quote_the_evidence() {
+        let mut f = Finding::new(Verdict::Open, "it said hi");
+        f.source = Some("127.0.0.1".into());
+        f.transcript = vec!["C: HELLO".into(), "S: HI".into()];
+        assert_eq!(
+            f.outcome(),
+            Outcome::Up {
+                detail: Some("open: it said hi [from 127.0.0.1: C: HELLO | S: HI]".into())
+            }
+        );
+        f.verdict = Verdict::NoAnswer;
+        assert!(!f.outcome().is_up());
+        f.verdict = Verdict::Unknown;
+        assert!(matches!(f.outcome(), Outcome::Unknown { .. }));
+        f.transcript = (0..30).map(|i| format!("S: {i}")).collect();
+        let text = f.to_string();
+        assert!(
+            text.contains("[from 127.0.0.1: [6 earlier lines] S: 6 |"),
+            "{text}"
+        );
+        assert_eq!(
+            Finding::new(Verdict::Closed, "refused").to_string(),
+            "closed: refused"
+        );
+        let json = serde_json::to_string(&Verdict::ProbablyOpen).expect("json");
+        assert_eq!(json, "\"probably-open\"");
     }
 
     #[test]
