@@ -7,14 +7,17 @@
 //! An NS or MX name also matches an expected address given for it in the additional section.
 //! The query goes over UDP (random ID; replies with another ID or question are ignored) and is
 //! repeated over TCP when the answer is truncated. Nothing is resolved through the system.
-//! Down reasons: unsupported type; NXDOMAIN / SERVFAIL / REFUSED / other error codes; timed out
+//! The phrase is required, and `custodian check` refuses a NAME that is no DNS name, a TYPE
+//! it cannot ask for, and values no answer of TYPE can equal (A: IPv4 addresses; AAAA: IPv6;
+//! NS, MX: names or addresses).
+//! Down reasons: NXDOMAIN / SERVFAIL / REFUSED / other error codes; timed out
 //! waiting for the answer (with the number of ignored replies); connection refused; answer is X,
 //! expected Y.
 //! Example: `ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1'.`
 
 use crate::resolver::{self, display_name};
 use crate::{net, Ctx};
-use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,87 +30,186 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(53),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec::new("for {query} resolving {rtype} as {expect}", "ask for NAME's TYPE records (A, AAAA, NS, MX, TXT); the answer must be exactly these values")],
+    params: &[ParamSpec::new("for {query} resolving {rtype} as {expect}", "ask for NAME's TYPE records (A, AAAA, NS, MX, TXT); the answer must be exactly these values")
+        .kinds(&[Kind::Parse(query_name), Kind::Parse(record_type), Kind::Parse(expected)])
+        .required()],
     summary: "the DNS server answers the question with exactly the expected records",
     example: "ns1.example.com must run dns for www.example.com resolving A as '192.0.2.1' otherwise 'dns wrong'.",
-    check: None,
+    check: Some(values_fit_type),
     scan: None,
 };
 
+/// The record types a line may ask for, as written in hints.
+const TYPES: &str = "A, AAAA, NS, MX, TXT";
+
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    Outcome::from_result(run(cx).await)
+    let Some(q) = question(&cx.params) else {
+        return Outcome::unknown("no `for NAME resolving TYPE as VALUES` given");
+    };
+    Outcome::from_result(run(cx, &q).await)
 }
 
-/// The question and the expected answer set, from the job's options.
+/// The question and the expected answer set, from the job's parsed options.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Question {
-    name: Name,
+struct Question<'a> {
+    name: &'a Name,
     rtype: RecordType,
-    expected: BTreeSet<String>,
+    expected: &'a BTreeSet<String>,
 }
 
-async fn run(cx: &Ctx) -> Result<String, String> {
-    let q = question(&cx.job)?;
+/// The expected values as written after `as`, split and normalized both ways: the type they
+/// are read for is another slot, so each reading is kept until the question is put together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    /// Split on `,`, `;` and spaces; addresses canonical, names lower-case without the dot.
+    values: BTreeSet<String>,
+    /// Split on `,` only: TXT strings hold spaces and `;` themselves (`v=DKIM1; k=rsa`).
+    txt: BTreeSet<String>,
+}
+
+async fn run(cx: &Ctx, q: &Question<'_>) -> Result<String, String> {
     let server = net::sockaddr(cx)?;
-    let reply = resolver::exchange(cx, server, &q.name, q.rtype).await?;
-    judge(&q, &reply)
+    let reply = resolver::exchange(cx, server, q.name, q.rtype).await?;
+    judge(q, &reply)
 }
 
-/// Reads `for NAME resolving TYPE as VALUES` from the job.
-fn question(job: &Job) -> Result<Question, String> {
-    let query = job.opt_str("query").ok_or("no `for NAME` given")?;
-    let mut name = Name::from_ascii(query).map_err(|e| format!("bad query name {query:?}: {e}"))?;
-    name.set_fqdn(true);
-    let rtype = rtype(job.opt_str("rtype").unwrap_or(""))?;
-    let values = job.opt_str("expect").ok_or("no `as VALUES` given")?;
-    let expected = split_expected(rtype, values)
-        .map(|v| normalize(rtype, v))
-        .collect();
-    Ok(Question {
-        name,
+/// Puts `for NAME resolving TYPE as VALUES` together from the parsed options.
+fn question(p: &Params) -> Option<Question<'_>> {
+    let rtype = *p.parsed::<RecordType>("rtype")?;
+    let expect = p.parsed::<Expected>("expect")?;
+    Some(Question {
+        name: p.parsed::<Name>("query")?,
         rtype,
-        expected,
+        expected: match rtype {
+            RecordType::TXT => &expect.txt,
+            _ => &expect.values,
+        },
     })
 }
 
-/// Splits the expected values. TXT records hold spaces and `;` themselves (`v=spf1 -all`,
-/// `v=DKIM1; k=rsa`), so only `,` separates TXT values.
-fn split_expected(rtype: RecordType, values: &str) -> impl Iterator<Item = &str> {
-    let txt = rtype == RecordType::TXT;
-    values
-        .split(move |c: char| c == ',' || (!txt && (c == ';' || c.is_whitespace())))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// A DNS name as written in a test line: labels of letters, digits, `-` and `_` (a `*` alone
+/// as the first label), each 1-63 characters, 253 in all; one final dot is allowed. `.`
+/// alone is the root.
+pub(crate) fn dns_name(text: &str) -> Result<Name, Invalid> {
+    let bad =
+        |why: String| {
+            Err(Invalid::new(format!("`{text}` is not a valid DNS name: {why}"))
+            .hint("write a name such as `www.example.com`; international names in their xn-- form"))
+        };
+    let bare = text.strip_suffix('.').unwrap_or(text);
+    if text == "." {
+        return Ok(Name::root());
+    }
+    if bare.is_empty() {
+        return bad("it is empty".into());
+    }
+    if bare.len() > 253 {
+        return bad(format!(
+            "it is {} characters long (at most 253)",
+            bare.len()
+        ));
+    }
+    for (i, label) in bare.split('.').enumerate() {
+        if label.is_empty() {
+            return bad("it has an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return bad(format!("the label `{label}` is longer than 63 characters"));
+        }
+        let wildcard = i == 0 && label == "*";
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if let Some(c) = label.chars().find(|c| !ok(*c)).filter(|_| !wildcard) {
+            return bad(format!("{c:?} is not allowed in a name"));
+        }
+    }
+    let mut name = Name::from_ascii(bare).or_else(|e| bad(e.to_string()))?;
+    name.set_fqdn(true);
+    Ok(name)
 }
 
-fn rtype(word: &str) -> Result<RecordType, String> {
-    match word.to_ascii_uppercase().as_str() {
-        "A" => Ok(RecordType::A),
-        "AAAA" => Ok(RecordType::AAAA),
-        "NS" => Ok(RecordType::NS),
-        "MX" => Ok(RecordType::MX),
-        "TXT" => Ok(RecordType::TXT),
-        _ => Err(format!(
-            "unsupported record type {word:?} (supported: A, AAAA, NS, MX, TXT)"
-        )),
-    }
+fn query_name(text: &str) -> Result<Value, Invalid> {
+    dns_name(text).map(Value::parsed)
+}
+
+/// The record type after `resolving`, in any case.
+fn record_type(word: &str) -> Result<Value, Invalid> {
+    let t = match word.to_ascii_uppercase().as_str() {
+        "A" => RecordType::A,
+        "AAAA" => RecordType::AAAA,
+        "NS" => RecordType::NS,
+        "MX" => RecordType::MX,
+        "TXT" => RecordType::TXT,
+        _ => {
+            return Err(
+                Invalid::new(format!("`{word}` is not a record type `dns` can ask for"))
+                    .hint(format!("write one of {TYPES} (any case) after `resolving`")),
+            )
+        }
+    };
+    Ok(Value::parsed(t))
+}
+
+/// The values after `as`, read both ways (see [`Expected`]).
+fn expected(text: &str) -> Result<Value, Invalid> {
+    let split = |txt: bool| {
+        text.split(move |c: char| c == ',' || (!txt && (c == ';' || c.is_whitespace())))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    Ok(Value::parsed(Expected {
+        values: split(false).map(normalize).collect(),
+        txt: split(true).map(str::to_string).collect(),
+    }))
 }
 
 /// The comparable form of a value: canonical addresses, lower-case names without the final dot.
-fn normalize(rtype: RecordType, v: &str) -> String {
-    match rtype {
-        RecordType::A | RecordType::AAAA => v
-            .parse::<IpAddr>()
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|_| v.to_string()),
-        RecordType::TXT => v.to_string(),
-        _ => v.trim_end_matches('.').to_ascii_lowercase(),
+fn normalize(v: &str) -> String {
+    match v.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => v.trim_end_matches('.').to_ascii_lowercase(),
     }
 }
 
+/// The line-wide check: every expected value can be an answer of the asked type (A wants
+/// IPv4 addresses, AAAA IPv6 ones, NS and MX names or the addresses of those names).
+fn values_fit_type(p: &Params) -> Result<(), Invalid> {
+    let (Some(rtype), Some(expect)) = (
+        p.parsed::<RecordType>("rtype"),
+        p.parsed::<Expected>("expect"),
+    ) else {
+        return Ok(());
+    };
+    if *rtype == RecordType::TXT {
+        return Ok(());
+    }
+    for v in &expect.values {
+        let ip = v.parse::<IpAddr>().ok();
+        let fits = match (*rtype, ip) {
+            (RecordType::A, Some(IpAddr::V4(_))) | (RecordType::AAAA, Some(IpAddr::V6(_))) => {
+                Ok(())
+            }
+            (RecordType::A, _) => Err(Invalid::new(format!(
+                "`{v}` is not an IPv4 address, so no A record can match it"
+            ))
+            .hint("A answers are IPv4 addresses such as `192.0.2.1`; for IPv6 ask for AAAA")),
+            (RecordType::AAAA, _) => Err(Invalid::new(format!(
+                "`{v}` is not an IPv6 address, so no AAAA record can match it"
+            ))
+            .hint("AAAA answers are IPv6 addresses such as `2001:db8::1`; for IPv4 ask for A")),
+            (_, Some(_)) => Ok(()),
+            (_, None) => dns_name(v).map(drop).map_err(|e| Invalid {
+                hint: Some(format!("{rtype} values are host names or their addresses")),
+                ..e
+            }),
+        };
+        fits.map_err(|e| e.at("expect"))?;
+    }
+    Ok(())
+}
+
 /// Compares the answer with the expectation.
-fn judge(q: &Question, m: &Message) -> Result<String, String> {
-    let name = display_name(&q.name);
+fn judge(q: &Question<'_>, m: &Message) -> Result<String, String> {
+    let name = display_name(q.name);
     let rtype = q.rtype;
     match m.response_code() {
         ResponseCode::NoError => {}
@@ -122,20 +224,20 @@ fn judge(q: &Question, m: &Message) -> Result<String, String> {
     }
     let got = answer_set(q.rtype, m.answers());
     let by_name = matches!(q.rtype, RecordType::NS | RecordType::MX);
-    if got == q.expected || (by_name && matches_by_glue(&got, &glue(m.additionals()), &q.expected))
+    if got == *q.expected || (by_name && matches_by_glue(&got, &glue(m.additionals()), q.expected))
     {
         return Ok(format!("{name} {rtype} {}", list(&got)));
     }
     if got.is_empty() {
         return Err(format!(
             "{name} has no {rtype} records, expected {}",
-            list(&q.expected)
+            list(q.expected)
         ));
     }
     Err(format!(
         "{name} {rtype} is {}, expected {}",
         list(&got),
-        list(&q.expected)
+        list(q.expected)
     ))
 }
 
@@ -158,7 +260,10 @@ fn answer_set(rtype: RecordType, answers: &[Record]) -> BTreeSet<String> {
             ),
             _ => None,
         })
-        .map(|v| normalize(rtype, &v))
+        .map(|v| match rtype {
+            RecordType::TXT => v,
+            _ => normalize(&v),
+        })
         .collect()
 }
 
@@ -203,16 +308,138 @@ mod tests {
     use super::*;
     use crate::net::testutil::{cx, LOCAL};
     use crate::resolver::testutil::{fake, name, reply};
+    use custodian_core::Job;
     use hickory_proto::rr::rdata::{A, AAAA, MX, NS, TXT};
     use std::time::{Duration, Instant};
     use tokio::net::UdpSocket;
 
+    fn expect_of(text: &str) -> Expected {
+        let Ok(Value::Parsed(v)) = expected(text) else {
+            panic!("not parsed")
+        };
+        v.downcast_ref::<Expected>().expect("Expected").clone()
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn txt_values_split_only_on_commas() {
-        let txt: Vec<&str> = split_expected(RecordType::TXT, "v=spf1 -all, v=DKIM1; k=rsa").collect();
-        assert_eq!(txt, ["v=spf1 -all", "v=DKIM1; k=rsa"]);
-        let a: Vec<&str> = split_expected(RecordType::A, "192.0.2.1; 192.0.2.2 192.0.2.3,").collect();
-        assert_eq!(a, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+        let e = expect_of("v=spf1 -all, v=DKIM1; k=rsa");
+        assert_eq!(e.txt, set(&["v=spf1 -all", "v=DKIM1; k=rsa"]));
+        let e = expect_of("192.0.2.1; 192.0.2.2 192.0.2.3,");
+        assert_eq!(e.values, set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+    }
+
+    /// Prepares a `dns` job as the planner would: the kinds, then the line-wide check.
+    fn prepared(query: &str, rtype: &str, expect: &str) -> Result<Params, Invalid> {
+        let mut j = Job::new("dns", "127.0.0.1", Some(53));
+        j.options.insert("query".into(), query.into());
+        j.options.insert("rtype".into(), rtype.into());
+        j.options.insert("expect".into(), expect.into());
+        crate::prepare(&j)
+    }
+
+    #[test]
+    fn record_types_are_checked_in_any_case() {
+        for t in ["A", "aaaa", "Ns", "mx", "TXT"] {
+            assert!(record_type(t).is_ok(), "{t}");
+        }
+        for t in ["www", "SRV", "", "A6"] {
+            let e = record_type(t).expect_err(t);
+            assert_eq!(
+                e.msg,
+                format!("`{t}` is not a record type `dns` can ask for")
+            );
+            assert_eq!(
+                e.hint.as_deref(),
+                Some("write one of A, AAAA, NS, MX, TXT (any case) after `resolving`")
+            );
+        }
+    }
+
+    #[test]
+    fn query_names_are_checked() {
+        for good in [
+            "www.example.com",
+            "MX.test.",
+            "_dmarc.example.com",
+            "*.example.com",
+            ".",
+            "localhost",
+        ] {
+            assert!(dns_name(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            dns_name("WWW.Example.com").map(|n| display_name(&n)),
+            Ok("www.example.com".into())
+        );
+        for bad in [
+            "",
+            "bad..name",
+            ".lead",
+            "not a zone",
+            "a,b",
+            "bücher.de",
+            "a.*.b",
+            "x@y",
+        ] {
+            let e = dns_name(bad).expect_err(bad);
+            assert!(
+                e.msg
+                    .starts_with(&format!("`{bad}` is not a valid DNS name")),
+                "{}",
+                e.msg
+            );
+        }
+        assert!(dns_name(&"a".repeat(64)).is_err());
+        assert!(dns_name(&["a"; 130].join(".")).is_err());
+        assert!(dns_name(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn values_must_fit_the_type() {
+        assert!(prepared("a.test", "A", "192.0.2.1, 192.0.2.2").is_ok());
+        assert!(prepared("a.test", "AAAA", "2001:db8::1").is_ok());
+        assert!(prepared("a.test", "MX", "mx1.test; 192.0.2.25").is_ok());
+        assert!(prepared("a.test", "NS", "ns1.test ns2.test.").is_ok());
+        assert!(prepared("a.test", "TXT", "v=spf1 -all; anything, goes").is_ok());
+        let e = prepared("a.test", "A", "notanip").expect_err("A as name");
+        assert_eq!(
+            e.msg,
+            "`notanip` is not an IPv4 address, so no A record can match it"
+        );
+        assert_eq!(e.key, Some("expect"));
+        let e = prepared("a.test", "a", "2001:db8::1").expect_err("A as v6");
+        assert!(e.msg.contains("not an IPv4 address"), "{}", e.msg);
+        let e = prepared("a.test", "AAAA", "192.0.2.1").expect_err("AAAA as v4");
+        assert!(e.msg.contains("not an IPv6 address"), "{}", e.msg);
+        let e = prepared("a.test", "NS", "ns1..test").expect_err("bad name");
+        assert!(
+            e.msg.starts_with("`ns1..test` is not a valid DNS name"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("NS values are host names or their addresses")
+        );
+        let e = prepared("bad..name", "A", "192.0.2.1").expect_err("bad query");
+        assert!(
+            e.msg.contains("`bad..name` is not a valid DNS name"),
+            "{}",
+            e.msg
+        );
+        let e = prepared("a.test", "www", "192.0.2.1").expect_err("bad type");
+        assert!(e.msg.contains("`www` is not a record type"), "{}", e.msg);
+    }
+
+    #[tokio::test]
+    async fn the_phrase_is_required() {
+        assert!(SPEC.params.iter().all(|p| p.required));
+        let out = check(&cx(Job::new("dns", "127.0.0.1", Some(53)), 1.0)).await;
+        assert!(matches!(out, Outcome::Unknown { .. }), "{out:?}");
     }
 
     fn ok(q: &Message, answers: Vec<RData>) -> Message {
@@ -407,26 +634,18 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn unsupported_type_is_down() {
-        let out = probe(1, "a.test", "SRV", "x", 1.0).await;
-        assert_eq!(
-            out,
-            Outcome::down("unsupported record type \"SRV\" (supported: A, AAAA, NS, MX, TXT)")
-        );
-    }
-
     #[test]
     fn question_normalizes_values() {
-        let mut j = Job::new("dns", "127.0.0.1", Some(53));
-        j.options.insert("query".into(), "www.example.com".into());
-        j.options.insert("rtype".into(), "aaaa".into());
-        j.options
-            .insert("expect".into(), "2001:DB8:0:0::1;; 2001:db8::2".into());
-        let q = question(&j).expect("question");
+        let p =
+            prepared("www.example.com", "aaaa", "2001:DB8:0:0::1;; 2001:db8::2").expect("valid");
+        let q = question(&p).expect("question");
         assert_eq!(q.rtype, RecordType::AAAA);
-        assert_eq!(q.name, name("www.example.com."));
-        let want: BTreeSet<String> = ["2001:db8::1", "2001:db8::2"].map(String::from).into();
-        assert_eq!(q.expected, want);
+        assert_eq!(*q.name, name("www.example.com."));
+        assert_eq!(*q.expected, set(&["2001:db8::1", "2001:db8::2"]));
+        let p = prepared("t.test", "TXT", "v=spf1 -all").expect("valid");
+        assert_eq!(
+            *question(&p).expect("question").expected,
+            set(&["v=spf1 -all"])
+        );
     }
 }

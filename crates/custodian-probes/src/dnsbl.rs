@@ -9,13 +9,14 @@
 //! Up: `listed in ZONE (127.0.0.N)` for the first zone (in the given order) that lists it.
 //! Down: `not listed in ZONE, ZONE`.
 //! Unknown (never a pass, inverted or not): the target is not an IPv4 address; a zone gave no
-//! usable answer (timeout, SERVFAIL, REFUSED) or answered outside 127.0.0.0/24 (Spamhaus
-//! answers 127.255.255.x to refuse a query).
+//! usable answer (timeout, SERVFAIL, REFUSED, our nameservers unreachable: they are ours, not
+//! the target's) or answered outside 127.0.0.0/24 (Spamhaus answers 127.255.255.x to refuse a
+//! query). `custodian check` refuses a `via` that names no zone, more than 20, or a zone that
+//! is not a DNS name.
 //! Example: `127.0.0.2 must not run dnsbl via bl.example.org otherwise 'we are blocklisted'.`
 
-use crate::resolver;
-use crate::Ctx;
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use crate::{dns, resolver, Ctx};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,7 +28,8 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: false,
     takes_port: false,
-    params: &[ParamSpec::new("via {zones}", "the blocklist zones to ask, comma-separated (default: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org)")],
+    params: &[ParamSpec::new("via {zones}", "the blocklist zones to ask, comma-separated (default: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org)")
+        .kinds(&[Kind::Parse(zones)])],
     summary: "\"passes\" when the IPv4 address is listed in a DNS blocklist (write `must not run dnsbl`)",
     example: "127.0.0.2 must not run dnsbl via 'zen.spamhaus.org,bl.spamcop.net' otherwise 'we are blocklisted'.",
     check: None,
@@ -35,8 +37,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 /// Widely used public blocklists, asked when the line names none.
-pub(crate) const DEFAULT_ZONES: &[&str] =
-    &["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"];
+pub(crate) const DEFAULT_ZONES: &[&str] = &[
+    "zen.spamhaus.org",
+    "bl.spamcop.net",
+    "b.barracudacentral.org",
+];
 
 /// Most zones one line may ask.
 const MAX_ZONES: usize = 20;
@@ -49,7 +54,7 @@ enum Listing {
 }
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    match resolver::nameservers() {
+    match cx.env.nameservers() {
         Ok(servers) => run(cx, &servers).await,
         Err(e) => Outcome::unknown(e),
     }
@@ -62,29 +67,39 @@ async fn run(cx: &Ctx, servers: &[SocketAddr]) -> Outcome {
             cx.job.target
         ));
     };
-    let zones = match zones(cx.job.opt_str("zones")) {
-        Ok(z) => z,
-        Err(e) => return Outcome::unknown(e),
-    };
+    let zones = cx.params.parsed::<Zones>("zones").map_or_else(
+        || DEFAULT_ZONES.iter().map(|z| z.to_string()).collect(),
+        |z| z.0.clone(),
+    );
     let asks = zones.iter().map(|z| ask(cx, servers, ip, z));
     let answers = futures::future::join_all(asks).await;
     verdict(&zones, answers)
 }
 
-/// The zones from `via`: split on commas and spaces, empty parts dropped.
-fn zones(via: Option<&str>) -> Result<Vec<String>, String> {
-    let Some(text) = via else {
-        return Ok(DEFAULT_ZONES.iter().map(|z| z.to_string()).collect());
-    };
-    let zones: Vec<String> = text
+/// The zones of `via`, lower-case without the final dot, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Zones(Vec<String>);
+
+/// `via`: zones split on commas and spaces (empty parts dropped), each a DNS name.
+fn zones(text: &str) -> Result<Value, Invalid> {
+    let mut zones = Vec::new();
+    for z in text
         .split(|c: char| c == ',' || c.is_whitespace())
-        .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
         .filter(|z| !z.is_empty())
-        .collect();
+    {
+        let name = dns::dns_name(z).map_err(|e| Invalid {
+            hint: Some("write zones such as `zen.spamhaus.org`, separated by commas".into()),
+            ..e
+        })?;
+        zones.push(resolver::display_name(&name));
+    }
     match zones.len() {
-        0 => Err("`via` names no zone".into()),
-        n if n > MAX_ZONES => Err(format!("`via` names {n} zones; at most {MAX_ZONES}")),
-        _ => Ok(zones),
+        0 => Err(Invalid::new("`via` names no zone")
+            .hint("write `via zen.spamhaus.org` or leave `via` out for the defaults")),
+        n if n > MAX_ZONES => Err(Invalid::new(format!(
+            "`via` names {n} zones; at most {MAX_ZONES}"
+        ))),
+        _ => Ok(Value::parsed(Zones(zones))),
     }
 }
 
@@ -94,7 +109,12 @@ fn query_name(ip: Ipv4Addr, zone: &str) -> String {
     format!("{d}.{c}.{b}.{a}.{zone}")
 }
 
-async fn ask(cx: &Ctx, servers: &[SocketAddr], ip: Ipv4Addr, zone: &str) -> Result<Listing, String> {
+async fn ask(
+    cx: &Ctx,
+    servers: &[SocketAddr],
+    ip: Ipv4Addr,
+    zone: &str,
+) -> Result<Listing, String> {
     let name = resolver::fqdn(&query_name(ip, zone))?;
     let m = resolver::lookup(cx, servers, &name, RecordType::A).await?;
     listing(&m).map_err(|e| format!("{zone}: {e}"))
@@ -180,17 +200,80 @@ mod tests {
 
     #[test]
     fn query_names_reverse_the_octets() {
-        assert_eq!(query_name(Ipv4Addr::new(192, 0, 2, 1), "bl.test"), "1.2.0.192.bl.test");
+        assert_eq!(
+            query_name(Ipv4Addr::new(192, 0, 2, 1), "bl.test"),
+            "1.2.0.192.bl.test"
+        );
+    }
+
+    fn zones_of(text: &str) -> Result<Vec<String>, String> {
+        match zones(text) {
+            Ok(Value::Parsed(v)) => Ok(v.downcast_ref::<Zones>().expect("Zones").0.clone()),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.msg),
+        }
     }
 
     #[test]
     fn zones_split_on_commas_and_spaces() {
-        let z = zones(Some("BL.test., other.test  third.test")).expect("zones");
+        let z = zones_of("BL.test., other.test  third.test").expect("zones");
         assert_eq!(z, ["bl.test", "other.test", "third.test"]);
-        assert_eq!(zones(None).expect("defaults"), DEFAULT_ZONES);
-        assert_eq!(zones(Some(" , ")), Err("`via` names no zone".into()));
+        assert_eq!(zones_of(" , "), Err("`via` names no zone".into()));
         let many = vec!["z.test"; MAX_ZONES + 1].join(",");
-        assert!(zones(Some(&many)).is_err());
+        assert!(zones_of(&many).is_err());
+        let bad = zones_of("zen.spamhaus.org,bad..zone").expect_err("empty label");
+        assert!(
+            bad.starts_with("`bad..zone` is not a valid DNS name"),
+            "{bad}"
+        );
+        assert!(
+            zones_of("bl_test.example;x").is_err(),
+            "`;` is no separator"
+        );
+        let mut j = Job::new("dnsbl", "127.0.0.2", None);
+        j.options.insert("zones".into(), "not/a/zone".into());
+        assert!(crate::prepare(&j).is_err());
+    }
+
+    #[tokio::test]
+    async fn without_via_the_default_zones_are_asked() {
+        let dns = fake(zone).await;
+        let out = run(&cx(Job::new("dnsbl", "127.0.0.9", None), 2.0), &[dns]).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!("not listed in {}", DEFAULT_ZONES.join(", ")))
+        );
+    }
+
+    /// Our nameservers not answering is our failure: the check is unknown, and `must not run
+    /// dnsbl` (which passes when the address is not listed) does not pass on it.
+    #[tokio::test]
+    async fn dead_nameservers_make_the_check_unknown_never_passed() {
+        let dead = crate::net::testutil::refused().await;
+        let env = crate::Env::build(&crate::EnvOptions {
+            roots: crate::Roots::Bundled,
+            nameservers: vec![dead],
+            ..crate::EnvOptions::default()
+        })
+        .expect("env");
+        let mut j = Job::new("dnsbl", "127.0.0.2", None);
+        j.options.insert("zones".into(), "bl.test".into());
+        j.inverted = true;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let c = Ctx::new_in(
+            std::sync::Arc::new(env),
+            std::sync::Arc::new(j),
+            None,
+            deadline,
+        );
+        let probe = crate::find("dnsbl").expect("registered");
+        let out = (probe.check)(&c).await;
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.contains(&dead.to_string())),
+            "{out:?}"
+        );
+        let (status, why) = custodian_core::judge(&out, true);
+        assert_eq!(status, custodian_core::Status::Unknown, "{why:?}");
     }
 
     #[tokio::test]
@@ -209,7 +292,11 @@ mod tests {
         let out = probe("127.0.0.1", Some("bl.test,nx.test"), 2.0).await;
         assert_eq!(out, Outcome::down("not listed in bl.test, nx.test"));
         let out = probe("127.0.0.3", Some("bl.test"), 2.0).await;
-        assert_eq!(out, Outcome::down("not listed in bl.test"), "NOERROR without A");
+        assert_eq!(
+            out,
+            Outcome::down("not listed in bl.test"),
+            "NOERROR without A"
+        );
     }
 
     #[tokio::test]
@@ -220,10 +307,16 @@ mod tests {
             Outcome::unknown("refuse.test: answered 127.255.255.254, not a 127.0.0.x listing code")
         );
         let out = probe("127.0.0.1", Some("fail.test"), 2.0).await;
-        assert!(matches!(&out, Outcome::Unknown { error } if error.ends_with("answered Server Failure for 1.0.0.127.fail.test")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.ends_with("answered Server Failure for 1.0.0.127.fail.test")),
+            "{out:?}"
+        );
         let t = Instant::now();
         let out = probe("127.0.0.1", Some("slow.test"), 0.4).await;
-        assert!(matches!(&out, Outcome::Unknown { error } if error.contains("timed out")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.contains("timed out")),
+            "{out:?}"
+        );
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 
@@ -237,7 +330,10 @@ mod tests {
     async fn only_ipv4_targets() {
         for t in ["::1", "mail.example"] {
             let out = probe(t, Some("bl.test"), 1.0).await;
-            assert!(matches!(&out, Outcome::Unknown { error } if error.starts_with("dnsbl needs an IPv4 address")), "{out:?}");
+            assert!(
+                matches!(&out, Outcome::Unknown { error } if error.starts_with("dnsbl needs an IPv4 address")),
+                "{out:?}"
+            );
         }
     }
 

@@ -4,12 +4,14 @@
 //! user name (or an empty line, which asks for everyone logged in) and pass when any text
 //! answer comes. After the first bytes we keep reading until the server closes, for at most a
 //! second and 16 KiB, so the detail can show the answer's first line.
+//! `with user` may name `user@host` (a forwarding query, RFC 1288 §2.5.1) but no control
+//! character: a line break would end the query early, so `custodian check` refuses it.
 //! Down reasons: connection refused / timed out connecting; timed out waiting for the answer;
-//! `connection closed by peer without an answer`; binary garbage; a user name with a line break.
+//! `connection closed by peer without an answer`; binary garbage.
 //! Example: `host1 must run finger with user 'root' otherwise 'finger down'.`
 
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,7 +24,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(79),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec::new("with user {user}", "ask about this user instead of everyone logged in")],
+    params: &[ParamSpec::new(
+        "with user {user}",
+        "ask about this user instead of everyone logged in",
+    )
+    .kinds(&[Kind::Parse(user)])],
     summary: "the server answers a finger query",
     example: "127.0.0.1 must run finger on 79 with user 'root' otherwise 'finger down'.",
     check: None,
@@ -40,7 +46,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 }
 
 async fn run(cx: &Ctx) -> Result<String, String> {
-    let query = query(cx.job.opt_str("user"))?;
+    let query = query(cx.params.text("user"));
     let mut s = net::connect(cx).await?;
     net::within(cx, "sending the query", async {
         s.write_all(query.as_bytes())
@@ -52,13 +58,18 @@ async fn run(cx: &Ctx) -> Result<String, String> {
     judge(&answer)
 }
 
-/// The query line: the user name, or nothing for "everyone".
-fn query(user: Option<&str>) -> Result<String, String> {
-    let user = user.unwrap_or("");
-    if user.contains(['\r', '\n']) {
-        return Err("user name contains a line break".into());
+/// `with user`: one query line's worth of text (no control characters; tabs are fine).
+fn user(name: &str) -> Result<Value, Invalid> {
+    if name.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Invalid::new("the user name contains a control character")
+            .hint("a finger query is one line: write the name alone"));
     }
-    Ok(format!("{user}\r\n"))
+    Ok(Value::Text(name.to_string()))
+}
+
+/// The query line: the user name, or nothing for "everyone".
+fn query(user: Option<&str>) -> String {
+    format!("{}\r\n", user.unwrap_or(""))
 }
 
 /// The first bytes of the answer, then whatever follows within [`TAIL_GRACE`] and [`MAX_ANSWER`].
@@ -152,9 +163,14 @@ mod tests {
 
     #[test]
     fn queries_and_answers() {
-        assert_eq!(query(None), Ok("\r\n".into()));
-        assert_eq!(query(Some("root")), Ok("root\r\n".into()));
-        assert!(query(Some("root\r\nx")).is_err());
+        assert_eq!(query(None), "\r\n");
+        assert_eq!(query(Some("root")), "root\r\n");
+        assert!(user("root@host").is_ok());
+        let e = user("root\r\nx").expect_err("line break");
+        assert_eq!(e.msg, "the user name contains a control character");
+        let mut j = Job::new("finger", "127.0.0.1", Some(79));
+        j.options.insert("user".into(), "a\nb".into());
+        assert!(crate::prepare(&j).is_err());
         assert_eq!(
             judge(b"\r\n  \r\nNo one logged on.\r\n"),
             Ok("No one logged on.".into())

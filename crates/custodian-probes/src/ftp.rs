@@ -23,7 +23,7 @@
 use crate::dialog::{Dialog, Reply};
 use crate::tls::Stream;
 use crate::{net, tcp, Ctx};
-use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind};
 use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -36,10 +36,23 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with banner {banner}", "the 220 greeting must match this case-insensitive regex"),
-        ParamSpec::new("with username {username}", "log in with USER/PASS as this user (or give it in the ftp:// URL)"),
-        ParamSpec::new("with password {password}", "the password for PASS (masked in all output)"),
-        ParamSpec::new("with content {content}", "the file named by the ftp:// URL must contain this text"),
+        ParamSpec::new(
+            "with banner {banner}",
+            "the 220 greeting must match this case-insensitive regex",
+        )
+        .kinds(tcp::BANNER),
+        ParamSpec::new(
+            "with username {username}",
+            "log in with USER/PASS as this user (or give it in the ftp:// URL)",
+        ),
+        ParamSpec::new(
+            "with password {password}",
+            "the password for PASS (masked in all output)",
+        ),
+        ParamSpec::new(
+            "with content {content}",
+            "the file named by the ftp:// URL must contain this text",
+        ),
     ],
     summary:
         "the server greets with 220 (logs in with 230; downloads the URL's file, `with content`)",
@@ -56,7 +69,7 @@ const MAX_FILE: usize = 1024 * 1024;
 const ANONYMOUS_PASSWORD: &str = "custodian@";
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    let plan = match Plan::from_job(&cx.job) {
+    let plan = match Plan::from_job(&cx.job, &cx.params) {
         Ok(plan) => plan,
         Err(e) => return Outcome::unknown(e),
     };
@@ -74,7 +87,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn from_job(job: &Job) -> Result<Plan, String> {
+    fn from_job(job: &Job, params: &Params) -> Result<Plan, String> {
         let url = match job.target.contains("://") {
             true => from_url(&job.target)?,
             false => UrlParts::default(),
@@ -82,11 +95,11 @@ impl Plan {
         let path = url.path;
         let user = url
             .user
-            .or_else(|| job.opt_str("username").map(str::to_string));
+            .or_else(|| params.text("username").map(str::to_string));
         let pass = url
             .pass
-            .or_else(|| job.opt_str("password").map(str::to_string));
-        let content = job.opt_str("content").map(str::to_string);
+            .or_else(|| params.text("password").map(str::to_string));
+        let content = params.text("content").map(str::to_string);
         if content.is_some() && path.is_none() {
             return Err("`with content` needs a file: write the target as ftp://HOST/PATH".into());
         }
@@ -167,9 +180,7 @@ async fn converse(
     plan: &Plan,
 ) -> Result<String, String> {
     greeting.expect(220, "greeting")?;
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, &greeting.text())?;
-    }
+    tcp::banner_matches(cx, &greeting.text())?;
     let mut detail = net::clip(greeting.lines.first().map_or("", String::as_str));
     if let Some((user, pass)) = &plan.login {
         login(d, cx, user, pass).await?;
@@ -301,7 +312,7 @@ async fn connect_data(cx: &Ctx, port: u16) -> Result<TcpStream, String> {
     net::within(cx, &format!("connecting to data port {port}"), async {
         TcpStream::connect(SocketAddr::new(ip, port))
             .await
-            .map_err(|e| format!("connect to data port {port}: {}", net::io_reason(&e)))
+            .map_err(|e| net::failed(cx, &format!("connect to data port {port}"), &e))
     })
     .await
 }
@@ -654,6 +665,9 @@ mod tests {
             check(&cx(j, secs)).await
         }
 
+        fn plan_of(j: &Job) -> Result<Plan, String> {
+            Plan::from_job(j, &crate::prepare(j).expect("options"))
+        }
 
         #[test]
         fn plans_from_urls_and_options() {
@@ -662,22 +676,22 @@ mod tests {
                 "ftp://bob:p%40ss@127.0.0.1:2121/pub/a%20b.txt",
                 Some(2121),
             );
-            let p = Plan::from_job(&j).expect("plan");
+            let p = plan_of(&j).expect("plan");
             assert_eq!(p.login, Some(("bob".into(), "p@ss".into())));
             assert_eq!(p.path.as_deref(), Some("pub/a b.txt"));
             let j = Job::new("ftp", "ftp://127.0.0.1/f", Some(21));
-            let p = Plan::from_job(&j).expect("plan");
+            let p = plan_of(&j).expect("plan");
             assert_eq!(p.login, Some(("anonymous".into(), "custodian@".into())));
             let j = Job::new("ftp", "127.0.0.1", Some(21));
-            assert_eq!(Plan::from_job(&j).expect("plan").login, None);
+            assert_eq!(plan_of(&j).expect("plan").login, None);
             let j = Job::new("ftp", "ftp://127.0.0.1/a%0d%0aDELE%20b", Some(21));
             assert_eq!(
-                Plan::from_job(&j),
+                plan_of(&j),
                 Err("the file path contains a line break".into())
             );
             let mut j = Job::new("ftp", "ftp://127.0.0.1/", Some(21));
             j.options.insert("content".into(), json!("x"));
-            assert!(Plan::from_job(&j).is_err_and(|e| e.starts_with("`with content` needs a file")));
+            assert!(plan_of(&j).is_err_and(|e| e.starts_with("`with content` needs a file")));
         }
 
         #[test]

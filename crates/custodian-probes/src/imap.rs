@@ -5,8 +5,9 @@
 //! Syntax: `HOST must run imap [on PORT] [with banner 'REGEX'] [with tls | with tls insecure]
 //! [and cannot expire within N days] [with username 'U' with password 'P'].` Default port
 //! 143. `with tls` sends `a0 STARTTLS` and verifies the certificate like `smtp` does (chain,
-//! the target's name or IP, N more days, default 14; `with tls insecure` skips that). With
-//! `with username` we send `a1 LOGIN` (a missing password counts as empty); a tagged `OK`
+//! the target's name or IP, N more days, default 14; `with tls insecure` skips
+//! chain and name only). With `with username` we send `a1 LOGIN` (a missing password
+//! counts as empty); a tagged `OK`
 //! means logged in. We always end with `a2 LOGOUT` once a greeting came, so the server logs a
 //! clean exit; that part never fails the check.
 //! Down reasons: connection refused / timed out connecting; `greeting is not * OK: "…"`; banner
@@ -23,11 +24,19 @@ use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the * OK greeting must match this case-insensitive regex");
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new(
+    "with banner {banner}",
+    "the * OK greeting must match this case-insensitive regex",
+)
+.kinds(tcp::BANNER);
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with LOGIN as this user");
+pub(crate) const USERNAME_PARAM: ParamSpec =
+    ParamSpec::new("with username {username}", "log in with LOGIN as this user");
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for LOGIN (masked in all output)");
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new(
+    "with password {password}",
+    "the password for LOGIN (masked in all output)",
+);
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "imap",
@@ -81,28 +90,26 @@ async fn converse(
     implicit_tls: bool,
 ) -> Result<String, String> {
     judge_greeting(greeting)?;
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, greeting)?;
-    }
+    tcp::banner_matches(cx, greeting)?;
     let mut detail = net::clip(greeting);
-    let starttls = !implicit_tls && Verify::wanted(&cx.job);
+    let starttls = !implicit_tls && Verify::wanted(cx);
     if starttls {
         d.send(cx, "a0 STARTTLS").await?;
         judge_tagged(
             &tagged(d, cx, "a0", "the reply to STARTTLS").await?,
             "STARTTLS",
         )?;
-        d.starttls(cx, Verify::from_job(&cx.job)).await?;
+        d.starttls(cx, Verify::of(cx)).await?;
         detail.push_str("; STARTTLS");
     }
-    let Some(user) = cx.job.opt_str("username") else {
+    let Some(user) = cx.params.text("username") else {
         return Ok(detail);
     };
     // The greeting's capabilities describe the clear-text session only.
     if !implicit_tls && !starttls && login_disabled(greeting) {
         return Err("server forbids plaintext LOGIN (LOGINDISABLED)".into());
     }
-    let pass = cx.job.opt_str("password").unwrap_or("");
+    let pass = cx.params.text("password").unwrap_or("");
     d.send(cx, &format!("a1 LOGIN {} {}", quote(user)?, quote(pass)?))
         .await?;
     judge_tagged(&tagged(d, cx, "a1", "the reply to LOGIN").await?, "LOGIN")?;
@@ -405,7 +412,6 @@ mod tests {
             }
             v
         }
-
 
         #[tokio::test]
         async fn starttls_then_login_passes() {

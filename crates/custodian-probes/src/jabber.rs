@@ -6,9 +6,12 @@
 //! host it still open their stream before the `host-unknown` error). We keep our side open
 //! while waiting, since servers such as Prosody close a half-closed stream without answering,
 //! and end with `</stream:stream>`. The detail names the server's `from` domain.
+//! A reply carrying a DTD or any markup declaration (`<!DOCTYPE`, `<!ENTITY`...) fails: RFC
+//! 6120 §11.1 forbids them, and an entity-expansion bomb rides on them.
 //! Down reasons: connection refused / timed out connecting; timed out waiting for the stream
-//! header; `reply is not an XMPP stream header: "…"` (connection closed first); no stream
-//! header within 8192 bytes; binary garbage.
+//! header; `reply is not an XMPP stream header: "…"` (connection closed first); `reply carries
+//! a DTD declaration (<!ENTITY), which XMPP forbids (RFC 6120 §11.1)`; no stream header within
+//! 8192 bytes; binary garbage.
 //! Example: `chat.example.org must run jabber otherwise 'chat down'.`
 
 use crate::dialog::Dialog;
@@ -36,6 +39,15 @@ const MAX_HEADER: usize = 8 * 1024;
 
 /// The start tag we look for in the reply.
 const STREAM_TAG: &str = "<stream:stream";
+
+/// The markup declarations a DTD is made of (XML 1.0 §2.8), upper-cased.
+const DTD_MARKS: &[&str] = &[
+    "<!DOCTYPE",
+    "<!ENTITY",
+    "<!ELEMENT",
+    "<!ATTLIST",
+    "<!NOTATION",
+];
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
     Outcome::from_result(run(cx).await)
@@ -111,6 +123,11 @@ fn find_header(buf: &[u8]) -> Result<Option<String>, String> {
             .map(|&b| if b.is_ascii_whitespace() { b' ' } else { b })
             .collect::<Vec<_>>(),
     )?;
+    if let Some(mark) = dtd_mark(&text) {
+        return Err(format!(
+            "reply carries a DTD declaration ({mark}), which XMPP forbids (RFC 6120 §11.1)"
+        ));
+    }
     // XML opens with `<` (after an optional byte-order mark): anything else, such as another
     // protocol's greeting, is judged at once instead of waiting for the deadline.
     let opening = text.trim_start_matches(['\u{feff}', ' ']);
@@ -129,6 +146,12 @@ fn find_header(buf: &[u8]) -> Result<Option<String>, String> {
         return Err(format!("no XMPP stream header within {MAX_HEADER} bytes"));
     }
     Ok(None)
+}
+
+/// The first DTD declaration in `text`, if any (in any case: a lower-case one is no better).
+fn dtd_mark(text: &str) -> Option<&'static str> {
+    let upper = text.to_ascii_uppercase();
+    DTD_MARKS.iter().copied().find(|m| upper.contains(m))
 }
 
 /// The value of attribute `name` in a start tag, quoted with `'` or `"`.
@@ -258,6 +281,47 @@ mod tests {
             find_header("\u{feff} <?xml version='1.0'?>".as_bytes()),
             Ok(None)
         );
+    }
+
+    /// The "billion laughs": ten entities, each ten of the one before, inside a DOCTYPE.
+    fn laughs() -> String {
+        let mut dtd =
+            String::from("<?xml version='1.0'?><!DOCTYPE stream:stream [<!ENTITY lol0 'lol'>");
+        for i in 1..10 {
+            let refs = format!("&lol{};", i - 1).repeat(10);
+            dtd.push_str(&format!("<!ENTITY lol{i} '{refs}'>"));
+        }
+        dtd + "]><stream:stream xmlns:stream='http://etherx.jabber.org/streams' from='&lol9;' version='1.0'>"
+    }
+
+    #[tokio::test]
+    async fn an_entity_expansion_bomb_fails() {
+        let bomb: &'static str = Box::leak(laughs().into_boxed_str());
+        let (a, _) = server(bomb).await;
+        let out = run_against(a, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(
+                "reply carries a DTD declaration (<!DOCTYPE), which XMPP forbids (RFC 6120 §11.1)"
+            )
+        );
+    }
+
+    #[test]
+    fn every_dtd_declaration_is_refused() {
+        let header = "<stream:stream from='x' version='1.0'>";
+        for (decl, mark) in [
+            ("<!ENTITY x 'y'>", "<!ENTITY"),
+            ("<!doctype stream>", "<!DOCTYPE"),
+            ("<!ELEMENT a ANY>", "<!ELEMENT"),
+            ("<!ATTLIST a b CDATA #IMPLIED>", "<!ATTLIST"),
+            ("<!NOTATION n SYSTEM 'x'>", "<!NOTATION"),
+        ] {
+            let reply = format!("<?xml version='1.0'?>{decl}{header}");
+            let e = find_header(reply.as_bytes()).expect_err(decl);
+            assert!(e.contains(&format!("({mark})")), "{e}");
+        }
+        assert!(find_header(format!("<?xml version='1.0'?>{header}").as_bytes()).is_ok());
     }
 
     #[tokio::test]

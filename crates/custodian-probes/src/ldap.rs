@@ -7,9 +7,12 @@
 //! one entry and no attributes, under `base` (subtree; without a base: the root DSE) with
 //! `filter` (default `(objectClass=*)`). Requests are encoded and filters parsed by the
 //! `ldap3` crate; the I/O is ours, one message of at most 64 KiB at a time.
+//! `custodian check` refuses a `with filter` that is not an RFC 4515 filter (unbalanced
+//! parentheses, a bad escape...) and a `with base` that is not an RFC 4514 DN; the filter is
+//! parsed once per job into the form sent.
 //! Down reasons: connection refused / timed out connecting;
 //! `bind refused: invalidCredentials (49) "…"`; `search failed: noSuchObject (32) "…"`;
-//! `search found no entry`; `invalid filter "…"`; `not an LDAP server: …` (garbage, a message
+//! `search found no entry`; `not an LDAP server: …` (garbage, a message
 //! over 64 KiB, a reply to another request); `server ended the session: …` (a notice of
 //! disconnection); timed out or closed while waiting.
 //! Example: `dir1 must run ldap with base 'dc=example,dc=com' with filter '(uid=probe)'.`
@@ -17,7 +20,7 @@
 use crate::net;
 use crate::tls::{self, Stream, Verify};
 use crate::Ctx;
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use ldap3::asn1::{
     parse_tag, ASNTag, Boolean, Enumerated, Integer, OctetString, Sequence, StructureTag, Tag,
     TagClass, PL,
@@ -25,10 +28,24 @@ use ldap3::asn1::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// The options of `ldap`, shared with `ldaps`.
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "bind as this DN (simple bind; default anonymous)");
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the bind password (masked in all output)");
-pub(crate) const BASE_PARAM: ParamSpec = ParamSpec::new("with base {base}", "search under this DN; at least one entry must match");
-pub(crate) const FILTER_PARAM: ParamSpec = ParamSpec::new("with filter {filter}", "the search filter (RFC 4515; default (objectClass=*))");
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new(
+    "with username {username}",
+    "bind as this DN (simple bind; default anonymous)",
+);
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new(
+    "with password {password}",
+    "the bind password (masked in all output)",
+);
+pub(crate) const BASE_PARAM: ParamSpec = ParamSpec::new(
+    "with base {base}",
+    "search under this DN; at least one entry must match",
+)
+.kinds(&[Kind::Parse(base)]);
+pub(crate) const FILTER_PARAM: ParamSpec = ParamSpec::new(
+    "with filter {filter}",
+    "the search filter (RFC 4515; default (objectClass=*))",
+)
+.kinds(&[Kind::Parse(filter)]);
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "ldap",
@@ -68,13 +85,13 @@ pub(crate) async fn run(cx: &Ctx, tls: bool) -> Outcome {
 async fn session(cx: &Ctx, tls: bool) -> Result<String, String> {
     let tcp = net::connect(cx).await?;
     let stream: Stream = if tls {
-        Box::new(tls::handshake(cx, tcp, Verify::from_job(&cx.job)).await?)
+        Box::new(tls::handshake(cx, tcp, Verify::of(cx)).await?)
     } else {
         Box::new(tcp)
     };
     let mut conn = Conn { stream, next_id: 1 };
-    let dn = cx.job.opt_str("username").unwrap_or("");
-    let pw = cx.job.opt_str("password").unwrap_or("");
+    let dn = cx.params.text("username").unwrap_or("");
+    let pw = cx.params.text("password").unwrap_or("");
     let op = conn
         .call(cx, bind_request(dn, pw), "the bind response")
         .await?;
@@ -84,7 +101,7 @@ async fn session(cx: &Ctx, tls: bool) -> Result<String, String> {
     } else {
         format!("bound as {dn}")
     };
-    if cx.job.opt_str("base").is_some() || cx.job.opt_str("filter").is_some() {
+    if cx.params.get("base").is_some() || cx.params.get("filter").is_some() {
         let found = search(cx, &mut conn).await?;
         detail.push_str(&format!("; found {}", net::clip(&found)));
     }
@@ -94,9 +111,11 @@ async fn session(cx: &Ctx, tls: bool) -> Result<String, String> {
 
 /// Runs the search and returns the DN of the first entry found.
 async fn search(cx: &Ctx, conn: &mut Conn) -> Result<String, String> {
-    let base = cx.job.opt_str("base").unwrap_or("");
-    let filter = cx.job.opt_str("filter").unwrap_or("(objectClass=*)");
-    let request = search_request(base, filter)?;
+    let base = cx.params.text("base").unwrap_or("");
+    let request = match cx.params.parsed::<Filter>("filter") {
+        Some(f) => search_request(base, f.0.clone()),
+        None => search_request(base, any_entry()),
+    };
     let id = conn.send(cx, request).await?;
     let mut first = None;
     for _ in 0..MAX_SEARCH_MESSAGES {
@@ -329,10 +348,133 @@ fn bind_request(dn: &str, password: &str) -> Tag {
     })
 }
 
+/// A search filter parsed from `with filter`, in the form the request carries.
+#[derive(Debug, Clone)]
+struct Filter(Tag);
+
+/// `with filter`: an RFC 4515 filter, parsed once (by `ldap3`, which also takes a bare
+/// `attr=value` without the outer parentheses).
+fn filter(text: &str) -> Result<Value, Invalid> {
+    match ldap3::parse_filter(text) {
+        Ok(tag) => Ok(Value::parsed(Filter(tag))),
+        Err(()) => Err(
+            Invalid::new(format!("`{text}` is not a valid LDAP filter (RFC 4515)"))
+                .hint(filter_hint(text)),
+        ),
+    }
+}
+
+/// What is most likely wrong with a filter the parser refused.
+fn filter_hint(text: &str) -> String {
+    let (open, close) = (text.matches('(').count(), text.matches(')').count());
+    if open != close {
+        return format!(
+            "its parentheses do not balance ({open} `(`, {close} `)`); write e.g. `(&(objectClass=person)(uid=probe))`"
+        );
+    }
+    "write e.g. `(uid=probe)` or `(&(objectClass=person)(uid=probe))`; in values write `*`, `(`, `)` and `\\` as \\2a, \\28, \\29 and \\5c".into()
+}
+
+/// The default filter, `(objectClass=*)`: every entry.
+fn any_entry() -> Tag {
+    Tag::OctetString(OctetString {
+        id: 7,
+        class: TagClass::Context,
+        inner: b"objectClass".to_vec(),
+    })
+}
+
+/// `with base`: a distinguished name (RFC 4514), or empty for the root DSE. Sent as written.
+fn base(text: &str) -> Result<Value, Invalid> {
+    match dn_problem(text) {
+        None => Ok(Value::Text(text.to_string())),
+        Some(why) => Err(Invalid::new(format!("`{text}` is not a valid DN: {why}"))
+            .hint("write a DN such as `dc=example,dc=com` or `ou=people,dc=example,dc=com`")),
+    }
+}
+
+/// Why `dn` is not an RFC 4514 DN, if it is not. Separators may be `,` or `;` with spaces
+/// around them (RFC 2253 §4, as servers accept), values may hold escapes `\X` or `\HH`.
+fn dn_problem(dn: &str) -> Option<String> {
+    if dn.trim().is_empty() {
+        return None;
+    }
+    for rdn in split_unescaped(dn, &[',', ';']) {
+        for ava in split_unescaped(rdn, &['+']) {
+            let Some((attr, value)) = ava.split_once('=') else {
+                return Some(format!("`{}` has no `=`", ava.trim()));
+            };
+            let attr = attr.trim();
+            let descr = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+                && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let oid = !attr.is_empty()
+                && attr
+                    .split('.')
+                    .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            if !descr && !oid {
+                return Some(format!("`{attr}` is not an attribute type"));
+            }
+            if let Some(why) = value_problem(value.trim()) {
+                return Some(format!("the value of `{attr}` {why}"));
+            }
+        }
+    }
+    None
+}
+
+/// Splits at unescaped `seps` (a backslash escapes the next character).
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if seps.contains(&c) => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// Why an attribute value is malformed: empty, a bad escape, a special character unescaped,
+/// or a `#` hex form with odd or non-hex digits.
+fn value_problem(v: &str) -> Option<String> {
+    if v.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(hex) = v.strip_prefix('#') {
+        let ok =
+            !hex.is_empty() && hex.len() % 2 == 0 && hex.chars().all(|c| c.is_ascii_hexdigit());
+        return (!ok).then(|| "is not a valid #hex value".into());
+    }
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(h) if h.is_ascii_hexdigit() => {
+                    if !chars.next().is_some_and(|l| l.is_ascii_hexdigit()) {
+                        return Some("has a `\\` escape that is not two hex digits".into());
+                    }
+                }
+                Some(' ' | '"' | '#' | '+' | ',' | ';' | '<' | '=' | '>' | '\\') => {}
+                _ => return Some("has a `\\` that escapes nothing special".into()),
+            },
+            '"' | '<' | '>' | '\0' => {
+                return Some(format!("holds {c:?}, which must be escaped with `\\`"))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// SearchRequest for one entry, no attributes: subtree under `base`, or the root DSE itself.
-fn search_request(base: &str, filter: &str) -> Result<Tag, String> {
-    let parsed = ldap3::parse_filter(filter)
-        .map_err(|()| format!("invalid filter {:?}", net::clip(filter)))?;
+fn search_request(base: &str, filter: Tag) -> Tag {
     let scope = if base.is_empty() { 0 } else { 2 };
     let enumerated = |n| {
         Tag::Enumerated(Enumerated {
@@ -340,7 +482,7 @@ fn search_request(base: &str, filter: &str) -> Result<Tag, String> {
             ..Default::default()
         })
     };
-    Ok(Tag::Sequence(Sequence {
+    Tag::Sequence(Sequence {
         id: 3,
         class: TagClass::Application,
         inner: vec![
@@ -353,13 +495,13 @@ fn search_request(base: &str, filter: &str) -> Result<Tag, String> {
                 inner: true,
                 ..Default::default()
             }),
-            parsed,
+            filter,
             Tag::Sequence(Sequence {
                 inner: vec![octets("1.1")],
                 ..Default::default()
             }),
         ],
-    }))
+    })
 }
 
 /// An LDAPMessage with id `id` around `op`, as bytes.
@@ -523,11 +665,79 @@ mod tests {
     }
 
     #[test]
-    fn bad_filter_is_named() {
+    fn filters_are_parsed_once_or_refused() {
+        for good in [
+            "(objectClass=*)",
+            "(uid=probe)",
+            "(&(objectClass=person)(|(uid=a)(uid=b)))",
+            "(!(cn=x))",
+            "(cn=a\\2ab*)",
+            "uid=probe",
+        ] {
+            assert!(filter(good).is_ok(), "{good}");
+        }
+        let e = filter("(objectClass=*").expect_err("unbalanced");
         assert_eq!(
-            search_request("", "(uid=").err(),
-            Some("invalid filter \"(uid=\"".into())
+            e.msg,
+            "`(objectClass=*` is not a valid LDAP filter (RFC 4515)"
         );
+        assert!(
+            e.hint
+                .as_deref()
+                .is_some_and(|h| h.starts_with("its parentheses do not balance (1 `(`, 0 `)`)")),
+            "{e:?}"
+        );
+        for bad in ["(uid=", "(&(uid=a)", "uid=a)", "(cn=a\\zz)", "", "(=x)"] {
+            assert!(filter(bad).is_err(), "{bad}");
+        }
+        let Ok(Value::Parsed(v)) = filter("(objectClass=*)") else {
+            panic!("not parsed")
+        };
+        let parsed = &v.downcast_ref::<Filter>().expect("Filter").0;
+        assert_eq!(
+            *parsed,
+            any_entry(),
+            "the default is the parsed (objectClass=*)"
+        );
+    }
+
+    #[test]
+    fn bases_must_be_dns() {
+        for good in [
+            "",
+            "dc=example,dc=com",
+            "ou=people, dc=example, dc=com",
+            "cn=Smith\\, John+uid=js,dc=example;dc=com",
+            "1.3.6.1.4.1.1466.0=#04024869,dc=x",
+            "cn=a\\2cb,dc=x",
+            "cn=a=b,dc=x",
+        ] {
+            assert!(base(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("example.com", "`example.com` has no `=`"),
+            ("dc=example,,dc=com", "`` has no `=`"),
+            ("dc=,dc=com", "the value of `dc` is empty"),
+            ("1dc=x", "`1dc` is not an attribute type"),
+            (
+                "cn=a\\zz",
+                "the value of `cn` has a `\\` that escapes nothing special",
+            ),
+            (
+                "cn=a\\2",
+                "the value of `cn` has a `\\` escape that is not two hex digits",
+            ),
+            (
+                "cn=<x>",
+                "the value of `cn` holds '<', which must be escaped with `\\`",
+            ),
+            ("cn=#abc", "the value of `cn` is not a valid #hex value"),
+        ] {
+            let e = base(bad).expect_err(bad);
+            assert_eq!(e.msg, format!("`{bad}` is not a valid DN: {why}"));
+        }
+        let e = crate::prepare(&job(389, &[("filter", "(uid=")])).expect_err("bad filter");
+        assert!(e.msg.starts_with("option `filter`: "), "{}", e.msg);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@
 //! Example: `example.com must run mx otherwise 'mail for example.com bounces'.`
 
 use crate::resolver::{self, display_name};
-use crate::{smtp, Ctx};
+use crate::{smtp, tcp, Ctx};
 use custodian_core::{Family, Outcome, ParamSpec, ProbeSpec, TargetKind};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -25,7 +25,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(25),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec::new("with banner {banner}", "every exchange's 220 greeting must match this case-insensitive regex")],
+    params: &[ParamSpec::new(
+        "with banner {banner}",
+        "every exchange's 220 greeting must match this case-insensitive regex",
+    )
+    .kinds(tcp::BANNER)],
     summary: "every MX host of the mail domain greets with 220 and accepts EHLO",
     example: "custodian.test must run mx on 2525 with banner 'ESMTP' otherwise 'mail bounces'.",
     check: None,
@@ -42,7 +46,7 @@ enum Failure {
 }
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    let result = match resolver::nameservers() {
+    let result = match cx.env.nameservers() {
         Ok(servers) => run(cx, &servers).await,
         Err(e) => Err(Failure::Unknown(e)),
     };
@@ -144,7 +148,9 @@ async fn greet_all(cx: &Ctx, hosts: &[(String, IpAddr)]) -> Result<(), Failure> 
     for ((host, ip), out) in hosts.iter().zip(outcomes) {
         match out {
             Outcome::Up { .. } => {}
-            Outcome::Down { reason } => return Err(Failure::Down(format!("{host} ({ip}): {reason}"))),
+            Outcome::Down { reason } => {
+                return Err(Failure::Down(format!("{host} ({ip}): {reason}")))
+            }
             Outcome::Unknown { error } => {
                 return Err(Failure::Unknown(format!("{host} ({ip}): {error}")))
             }
@@ -186,7 +192,9 @@ mod tests {
             ("null.test", RecordType::MX) => ok(vec![mx(0, ".")]),
             ("bare.test", RecordType::MX) => ok(vec![mx(10, "noaddr.test.")]),
             ("mx1.test" | "mx2.test", RecordType::A) => ok(vec![a("127.0.0.1")]),
-            ("mx2.test", RecordType::AAAA) => ok(vec![RData::AAAA(AAAA("::1".parse().expect("ip")))]),
+            ("mx2.test", RecordType::AAAA) => {
+                ok(vec![RData::AAAA(AAAA("::1".parse().expect("ip")))])
+            }
             ("nx.test", _) => one(reply(q, ResponseCode::NXDomain, vec![])),
             ("fail.test", _) => one(reply(q, ResponseCode::ServFail, vec![])),
             ("silent.test", _) => vec![],
@@ -231,7 +239,10 @@ mod tests {
                 detail: Some("1 exchanges, 1 addresses answer".into())
             }
         );
-        assert_eq!(crate::net::testutil::heard(&heard), ["EHLO custodian.invalid", "QUIT"]);
+        assert_eq!(
+            crate::net::testutil::heard(&heard),
+            ["EHLO custodian.invalid", "QUIT"]
+        );
         let out = probe(&job("two.test", smtp.port(), true), dns).await;
         assert_eq!(
             out,
@@ -264,10 +275,16 @@ mod tests {
             ("null.test", "null.test has a null MX: it accepts no mail"),
             ("bare.test", "MX host noaddr.test has no address"),
             ("nx.test", "NXDOMAIN: nx.test does not exist"),
-            ("192.0.2.1", "192.0.2.1 is an address; mx needs a mail domain"),
+            (
+                "192.0.2.1",
+                "192.0.2.1 is an address; mx needs a mail domain",
+            ),
         ];
         for (domain, reason) in cases {
-            assert_eq!(probe(&job(domain, 25, false), dns).await, Outcome::down(reason));
+            assert_eq!(
+                probe(&job(domain, 25, false), dns).await,
+                Outcome::down(reason)
+            );
         }
     }
 
@@ -275,12 +292,18 @@ mod tests {
     async fn broken_nameservers_are_unknown_not_down() {
         let dns = fake(zone).await;
         let out = probe(&job("fail.test", 25, false), dns).await;
-        assert_eq!(out, Outcome::unknown(format!("{dns} answered Server Failure for fail.test")));
+        assert_eq!(
+            out,
+            Outcome::unknown(format!("{dns} answered Server Failure for fail.test"))
+        );
         let t = Instant::now();
         let mut c = job("silent.test", 25, false);
         c.deadline = tokio::time::Instant::now() + Duration::from_millis(400);
         let out = probe(&c, dns).await;
-        assert!(matches!(&out, Outcome::Unknown { error } if error.contains("timed out")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.contains("timed out")),
+            "{out:?}"
+        );
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 
@@ -296,10 +319,18 @@ mod tests {
         let q = Message::new();
         let mut m = reply(&q, ResponseCode::NoError, vec![]);
         for i in 0..20u16 {
-            let rec = hickory_proto::rr::Record::from_rdata(name("d.test."), 60, mx(100 - i, &format!("mx{i}.test.")));
+            let rec = hickory_proto::rr::Record::from_rdata(
+                name("d.test."),
+                60,
+                mx(100 - i, &format!("mx{i}.test.")),
+            );
             m.add_answer(rec);
         }
-        m.add_answer(hickory_proto::rr::Record::from_rdata(name("d.test."), 60, mx(1, "mx0.test.")));
+        m.add_answer(hickory_proto::rr::Record::from_rdata(
+            name("d.test."),
+            60,
+            mx(1, "mx0.test."),
+        ));
         let names = mx_names(&m, "d.test").expect("names");
         assert_eq!(names.len(), MAX_EXCHANGES);
         assert_eq!(names[0], name("mx0.test."));

@@ -18,7 +18,7 @@
 
 use crate::net;
 use crate::Ctx;
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncReadExt;
 
@@ -30,9 +30,19 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with username {username}", "log in as this user and run SELECT 1"),
-        ParamSpec::new("with password {password}", "the password for the login (masked in all output)"),
-        ParamSpec::new("with database {database}", "the database to select at login"),
+        ParamSpec::new(
+            "with username {username}",
+            "log in as this user and run SELECT 1",
+        ),
+        ParamSpec::new(
+            "with password {password}",
+            "the password for the login (masked in all output)",
+        ),
+        ParamSpec::new(
+            "with database {database}",
+            "the database to select at login",
+        )
+        .kinds(&[Kind::Parse(database)]),
     ],
     summary:
         "the server sends its handshake (and accepts a login and SELECT 1 when a user is given)",
@@ -41,6 +51,28 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     check: None,
     scan: None,
 };
+
+/// The longest database name MySQL and MariaDB allow, in characters.
+const MAX_DATABASE: usize = 64;
+
+/// `with database`: a name the server can have (1-64 characters, no NUL or line break).
+fn database(name: &str) -> Result<Value, Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::new("the database name is empty")
+            .hint("leave out `with database` to use none"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            "the database name contains a control character",
+        ));
+    }
+    if name.chars().count() > MAX_DATABASE {
+        return Err(Invalid::new(format!(
+            "the database name is longer than {MAX_DATABASE} characters, the most MySQL allows"
+        )));
+    }
+    Ok(Value::Text(name.to_string()))
+}
 
 /// The largest first packet we accept; a real handshake is about 100 bytes.
 const MAX_GREETING: usize = 16 * 1024;
@@ -59,7 +91,7 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 
 async fn run(cx: &Ctx) -> Result<String, String> {
     let version = greeting(cx).await?;
-    let Some(user) = cx.job.opt_str("username") else {
+    let Some(user) = cx.params.text("username") else {
         return Ok(format!("server {version}"));
     };
     login(cx, user).await?;
@@ -141,12 +173,12 @@ async fn login(cx: &Ctx, user: &str) -> Result<(), String> {
         // Bounds every packet the client buffers (SELECT 1 needs a few hundred bytes).
         .max_allowed_packet(Some(MAX_LOGIN_PACKET))
         .user(Some(user))
-        .pass(cx.job.opt_str("password"))
-        .db_name(cx.job.opt_str("database"));
+        .pass(cx.params.text("password"))
+        .db_name(cx.params.text("database"));
     let mut conn = net::within(cx, "logging in", async {
         mysql_async::Conn::new(opts)
             .await
-            .map_err(|e| login_reason(&e))
+            .map_err(|e| login_reason(cx, &e))
     })
     .await?;
     let one = net::within(cx, "running SELECT 1", async {
@@ -165,9 +197,11 @@ async fn login(cx: &Ctx, user: &str) -> Result<(), String> {
     }
 }
 
-/// Why a login failed: the server's own message where it sent one.
-fn login_reason(e: &mysql_async::Error) -> String {
+/// Why a login failed: the server's own message where it sent one. A socket we could not
+/// open ourselves is our fault, not the server's.
+fn login_reason(cx: &Ctx, e: &mysql_async::Error) -> String {
     match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => net::failed(cx, "login failed", io),
         mysql_async::Error::Server(s) => format!(
             "login refused: {:?} (error {})",
             net::clip(&s.message),
@@ -194,6 +228,19 @@ mod tests {
 
     fn job(port: u16) -> Job {
         Job::new("mysql", "127.0.0.1", Some(port))
+    }
+
+    #[test]
+    fn database_names_are_checked() {
+        assert!(database("app_db").is_ok());
+        assert!(database(&"x".repeat(64)).is_ok());
+        let long = database(&"x".repeat(65)).expect_err("65 characters");
+        assert!(long.msg.contains("longer than 64"), "{}", long.msg);
+        assert!(database("").is_err());
+        assert!(database("a\u{0}b").is_err());
+        let mut j = job(3306);
+        j.options.insert("database".into(), "".into());
+        assert!(crate::prepare(&j).is_err());
     }
 
     #[test]

@@ -35,11 +35,34 @@ pub(crate) async fn connect(cx: &Ctx) -> Result<TcpStream, String> {
     within(cx, &format!("connecting to port {}", addr.port()), async {
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect to port {}: {}", addr.port(), io_reason(&e)))?;
+            .map_err(|e| failed(cx, &format!("connect to port {}", addr.port()), &e))?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     })
     .await
+}
+
+/// Whether `e` is our own side failing rather than the target: no descriptor, buffer or
+/// memory for a socket, no local address or port, no permission (a raw socket, a local
+/// firewall), no support for the address family. Refused, reset, timed out and unreachable
+/// are the target's (or its network's) answer.
+pub(crate) fn is_local(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), PermissionDenied | AddrNotAvailable | OutOfMemory)
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAFNOSUPPORT)
+        )
+}
+
+/// The reason for an I/O error while doing `what`; when the failure is ours ([`is_local`])
+/// it is also recorded as the attempt's fault, so the verdict becomes "unknown".
+pub(crate) fn failed(cx: &Ctx, what: &str, e: &std::io::Error) -> String {
+    let reason = format!("{what}: {}", io_reason(e));
+    if is_local(e) {
+        cx.fault(reason.clone());
+    }
+    reason
 }
 
 /// A short, stable description of an I/O error (no OS error numbers).
@@ -114,6 +137,68 @@ pub(crate) fn clip(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn our_own_socket_failures_are_local() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EADDRNOTAVAIL,
+            libc::EACCES,
+            libc::EPERM,
+            libc::EAFNOSUPPORT,
+        ] {
+            assert!(is_local(&Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        assert!(is_local(&Error::from(ErrorKind::PermissionDenied)));
+    }
+
+    #[test]
+    fn the_targets_answers_are_not_local() {
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::ECONNRESET,
+            libc::ETIMEDOUT,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+            libc::EPIPE,
+        ] {
+            assert!(!is_local(&Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        assert!(!is_local(&Error::from(ErrorKind::UnexpectedEof)));
+    }
+
+    #[tokio::test]
+    async fn a_local_failure_faults_the_attempt_and_a_refusal_does_not() {
+        let c = testutil::cx(custodian_core::Job::new("tcp", "127.0.0.1", Some(1)), 1.0);
+        let why = failed(
+            &c,
+            "connect to port 1",
+            &Error::from_raw_os_error(libc::ECONNREFUSED),
+        );
+        assert_eq!(why, "connect to port 1: connection refused");
+        assert_eq!(c.faulted(), None);
+        let why = failed(
+            &c,
+            "connect to port 1",
+            &Error::from_raw_os_error(libc::EMFILE),
+        );
+        assert_eq!(c.faulted(), Some(why.as_str()));
+        assert!(why.starts_with("connect to port 1: "), "{why}");
+        let out = c.settle(custodian_core::Outcome::down(why));
+        assert!(
+            matches!(out, custodian_core::Outcome::Unknown { .. }),
+            "{out:?}"
+        );
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testutil {
     //! In-process servers on 127.0.0.1:0 for probe tests.
 
@@ -129,7 +214,8 @@ pub(crate) mod testutil {
 
     /// A context for `job` against 127.0.0.1 with a deadline `secs` from now.
     pub(crate) fn cx(job: Job, secs: f64) -> Ctx {
-        Ctx::new(
+        Ctx::new_in(
+            crate::tls::testca::env(),
             Arc::new(job),
             Some(LOCAL),
             tokio::time::Instant::now() + Duration::from_secs_f64(secs),

@@ -20,7 +20,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(119),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec::new("with banner {banner}", "the 200/201 greeting must match this case-insensitive regex")],
+    params: &[ParamSpec::new(
+        "with banner {banner}",
+        "the 200/201 greeting must match this case-insensitive regex",
+    )
+    .kinds(tcp::BANNER)],
     summary: "the news server greets with 200 or 201",
     example: "127.0.0.1 must run nntp on 119 otherwise 'news down'.",
     check: None,
@@ -44,9 +48,7 @@ fn judge(cx: &Ctx, greeting: &Reply) -> Result<String, String> {
     if !matches!(greeting.code, 200 | 201) {
         return Err(format!("greeting is not 200 or 201: {}", greeting.quoted()));
     }
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, &greeting.text())?;
-    }
+    tcp::banner_matches(cx, &greeting.text())?;
     Ok(net::clip(&greeting.text()))
 }
 

@@ -11,12 +11,13 @@
 //! payload, so other processes' pings and our own looped-back requests are skipped.
 //! Down reasons: `no reply to N echo request(s) before the deadline`; `connecting: …`,
 //! `sending echo request: …` or `receiving echo reply: …` (e.g. network is unreachable).
-//! Unknown when no ICMP socket can be opened at all (a local setup problem) or the count is
-//! out of range.
+//! Unknown when no ICMP socket can be opened at all (a local setup problem) or our side refuses
+//! to send (EPERM from a local firewall, ENOBUFS). `with count` outside 1–100 is an error at
+//! `custodian check`.
 //! Example: `gateway must ping with count 3 otherwise 'gateway unreachable'.`
 
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Kind, Outcome, ParamSpec, ProbeSpec, TargetKind};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +32,14 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: false,
     takes_port: false,
-    params: &[ParamSpec::new("with count {count:int}", "echo requests to send, 200 ms apart (1-100, default 1); any reply passes")],
+    params: &[ParamSpec::new(
+        "with count {count:int}",
+        "echo requests to send, 200 ms apart (1-100, default 1); any reply passes",
+    )
+    .kinds(&[Kind::Int {
+        min: 1,
+        max: MAX_COUNT,
+    }])],
     summary: "the host answers ICMP echo requests",
     example: "127.0.0.1 must ping with count 3 otherwise 'loopback is down'.",
     check: None,
@@ -58,10 +66,6 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
     let Some(ip) = cx.addr.map(|ip| ip.to_canonical()) else {
         return Outcome::unknown("no address to ping");
     };
-    let count = match count(cx) {
-        Ok(n) => n,
-        Err(e) => return Outcome::unknown(e),
-    };
     let (sock, wire) = match open(ip) {
         Ok(s) => s,
         Err(e) => {
@@ -69,14 +73,13 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
             return Outcome::unknown(format!("cannot open an ICMP socket: {why}"));
         }
     };
-    Outcome::from_result(exchange(sock, SocketAddr::new(ip, 0), wire, count, cx.deadline).await)
+    Outcome::from_result(exchange(cx, sock, SocketAddr::new(ip, 0), wire, count(cx)).await)
 }
 
-fn count(cx: &Ctx) -> Result<u16, String> {
-    match cx.job.opt_u64("count").unwrap_or(1) {
-        n @ 1..=MAX_COUNT => Ok(n as u16),
-        n => Err(format!("with count {n}: must be between 1 and {MAX_COUNT}")),
-    }
+/// Requests to send: the planner holds `with count` to 1..=[`MAX_COUNT`].
+fn count(cx: &Ctx) -> u16 {
+    let n = cx.params.int("count").unwrap_or(1).clamp(1, MAX_COUNT);
+    u16::try_from(n).unwrap_or(1)
 }
 
 /// How one kind of socket frames ICMP, i.e. what the kernel adds or rewrites.
@@ -274,13 +277,14 @@ impl Tally {
 
 /// Pings `peer` through `sock` until the tally is done or the deadline passes.
 async fn exchange(
+    cx: &Ctx,
     sock: Socket,
     peer: SocketAddr,
     wire: Wire,
     count: u16,
-    deadline: Instant,
 ) -> Result<String, String> {
-    let fd = connected(sock, peer).map_err(|e| format!("connecting: {}", net::io_reason(&e)))?;
+    let deadline = cx.deadline;
+    let fd = connected(sock, peer).map_err(|e| net::failed(cx, "connecting", &e))?;
     let token: [u8; 16] = rand::random();
     let mut tally = Tally::new(count);
     let mut buf = [0u8; 2048];
@@ -290,7 +294,7 @@ async fn exchange(
             Step::Send => {
                 let seq = tally.on_send(Instant::now());
                 let packet = echo_request(wire.v6, wire.ident.unwrap_or(0), seq, &token);
-                send(&fd, &packet, deadline).await?;
+                send(cx, &fd, &packet).await?;
             }
             Step::Wait(until) => tokio::select! {
                 _ = tokio::time::sleep_until(until) => {}
@@ -313,7 +317,7 @@ fn connected(sock: Socket, peer: SocketAddr) -> io::Result<AsyncFd<Socket>> {
     unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)
 }
 
-async fn send(fd: &AsyncFd<Socket>, packet: &[u8], deadline: Instant) -> Result<(), String> {
+async fn send(cx: &Ctx, fd: &AsyncFd<Socket>, packet: &[u8]) -> Result<(), String> {
     let sending = async {
         loop {
             let mut ready = fd.writable().await?;
@@ -322,8 +326,8 @@ async fn send(fd: &AsyncFd<Socket>, packet: &[u8], deadline: Instant) -> Result<
             }
         }
     };
-    match tokio::time::timeout_at(deadline, sending).await {
-        Ok(Err(e)) => Err(format!("sending echo request: {}", net::io_reason(&e))),
+    match tokio::time::timeout_at(cx.deadline, sending).await {
+        Ok(Err(e)) => Err(net::failed(cx, "sending echo request", &e)),
         _ => Ok(()),
     }
 }
@@ -524,13 +528,19 @@ mod tests {
     }
 
     #[test]
-    fn count_is_bounded() {
+    fn count_is_checked_when_the_job_is_prepared() {
+        let job = |n: u64| {
+            let mut j = Job::new("ping", "127.0.0.1", None);
+            j.options.insert("count".into(), n.into());
+            j
+        };
+        let e = crate::prepare(&job(0)).expect_err("count 0");
+        assert_eq!(e.msg, "option `count`: 0 is out of range (1-100)");
+        assert!(crate::prepare(&job(101)).is_err());
+        assert!(crate::prepare(&job(1)).is_ok());
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        assert_eq!(count(&ping_cx(ip, None, 1.0)), Ok(1));
-        assert_eq!(count(&ping_cx(ip, Some(100), 1.0)), Ok(100));
-        let err = Err("with count 0: must be between 1 and 100".to_string());
-        assert_eq!(count(&ping_cx(ip, Some(0), 1.0)), err);
-        assert!(count(&ping_cx(ip, Some(101), 1.0)).is_err());
+        assert_eq!(count(&ping_cx(ip, None, 1.0)), 1);
+        assert_eq!(count(&ping_cx(ip, Some(100), 1.0)), 100);
     }
 
     /// A fake peer over UDP: answers each request with what `answers` makes of it.
@@ -571,8 +581,8 @@ mod tests {
             out.into_iter().map(|p| with_ipv4_header(&p)).collect()
         })
         .await;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let out = exchange(udp_socket(), peer, RAW_V4, 2, deadline).await;
+        let c = ping_cx(IpAddr::V4(Ipv4Addr::LOCALHOST), None, 2.0);
+        let out = exchange(&c, udp_socket(), peer, RAW_V4, 2).await;
         let detail = out.expect("answered");
         assert!(detail.starts_with("2/2 replies (0% loss), rtt"), "{detail}");
     }
@@ -585,8 +595,9 @@ mod tests {
             ..RAW_V4
         };
         let start = Instant::now();
-        let deadline = start + Duration::from_millis(500);
-        let out = exchange(udp_socket(), peer, wire, 1, deadline).await;
+        let c = ping_cx(IpAddr::V4(Ipv4Addr::LOCALHOST), None, 0.5);
+        let deadline = c.deadline;
+        let out = exchange(&c, udp_socket(), peer, wire, 1).await;
         assert_eq!(
             out,
             Err("no reply to 1 echo request before the deadline".into())
@@ -632,8 +643,8 @@ mod tests {
             IpAddr::V6(Ipv6Addr::LOCALHOST),
         ] {
             let (sock, wire) = open_as(ip, Mode::Raw).expect("raw ICMP socket (run as root)");
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let out = exchange(sock, SocketAddr::new(ip, 0), wire, 1, deadline).await;
+            let c = ping_cx(ip, None, 2.0);
+            let out = exchange(&c, sock, SocketAddr::new(ip, 0), wire, 1).await;
             assert!(out.is_ok(), "{ip}: {out:?}");
         }
     }

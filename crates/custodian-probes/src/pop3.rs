@@ -5,8 +5,9 @@
 //! Syntax: `HOST must run pop3 [on PORT] [with banner 'REGEX'] [with tls | with tls insecure]
 //! [and cannot expire within N days] [with username 'U' with password 'P'].` Default port
 //! 110. `with tls` sends `STLS` and verifies the certificate like `smtp` does (chain, the
-//! target's name or IP, N more days, default 14; `with tls insecure` skips that). With `with
-//! username` we send USER then PASS (a missing password counts as empty). We always end with
+//! target's name or IP, N more days, default 14; `with tls insecure` skips
+//! chain and name only). With `with username` we send USER then PASS (a missing password
+//! counts as empty). We always end with
 //! `QUIT` once a greeting came, so the server logs a clean exit; that part never fails the
 //! check.
 //! Down reasons: connection refused / timed out connecting; `greeting is not +OK: "…"`; banner
@@ -21,11 +22,21 @@ use crate::tls::{Stream, Verify, EXPIRE_PARAM, INSECURE_PARAM, STARTTLS_PARAM};
 use crate::{net, tcp, Ctx};
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the +OK greeting must match this case-insensitive regex");
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new(
+    "with banner {banner}",
+    "the +OK greeting must match this case-insensitive regex",
+)
+.kinds(tcp::BANNER);
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with USER/PASS as this user");
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new(
+    "with username {username}",
+    "log in with USER/PASS as this user",
+);
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for PASS (masked in all output)");
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new(
+    "with password {password}",
+    "the password for PASS (masked in all output)",
+);
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "pop3",
@@ -78,19 +89,17 @@ async fn converse(
     if !is_ok(greeting) {
         return Err(format!("greeting is not +OK: {:?}", net::clip(greeting)));
     }
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, greeting)?;
-    }
+    tcp::banner_matches(cx, greeting)?;
     let mut detail = net::clip(greeting);
-    if !implicit_tls && Verify::wanted(&cx.job) {
+    if !implicit_tls && Verify::wanted(cx) {
         command(d, cx, "STLS", "the reply to STLS", "STLS refused").await?;
-        d.starttls(cx, Verify::from_job(&cx.job)).await?;
+        d.starttls(cx, Verify::of(cx)).await?;
         detail.push_str("; STLS");
     }
-    let Some(user) = cx.job.opt_str("username") else {
+    let Some(user) = cx.params.text("username") else {
         return Ok(detail);
     };
-    let pass = cx.job.opt_str("password").unwrap_or("");
+    let pass = cx.params.text("password").unwrap_or("");
     if [user, pass].iter().any(|s| s.contains(['\r', '\n'])) {
         return Err("username or password contains a line break".into());
     }
@@ -344,7 +353,6 @@ mod tests {
             }
             v
         }
-
 
         #[tokio::test]
         async fn stls_then_login_passes() {

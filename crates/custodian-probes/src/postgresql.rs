@@ -15,7 +15,7 @@
 
 use crate::net;
 use crate::Ctx;
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -28,9 +28,19 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with username {username}", "log in as this user and run SELECT 1"),
-        ParamSpec::new("with password {password}", "the password for the login (masked in all output)"),
-        ParamSpec::new("with database {database}", "the database to connect to (default: the user's name)"),
+        ParamSpec::new(
+            "with username {username}",
+            "log in as this user and run SELECT 1",
+        ),
+        ParamSpec::new(
+            "with password {password}",
+            "the password for the login (masked in all output)",
+        ),
+        ParamSpec::new(
+            "with database {database}",
+            "the database to connect to (default: the user's name)",
+        )
+        .kinds(&[Kind::Parse(database)]),
     ],
     summary: "the server answers a startup message (and accepts a login and SELECT 1 when a user \
               is given)",
@@ -40,6 +50,20 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     scan: None,
 };
 
+/// `with database`: a name the startup message can carry (not empty, no NUL or line break).
+fn database(name: &str) -> Result<Value, Invalid> {
+    if name.is_empty() {
+        return Err(Invalid::new("the database name is empty")
+            .hint("leave out `with database` to use the user's name"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            "the database name contains a control character",
+        ));
+    }
+    Ok(Value::Text(name.to_string()))
+}
+
 /// The most we read from a server in one check; SELECT 1 needs a few hundred bytes.
 const MAX_READ: usize = 1024 * 1024;
 
@@ -47,7 +71,7 @@ const MAX_READ: usize = 1024 * 1024;
 const MAX_ANSWER: usize = 8 * 1024;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    let result = match cx.job.opt_str("username") {
+    let result = match cx.params.text("username") {
         Some(user) => login(cx, user).await,
         None => startup(cx).await,
     };
@@ -151,10 +175,10 @@ async fn login(cx: &Ctx, user: &str) -> Result<String, String> {
     let stream = Capped::new(net::connect(cx).await?, MAX_READ);
     let mut config = tokio_postgres::Config::new();
     config.user(user).application_name("custodian");
-    if let Some(p) = cx.job.opt_str("password") {
+    if let Some(p) = cx.params.text("password") {
         config.password(p);
     }
-    if let Some(db) = cx.job.opt_str("database") {
+    if let Some(db) = cx.params.text("database") {
         config.dbname(db);
     }
     let (client, conn) = net::within(cx, "logging in", async {
@@ -287,6 +311,17 @@ mod tests {
         j.options.insert("username".into(), "probe".into());
         j.options.insert("password".into(), "hunter2".into());
         j
+    }
+
+    #[test]
+    fn database_names_are_checked() {
+        assert!(database("app").is_ok());
+        assert!(database("").is_err());
+        assert!(database("a\u{0}b").is_err());
+        let mut j = login_job(5432);
+        j.options.insert("database".into(), "".into());
+        let e = crate::prepare(&j).expect_err("empty database");
+        assert_eq!(e.msg, "option `database`: the database name is empty");
     }
 
     #[test]

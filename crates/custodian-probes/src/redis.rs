@@ -25,8 +25,14 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with username {username}", "the ACL user for AUTH (Redis 6+; needs `with password`)"),
-        ParamSpec::new("with password {password}", "send AUTH with this password before PING (masked in all output)"),
+        ParamSpec::new(
+            "with username {username}",
+            "the ACL user for AUTH (Redis 6+; needs `with password`)",
+        ),
+        ParamSpec::new(
+            "with password {password}",
+            "send AUTH with this password before PING (masked in all output)",
+        ),
     ],
     summary: "the server answers PING with PONG (after accepting AUTH when a password is given)",
     example: "127.0.0.1 must run redis on 6379 with password 'secret' otherwise 'redis down'.",
@@ -44,9 +50,9 @@ async fn run(cx: &Ctx) -> Result<String, String> {
         pending: LineBuf::default(),
     };
     let mut detail = "PONG".to_string();
-    if let Some(pass) = cx.job.opt_str("password") {
+    if let Some(pass) = cx.params.text("password") {
         let mut args = vec!["AUTH"];
-        args.extend(cx.job.opt_str("username"));
+        args.extend(cx.params.text("username"));
         args.push(pass);
         match conn.call(cx, &args).await? {
             Reply::Status(_) => {}

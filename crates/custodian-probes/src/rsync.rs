@@ -1,15 +1,20 @@
-//! `rsync`: the daemon greets with `@RSYNCD: N.M` and lists its modules.
+//! `rsync`: the daemon greets with `@RSYNCD: N.M` and lists its modules; with an
+//! `rsync://HOST[:PORT]/MODULE` target the listing must name MODULE.
 //!
-//! Syntax: `HOST must run rsync [on PORT].` Default port 873. After the greeting we send our
-//! own version line and `#list`, the same module-list request `rsync HOST::` makes, and read the
-//! listing up to the daemon's `@RSYNCD: EXIT`: a clean exit in the daemon's log, and proof it
-//! serves requests rather than just accepting connections. We offer protocol 30, which every
-//! daemon since 3.0 speaks, so no checksum negotiation follows.
+//! Syntax: `HOST must run rsync [on PORT].` or `rsync://HOST[:PORT]/[MODULE[/PATH]] must run
+//! rsync.` Default port 873. After the greeting we send our own version line and `#list`, the
+//! same module-list request `rsync HOST::` makes, and read the listing (motd lines, then one
+//! `NAME<spaces>\tCOMMENT` line per module) up to the daemon's `@RSYNCD: EXIT`: a clean exit in
+//! the daemon's log, and proof it serves requests rather than just accepting connections. We
+//! offer protocol 30, which every daemon since 3.0 speaks, so no checksum negotiation follows.
+//! MODULE is the URL path's first segment, compared exactly (as the daemon does); a module
+//! configured with `list = no` is not listed, so it fails. Without a module (`rsync://HOST/`)
+//! any listing passes.
 //! Down reasons: connection refused / timed out connecting; `greeting is not @RSYNCD: "…"`;
-//! `daemon refused: "@ERROR: …"` (e.g. max connections reached); module list longer than 1000
-//! lines; timed out or connection closed while waiting; binary garbage; line longer than 8192
-//! bytes.
-//! Example: `mirror1 must run rsync otherwise 'rsync down'.`
+//! `daemon refused: "@ERROR: …"` (e.g. max connections reached); `module "M" is not listed
+//! (listed: …)`; module list longer than 1000 lines; timed out or connection closed while
+//! waiting; binary garbage; line longer than 8192 bytes.
+//! Example: `rsync://mirror1/debian must run rsync otherwise 'debian mirror down'.`
 
 use crate::dialog::Dialog;
 use crate::{net, Ctx};
@@ -19,13 +24,13 @@ use tokio::net::TcpStream;
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "rsync",
     aliases: &[],
-    target: TargetKind::Host,
+    target: TargetKind::HostOrUrl(&["rsync"]),
     default_port: Some(873),
     port_required: false,
     takes_port: true,
     params: &[],
-    summary: "the daemon greets with @RSYNCD: and lists its modules",
-    example: "127.0.0.1 must run rsync on 873 otherwise 'rsync down'.",
+    summary: "the daemon greets with @RSYNCD: and lists its modules (the URL's module among them)",
+    example: "rsync://127.0.0.1:873/pub must run rsync otherwise 'rsync down'.",
     check: None,
     scan: None,
 };
@@ -40,20 +45,39 @@ const EXIT: &str = "@RSYNCD: EXIT";
 const MAX_LISTING: usize = 1000;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    Outcome::from_result(run(cx).await)
+    let module = match module(&cx.job.target) {
+        Ok(m) => m,
+        Err(e) => return Outcome::unknown(e),
+    };
+    Outcome::from_result(run(cx, module.as_deref()).await)
 }
 
-async fn run(cx: &Ctx) -> Result<String, String> {
+/// The module an `rsync://` target names: its path's first segment, percent-decoded; none
+/// for a plain host or `rsync://HOST/`.
+fn module(target: &str) -> Result<Option<String>, String> {
+    if !SPEC.target.is_url(target) {
+        return Ok(None);
+    }
+    let url = url::Url::parse(target).map_err(|e| format!("the target is not a URL: {e}"))?;
+    let first = url
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let name = percent_encoding::percent_decode_str(first).decode_utf8_lossy();
+    Ok(Some(name.into_owned()).filter(|n| !n.is_empty()))
+}
+
+async fn run(cx: &Ctx, module: Option<&str>) -> Result<String, String> {
     let mut d = Dialog::new(net::connect(cx).await?);
     let greeting = d.line(cx, "the greeting").await?;
-    let version = judge_greeting(&greeting)?;
+    let version = judge_greeting(&greeting)?.to_string();
     d.send(cx, OUR_VERSION).await?;
     d.send(cx, "#list").await?;
     let modules = listing(&mut d, cx).await?;
     d.close(cx).await;
-    Ok(format!(
-        "rsync protocol {version}, {modules} modules listed"
-    ))
+    judge_listing(&version, &modules, module)
 }
 
 /// The daemon's protocol version, from `@RSYNCD: 31.0 sha512 …` or `@RSYNCD: 29`.
@@ -68,9 +92,10 @@ fn judge_greeting(line: &str) -> Result<&str, String> {
     version.ok_or_else(|| format!("greeting is not @RSYNCD: {:?}", net::clip(line)))
 }
 
-/// Reads the listing up to `@RSYNCD: EXIT`; returns how many module lines (`name\tcomment`) came.
-async fn listing(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<usize, String> {
-    let mut modules = 0;
+/// Reads the listing up to `@RSYNCD: EXIT`; returns the names of the module lines
+/// (`name`, padded with spaces, a tab, then the comment).
+async fn listing(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<Vec<String>, String> {
+    let mut modules = Vec::new();
     for _ in 0..MAX_LISTING {
         let line = d.line(cx, "the module list").await?;
         if line == EXIT {
@@ -79,9 +104,35 @@ async fn listing(d: &mut Dialog<TcpStream>, cx: &Ctx) -> Result<usize, String> {
         if line.starts_with("@ERROR") {
             return Err(format!("daemon refused: {:?}", net::clip(&line)));
         }
-        modules += usize::from(line.contains('\t'));
+        if let Some((name, _comment)) = line.split_once('\t') {
+            modules.push(name.trim_end().to_string());
+        }
     }
     Err(format!("module list longer than {MAX_LISTING} lines"))
+}
+
+/// Passes when the listing names `module` (or, with none asked for, always).
+fn judge_listing(
+    version: &str,
+    modules: &[String],
+    module: Option<&str>,
+) -> Result<String, String> {
+    match module {
+        None => Ok(format!(
+            "rsync protocol {version}, {} modules listed",
+            modules.len()
+        )),
+        Some(m) if modules.iter().any(|n| n == m) => {
+            Ok(format!("rsync protocol {version}, module {m:?} listed"))
+        }
+        Some(m) if modules.is_empty() => Err(format!(
+            "module {m:?} is not listed (the daemon lists none)"
+        )),
+        Some(m) => Err(format!(
+            "module {m:?} is not listed (listed: {})",
+            net::clip(&modules.join(", "))
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -99,11 +150,73 @@ mod tests {
         check(&cx(Job::new("rsync", "127.0.0.1", Some(a.port())), secs)).await
     }
 
+    async fn module_against(a: SocketAddr, path: &str) -> Outcome {
+        let target = format!("rsync://127.0.0.1:{}/{path}", a.port());
+        check(&cx(Job::new("rsync", &target, Some(a.port())), 2.0)).await
+    }
+
     fn listing_two(line: &str) -> Option<&'static str> {
         match line {
             "#list" => Some("welcome to the mirror\npub            \tpublic files\ndebian         \t\n@RSYNCD: EXIT\n"),
             _ => Some(""),
         }
+    }
+
+    #[test]
+    fn modules_come_from_the_url_path() {
+        assert_eq!(module("mirror1"), Ok(None));
+        assert_eq!(module("rsync://mirror1/"), Ok(None));
+        assert_eq!(module("rsync://mirror1"), Ok(None));
+        assert_eq!(module("rsync://mirror1:8873/pub"), Ok(Some("pub".into())));
+        assert_eq!(
+            module("rsync://mirror1/debian/dists/"),
+            Ok(Some("debian".into()))
+        );
+        assert_eq!(
+            module("rsync://mirror1/my%20files"),
+            Ok(Some("my files".into()))
+        );
+    }
+
+    #[test]
+    fn listings_are_judged_by_module() {
+        let mods = vec!["pub".to_string(), "debian".to_string()];
+        assert_eq!(
+            judge_listing("31.0", &mods, Some("debian")),
+            Ok("rsync protocol 31.0, module \"debian\" listed".into())
+        );
+        assert_eq!(
+            judge_listing("31.0", &mods, Some("Debian")),
+            Err("module \"Debian\" is not listed (listed: pub, debian)".into())
+        );
+        assert_eq!(
+            judge_listing("31.0", &[], Some("pub")),
+            Err("module \"pub\" is not listed (the daemon lists none)".into())
+        );
+        assert_eq!(
+            judge_listing("30.0", &mods, None),
+            Ok("rsync protocol 30.0, 2 modules listed".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listed_module_passes_and_a_missing_one_is_named() {
+        let (a, h) = scripted(GREETING, listing_two).await;
+        assert_eq!(
+            module_against(a, "debian/pool").await,
+            Outcome::Up {
+                detail: Some("rsync protocol 31.0, module \"debian\" listed".into())
+            }
+        );
+        assert_eq!(heard(&h), ["@RSYNCD: 30.0", "#list"]);
+        assert_eq!(
+            module_against(a, "ubuntu").await,
+            Outcome::down("module \"ubuntu\" is not listed (listed: pub, debian)")
+        );
+        assert!(
+            module_against(a, "").await.is_up(),
+            "no module: the greeting check"
+        );
     }
 
     #[test]

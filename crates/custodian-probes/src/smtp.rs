@@ -7,7 +7,8 @@
 //! login].` Default port 25. The banner regex is matched (case-insensitively) against the
 //! whole greeting, lines joined by `\n`. `with tls` sends STARTTLS after EHLO, verifies the
 //! certificate (chain, the target's name or IP, at least N more days, default 14; `with tls
-//! insecure` skips that) and says EHLO again. With credentials we log in with AUTH PLAIN, or
+//! insecure` skips chain and name, not the limit) and says EHLO again.
+//! With credentials we log in with AUTH PLAIN, or
 //! AUTH LOGIN when only that is advertised; the password is only ever sent inside TLS unless
 //! `with cleartext login` explicitly allows it in clear text.
 //! Down reasons: connection refused / timed out connecting; `greeting is not 220: "…"`;
@@ -29,11 +30,21 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
 
-pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new("with banner {banner}", "the 220 greeting must match this case-insensitive regex");
+pub(crate) const BANNER_PARAM: ParamSpec = ParamSpec::new(
+    "with banner {banner}",
+    "the 220 greeting must match this case-insensitive regex",
+)
+.kinds(tcp::BANNER);
 
-pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new("with username {username}", "log in with AUTH PLAIN (or LOGIN) as this user");
+pub(crate) const USERNAME_PARAM: ParamSpec = ParamSpec::new(
+    "with username {username}",
+    "log in with AUTH PLAIN (or LOGIN) as this user",
+);
 
-pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new("with password {password}", "the password for AUTH (masked in all output; sent only inside TLS)");
+pub(crate) const PASSWORD_PARAM: ParamSpec = ParamSpec::new(
+    "with password {password}",
+    "the password for AUTH (masked in all output; sent only inside TLS)",
+);
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "smtp",
@@ -49,10 +60,14 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
         EXPIRE_PARAM,
         USERNAME_PARAM,
         PASSWORD_PARAM,
-        ParamSpec::new("with cleartext login", "allow sending the password without TLS"),
+        ParamSpec::new(
+            "with cleartext login",
+            "allow sending the password without TLS",
+        ),
     ],
     summary: "the server greets with 220 and accepts EHLO (or HELO); STARTTLS and AUTH when asked",
-    example: "127.0.0.1 must run smtp on 587 with tls with username 'probe' with password 'secret' \
+    example:
+        "127.0.0.1 must run smtp on 587 with tls with username 'probe' with password 'secret' \
               otherwise 'mail down'.",
     check: None,
     scan: None,
@@ -88,21 +103,19 @@ async fn converse(
     implicit_tls: bool,
 ) -> Result<String, String> {
     greeting.expect(220, "greeting")?;
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, &greeting.text())?;
-    }
+    tcp::banner_matches(cx, &greeting.text())?;
     let mut ehlo = hello(d, cx).await?;
     let mut notes = Vec::new();
     if ehlo.is_none() {
         notes.push("EHLO refused, HELO accepted".to_string());
     }
-    let starttls = !implicit_tls && Verify::wanted(&cx.job);
+    let starttls = !implicit_tls && Verify::wanted(cx);
     if starttls {
         upgrade(d, cx, ehlo.as_ref()).await?;
         ehlo = hello(d, cx).await?;
         notes.push("STARTTLS".into());
     }
-    if let Some(user) = cx.job.opt_str("username") {
+    if let Some(user) = cx.params.text("username") {
         login(d, cx, ehlo.as_ref(), implicit_tls || starttls).await?;
         notes.push(format!("logged in as {user}"));
     }
@@ -133,7 +146,7 @@ async fn upgrade(d: &mut Dialog<Stream>, cx: &Ctx, ehlo: Option<&Reply>) -> Resu
     if r.code != 220 {
         return Err(format!("STARTTLS refused: {}", r.quoted()));
     }
-    d.starttls(cx, Verify::from_job(&cx.job)).await
+    d.starttls(cx, Verify::of(cx)).await
 }
 
 /// Whether to fall back to HELO: yes on a permanent refusal (an old server), error on a
@@ -205,8 +218,8 @@ async fn login(
                 .into(),
         );
     }
-    let user = cx.job.opt_str("username").unwrap_or("");
-    let pass = cx.job.opt_str("password").unwrap_or("");
+    let user = cx.params.text("username").unwrap_or("");
+    let pass = cx.params.text("password").unwrap_or("");
     let last = match pick_mech(ehlo)? {
         Mech::Plain => {
             let token = B64.encode(format!("\0{user}\0{pass}"));
@@ -578,7 +591,6 @@ mod tests {
                 ("password", json!(pw)),
             ]
         }
-
 
         #[test]
         fn extensions_and_mechanisms() {

@@ -22,7 +22,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(22),
     port_required: false,
     takes_port: true,
-    params: &[ParamSpec::new("with banner {banner}", "the SSH version line must match this case-insensitive regex")],
+    params: &[ParamSpec::new(
+        "with banner {banner}",
+        "the SSH version line must match this case-insensitive regex",
+    )
+    .kinds(tcp::BANNER)],
     summary: "the server identifies itself with an SSH- version line",
     example: "127.0.0.1 must run ssh on 22 with banner 'OpenSSH' otherwise 'ssh down'.",
     check: None,
@@ -50,9 +54,7 @@ async fn run(cx: &Ctx) -> Result<String, String> {
     if d.send(cx, OUR_VERSION).await.is_ok() {
         d.close(cx).await;
     }
-    if let Some(pattern) = cx.job.opt_str("banner") {
-        tcp::banner_matches(pattern, &version)?;
-    }
+    tcp::banner_matches(cx, &version)?;
     Ok(version)
 }
 

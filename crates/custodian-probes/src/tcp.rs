@@ -7,8 +7,7 @@
 
 use crate::net::{self, MAX_LINE};
 use crate::Ctx;
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
-use regex::RegexBuilder;
+use custodian_core::{Kind, Outcome, ParamSpec, ProbeSpec, TargetKind};
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "tcp",
@@ -17,7 +16,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: None,
     port_required: true,
     takes_port: true,
-    params: &[ParamSpec::new("with banner {banner}", "the first line the server sends must match this case-insensitive regex")],
+    params: &[ParamSpec::new(
+        "with banner {banner}",
+        "the first line the server sends must match this case-insensitive regex",
+    )
+    .kinds(BANNER)],
     summary: "a TCP connection opens (and the greeting matches `with banner`)",
     example: "127.0.0.1 must run tcp on 22 with banner 'ssh' otherwise 'port 22 closed'.",
     check: None,
@@ -28,27 +31,34 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
     Outcome::from_result(run(cx).await)
 }
 
+/// The slot kind of every `with banner {banner}` phrase: a case-insensitive regex, checked
+/// by the planner and compiled once per job.
+pub(crate) const BANNER: &[Kind] = &[Kind::Regex { ignore_case: true }];
+
 async fn run(cx: &Ctx) -> Result<Option<String>, String> {
     let mut stream = net::connect(cx).await?;
-    let Some(pattern) = cx.job.opt_str("banner") else {
+    if cx.params.regex("banner").is_none() {
         return Ok(None);
-    };
-    let line = net::within(cx, "waiting for the banner", net::read_line(&mut stream, MAX_LINE)).await?;
-    banner_matches(pattern, &line)?;
+    }
+    let line = net::within(
+        cx,
+        "waiting for the banner",
+        net::read_line(&mut stream, MAX_LINE),
+    )
+    .await?;
+    banner_matches(cx, &line)?;
     Ok(Some(net::clip(&line)))
 }
 
-/// Whether `line` matches the user's banner regex (case-insensitive).
-pub(crate) fn banner_matches(pattern: &str, line: &str) -> Result<(), String> {
-    let re = RegexBuilder::new(pattern)
-        .case_insensitive(true)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("invalid banner regex: {e}"))?;
-    if re.is_match(line) {
-        Ok(())
-    } else {
-        Err(format!("banner {:?} does not match /{pattern}/", net::clip(line)))
+/// Whether `line` matches the job's `with banner` regex; passes when none was given.
+pub(crate) fn banner_matches(cx: &Ctx, line: &str) -> Result<(), String> {
+    match cx.params.regex("banner") {
+        Some(re) if !re.is_match(line) => Err(format!(
+            "banner {:?} does not match /{}/",
+            net::clip(line),
+            re.as_str()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -83,7 +93,9 @@ mod tests {
     #[tokio::test]
     async fn banner_match_and_mismatch() {
         let a = says(b"SSH-2.0-OpenSSH_9.2\r\n").await;
-        assert!(check(&cx(job(a.port(), Some("openssh")), 2.0)).await.is_up());
+        assert!(check(&cx(job(a.port(), Some("openssh")), 2.0))
+            .await
+            .is_up());
         let out = check(&cx(job(a.port(), Some("^220")), 2.0)).await;
         assert!(matches!(out, Outcome::Down { reason } if reason.contains("does not match")));
     }
@@ -101,7 +113,10 @@ mod tests {
     async fn flood_without_newline_is_bounded() {
         let a = flood(b"A").await;
         let out = check(&cx(job(a.port(), Some("x")), 5.0)).await;
-        assert_eq!(out, Outcome::down(format!("line longer than {MAX_LINE} bytes")));
+        assert_eq!(
+            out,
+            Outcome::down(format!("line longer than {MAX_LINE} bytes"))
+        );
     }
 
     #[tokio::test]

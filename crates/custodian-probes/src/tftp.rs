@@ -65,7 +65,7 @@ async fn run(cx: &Ctx) -> Result<String, String> {
     };
     let sock = UdpSocket::bind((local, 0))
         .await
-        .map_err(|e| format!("UDP socket: {}", net::io_reason(&e)))?;
+        .map_err(|e| net::failed(cx, "UDP socket", &e))?;
     let mut t = Transfer {
         sock,
         server,
@@ -125,7 +125,10 @@ fn parse(p: &[u8]) -> Result<Packet<'_>, String> {
         DATA => Err(format!("DATA packet longer than {BLOCK} bytes")),
         ERROR => {
             let msg = p[4..].split(|b| *b == 0).next().unwrap_or_default();
-            Ok(Packet::Error(word(2), net::clip(&String::from_utf8_lossy(msg))))
+            Ok(Packet::Error(
+                word(2),
+                net::clip(&String::from_utf8_lossy(msg)),
+            ))
         }
         op => Err(format!("unexpected TFTP packet (opcode {op})")),
     }
@@ -144,17 +147,17 @@ struct Transfer {
 impl Transfer {
     async fn download(&mut self, cx: &Ctx) -> Result<(), String> {
         let mut block: u16 = 1;
-        self.send_last().await?;
+        self.send_last(cx).await?;
         loop {
             let data = self.next_data(cx, block).await?;
             let len = data.len();
             self.size += len;
             if self.size >= MAX_FILE {
                 self.last = cancel();
-                return self.send_last().await;
+                return self.send_last(cx).await;
             }
             self.last = ack(block);
-            self.send_last().await?;
+            self.send_last(cx).await?;
             if len < BLOCK {
                 return Ok(());
             }
@@ -162,13 +165,13 @@ impl Transfer {
         }
     }
 
-    async fn send_last(&self) -> Result<(), String> {
+    async fn send_last(&self, cx: &Ctx) -> Result<(), String> {
         let to = self.peer.unwrap_or(self.server);
         self.sock
             .send_to(&self.last, to)
             .await
             .map(|_| ())
-            .map_err(|e| format!("UDP to port {}: {}", to.port(), net::io_reason(&e)))
+            .map_err(|e| net::failed(cx, &format!("UDP to port {}", to.port()), &e))
     }
 
     /// Waits for DATA block `block`, resending our last packet every [`RESEND`]; duplicates of
@@ -177,11 +180,12 @@ impl Transfer {
         let mut buf = vec![0u8; 4 + BLOCK + 1];
         loop {
             let until = cx.deadline.min(Instant::now() + RESEND);
-            let Ok(got) = tokio::time::timeout_at(until, self.sock.recv_from(&mut buf)).await else {
+            let Ok(got) = tokio::time::timeout_at(until, self.sock.recv_from(&mut buf)).await
+            else {
                 if Instant::now() >= cx.deadline {
                     return Err(format!("timed out waiting for block {block}"));
                 }
-                self.send_last().await?;
+                self.send_last(cx).await?;
                 continue;
             };
             let (n, from) = got.map_err(|e| format!("UDP: {}", net::io_reason(&e)))?;
@@ -191,7 +195,7 @@ impl Transfer {
             match parse(&buf[..n])? {
                 Packet::Error(code, msg) => return Err(format!("server error {code}: {msg}")),
                 Packet::Data(b, data) if b == block => return Ok(data.to_vec()),
-                Packet::Data(b, _) if b == block.wrapping_sub(1) => self.send_last().await?,
+                Packet::Data(b, _) if b == block.wrapping_sub(1) => self.send_last(cx).await?,
                 Packet::Data(b, _) => return Err(format!("got block {b}, expected {block}")),
             }
         }
@@ -247,7 +251,11 @@ mod tests {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 1024];
             while let Ok((n, client)) = listen.recv_from(&mut buf).await {
-                let file = String::from_utf8_lossy(&buf[2..n]).split('\0').next().unwrap_or("").to_string();
+                let file = String::from_utf8_lossy(&buf[2..n])
+                    .split('\0')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 tokio::spawn(serve(file, client, script, out.clone()));
             }
         });
@@ -262,7 +270,9 @@ mod tests {
             for p in script(&file, &acks) {
                 let _ = sock.send_to(&p, client).await;
             }
-            let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await else {
+            let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await
+            else {
                 return;
             };
             log.lock().expect("lock").push(buf[..n].to_vec());
@@ -299,7 +309,11 @@ mod tests {
 
     async fn probe(file: &str, secs: f64) -> (Outcome, Log) {
         let (port, log) = fake(files).await;
-        let j = Job::new("tftp", &format!("tftp://127.0.0.1:{port}/{file}"), Some(port));
+        let j = Job::new(
+            "tftp",
+            &format!("tftp://127.0.0.1:{port}/{file}"),
+            Some(port),
+        );
         (check(&cx(j, secs)).await, log)
     }
 
@@ -320,17 +334,35 @@ mod tests {
         assert_eq!(rrq("a/b"), b"\x00\x01a/b\x00octet\x00");
         assert_eq!(ack(258), [0, 4, 1, 2]);
         assert_eq!(parse(&data(3, b"xy")), Ok(Packet::Data(3, &b"xy"[..])));
-        assert_eq!(parse(&error(2, "Access violation")), Ok(Packet::Error(2, "Access violation".into())));
-        assert_eq!(parse(b"\x00\x05\x00\x01"), Ok(Packet::Error(1, String::new())));
-        assert_eq!(parse(b"\x00\x03"), Err("malformed TFTP packet (2 bytes)".into()));
-        assert_eq!(parse(&data(1, &[0; BLOCK + 1])), Err(format!("DATA packet longer than {BLOCK} bytes")));
-        assert_eq!(parse(&ack(1)), Err("unexpected TFTP packet (opcode 4)".into()));
+        assert_eq!(
+            parse(&error(2, "Access violation")),
+            Ok(Packet::Error(2, "Access violation".into()))
+        );
+        assert_eq!(
+            parse(b"\x00\x05\x00\x01"),
+            Ok(Packet::Error(1, String::new()))
+        );
+        assert_eq!(
+            parse(b"\x00\x03"),
+            Err("malformed TFTP packet (2 bytes)".into())
+        );
+        assert_eq!(
+            parse(&data(1, &[0; BLOCK + 1])),
+            Err(format!("DATA packet longer than {BLOCK} bytes"))
+        );
+        assert_eq!(
+            parse(&ack(1)),
+            Err("unexpected TFTP packet (opcode 4)".into())
+        );
     }
 
     #[test]
     fn file_names_come_from_the_url_path() {
         assert_eq!(file_name("tftp://h/pxelinux.0"), Ok("pxelinux.0".into()));
-        assert_eq!(file_name("tftp://h:69/boot/my%20file"), Ok("boot/my file".into()));
+        assert_eq!(
+            file_name("tftp://h:69/boot/my%20file"),
+            Ok("boot/my file".into())
+        );
         assert!(file_name("tftp://h/").is_err());
         assert!(file_name("tftp://h/a%00b").is_err());
     }
@@ -365,24 +397,44 @@ mod tests {
     async fn endless_files_are_cut_off_and_cancelled() {
         let t = std::time::Instant::now();
         let (out, log) = probe("endless", 20.0).await;
-        assert_eq!(out, up(&format!("endless: first {MAX_FILE} bytes arrived; transfer stopped")));
+        assert_eq!(
+            out,
+            up(&format!(
+                "endless: first {MAX_FILE} bytes arrived; transfer stopped"
+            ))
+        );
         assert!(t.elapsed() < Duration::from_secs(10));
         let log = logged(&log).await;
         assert_eq!(log.last(), Some(&cancel()));
-        assert_eq!(log.len(), MAX_FILE / BLOCK, "one ACK per block but the last");
+        assert_eq!(
+            log.len(),
+            MAX_FILE / BLOCK,
+            "one ACK per block but the last"
+        );
     }
 
     #[tokio::test]
     async fn silence_times_out_at_the_deadline() {
         let (out, log) = probe("hang", 1.5).await;
         assert_eq!(out, Outcome::down("timed out waiting for block 2"));
-        let resent = log.lock().expect("lock").iter().filter(|p| **p == ack(1)).count();
-        assert!(resent >= 2, "the ACK is sent again after a second ({resent})");
+        let resent = log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|p| **p == ack(1))
+            .count();
+        assert!(
+            resent >= 2,
+            "the ACK is sent again after a second ({resent})"
+        );
         let quiet = UdpSocket::bind((LOCAL, 0)).await.expect("bind");
         let port = quiet.local_addr().expect("addr").port();
         let j = Job::new("tftp", &format!("tftp://127.0.0.1:{port}/x"), Some(port));
         let t = std::time::Instant::now();
-        assert_eq!(check(&cx(j, 0.5)).await, Outcome::down("timed out waiting for block 1"));
+        assert_eq!(
+            check(&cx(j, 0.5)).await,
+            Outcome::down("timed out waiting for block 1")
+        );
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 
@@ -398,9 +450,13 @@ mod tests {
         // One server port answers first; a second source port is then a stranger.
         let a = UdpSocket::bind((LOCAL, 0)).await.expect("bind");
         let b = UdpSocket::bind((LOCAL, 0)).await.expect("bind");
-        a.send_to(&data(1, &[1; BLOCK]), client).await.expect("send");
+        a.send_to(&data(1, &[1; BLOCK]), client)
+            .await
+            .expect("send");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        b.send_to(&data(2, b"intruder"), client).await.expect("send");
+        b.send_to(&data(2, b"intruder"), client)
+            .await
+            .expect("send");
         let out = task.await.expect("join");
         assert_eq!(out, Outcome::down("timed out waiting for block 2"));
     }
