@@ -16,10 +16,10 @@
 //! Example: `http://www.example.com/ must run http with content 'Welcome' otherwise 'web down'.`
 
 use crate::net;
-use crate::tls;
+use crate::tls::{self, Verify};
 use crate::Ctx;
-use custodian_core::{Job, Outcome, ParamSpec, ProbeSpec, TargetKind};
-use regex::{Regex, RegexBuilder};
+use custodian_core::{Invalid, Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value};
+use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION, USER_AGENT};
 use reqwest::{Client, Method, Response, StatusCode};
 use std::net::{IpAddr, SocketAddr};
@@ -32,22 +32,29 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Most redirects followed.
 const MAX_REDIRECTS: usize = 10;
 
-/// The option phrases of `http`, plus any given (https adds its expiry limit).
+/// The option phrases of `http`, plus any given (https adds its expiry limit). Each value is
+/// checked by the planner and parsed once per job by the kinds below.
 macro_rules! http_params {
     ($($extra:expr),* $(,)?) => {
         &[
-            ParamSpec::new("with status {status}", "expected status: a number, `any`, or a comma list (default 200)"),
+            ParamSpec::new("with status {status}", "expected status: a number from 100 to 599, `any`, or a comma list such as 200,301 (default 200)")
+                .kinds(&[::custodian_core::Kind::Parse($crate::http::parse_status)]),
             ParamSpec::new("with content {content}", "the body must contain this text"),
-            ParamSpec::new("with pattern {pattern}", "the body must match this regex"),
+            ParamSpec::new("with pattern {pattern}", "the body must match this regex (case-sensitive)")
+                .kinds(&[::custodian_core::Kind::Regex { ignore_case: false }]),
             ParamSpec::new("not following redirects", "judge a redirect itself instead of following it"),
             ParamSpec::new("without cache busting", "do not add `ctime=<unix time>` to a URL without query"),
-            ParamSpec::new("with host header {host_header}", "send this Host header"),
-            ParamSpec::new("with method {method}", "request method (default GET, or POST with data)"),
+            ParamSpec::new("with host header {host_header}", "send this Host header")
+                .kinds(&[::custodian_core::Kind::Parse($crate::http::parse_host)]),
+            ParamSpec::new("with method {method}", "request method, one word such as HEAD (default GET, or POST with data)")
+                .kinds(&[::custodian_core::Kind::Parse($crate::http::parse_method)]),
             ParamSpec::new("with data {data}", "request body (form-encoded)"),
-            ParamSpec::new("with header {header}", "an extra request header, 'Name: value'"),
-            ParamSpec::new("with user-agent {user_agent}", "the User-Agent header"),
-            ParamSpec::new("with tls insecure", "accept any certificate (no verification, no expiry check)"),
-            ParamSpec::new("no_ssl_check", "same as `with tls insecure`"),
+            ParamSpec::new("with header {header}", "an extra request header, 'Name: value'")
+                .kinds(&[::custodian_core::Kind::Parse($crate::http::parse_header)]),
+            ParamSpec::new("with user-agent {user_agent}", "the User-Agent header")
+                .kinds(&[::custodian_core::Kind::Parse($crate::http::parse_user_agent)]),
+            $crate::tls::INSECURE_PARAM,
+            ParamSpec::new("no_ssl_check", "skip every certificate check, expiry included unless a limit is given (the original's option)"),
             $($extra),*
         ]
     };
@@ -100,15 +107,15 @@ struct Expect {
     status: Vec<u16>,
     content: Option<String>,
     pattern: Option<Regex>,
-    /// Minimum days of certificate validity left (https only, when verifying).
-    expire_days: Option<u64>,
+    /// How the certificate is judged (https only).
+    verify: Option<Verify>,
 }
 
 async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
-    let plan = plan(&cx.job, tls::unix_now())?;
-    let expect = expect(&cx.job, https && !plan.insecure)?;
+    let plan = plan(&cx.job, &cx.params, tls::unix_now())?;
+    let expect = expect(&cx.params, https);
     let ip = cx.addr.ok_or("no address to connect to")?;
-    let client = client(&plan, ip)?;
+    let client = client(cx, &plan, ip)?;
     let mut resp = net::within(
         cx,
         "waiting for the response",
@@ -123,17 +130,16 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
     Ok(format!("status {}, {} bytes", status.as_u16(), body.len()))
 }
 
-/// Builds the request plan from the job's URL and options; `now` is for cache busting.
-fn plan(job: &Job, now: i64) -> Result<Plan, String> {
+/// Builds the request plan from the job's URL and parsed options; `now` is for cache busting.
+fn plan(job: &Job, params: &Params, now: i64) -> Result<Plan, String> {
     let mut url = Url::parse(&job.target).map_err(|e| format!("bad URL: {e}"))?;
     let auth = take_auth(&mut url);
-    if url.query().is_none() && !job.flag("without_cache_busting") {
+    if url.query().is_none() && !params.flag("without_cache_busting") {
         url.set_query(Some(&format!("ctime={now}")));
     }
-    let data = job.opt_str("data").map(str::to_string);
-    let method = match job.opt_str("method") {
-        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("bad method {m:?}"))?,
+    let data = params.text("data").map(str::to_string);
+    let method = match params.parsed::<Method>("method") {
+        Some(m) => m.clone(),
         None if data.is_some() => Method::POST,
         None => Method::GET,
     };
@@ -142,9 +148,9 @@ fn plan(job: &Job, now: i64) -> Result<Plan, String> {
         auth,
         method,
         data,
-        headers: headers(job)?,
-        follow: !job.flag("not_following_redirects"),
-        insecure: job.flag("with_tls_insecure") || job.flag("no_ssl_check"),
+        headers: headers(params),
+        follow: !params.flag("not_following_redirects"),
+        insecure: params.flag("with_tls_insecure") || params.flag("no_ssl_check"),
     })
 }
 
@@ -183,74 +189,116 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The extra request headers: Host, User-Agent and `with header 'K: V'` (one or a list).
-fn headers(job: &Job) -> Result<HeaderMap, String> {
+/// The request headers from the options: User-Agent (ours by default), Host and
+/// `with header`.
+fn headers(params: &Params) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let ua = job
-        .opt_str("user_agent")
-        .unwrap_or(concat!("custodian/", env!("CARGO_PKG_VERSION")));
-    h.insert(USER_AGENT, value(ua)?);
-    if let Some(host) = job.opt_str("host_header") {
-        h.insert(HOST, value(host)?);
+    let ua = params.parsed::<HeaderValue>("user_agent").cloned();
+    h.insert(
+        USER_AGENT,
+        ua.unwrap_or(HeaderValue::from_static(concat!(
+            "custodian/",
+            env!("CARGO_PKG_VERSION")
+        ))),
+    );
+    if let Some(host) = params.parsed::<HeaderValue>("host_header") {
+        h.insert(HOST, host.clone());
     }
-    let extra: Vec<&str> = match job.options.get("header") {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
-        Some(v) => v.as_str().into_iter().collect(),
-        None => Vec::new(),
-    };
-    for line in extra {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or(format!("header {line:?} is not 'Name: value'"))?;
-        let name = HeaderName::from_bytes(k.trim().as_bytes())
-            .map_err(|_| format!("bad header name {:?}", k.trim()))?;
-        h.append(name, value(v.trim())?);
+    if let Some(Header(name, value)) = params.parsed::<Header>("header") {
+        h.append(name.clone(), value.clone());
     }
-    Ok(h)
+    h
 }
 
-fn value(v: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(v).map_err(|_| format!("bad header value {v:?}"))
+/// Builds the expectations; `https` adds the certificate check.
+fn expect(params: &Params, https: bool) -> Expect {
+    Expect {
+        status: params
+            .parsed::<Statuses>("status")
+            .map_or_else(|| vec![200], |s| s.0.clone()),
+        content: params.text("content").map(str::to_string),
+        pattern: params.regex("pattern").cloned(),
+        verify: https.then(|| Verify::from_params(params)),
+    }
 }
 
-/// Builds the expectations; `verify_cert` enables the https expiry limit (default 14 days).
-fn expect(job: &Job, verify_cert: bool) -> Result<Expect, String> {
-    let pattern = match job.opt_str("pattern") {
-        Some(p) => Some(
-            RegexBuilder::new(p)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| format!("invalid pattern: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok(Expect {
-        status: statuses(job.options.get("status"))?,
-        content: job.opt_str("content").map(str::to_string),
-        pattern,
-        expire_days: if verify_cert { Some(tls::expire_limit(job)?) } else { None },
-    })
+/// `with status`: the statuses that pass; empty means any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statuses(pub(crate) Vec<u16>);
+
+/// `with status`: a number from 100 to 599, `any`, or a comma list.
+pub(crate) fn parse_status(text: &str) -> Result<Value, Invalid> {
+    statuses(text).map(Value::parsed)
 }
 
-/// Parses `with status`: a number, `any` (empty list) or a comma list; default 200.
-fn statuses(v: Option<&serde_json::Value>) -> Result<Vec<u16>, String> {
-    let text = match v {
-        None => return Ok(vec![200]),
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(v) => v.as_str().unwrap_or_default().to_string(),
-    };
+fn statuses(text: &str) -> Result<Statuses, Invalid> {
     if text.trim().eq_ignore_ascii_case("any") {
-        return Ok(Vec::new());
+        return Ok(Statuses(Vec::new()));
     }
     text.split(',')
         .map(|s| match s.trim().parse::<u16>() {
-            Ok(n) if (100..=999).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "bad status {:?} (a number, `any` or a comma list)",
-                s.trim()
-            )),
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(Invalid::new(format!(
+                "`{}` is not an HTTP status",
+                net::clip(s.trim())
+            ))
+            .hint("write a number from 100 to 599, `any`, or a comma list such as 200,301")),
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Statuses)
+}
+
+/// `with method`: one HTTP token (`GET`, `PROPFIND`), upper-cased as the original did.
+pub(crate) fn parse_method(text: &str) -> Result<Value, Invalid> {
+    Method::from_bytes(text.to_ascii_uppercase().as_bytes())
+        .map(Value::parsed)
+        .map_err(|_| {
+            Invalid::new(format!("`{}` is not an HTTP method", net::clip(text)))
+                .hint("write one word without spaces, such as GET, HEAD or POST")
+        })
+}
+
+/// `with header 'Name: value'`.
+#[derive(Debug, Clone)]
+pub(crate) struct Header(HeaderName, HeaderValue);
+
+pub(crate) fn parse_header(text: &str) -> Result<Value, Invalid> {
+    let hint = "write 'Name: value', such as 'X-Token: abc'";
+    let (name, value) = text.split_once(':').ok_or_else(|| {
+        Invalid::new(format!("`{}` is not a header", net::clip(text))).hint(hint)
+    })?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        Invalid::new(format!(
+            "`{}` is not a valid header name",
+            net::clip(name.trim())
+        ))
+        .hint("a header name is one word of letters, digits and - such as X-Token")
+    })?;
+    Ok(Value::parsed(Header(name, header_value(value.trim())?)))
+}
+
+/// `with host header`: a non-empty header value.
+pub(crate) fn parse_host(text: &str) -> Result<Value, Invalid> {
+    if text.trim().is_empty() {
+        return Err(Invalid::new("the Host header is empty")
+            .hint("write the host name the server expects, such as 'www.example.com'"));
+    }
+    header_value(text).map(Value::parsed)
+}
+
+/// `with user-agent`: a header value.
+pub(crate) fn parse_user_agent(text: &str) -> Result<Value, Invalid> {
+    header_value(text).map(Value::parsed)
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, Invalid> {
+    HeaderValue::from_str(text).map_err(|_| {
+        Invalid::new(format!(
+            "{:?} is not a valid header value",
+            net::clip(text)
+        ))
+        .hint("use printable ASCII only: no line breaks or control characters")
+    })
 }
 
 /// Refuses every name lookup: the client may only reach names pinned with `resolve`.
@@ -267,9 +315,9 @@ impl reqwest::dns::Resolve for NoLookup {
 }
 
 /// A client that reaches the URL's host only at `ip`, never resolves, never uses a proxy.
-fn client(plan: &Plan, ip: IpAddr) -> Result<Client, String> {
+fn client(cx: &Ctx, plan: &Plan, ip: IpAddr) -> Result<Client, String> {
     let mut b = Client::builder()
-        .use_preconfigured_tls((*tls::client_config(plan.insecure)).clone())
+        .use_preconfigured_tls((*cx.env.tls_config(plan.insecure)).clone())
         .tls_info(true)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -290,8 +338,8 @@ async fn fetch(client: &Client, plan: &Plan, expect: &Expect) -> Result<Response
     for hop in 0..=MAX_REDIRECTS {
         let resp = send(client, plan, &url, &method).await?;
         if hop == 0 {
-            if let Some(days) = expect.expire_days {
-                check_certificate(&resp, days)?;
+            if let Some(verify) = &expect.verify {
+                check_certificate(&resp, verify)?;
             }
         }
         let Some(loc) = redirect_location(&resp, plan.follow) else {
@@ -374,11 +422,12 @@ fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String
     }
 }
 
-/// Fails unless the leaf certificate is valid for at least `days` more days.
-fn check_certificate(resp: &Response, days: u64) -> Result<(), String> {
+/// Judges the leaf certificate's expiry as `verify` says (the chain and name were verified in
+/// the handshake, unless skipped).
+fn check_certificate(resp: &Response, verify: &Verify) -> Result<(), String> {
     let info = resp.extensions().get::<reqwest::tls::TlsInfo>();
     match info.and_then(|i| i.peer_certificate()) {
-        Some(der) => tls::check_expiry(der, days, tls::unix_now()),
+        Some(der) => verify.judge(der, tls::unix_now()),
         None if resp.url().scheme() == "https" => Err("the server sent no certificate".into()),
         None => Ok(()),
     }
@@ -673,8 +722,8 @@ mod tests {
         assert!(probe(url.clone(), &[("status", json!("200, 404"))], 2.0)
             .await
             .is_up());
-        let out = probe(url, &[("status", json!("2xx"))], 2.0).await;
-        assert!(down_with(&out, "bad status \"2xx\""), "{out:?}");
+        let out = probe(url, &[("status", json!("200,301"))], 2.0).await;
+        assert_eq!(out, Outcome::down("status 404 Not Found, expected 200 or 301"));
     }
 
     #[tokio::test]
@@ -875,16 +924,103 @@ mod tests {
         );
     }
 
+    /// The options as the worker parses them, or the first refusal.
+    fn params(opts: &[(&str, serde_json::Value)]) -> Result<Params, Invalid> {
+        crate::prepare(&job("http://h.example/", opts))
+    }
+
+    /// The refusal of one option's value: its message and hint.
+    fn refusal(key: &str, value: &str) -> (String, String) {
+        let e = params(&[(key, json!(value))]).expect_err(value);
+        (e.msg, e.hint.unwrap_or_default())
+    }
+
     #[test]
     fn status_lists_parse() {
-        assert_eq!(statuses(None), Ok(vec![200]));
-        assert_eq!(statuses(Some(&json!(301))), Ok(vec![301]));
-        assert_eq!(statuses(Some(&json!("ANY"))), Ok(vec![]));
+        let status = |v: serde_json::Value| {
+            let p = params(&[("status", v)]).expect("valid status");
+            p.parsed::<Statuses>("status").expect("parsed").0.clone()
+        };
+        assert_eq!(expect(&Params::default(), false).status, vec![200]);
+        assert_eq!(status(json!(301)), vec![301]);
+        assert_eq!(status(json!("ANY")), Vec::<u16>::new());
+        assert_eq!(status(json!("200,301, 302")), vec![200, 301, 302]);
+        assert_eq!(status(json!("599")), vec![599]);
+        let (msg, hint) = refusal("status", "abc");
+        assert_eq!(msg, "option `status`: `abc` is not an HTTP status");
+        assert!(hint.contains("a number from 100 to 599, `any`"), "{hint}");
+        for bad in ["999", "99", "2xx", "200,,301", "", "-1"] {
+            assert!(params(&[("status", json!(bad))]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn methods_are_one_token() {
+        let method = |m: &str| params(&[("method", json!(m))]).map(|p| p.parsed::<Method>("method").cloned());
+        assert_eq!(method("head"), Ok(Some(Method::HEAD)));
         assert_eq!(
-            statuses(Some(&json!("200,301, 302"))),
-            Ok(vec![200, 301, 302])
+            method("propfind").map(|m| m.map(|m| m.to_string())),
+            Ok(Some("PROPFIND".into()))
         );
-        assert!(statuses(Some(&json!("99"))).is_err());
+        let (msg, hint) = refusal("method", "GE T");
+        assert_eq!(msg, "option `method`: `GE T` is not an HTTP method");
+        assert!(hint.contains("without spaces"), "{hint}");
+        assert!(method("").is_err());
+        assert!(method("GET\r\nX: y").is_err());
+    }
+
+    #[test]
+    fn headers_need_a_name_a_colon_and_a_clean_value() {
+        let p = params(&[("header", json!("X-Probe:  yes "))]).expect("valid");
+        let h = headers(&p);
+        assert_eq!(h.get("x-probe").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        let (msg, hint) = refusal("header", "NoColonHere");
+        assert_eq!(msg, "option `header`: `NoColonHere` is not a header");
+        assert!(hint.contains("'Name: value'"), "{hint}");
+        let (msg, _) = refusal("header", "Bad Name: x");
+        assert_eq!(msg, "option `header`: `Bad Name` is not a valid header name");
+        let (msg, hint) = refusal("header", "X-A: b\nc");
+        assert_eq!(msg, "option `header`: \"b\\nc\" is not a valid header value");
+        assert!(hint.contains("no line breaks"), "{hint}");
+        assert!(params(&[("header", json!(": x"))]).is_err());
+        assert!(params(&[("header", json!("X-Empty:"))]).is_ok());
+    }
+
+    #[test]
+    fn host_header_and_user_agent_are_header_values() {
+        let p = params(&[
+            ("host_header", json!("vhost.example")),
+            ("user_agent", json!("probe/1 (custodian)")),
+        ])
+        .expect("valid");
+        let h = headers(&p);
+        assert_eq!(h.get(HOST).map(|v| v.as_bytes()), Some(&b"vhost.example"[..]));
+        assert_eq!(
+            h.get(USER_AGENT).map(|v| v.as_bytes()),
+            Some(&b"probe/1 (custodian)"[..])
+        );
+        let default = headers(&Params::default());
+        let ua = default.get(USER_AGENT).map(|v| v.as_bytes().to_vec());
+        assert_eq!(ua, Some(format!("custodian/{}", env!("CARGO_PKG_VERSION")).into_bytes()));
+        let (msg, _) = refusal("host_header", " ");
+        assert_eq!(msg, "option `host_header`: the Host header is empty");
+        assert!(params(&[("host_header", json!("a\r\nX: y"))]).is_err());
+        assert!(params(&[("user_agent", json!("ua\u{7f}"))]).is_err());
+    }
+
+    #[test]
+    fn patterns_are_case_sensitive_regexes_and_data_is_text() {
+        let p = params(&[
+            ("pattern", json!("^Wel+come")),
+            ("data", json!("a=1&b= 2")),
+        ])
+        .expect("valid");
+        let e = expect(&p, false);
+        let re = e.pattern.expect("pattern");
+        assert!(re.is_match("Wellcome") && !re.is_match("wellcome"));
+        assert_eq!(p.text("data"), Some("a=1&b= 2"));
+        let (msg, _) = refusal("pattern", "(");
+        assert!(msg.starts_with("option `pattern`: `(` is not a valid regular expression"), "{msg}");
     }
 
     #[test]
@@ -903,18 +1039,13 @@ mod tests {
     #[test]
     fn plan_takes_credentials_out_and_picks_the_method() {
         let j = job("http://a%40b:p%25w@h.example/p", &[("data", json!("x"))]);
-        let p = plan(&j, 42).expect("plan");
+        let p = plan(&j, &crate::prepare(&j).expect("valid"), 42).expect("plan");
         assert_eq!(p.url.as_str(), "http://h.example/p?ctime=42");
         assert_eq!(p.auth, Some(("a@b".into(), "p%w".into())));
         assert_eq!(p.method, Method::POST);
-        let j = job(
-            "http://h.example/?x",
-            &[("method", json!("head")), ("header", json!("bad"))],
-        );
-        assert_eq!(
-            plan(&j, 0).map(|_| ()),
-            Err("header \"bad\" is not 'Name: value'".into())
-        );
+        let j = job("http://h.example/?x", &[("method", json!("head"))]);
+        let p = plan(&j, &crate::prepare(&j).expect("valid"), 0).expect("plan");
+        assert_eq!((p.url.as_str(), p.method), ("http://h.example/?x", Method::HEAD));
         assert_eq!(percent_decode("%41%zz%"), "A%zz%");
     }
 }

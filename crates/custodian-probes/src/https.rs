@@ -2,10 +2,13 @@
 //! not expiring within `N` days (default 14).
 //!
 //! Syntax: every `http` option, and `and cannot expire within N days` or `with expiration 30d`
-//! (days, or weeks as `2w`). `with tls insecure` or
-//! `no_ssl_check` skip certificate verification and the expiry limit.
+//! (days, or weeks as `2w`). `with tls insecure` skips chain and name verification only: the
+//! certificate's validity period and the expiry limit (given, or 14 days) still count.
+//! `no_ssl_check` (the original's) skips every certificate check, the expiry limit too unless
+//! one is given.
 //! Down reasons: those of `http`; TLS handshake errors (unknown issuer, wrong name, expired);
-//! `certificate expires in N days (at DATE), less than M`.
+//! `certificate expires in N days (at DATE), less than M`, followed by `(verification
+//! skipped: with tls insecure)` when it was.
 //! Example: `https://example.com/ must run https and cannot expire within 30 days otherwise 'renew'.`
 
 use crate::http::{self, http_params};
@@ -94,8 +97,35 @@ mod tests {
         let out = probe(port, &[("expiration", json!("1w"))]).await;
         assert!(down_with(&out, "), less than 7"), "{out:?}");
         assert!(probe(port, &[("expiration", json!("2d"))]).await.is_up());
-        let out = probe(port, &[("expiration", json!("soon"))]).await;
-        assert!(down_with(&out, "bad expiration"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn insecure_keeps_the_expiry_limit_and_says_so() {
+        // Self-signed and misnamed: only the skipped verification would refuse it.
+        let port = server(false, &["other.custodian.test"], 3 * DAY + 3600).await;
+        let insecure = ("with_tls_insecure", json!(true));
+        let out = probe(port, std::slice::from_ref(&insecure)).await;
+        assert!(
+            down_with(&out, "certificate expires in 3 days (at "),
+            "{out:?}"
+        );
+        assert!(
+            down_with(&out, "), less than 14 (verification skipped: with tls insecure)"),
+            "{out:?}"
+        );
+        let out = probe(port, &[insecure.clone(), ("expiration", json!("1w"))]).await;
+        assert!(down_with(&out, "less than 7 (verification skipped"), "{out:?}");
+        assert!(probe(port, &[insecure, ("expire_days", json!(2))])
+            .await
+            .is_up());
+        // The original's no_ssl_check drops the default limit, but not a given one.
+        let nocheck = ("no_ssl_check", json!(true));
+        assert!(probe(port, std::slice::from_ref(&nocheck)).await.is_up());
+        let out = probe(port, &[nocheck, ("expire_days", json!(30))]).await;
+        assert!(
+            down_with(&out, "less than 30 (verification skipped: no_ssl_check)"),
+            "{out:?}"
+        );
     }
 
     #[tokio::test]

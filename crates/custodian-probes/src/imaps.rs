@@ -3,7 +3,7 @@
 //! Syntax: `HOST must run imaps [on PORT] [with banner 'REGEX'] [with tls insecure]
 //! [and cannot expire within N days] [with username 'U' with password 'P'].` The certificate
 //! must be valid for the target's name (or IP) and stay valid N more days (default 14);
-//! `with tls insecure` skips both.
+//! `with tls insecure` skips the name and chain, not the limit.
 //! Down reasons: `TLS handshake on port N failed: …` (expired, not yet valid, wrong name,
 //! untrusted, alert, connection closed); `certificate expires in N days (at DATE), less than
 //! M`; then those of `imap`.

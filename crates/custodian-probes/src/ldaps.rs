@@ -2,7 +2,7 @@
 //!
 //! Syntax: as `ldap`, plus `[with tls insecure] [and cannot expire within N days]`. The
 //! certificate must be valid for the target's name (or IP) and stay valid N more days
-//! (default 14); `with tls insecure` skips both.
+//! (default 14); `with tls insecure` skips the name and chain, not the limit.
 //! Down reasons: `TLS handshake on port N failed: …` (expired, wrong name, untrusted, closed);
 //! `certificate expires in N days (at DATE), less than M`; then those of `ldap`.
 //! Example: `dir1 must run ldaps with username 'cn=probe,dc=example,dc=com' with password 'secret'.`

@@ -10,17 +10,20 @@ use tokio::time::Instant;
 
 mod abuse;
 mod dialog;
+mod env;
 mod net;
 mod resolver;
 mod tls;
 
-pub use resolver::set_nameservers;
-pub use tls::add_ca_file;
+pub use env::{Env, EnvOptions};
+pub use tls::Roots;
 
-/// What a probe gets: the job, its options parsed once per job, the one address to test, and
-/// the deadline of this attempt.
+/// What a probe gets: the shared environment, the job, its options parsed once per job, the
+/// one address to test, and the deadline of this attempt.
 #[derive(Debug, Clone)]
 pub struct Ctx {
+    /// Nameservers and TLS trust, built once by the binary (or a test) and shared.
+    pub env: Arc<Env>,
     pub job: Arc<Job>,
     /// The job's options, parsed by the kinds the probe declares.
     pub params: Arc<Params>,
@@ -33,14 +36,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context for a job whose options were parsed with [`prepare`].
+    /// A context in `env` for a job whose options were parsed with [`prepare`].
     pub fn prepared(
+        env: Arc<Env>,
         job: Arc<Job>,
         params: Arc<Params>,
         addr: Option<IpAddr>,
         deadline: Instant,
     ) -> Self {
         Ctx {
+            env,
             job,
             params,
             addr,
@@ -49,14 +54,20 @@ impl Ctx {
         }
     }
 
-    /// A context that parses the job's options itself (tests and tools); options the type
-    /// does not accept make every check of it "unknown".
+    /// A context in the default [`Env`] (the system's trust store and nameservers) that
+    /// parses the job's options itself (tests and tools); see [`Ctx::new_in`].
     pub fn new(job: Arc<Job>, addr: Option<IpAddr>, deadline: Instant) -> Self {
+        Ctx::new_in(Arc::new(Env::default()), job, addr, deadline)
+    }
+
+    /// A context in `env` that parses the job's options itself; options the type does not
+    /// accept make every check of it "unknown".
+    pub fn new_in(env: Arc<Env>, job: Arc<Job>, addr: Option<IpAddr>, deadline: Instant) -> Self {
         let (params, fault) = match prepare(&job) {
             Ok(p) => (p, None),
             Err(e) => (Params::default(), Some(e.to_string())),
         };
-        let cx = Ctx::prepared(job, Arc::new(params), addr, deadline);
+        let cx = Ctx::prepared(env, job, Arc::new(params), addr, deadline);
         if let Some(f) = fault {
             cx.fault(format!("bad option: {f}"));
         }

@@ -1,13 +1,12 @@
 //! DNS on the wire, shared by probes: one question to one server over UDP (repeated over TCP
-//! when truncated), and the nameservers that probes resolving names themselves (`mx`, `dnsbl`)
-//! ask — set with [`set_nameservers`], else those of `/etc/resolv.conf`.
+//! when truncated), and the system's nameservers (`/etc/resolv.conf`), which an
+//! [`Env`](crate::Env) uses when it is given none.
 
 use crate::net;
 use crate::Ctx;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{PoisonError, RwLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
@@ -16,30 +15,9 @@ use tokio::time::Instant;
 const UDP_PAYLOAD: u16 = 1232;
 const UDP_BUF: usize = 4096;
 
-/// Nameservers set by the program; empty means "those of /etc/resolv.conf".
-static NAMESERVERS: RwLock<Vec<SocketAddr>> = RwLock::new(Vec::new());
-
-/// Makes every later `mx` and `dnsbl` check ask these servers, in order, instead of the ones
-/// in `/etc/resolv.conf`. An empty list restores the default.
-pub fn set_nameservers(servers: Vec<SocketAddr>) {
-    *NAMESERVERS.write().unwrap_or_else(PoisonError::into_inner) = servers;
-}
-
-/// The servers to ask: the ones set, else the system's.
-pub(crate) fn nameservers() -> Result<Vec<SocketAddr>, String> {
-    let set = NAMESERVERS
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    if set.is_empty() {
-        system_nameservers()
-    } else {
-        Ok(set)
-    }
-}
-
+/// The `nameserver` lines of `/etc/resolv.conf`.
 #[cfg(not(test))]
-fn system_nameservers() -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn system_nameservers() -> Result<Vec<SocketAddr>, String> {
     const PATH: &str = "/etc/resolv.conf";
     let text = std::fs::read_to_string(PATH).map_err(|e| format!("reading {PATH}: {e}"))?;
     let servers = parse_resolv_conf(&text);
@@ -51,7 +29,7 @@ fn system_nameservers() -> Result<Vec<SocketAddr>, String> {
 
 /// Unit tests pass their fake servers explicitly; none may ever reach the system's resolver.
 #[cfg(test)]
-fn system_nameservers() -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn system_nameservers() -> Result<Vec<SocketAddr>, String> {
     Err("no nameservers set (tests never use /etc/resolv.conf)".into())
 }
 
@@ -178,7 +156,7 @@ async fn udp_exchange(
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let udp = |e: std::io::Error| format!("UDP to port {}: {}", server.port(), net::io_reason(&e));
+    let udp = |e: std::io::Error| net::failed(cx, &format!("UDP to port {}", server.port()), &e);
     let sock = UdpSocket::bind((local, 0)).await.map_err(udp)?;
     // Connected: the kernel drops datagrams from anyone but the server.
     sock.connect(server).await.map_err(udp)?;
@@ -219,7 +197,7 @@ async fn tcp_exchange(
     let mut s = net::within(cx, &format!("connecting to port {port}"), async {
         TcpStream::connect(server)
             .await
-            .map_err(|e| format!("connect to port {port}: {}", net::io_reason(&e)))
+            .map_err(|e| net::failed(cx, &format!("connect to port {port}"), &e))
     })
     .await?;
     let len = u16::try_from(query.len()).map_err(|_| "query too long")?;

@@ -2,18 +2,21 @@
 //! the target's name (or IP), and does not expire within the limit.
 //!
 //! Syntax: `HOST must run ssl [on PORT] [with expiration 30d] [and cannot expire within N
-//! days].` or `https://HOST[:PORT]/ must run ssl …`. Default port 443 (or the URL's port).
-//! The limit is `with expiration` (days: `30`, `30d`, or weeks: `2w`), else `and cannot expire
-//! within N days`, else 14 days. Nothing is sent after the handshake but the TLS close.
+//! days] [with tls insecure].` or `https://HOST[:PORT]/ must run ssl …`. Default port 443 (or
+//! the URL's port). The limit is `with expiration` (days: `30`, `30d`, or weeks: `2w`), else
+//! `and cannot expire within N days`, else 14 days; a bad value is refused by `check`.
+//! `with tls insecure` skips chain and name verification only (for a self-signed
+//! certificate): its validity period and the limit still count. Nothing is sent after the
+//! handshake but the TLS close.
 //! Down reasons: connection refused / timed out connecting; `timed out in the TLS handshake`;
 //! `TLS handshake on port N failed: ` then `certificate expired on DATE`, `certificate is not
 //! valid until DATE`, `certificate is not valid for name "…" (it names …)`, `certificate is not
 //! trusted (unknown issuer)`, `the server sent alert …`, `connection closed by peer`, or
 //! rustls's words for a broken handshake; `certificate expires in N days (at DATE), less than
-//! M`. A malformed `with expiration` cannot be checked (unknown).
+//! M`, followed by `(verification skipped: with tls insecure)` when it was.
 //! Example: `mail.example.com must run ssl on 993 with expiration 30d otherwise 'renew'.`
 
-use crate::tls::{self, Verify, EXPIRATION_PARAM, EXPIRE_PARAM};
+use crate::tls::{self, Verify, EXPIRATION_PARAM, EXPIRE_PARAM, INSECURE_PARAM};
 use crate::{net, Ctx};
 use custodian_core::{Outcome, ProbeSpec, TargetKind};
 use tokio::io::AsyncWriteExt;
@@ -25,10 +28,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     default_port: Some(443),
     port_required: false,
     takes_port: true,
-    params: &[
-        EXPIRATION_PARAM,
-        EXPIRE_PARAM,
-    ],
+    params: &[EXPIRATION_PARAM, EXPIRE_PARAM, INSECURE_PARAM],
     summary: "a TLS handshake succeeds; the certificate is trusted, valid for the name and not expiring soon",
     example: "127.0.0.1 must run ssl on 443 with expiration 30d otherwise 'renew the certificate'.",
     check: None,
@@ -36,20 +36,12 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
-    let days = match tls::expire_limit(&cx.job) {
-        Ok(days) => days,
-        Err(e) => return Outcome::unknown(e),
-    };
-    Outcome::from_result(run(cx, days).await)
+    Outcome::from_result(run(cx).await)
 }
 
-async fn run(cx: &Ctx, days: u64) -> Result<String, String> {
+async fn run(cx: &Ctx) -> Result<String, String> {
     let tcp = net::connect(cx).await?;
-    let verify = Verify {
-        insecure: false,
-        expire_days: days,
-    };
-    let mut stream = tls::handshake(cx, tcp, verify).await?;
+    let mut stream = tls::handshake(cx, tcp, Verify::of(cx)).await?;
     let e = tls::expiry(tls::peer_leaf(&stream)?, tls::unix_now())?;
     // Politeness only (close_notify); the verdict is made.
     let _ = net::within(cx, "closing", async { Ok(stream.shutdown().await) }).await;
@@ -87,7 +79,6 @@ mod tests {
     }
 
     async fn probe(target: &str, a: SocketAddr, opts: &[(&str, Value)], secs: f64) -> Outcome {
-        let _ = ca();
         let mut j = Job::new("ssl", target, Some(a.port()));
         for (k, v) in opts {
             j.options.insert(k.to_string(), v.clone());
@@ -124,8 +115,27 @@ mod tests {
         assert!(down_with(&out, "less than 30"), "{out:?}");
         let out = probe("127.0.0.1", a, &[("expiration", json!("4w"))], 3.0).await;
         assert!(down_with(&out, "less than 28"), "{out:?}");
-        let out = probe("127.0.0.1", a, &[("expiration", json!("soon"))], 3.0).await;
-        assert!(matches!(out, Outcome::Unknown { .. }), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn insecure_skips_the_chain_but_not_the_limit() {
+        let a = tls_server(&leaf(None, &["other.custodian.test"], 3 * DAY + 3600)).await;
+        let insecure = ("with_tls_insecure", json!(true));
+        let out = probe("127.0.0.1", a, std::slice::from_ref(&insecure), 3.0).await;
+        assert!(
+            down_with(&out, "certificate expires in 3 days (at "),
+            "{out:?}"
+        );
+        assert!(
+            down_with(&out, "less than 14 (verification skipped: with tls insecure)"),
+            "{out:?}"
+        );
+        let short = [insecure.clone(), ("expiration", json!("2d"))];
+        assert!(probe("127.0.0.1", a, &short, 3.0).await.is_up());
+        let a = tls_server(&leaf(None, &["127.0.0.1"], -DAY)).await;
+        let out = probe("127.0.0.1", a, &[insecure], 3.0).await;
+        assert!(down_with(&out, "certificate expired on "), "{out:?}");
+        assert!(down_with(&out, "(verification skipped: with tls insecure)"), "{out:?}");
     }
 
     #[tokio::test]

@@ -1,10 +1,10 @@
-//! TLS plumbing shared by probes: the rustls client configs (webpki roots plus CA files added
-//! with [`add_ca_file`], built once and shared by every check), the handshake for non-HTTP
+//! TLS plumbing shared by probes: the trusted roots and the rustls client configs built from
+//! them (once, into the [`Env`](crate::Env) every check shares), the handshake for non-HTTP
 //! protocols (implicit TLS and STARTTLS) with plain-worded failure reasons, and
 //! certificate-expiry checks.
 
 use crate::{net, Ctx};
-use custodian_core::{Job, ParamSpec};
+use custodian_core::{Invalid, Job, Kind, ParamSpec, Params, Value};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -14,7 +14,7 @@ use rustls::{
 };
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -30,6 +30,9 @@ pub(crate) type Stream = Box<dyn Io>;
 /// Default of `and cannot expire within N days`, as for `https`.
 pub(crate) const EXPIRE_DAYS: u64 = 14;
 
+/// The longest expiry limit accepted, in days (a century): anything longer is a typo.
+const MAX_EXPIRE_DAYS: u64 = 36_500;
+
 /// `with tls`: upgrade with STARTTLS (smtp, imap, pop3).
 pub(crate) const STARTTLS_PARAM: ParamSpec = ParamSpec::new(
     "with tls",
@@ -39,75 +42,125 @@ pub(crate) const STARTTLS_PARAM: ParamSpec = ParamSpec::new(
 /// `with tls insecure`, worded as for `https`.
 pub(crate) const INSECURE_PARAM: ParamSpec = ParamSpec::new(
     "with tls insecure",
-    "use TLS but accept any certificate (no verification, no expiry check)",
+    "use TLS but skip chain and name verification; the expiry limit still applies",
 );
 
 /// `and cannot expire within N days`, worded as for `https`.
 pub(crate) const EXPIRE_PARAM: ParamSpec = ParamSpec::new(
     "and cannot expire within {expire_days:int} days",
     "the certificate must stay valid this many more days (default 14)",
-);
+)
+.kinds(&[Kind::Int {
+    min: 0,
+    max: MAX_EXPIRE_DAYS,
+}]);
 
 /// `with expiration 30d`: the limit as days (`30`, `30d`) or weeks (`2w`), for `ssl` and `https`.
 pub(crate) const EXPIRATION_PARAM: ParamSpec = ParamSpec::new(
     "with expiration {expiration}",
     "the certificate must stay valid this long: days (30, 30d) or weeks (2w)",
-);
-
-/// The expiry limit in days: `with expiration`, else `and cannot expire within`, else 14.
-pub(crate) fn expire_limit(job: &Job) -> Result<u64, String> {
-    match job.options.get("expiration") {
-        Some(v) => {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            parse_expiration(&text)
-        }
-        None => Ok(job.opt_u64("expire_days").unwrap_or(EXPIRE_DAYS)),
-    }
-}
+)
+.kinds(&[Kind::Parse(|s| parse_expiration(s).map(Value::Int))]);
 
 /// `30`, `30d` (days) or `2w` (weeks), case-insensitive, into days.
-fn parse_expiration(text: &str) -> Result<u64, String> {
+fn parse_expiration(text: &str) -> Result<u64, Invalid> {
     let t = text.trim().to_ascii_lowercase();
     let (digits, factor) = match t.strip_suffix('w') {
         Some(d) => (d, 7),
         None => (t.strip_suffix('d').unwrap_or(&t), 1),
     };
-    digits
+    let days = digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .filter(|d| *d <= 36_500)
         .ok_or_else(|| {
-            format!(
-                "bad expiration {:?}: write days (30, 30d) or weeks (2w)",
-                net::clip(text)
-            )
-        })
+            Invalid::new(format!("`{}` is not a duration", net::clip(text)))
+                .hint("write days (30, 30d) or weeks (2w)")
+        })?;
+    if days > MAX_EXPIRE_DAYS {
+        return Err(
+            Invalid::new(format!("{days} days is more than {MAX_EXPIRE_DAYS}"))
+                .hint("write days (30, 30d) or weeks (2w)"),
+        );
+    }
+    Ok(days)
 }
 
-/// The two shared configs: verifying (current roots) and insecure (no verification).
-struct Configs {
-    roots: RootCertStore,
+/// Which root certificates TLS checks trust, besides a CA file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Roots {
+    /// The system's trust store, as OpenSSL and curl see it (`SSL_CERT_FILE`, `SSL_CERT_DIR`,
+    /// else the distribution's bundle such as `/etc/ssl/certs/ca-certificates.crt`); when it
+    /// cannot be read or holds no usable certificate, the bundled roots, with a warning.
+    #[default]
+    System,
+    /// Only the Mozilla roots built into custodian (webpki-roots).
+    Bundled,
+}
+
+/// The two client configs every check shares: verifying against the trusted roots, and
+/// insecure (accepting any chain and name); built once.
+pub(crate) struct Trust {
     verified: Arc<ClientConfig>,
     insecure: Arc<ClientConfig>,
 }
 
-static CONFIGS: OnceLock<RwLock<Configs>> = OnceLock::new();
+impl Trust {
+    pub(crate) fn new(roots: RootCertStore) -> Self {
+        Trust {
+            verified: Arc::new(verified_config(roots)),
+            insecure: Arc::new(insecure_config()),
+        }
+    }
+
+    /// The verifying config, or (`insecure`) the one accepting any certificate.
+    pub(crate) fn config(&self, insecure: bool) -> Arc<ClientConfig> {
+        if insecure {
+            self.insecure.clone()
+        } else {
+            self.verified.clone()
+        }
+    }
+}
+
+/// The roots `which` names; a note for each problem met on the way (the system store could
+/// not be read, or only partly).
+pub(crate) fn root_store(which: Roots) -> (RootCertStore, Vec<String>) {
+    let mut notes = Vec::new();
+    if which == Roots::System {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        let problems: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        if added > 0 {
+            if !problems.is_empty() {
+                notes.push(format!(
+                    "parts of the system trust store could not be read: {}",
+                    problems.join("; ")
+                ));
+            }
+            return (roots, notes);
+        }
+        let why = if problems.is_empty() {
+            "it holds no usable certificate".to_string()
+        } else {
+            problems.join("; ")
+        };
+        notes.push(format!(
+            "cannot use the system trust store ({why}): trusting the bundled Mozilla roots instead"
+        ));
+    }
+    (bundled_roots(), notes)
+}
+
+fn bundled_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn configs() -> &'static RwLock<Configs> {
-    CONFIGS.get_or_init(|| {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        RwLock::new(Configs {
-            verified: Arc::new(verified_config(roots.clone())),
-            insecure: Arc::new(insecure_config()),
-            roots,
-        })
-    })
 }
 
 fn builder() -> rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier> {
@@ -142,20 +195,9 @@ fn insecure_config() -> ClientConfig {
     )
 }
 
-/// The shared client config: verifying against the trusted roots, or (`insecure`) accepting
-/// any certificate.
-pub(crate) fn client_config(insecure: bool) -> Arc<ClientConfig> {
-    let c = configs().read().unwrap_or_else(PoisonError::into_inner);
-    if insecure {
-        c.insecure.clone()
-    } else {
-        c.verified.clone()
-    }
-}
-
-/// Trusts every certificate in the PEM bundle at `path` for all later TLS checks; returns how
-/// many were added.
-pub fn add_ca_file(path: &Path) -> Result<usize, String> {
+/// Adds every certificate of the PEM bundle at `path` to `roots`; returns how many. A file
+/// that cannot be read, or holds no usable CA certificate, is an error.
+pub(crate) fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<usize, String> {
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {shown}: {e}"))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
@@ -164,14 +206,10 @@ pub fn add_ca_file(path: &Path) -> Result<usize, String> {
     if certs.is_empty() {
         return Err(format!("CA file {shown} holds no certificate"));
     }
-    let mut c = configs().write().unwrap_or_else(PoisonError::into_inner);
-    let mut roots = c.roots.clone();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
         return Err(format!("CA file {shown}: no usable CA certificate"));
     }
-    c.verified = Arc::new(verified_config(roots.clone()));
-    c.roots = roots;
     Ok(added)
 }
 
@@ -182,16 +220,20 @@ pub(crate) struct Expiry {
     pub(crate) days: i64,
     /// The expiry date, `YYYY-MM-DD HH:MM UTC`.
     pub(crate) at: String,
+    /// The start of validity, when that is still after `now`.
+    pub(crate) not_before: Option<String>,
 }
 
-/// Reads the expiry of a DER certificate, counted from `now` (unix seconds).
+/// Reads the validity of a DER certificate, counted from `now` (unix seconds).
 pub(crate) fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("cannot parse the server certificate: {e}"))?;
-    let not_after = cert.validity().not_after;
+    let validity = cert.validity();
+    let not_after = validity.not_after;
     Ok(Expiry {
         days: (not_after.timestamp() - now).div_euclid(86_400),
         at: date(not_after),
+        not_before: (validity.not_before.timestamp() > now).then(|| date(validity.not_before)),
     })
 }
 
@@ -216,28 +258,56 @@ fn unix_date(t: UnixTime) -> String {
         .map_or_else(|| "an unknown date".to_string(), date)
 }
 
-/// How a non-HTTP probe checks the server's certificate.
+/// How a probe checks the server's certificate: the chain and name (unless skipped), and the
+/// expiry limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Verify {
-    /// Accept any certificate, and skip the expiry limit (`with tls insecure`).
-    pub(crate) insecure: bool,
-    /// The certificate must stay valid this many more days.
-    pub(crate) expire_days: u64,
+    /// The option that skips chain and name verification (`with tls insecure`,
+    /// `no_ssl_check`), if given; it is named in an expiry failure.
+    pub(crate) skip: Option<&'static str>,
+    /// The certificate must stay valid this many more days; `None`: no expiry check.
+    pub(crate) expire_days: Option<u64>,
 }
 
 impl Verify {
-    /// Whether the job asks for STARTTLS: `with tls`, or `with tls insecure` alone.
-    pub(crate) fn wanted(job: &Job) -> bool {
-        job.flag("with_tls") || job.flag("with_tls_insecure")
+    /// Whether the line asks for STARTTLS: `with tls`, or `with tls insecure` alone.
+    pub(crate) fn wanted(cx: &Ctx) -> bool {
+        cx.params.flag("with_tls") || cx.params.flag("with_tls_insecure")
     }
 
-    /// From the options shared with `https`: `with tls insecure` (or `no_ssl_check`) and
-    /// `and cannot expire within N days`.
-    pub(crate) fn from_job(job: &Job) -> Self {
-        Verify {
-            insecure: job.flag("with_tls_insecure") || job.flag("no_ssl_check"),
-            expire_days: job.opt_u64("expire_days").unwrap_or(EXPIRE_DAYS),
-        }
+    /// From the options shared with `https`. `with tls insecure` skips chain and name
+    /// verification only: the expiry limit (`with expiration`, `and cannot expire within N
+    /// days`, default 14) still applies. `no_ssl_check` (http's, from the original) turns
+    /// every certificate check off, but an explicitly given limit still applies.
+    pub(crate) fn of(cx: &Ctx) -> Self {
+        Verify::from_params(&cx.params)
+    }
+
+    pub(crate) fn from_params(params: &Params) -> Self {
+        let limit = params.int("expiration").or(params.int("expire_days"));
+        let (skip, expire_days) = if params.flag("with_tls_insecure") {
+            (
+                Some("with tls insecure"),
+                Some(limit.unwrap_or(EXPIRE_DAYS)),
+            )
+        } else if params.flag("no_ssl_check") {
+            (Some("no_ssl_check"), limit)
+        } else {
+            (None, Some(limit.unwrap_or(EXPIRE_DAYS)))
+        };
+        Verify { skip, expire_days }
+    }
+
+    /// Judges the server's certificate (DER) against the expiry limit and, when chain and
+    /// name verification was skipped, its validity period too; the reason then says so.
+    pub(crate) fn judge(&self, der: &[u8], now: i64) -> Result<(), String> {
+        let Some(days) = self.expire_days else {
+            return Ok(());
+        };
+        check_expiry(der, days, now).map_err(|e| match self.skip {
+            Some(option) => format!("{e} (verification skipped: {option})"),
+            None => e,
+        })
     }
 }
 
@@ -257,8 +327,8 @@ pub(crate) fn server_name(job: &Job, addr: Option<IpAddr>) -> Result<ServerName<
 }
 
 /// The shared config without ALPN: mail and other non-HTTP servers may refuse `http/1.1`.
-fn plain_config(insecure: bool) -> Arc<ClientConfig> {
-    let mut config = (*client_config(insecure)).clone();
+fn plain_config(cx: &Ctx, insecure: bool) -> Arc<ClientConfig> {
+    let mut config = (*cx.env.tls_config(insecure)).clone();
     config.alpn_protocols.clear();
     Arc::new(config)
 }
@@ -272,7 +342,7 @@ pub(crate) async fn handshake<S: Io>(
 ) -> Result<TlsStream<S>, String> {
     let name = server_name(&cx.job, cx.addr)?;
     let port = cx.job.port.unwrap_or(0);
-    let connector = TlsConnector::from(plain_config(verify.insecure));
+    let connector = TlsConnector::from(plain_config(cx, verify.skip.is_some()));
     let tls = net::within(cx, "in the TLS handshake", async {
         connector.connect(name, stream).await.map_err(|e| {
             format!(
@@ -282,9 +352,7 @@ pub(crate) async fn handshake<S: Io>(
         })
     })
     .await?;
-    if !verify.insecure {
-        check_expiry(peer_leaf(&tls)?, verify.expire_days, unix_now())?;
-    }
+    verify.judge(peer_leaf(&tls)?, unix_now())?;
     Ok(tls)
 }
 
@@ -336,9 +404,13 @@ fn certificate_error(e: &CertificateError) -> String {
     }
 }
 
-/// Fails when the certificate expires within `min_days` days of `now` (or has expired).
+/// Fails when the certificate is not valid yet, has expired, or expires within `min_days`
+/// days of `now`. (rustls refuses the first two itself, unless verification is skipped.)
 pub(crate) fn check_expiry(der: &[u8], min_days: u64, now: i64) -> Result<(), String> {
     let e = expiry(der, now)?;
+    if let Some(from) = &e.not_before {
+        return Err(format!("certificate is not valid until {from}"));
+    }
     if e.days < 0 {
         return Err(format!("certificate expired on {}", e.at));
     }
@@ -413,6 +485,7 @@ pub(crate) mod testca {
 
     use super::Stream;
     use crate::net::testutil::{serve, Heard};
+    use crate::Env;
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
         KeyUsagePurpose,
@@ -461,7 +534,7 @@ pub(crate) mod testca {
         p
     }
 
-    /// The test CA (one per test process), already trusted through [`super::add_ca_file`].
+    /// The test CA (one per test process); [`env`] trusts it.
     pub(crate) fn ca() -> &'static Ca {
         static CA: OnceLock<Ca> = OnceLock::new();
         CA.get_or_init(|| {
@@ -470,18 +543,28 @@ pub(crate) mod testca {
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             let cert = p.self_signed(&key).expect("ca cert");
-            let ca = Ca {
+            Ca {
                 pem: cert.pem(),
                 cert,
                 key,
-            };
-            let path =
-                std::env::temp_dir().join(format!("custodian-test-ca-{}.pem", std::process::id()));
-            std::fs::write(&path, &ca.pem).expect("write ca");
-            assert_eq!(super::add_ca_file(&path), Ok(1));
-            let _ = std::fs::remove_file(&path);
-            ca
+            }
         })
+    }
+
+    /// The environment of probe unit tests: the bundled roots plus the test CA, and no
+    /// nameservers (each DNS test passes its fake server itself).
+    pub(crate) fn env() -> Arc<Env> {
+        static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+        ENV.get_or_init(|| {
+            let (mut roots, _) = super::root_store(super::Roots::Bundled);
+            assert_eq!(
+                roots.add_parsable_certificates([ca().cert.der().clone()]),
+                (1, 0)
+            );
+            let none = Err("unit tests set no nameservers".to_string());
+            Arc::new(Env::from_parts(roots, none, Vec::new()))
+        })
+        .clone()
     }
 
     /// A leaf for `names` valid for `secs` more seconds, signed by `ca` (or self-signed).
@@ -600,17 +683,120 @@ mod tests {
     fn expiration_formats() {
         assert_eq!(parse_expiration("30"), Ok(30));
         assert_eq!(parse_expiration("30d"), Ok(30));
-        assert_eq!(parse_expiration("2W"), Ok(14));
-        assert!(parse_expiration("soon").is_err());
+        assert_eq!(parse_expiration(" 2W "), Ok(14));
+        let e = parse_expiration("soon").expect_err("soon");
+        assert_eq!(e.msg, "`soon` is not a duration");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("write days (30, 30d) or weeks (2w)")
+        );
         assert!(parse_expiration("3m").is_err());
+        assert!(parse_expiration("-3d").is_err());
+        assert!(parse_expiration("").is_err());
         assert!(parse_expiration("99999999999999999w").is_err());
-        let mut j = Job::new("ssl", "h", Some(443));
-        assert_eq!(expire_limit(&j), Ok(14));
-        j.options.insert("expire_days".into(), serde_json::json!(5));
-        assert_eq!(expire_limit(&j), Ok(5));
-        j.options
-            .insert("expiration".into(), serde_json::json!("1w"));
-        assert_eq!(expire_limit(&j), Ok(7));
+        let e = parse_expiration("5300w").expect_err("too long");
+        assert_eq!(e.msg, "37100 days is more than 36500");
+    }
+
+    /// The params of an ssl or smtp line with these options, parsed as the worker does.
+    fn params(probe: &str, opts: &[(&str, serde_json::Value)]) -> Result<Params, Invalid> {
+        let mut j = Job::new(probe, "h", Some(443));
+        for (k, v) in opts {
+            j.options.insert(k.to_string(), v.clone());
+        }
+        crate::prepare(&j)
+    }
+
+    fn verify(probe: &str, opts: &[(&str, serde_json::Value)]) -> Verify {
+        Verify::from_params(&params(probe, opts).expect("valid options"))
+    }
+
+    #[test]
+    fn expiry_limits_parse_and_refuse() {
+        use serde_json::json;
+        let limit = |o: &[(&str, serde_json::Value)]| verify("ssl", o).expire_days;
+        assert_eq!(limit(&[]), Some(14));
+        assert_eq!(limit(&[("expire_days", json!(5))]), Some(5));
+        assert_eq!(limit(&[("expire_days", json!(0))]), Some(0));
+        assert_eq!(limit(&[("expiration", json!("1w"))]), Some(7));
+        let both = [("expiration", json!("1w")), ("expire_days", json!(30))];
+        assert_eq!(limit(&both), Some(7), "with expiration wins");
+        let e = params("ssl", &[("expiration", json!("soon"))]).expect_err("soon");
+        assert_eq!(e.msg, "option `expiration`: `soon` is not a duration");
+        let e = params("ssl", &[("expire_days", json!(36_501))]).expect_err("huge");
+        assert_eq!(
+            e.msg,
+            "option `expire_days`: 36501 is out of range (0-36500)"
+        );
+        assert!(params("https", &[("expire_days", json!("ten"))]).is_err());
+    }
+
+    #[test]
+    fn insecure_skips_verification_but_keeps_the_limit() {
+        use serde_json::json;
+        let insecure = ("with_tls_insecure", json!(true));
+        let v = verify("smtp", std::slice::from_ref(&insecure));
+        assert_eq!(
+            v,
+            Verify {
+                skip: Some("with tls insecure"),
+                expire_days: Some(14)
+            }
+        );
+        let v = verify("imaps", &[insecure.clone(), ("expire_days", json!(30))]);
+        assert_eq!(v.expire_days, Some(30));
+        let v = verify("ssl", &[insecure, ("expiration", json!("2w"))]);
+        assert_eq!(v.expire_days, Some(14));
+        // The original's no_ssl_check turns the default limit off, not an explicit one.
+        let v = verify("https", &[("no_ssl_check", json!(true))]);
+        assert_eq!(
+            v,
+            Verify {
+                skip: Some("no_ssl_check"),
+                expire_days: None
+            }
+        );
+        let v = verify(
+            "https",
+            &[("no_ssl_check", json!(true)), ("expire_days", json!(9))],
+        );
+        assert_eq!(v.expire_days, Some(9));
+    }
+
+    #[test]
+    fn judge_names_the_skipped_verification() {
+        let l = leaf(None, &["a.test"], 3 * DAY + 3600);
+        let der = &l.chain[0];
+        let v = Verify {
+            skip: Some("with tls insecure"),
+            expire_days: Some(14),
+        };
+        let err = v.judge(der, unix_now()).expect_err("too soon");
+        assert!(
+            err.starts_with("certificate expires in 3 days (at "),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("), less than 14 (verification skipped: with tls insecure)"),
+            "{err}"
+        );
+        let verified = Verify { skip: None, ..v };
+        assert!(verified
+            .judge(der, unix_now())
+            .expect_err("soon")
+            .ends_with("less than 14"));
+        let none = Verify {
+            skip: Some("no_ssl_check"),
+            expire_days: None,
+        };
+        assert_eq!(none.judge(der, unix_now()), Ok(()));
+        let later = leaf_from(None, &["a.test"], DAY, 365 * DAY);
+        let err = v.judge(&later.chain[0], unix_now()).expect_err("not yet");
+        assert!(err.starts_with("certificate is not valid until "), "{err}");
+        assert!(
+            err.ends_with("(verification skipped: with tls insecure)"),
+            "{err}"
+        );
     }
 
     const DAY: i64 = 86_400;
@@ -687,16 +873,25 @@ mod tests {
     fn add_ca_file_counts_and_rejects() {
         let ca = ca();
         let dir = std::env::temp_dir();
+        let mut roots = RootCertStore::empty();
         let two = dir.join(format!("custodian-two-{}.pem", std::process::id()));
         std::fs::write(&two, format!("{}{}", ca.pem, ca.pem)).expect("write");
-        assert_eq!(add_ca_file(&two), Ok(2));
+        assert_eq!(add_ca_file(&mut roots, &two), Ok(2));
         let empty = dir.join(format!("custodian-empty-{}.pem", std::process::id()));
         std::fs::write(&empty, "no pem here\n").expect("write");
-        let err = add_ca_file(&empty).expect_err("empty");
+        let err = add_ca_file(&mut roots, &empty).expect_err("empty");
         assert!(err.ends_with("holds no certificate"), "{err}");
-        let err = add_ca_file(&dir.join("custodian-missing.pem")).expect_err("missing");
+        let missing = dir.join("custodian-missing.pem");
+        let err = add_ca_file(&mut roots, &missing).expect_err("missing");
         assert!(err.starts_with("cannot read CA file"), "{err}");
         let _ = std::fs::remove_file(two);
         let _ = std::fs::remove_file(empty);
+    }
+
+    #[test]
+    fn bundled_roots_come_without_notes() {
+        let (roots, notes) = root_store(Roots::Bundled);
+        assert_eq!(roots.len(), webpki_roots::TLS_SERVER_ROOTS.len());
+        assert!(notes.is_empty(), "{notes:?}");
     }
 }

@@ -2,12 +2,11 @@
 //! type passes against the real server, and fails for the stated reason when it should.
 
 use custodian_core::{Job, Outcome};
-use custodian_probes::{add_ca_file, find, Ctx};
+use custodian_probes::{find, Ctx, Env, EnvOptions, Roots};
 use custodian_testpeers::peers;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 async fn run(job: Job, addr: SocketAddr, secs: u64) -> Outcome {
     let probe = find(&job.probe).unwrap_or_else(|| panic!("no probe type {}", job.probe));
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let cx = Ctx::new(Arc::new(job), Some(addr.ip()), deadline);
+    let cx = Ctx::new_in(env(), Arc::new(job), Some(addr.ip()), deadline);
     (probe.check)(&cx).await
 }
 
@@ -34,22 +33,25 @@ async fn host(kind: &str, addr: SocketAddr, opts: &[(&str, Value)]) -> Outcome {
 
 /// A URL-type job (`http`, `https`) for `path` on the peer named `peer`.
 async fn url(kind: &str, peer: &str, path: &str, opts: &[(&str, Value)]) -> Outcome {
-    if kind == "https" {
-        trust_peer_ca();
-    }
     let addr = peers().addr(peer);
     let job = Job::new(kind, &format!("{kind}://{addr}{path}"), Some(addr.port()));
     run(with_opts(job, opts), addr, 10).await
 }
 
-/// The peers' certificates are signed by their own test CA; trust it once per process.
-fn trust_peer_ca() {
-    static TRUST: Once = Once::new();
-    TRUST.call_once(|| {
-        let ca = peers().get("ca");
-        let added = add_ca_file(Path::new(ca)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(added, 1, "{ca} should hold exactly the test CA");
-    });
+/// The probes' environment here, built once: the bundled roots plus the peers' own test CA
+/// (which signs their certificates), and the unbound peer as the only nameserver, so `mx` and
+/// `dnsbl` never reach the system's resolver.
+fn env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let options = EnvOptions {
+            roots: Roots::Bundled,
+            ca_file: Some(peers().get("ca").into()),
+            nameservers: vec![peers().addr("dns")],
+        };
+        Arc::new(Env::build(&options).unwrap_or_else(|e| panic!("{e}")))
+    })
+    .clone()
 }
 
 /// The same address with a port nothing listens on.
@@ -241,7 +243,6 @@ async fn https_expiring_certificate_passes_a_2_day_demand() {
 #[tokio::test]
 async fn https_against_plain_http_fails_the_handshake() {
     let addr = peers().addr("http");
-    trust_peer_ca();
     let job = Job::new("https", &format!("https://{addr}/"), Some(addr.port()));
     let out = run(job, addr, 10).await;
     assert_down(
@@ -450,7 +451,6 @@ async fn ldap_wrong_password_and_missing_entry_fail() {
 
 #[tokio::test]
 async fn ldaps_real_server_binds_over_verified_tls() {
-    trust_peer_ca();
     let addr = peers().addr("ldaps");
     let out = host(
         "ldaps",
@@ -463,7 +463,6 @@ async fn ldaps_real_server_binds_over_verified_tls() {
 
 #[tokio::test]
 async fn ldaps_on_the_plain_port_fails_the_handshake() {
-    trust_peer_ca();
     let out = host("ldaps", peers().addr("ldap"), &[]).await;
     assert_down(&out, "TLS handshake");
 }
@@ -488,14 +487,12 @@ fn mail_password() -> String {
 
 /// A host-type check of `peer` with the test CA trusted.
 async fn tls_host(kind: &str, peer: &str, opts: &[(&str, Value)]) -> Outcome {
-    trust_peer_ca();
     host(kind, peers().addr(peer), opts).await
 }
 
 /// As [`tls_host`], but the target is a name the peer's certificate does not carry (the
 /// address comes from the peers, so nothing is resolved).
 async fn misnamed(kind: &str, peer: &str, opts: &[(&str, Value)]) -> Outcome {
-    trust_peer_ca();
     let addr = peers().addr(peer);
     let job = Job::new(kind, "mail.custodian.test", Some(addr.port()));
     run(with_opts(job, opts), addr, 10).await
@@ -708,18 +705,11 @@ async fn ssl_wrong_name_and_plain_port_fail() {
 // ---- tftp, mx, dnsbl and the 127.0.40.x daemons (tftpd-hpa, rsync, Prosody, telnetd,
 // Xtigervnc, fingerd, leafnode, xrdp); named against unbound
 
-/// mx and dnsbl resolve through the unbound peer, never through the system's resolver.
-fn use_peer_dns() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| custodian_probes::set_nameservers(vec![peers().addr("dns")]));
-}
-
 /// A job whose target the worker does not resolve (`mx`, `dnsbl`), run with 10 s to finish.
 async fn unresolved(job: Job) -> Outcome {
-    use_peer_dns();
     let probe = find(&job.probe).unwrap_or_else(|| panic!("no probe type {}", job.probe));
     let deadline = Instant::now() + Duration::from_secs(10);
-    (probe.check)(&Ctx::new(Arc::new(job), None, deadline)).await
+    (probe.check)(&Ctx::new_in(env(), Arc::new(job), None, deadline)).await
 }
 
 /// A `tftp://` job for `file` on the tftpd-hpa peer.

@@ -17,6 +17,7 @@ use custodian_core::{Job, JobResult, Status};
 use settings::Settings;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Exit status for a bad configuration or usage.
@@ -144,13 +145,7 @@ fn job_json(job: &Job) -> serde_json::Value {
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let settings = run_settings(&args)?;
-    if let Some(ca) = &settings.ca_file {
-        custodian_probes::add_ca_file(ca)
-            .map_err(anyhow::Error::msg)
-            .context("loading ca_file")?;
-    }
-    // mx and dnsbl resolve through these (empty: /etc/resolv.conf's).
-    custodian_probes::set_nameservers(settings.nameservers());
+    let env = probe_env(&settings)?;
     let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
@@ -162,7 +157,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
-    let engine = worker::Engine::new(settings);
+    let engine = worker::Engine::with_env(settings, env);
     let json = args.json;
     engine
         .run_all(jobs, |r| {
@@ -198,6 +193,18 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         println!("{summary}");
     }
     Ok(exit_for(&results))
+}
+
+/// The probes' shared environment (TLS trust, nameservers), built once from the settings;
+/// a CA file that cannot be used stops start-up, a fallback to the bundled roots is logged.
+pub(crate) fn probe_env(settings: &Settings) -> Result<Arc<custodian_probes::Env>> {
+    let env = custodian_probes::Env::build(&settings.env_options())
+        .map_err(anyhow::Error::msg)
+        .context("loading ca_file")?;
+    for w in env.warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(Arc::new(env))
 }
 
 /// Settings from the file, overridden by flags, validated.

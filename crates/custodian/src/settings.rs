@@ -30,8 +30,14 @@ pub(crate) struct Settings {
     pub(crate) resolve_timeout: f64,
     /// Deadline for fetching a `fetched from URL` macro, in seconds (default 10).
     pub(crate) fetch_timeout: f64,
-    /// Extra PEM bundle of trusted CA certificates for TLS checks (default: none).
+    /// Extra PEM bundle of trusted CA certificates for TLS checks, on top of `tls_roots`
+    /// (default: none). A file that cannot be read or holds no CA certificate stops start-up.
     pub(crate) ca_file: Option<PathBuf>,
+    /// The roots TLS checks trust besides `ca_file` (default `system`): `system`, the host's
+    /// trust store as OpenSSL and curl see it (`SSL_CERT_FILE`/`SSL_CERT_DIR`, else
+    /// /etc/ssl/certs), falling back to the bundled roots with a warning when it cannot be
+    /// read or is empty; or `bundled`, only the Mozilla roots built into custodian.
+    pub(crate) tls_roots: TlsRoots,
     /// DNS servers (`IP` or `IP:PORT`, port 53 by default) that `mx` and `dnsbl` checks ask,
     /// in order (default: none, meaning those of /etc/resolv.conf).
     pub(crate) nameservers: Vec<String>,
@@ -70,6 +76,7 @@ impl Default for Settings {
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
             ca_file: None,
+            tls_roots: TlsRoots::System,
             nameservers: Vec::new(),
             alerters: custodian_alerters::Config::default(),
             alert_source: "custodian".into(),
@@ -148,6 +155,7 @@ impl Settings {
             "concurrency" => self.concurrency = num()? as usize,
             "per_host" => self.per_host = num()? as usize,
             "ca_file" => self.ca_file = Some(PathBuf::from(value)),
+            "tls_roots" => self.tls_roots = TlsRoots::parse(value)?,
             "nameservers" => {
                 self.nameservers = value
                     .split([',', ' ', '\t'])
@@ -164,7 +172,7 @@ impl Settings {
             "flap_flips" => self.flap_flips = num()? as u32,
             "flap_window" => self.flap_window = num()? as u64,
             "unknown_threshold" => self.unknown_threshold = num()? as u32,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -198,6 +206,18 @@ impl Settings {
         self.policy().validate().map_err(anyhow::Error::msg)?;
         self.alerters.validate()?;
         Ok(())
+    }
+
+    /// What the probes' shared environment is built from.
+    pub(crate) fn env_options(&self) -> custodian_probes::EnvOptions {
+        custodian_probes::EnvOptions {
+            roots: match self.tls_roots {
+                TlsRoots::System => custodian_probes::Roots::System,
+                TlsRoots::Bundled => custodian_probes::Roots::Bundled,
+            },
+            ca_file: self.ca_file.clone(),
+            nameservers: self.nameservers(),
+        }
     }
 
     /// The `nameservers` as socket addresses (already validated).
@@ -248,6 +268,26 @@ impl Settings {
 
     pub(crate) fn resolve_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.resolve_timeout)
+    }
+}
+
+/// `tls_roots`: which root certificates TLS checks trust besides `ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TlsRoots {
+    /// The system's trust store (the bundled roots if it cannot be read).
+    System,
+    /// Only the Mozilla roots built into custodian.
+    Bundled,
+}
+
+impl TlsRoots {
+    fn parse(value: &str) -> Result<TlsRoots> {
+        match value {
+            "system" => Ok(TlsRoots::System),
+            "bundled" => Ok(TlsRoots::Bundled),
+            _ => bail!("tls_roots must be `system` or `bundled`, not {value:?}"),
+        }
     }
 }
 
@@ -372,6 +412,30 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn tls_roots_is_system_or_bundled() {
+        assert_eq!(Settings::default().tls_roots, TlsRoots::System);
+        let s = Settings::from_toml("tls_roots = \"bundled\"\n").expect("valid");
+        assert_eq!(s.env_options().roots, custodian_probes::Roots::Bundled);
+        let s = Settings::from_cfg("tls_roots = system\nca_file = /x.pem\n").expect("valid");
+        let o = s.env_options();
+        assert_eq!(o.roots, custodian_probes::Roots::System);
+        assert_eq!(o.ca_file, Some(PathBuf::from("/x.pem")));
+        let err = Settings::from_toml("tls_roots = \"mozilla\"\n").expect_err("bad");
+        assert!(
+            err.to_string().contains("unknown variant `mozilla`"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Settings::from_cfg("tls_roots = os\n").expect_err("bad")
+        );
+        assert!(
+            err.contains("tls_roots must be `system` or `bundled`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -78,13 +78,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         settings.concurrency = n;
     }
     settings.validate()?;
-    if let Some(ca) = &settings.ca_file {
-        custodian_probes::add_ca_file(ca)
-            .map_err(anyhow::Error::msg)
-            .context("loading ca_file")?;
-    }
-    // mx and dnsbl resolve through these, as in `run`.
-    custodian_probes::set_nameservers(settings.nameservers());
+    let env = crate::probe_env(&settings)?;
     let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
     let opts = Options {
         concurrency: settings.concurrency,
@@ -101,7 +95,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
             crate::alerting::shared_store(&settings, &url)
         })?,
     };
-    let engine = crate::worker::Engine::new(settings);
+    let engine = crate::worker::Engine::with_env(settings, env);
     drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
     if let Some(a) = &out.alerting {
         a.finish().await;
