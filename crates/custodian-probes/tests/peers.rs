@@ -1047,3 +1047,26 @@ async fn opensocks_microsocks_open_and_with_auth() {
         "SOCKS5: requires authentication",
     );
 }
+
+// ---- rsync://HOST:PORT/MODULE targets against the real daemon (one module, `pub`)
+
+/// An `rsync://` job for `path` (module first) on the rsync peer.
+async fn rsync_url(path: &str) -> Outcome {
+    let addr = peers().addr("rsync");
+    let job = Job::new("rsync", &format!("rsync://{addr}/{path}"), Some(addr.port()));
+    run(job, addr, 10).await
+}
+
+#[tokio::test]
+async fn rsync_url_passes_when_its_module_is_listed() {
+    assert_up(&rsync_url("pub").await, "module \"pub\" listed");
+    assert_up(&rsync_url("pub/hello.txt").await, "module \"pub\" listed");
+    assert_up(&rsync_url("").await, "1 modules listed");
+}
+
+#[tokio::test]
+async fn rsync_url_fails_naming_a_module_not_listed() {
+    let out = rsync_url("nosuch").await;
+    assert_down(&out, "module \"nosuch\" is not listed (listed: pub)");
+    assert_down(&rsync_url("Pub").await, "module \"Pub\" is not listed");
+}
