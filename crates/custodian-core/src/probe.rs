@@ -103,8 +103,12 @@ impl ParamSpec {
 pub struct ScanSpec {
     /// Ports probed when `--port` names none.
     pub ports: &'static [u16],
-    /// Connections one probe of a target opens (for the open-file budget).
+    /// Connections one probe of a target opens (for the open-file budget and the rate).
     pub conns: u32,
+    /// The `custodian scan` flags this type takes, as (`--FLAG`, option key): the flag's
+    /// value is parsed by that option's [`Kind`], exactly as the option in a test file; a
+    /// flag whose option has no slot (a phrase without `{...}`) is a switch.
+    pub flags: &'static [(&'static str, &'static str)],
 }
 
 /// A check over a whole line's parsed options (values that depend on each other).

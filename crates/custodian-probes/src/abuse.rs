@@ -1,56 +1,45 @@
 //! Shared parts of the abuse checks (openrelay, openresolver, openproxy, opensocks): the
-//! verdict scale, the evidence transcript, the canary URL and the bounded HTTP exchange that
+//! typed finding `custodian scan` gets ([`assess`]), with our own errors told apart from the
+//! target's; the evidence transcript, the canary URL option and the bounded HTTP exchange that
 //! looks for the canary's token.
 //!
 //! These checks are written for `must not run`: "up" means the target is open to abuse.
 
-use crate::{net, Ctx};
-use custodian_core::Outcome;
-use std::fmt;
+use crate::{net, openproxy, openrelay, openresolver, opensocks, Ctx};
+use custodian_core::{Finding, Invalid, Value, Verdict};
+use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Most bytes of an HTTP answer we read while looking for the token.
 const MAX_HTTP: usize = 16 * 1024;
 
-/// Most transcript entries quoted in a verdict.
-const MAX_SHOWN: usize = 24;
-
-/// What an abuse check concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Open,
-    ProbablyOpen,
-    Closed,
-    NoAnswer,
-    Inconclusive,
-}
-
-impl Verdict {
-    /// The word used in reports and in `custodian scan --json`.
-    pub(crate) fn word(self) -> &'static str {
-        match self {
-            Verdict::Open => "open",
-            Verdict::ProbablyOpen => "probably-open",
-            Verdict::Closed => "closed",
-            Verdict::NoAnswer => "no-answer",
-            Verdict::Inconclusive => "inconclusive",
-        }
+/// The typed finding of an abuse check for `custodian scan`; `None` when the job's type is
+/// not one. A fault of ours (no socket, no address) makes it [`Verdict::Unknown`], never
+/// "closed".
+pub async fn assess(cx: &Ctx) -> Option<Finding> {
+    if let Some(f) = cx.faulted() {
+        return Some(Finding::new(Verdict::Unknown, f));
     }
+    let found = match cx.job.probe.as_str() {
+        "openrelay" => openrelay::assess(cx).await,
+        "openresolver" => openresolver::assess(cx).await,
+        "openproxy" => openproxy::assess(cx).await,
+        "opensocks" => opensocks::assess(cx).await,
+        _ => return None,
+    };
+    Some(settle(cx, found))
 }
 
-/// A verdict and why, in a few words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub(crate) verdict: Verdict,
-    pub(crate) why: String,
-}
-
-impl Finding {
-    pub(crate) fn new(verdict: Verdict, why: impl Into<String>) -> Self {
-        Finding {
-            verdict,
-            why: why.into(),
-        }
+/// A finding corrected for our own faults: short of open (which the target proved), a
+/// verdict reached after our own error says nothing about the target.
+pub(crate) fn settle(cx: &Ctx, f: Finding) -> Finding {
+    match cx.faulted() {
+        Some(fault) if !f.verdict.is_open() => Finding {
+            verdict: Verdict::Unknown,
+            why: fault.to_string(),
+            ..f
+        },
+        _ => f,
     }
 }
 
@@ -69,42 +58,39 @@ impl Transcript {
     pub(crate) fn server(&mut self, s: &str) {
         self.lines.push(format!("S: {}", net::clip(s)));
     }
-}
 
-impl fmt::Display for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(src) = &self.source {
-            write!(f, "from {src}: ")?;
+    /// `f` with this transcript as its evidence.
+    pub(crate) fn attach(self, f: Finding) -> Finding {
+        Finding {
+            source: self.source,
+            transcript: self.lines,
+            ..f
         }
-        let skip = self.lines.len().saturating_sub(MAX_SHOWN);
-        if skip > 0 {
-            write!(f, "[{skip} earlier lines] ")?;
-        }
-        let shown: Vec<&str> = self.lines[skip..].iter().map(String::as_str).collect();
-        write!(f, "{}", shown.join(" | "))
     }
 }
 
-/// The probe's outcome: open and probably open are "up" (so `must not run` fails on them);
-/// every text starts with the verdict word and carries the transcript.
-pub(crate) fn outcome(f: &Finding, t: &Transcript) -> Outcome {
-    let text = format!("{}: {} [{t}]", f.verdict.word(), f.why);
-    match f.verdict {
-        Verdict::Open | Verdict::ProbablyOpen => Outcome::Up { detail: Some(text) },
-        _ => Outcome::down(text),
-    }
-}
-
-/// The local address the kernel picks to reach `server` (a connected UDP socket sends nothing).
-pub(crate) async fn source_for(server: std::net::SocketAddr) -> Option<String> {
-    let any: std::net::SocketAddr = if server.is_ipv4() {
+/// The local address the kernel picks to reach `server` (a connected UDP socket sends
+/// nothing). No socket at all is our fault; no route is left to the connection to report.
+pub(crate) async fn source_for(cx: &Ctx, server: SocketAddr) -> Option<String> {
+    let any: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock = tokio::net::UdpSocket::bind(any).await.ok()?;
+    let sock = match tokio::net::UdpSocket::bind(any).await {
+        Ok(s) => s,
+        Err(e) => {
+            cx.fault(format!("cannot open a socket: {}", net::io_reason(&e)));
+            return None;
+        }
+    };
     sock.connect(server).await.ok()?;
     sock.local_addr().ok().map(|a| a.ip().to_string())
+}
+
+/// The address under test; none (a bad job) is our fault.
+pub(crate) fn target(cx: &Ctx) -> Result<SocketAddr, String> {
+    net::sockaddr(cx).inspect_err(|e| cx.fault(e.clone()))
 }
 
 /// The verdict when the dialogue broke off with `error`: silence is no answer, anything
@@ -126,29 +112,59 @@ pub(crate) struct Canary {
     pub(crate) path: String,
 }
 
-/// Placeholder canary: `.invalid` never resolves, so an unconfigured check finds nothing open.
-/// Operators set `with canary 'http://IP:PORT/'` to an HTTP server of their own.
-pub(crate) const DEFAULT_CANARY: &str = "http://canary.custodian.invalid/";
+/// Placeholder canary host: `.invalid` never resolves, so an unconfigured check finds
+/// nothing open. Operators set `with canary 'http://IP:PORT/'` to an HTTP server of their own.
+const DEFAULT_CANARY_HOST: &str = "canary.custodian.invalid";
 
 /// Placeholder token; operators set `with token` to what their canary page contains.
 pub(crate) const DEFAULT_TOKEN: &str = "custodian-canary-token";
 
+/// Longest canary host name: SOCKS5 carries its length in one byte.
+const MAX_CANARY_HOST: usize = 255;
+
+/// How to write a canary, for every refusal.
+const CANARY_HINT: &str = "the canary is a plain HTTP server of yours whose pages contain the \
+                           token: write it as 'http://IP:PORT/'";
+
 impl Canary {
     /// The canary from `with canary`, or the placeholder.
-    pub(crate) fn from_ctx(cx: &Ctx) -> Result<Canary, String> {
-        Canary::parse(cx.job.opt_str("canary").unwrap_or(DEFAULT_CANARY))
+    pub(crate) fn of(cx: &Ctx) -> Canary {
+        cx.params
+            .parsed::<Canary>("canary")
+            .cloned()
+            .unwrap_or_else(|| Canary {
+                host: DEFAULT_CANARY_HOST.into(),
+                port: 80,
+                path: "/".into(),
+            })
     }
 
-    pub(crate) fn parse(text: &str) -> Result<Canary, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("bad canary URL {text:?}: {e}"))?;
+    /// Parses a canary URL: `http://`, a host, nothing we would drop (credentials, query,
+    /// fragment). The planner and `custodian scan` refuse anything else before running.
+    pub(crate) fn parse(text: &str) -> Result<Canary, Invalid> {
+        let bad = |why: String| Invalid::new(why).hint(CANARY_HINT);
+        let url = url::Url::parse(text.trim())
+            .map_err(|e| bad(format!("`{text}` is not a canary URL: {e}")))?;
         if url.scheme() != "http" {
-            return Err(format!("canary URL {text:?} must be http://"));
+            return Err(bad(format!(
+                "the canary `{text}` must be an http:// URL, not {}://",
+                url.scheme()
+            )));
         }
         let host = match url.host() {
             Some(url::Host::Ipv6(a)) => a.to_string(),
             Some(h) => h.to_string(),
-            None => return Err(format!("canary URL {text:?} has no host")),
+            None => return Err(bad(format!("the canary `{text}` has no host"))),
         };
+        if host.is_empty() || host.len() > MAX_CANARY_HOST {
+            return Err(bad(format!("the canary `{text}` has no usable host")));
+        }
+        if !url.username().is_empty() || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(format!(
+                "the canary `{text}` has credentials, a query or a fragment, which the check \
+                 would drop (it asks for a fresh path under the canary's)"
+            )));
+        }
         let mut path = url.path().to_string();
         if !path.ends_with('/') {
             path.push('/');
@@ -176,9 +192,14 @@ impl Canary {
     }
 }
 
+/// The [`Kind::Parse`](custodian_core::Kind::Parse) of `with canary`.
+pub(crate) fn parse_canary(text: &str) -> Result<Value, Invalid> {
+    Canary::parse(text).map(Value::parsed)
+}
+
 /// The canary's token: the text its page must contain.
 pub(crate) fn token(cx: &Ctx) -> &str {
-    cx.job.opt_str("token").unwrap_or(DEFAULT_TOKEN)
+    cx.params.text("token").unwrap_or(DEFAULT_TOKEN)
 }
 
 /// A fresh random path component, so no cache can answer for the canary.
@@ -370,14 +391,27 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custodian_core::Outcome;
 
     #[test]
-    fn canary_urls_parse() {
+    fn canary_urls_parse_or_are_refused() {
         let c = Canary::parse("http://127.0.0.1:8099/x").expect("parses");
         assert_eq!(c.authority(), "127.0.0.1:8099");
         assert_eq!(c.path, "/x/");
+        let c = Canary::parse("http://[::1]/").expect("v6");
+        assert_eq!((c.authority().as_str(), c.port), ("[::1]:80", 80));
+        let e = Canary::parse("ftp://x/").expect_err("ftp");
+        assert_eq!(
+            e.msg,
+            "the canary `ftp://x/` must be an http:// URL, not ftp://"
+        );
+        assert_eq!(e.hint.as_deref(), Some(CANARY_HINT));
         assert!(Canary::parse("https://a/").is_err());
-        assert_eq!(Canary::parse(DEFAULT_CANARY).expect("default").port, 80);
+        assert!(Canary::parse("not a url").is_err());
+        assert!(Canary::parse("http://a/?q=1").is_err());
+        assert!(Canary::parse("http://u:p@a/").is_err());
+        let long = format!("http://{}/", "a.".repeat(130));
+        assert!(Canary::parse(&long).is_err());
     }
 
     #[test]
@@ -391,21 +425,33 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_carry_verdict_and_transcript() {
+    fn transcripts_become_evidence() {
         let mut t = Transcript {
             source: Some("127.0.0.1".into()),
             ..Default::default()
         };
         t.client("HELLO");
         t.server("HI");
-        let o = outcome(&Finding::new(Verdict::Open, "it said hi"), &t);
-        assert_eq!(
-            o,
-            Outcome::Up {
-                detail: Some("open: it said hi [from 127.0.0.1: C: HELLO | S: HI]".into())
-            }
+        let f = t.attach(Finding::new(Verdict::Open, "it said hi"));
+        assert_eq!(f.source.as_deref(), Some("127.0.0.1"));
+        assert_eq!(f.transcript, ["C: HELLO", "S: HI"]);
+    }
+
+    #[tokio::test]
+    async fn a_fault_of_ours_is_unknown_and_never_closed() {
+        let job = custodian_core::Job::new("openproxy", "127.0.0.1", Some(8080));
+        // No address: the job cannot be checked, which is our problem, not the target's.
+        let cx = crate::net::testutil::cx(job, 1.0).at(None);
+        let f = assess(&cx).await.expect("an abuse check");
+        assert_eq!(f.verdict, Verdict::Unknown, "{f:?}");
+        assert!(f.why.contains("no address"), "{f:?}");
+        let probe = crate::find("openproxy").expect("registered");
+        let out = (probe.check)(&cx).await;
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.contains("no address")),
+            "{out:?}"
         );
-        let o = outcome(&Finding::new(Verdict::NoAnswer, "silence"), &t);
-        assert!(!o.is_up());
+        let other = custodian_core::Job::new("ssh", "127.0.0.1", Some(22));
+        assert_eq!(assess(&crate::net::testutil::cx(other, 1.0)).await, None);
     }
 }

@@ -15,6 +15,7 @@ mod net;
 mod resolver;
 mod tls;
 
+pub use abuse::assess;
 pub use env::{Env, EnvOptions};
 pub use tls::Roots;
 

@@ -15,14 +15,25 @@
 //! Example: `proxy1 must not run openproxy on 3128 with canary 'http://192.0.2.9:8099/' with
 //! token 'k3y'.`
 
-use crate::abuse::{self, Canary, Finding, HttpAnswer, Transcript, Verdict};
+use crate::abuse::{self, Canary, HttpAnswer, Transcript};
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use custodian_core::{Finding, Kind, Outcome, ParamSpec, ProbeSpec, ScanSpec, TargetKind, Verdict};
 use tokio::time::Instant;
 
-pub(crate) const CANARY_PARAM: ParamSpec = ParamSpec::new("with canary {canary}", "http://IP:PORT/ of your own server whose pages contain the token");
+pub(crate) const CANARY_PARAM: ParamSpec = ParamSpec::new(
+    "with canary {canary}",
+    "http://IP:PORT/ of your own server whose pages contain the token",
+)
+.kinds(&[Kind::Parse(abuse::parse_canary)]);
 
-pub(crate) const TOKEN_PARAM: ParamSpec = ParamSpec::new("with token {token}", "text the canary's pages contain (never sent by the probe)");
+pub(crate) const TOKEN_PARAM: ParamSpec = ParamSpec::new(
+    "with token {token}",
+    "text the canary's pages contain (never sent by the probe)",
+)
+.kinds(&[Kind::NonEmpty]);
+
+/// The `custodian scan` flags of the canary checks (openproxy, opensocks).
+pub(crate) const CANARY_FLAGS: &[(&str, &str)] = &[("canary", "canary"), ("token", "token")];
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     name: "openproxy",
@@ -36,7 +47,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     example: "127.0.0.1 must not run openproxy on 3128 with canary 'http://192.0.2.9:8099/' \
               with token 'k3y' otherwise 'open proxy'.",
     check: None,
-    scan: None,
+    scan: Some(ScanSpec {
+        ports: &[3128, 8080],
+        conns: 2,
+        flags: CANARY_FLAGS,
+    }),
 };
 
 /// What each of the two attempts brought back.
@@ -48,26 +63,39 @@ pub(crate) struct Tried {
 }
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    abuse::settle(cx, assess(cx).await).outcome()
+}
+
+/// The verdict with its evidence.
+pub(crate) async fn assess(cx: &Ctx) -> Finding {
     let mut t = Transcript::default();
     let f = match run(cx, &mut t).await {
         Ok(tried) => judge(&tried),
         Err(e) => abuse::broken(&e),
     };
-    abuse::outcome(&f, &t)
+    t.attach(f)
 }
 
 async fn run(cx: &Ctx, t: &mut Transcript) -> Result<Tried, String> {
-    let canary = Canary::from_ctx(cx)?;
+    let canary = Canary::of(cx);
     let token = abuse::token(cx);
-    t.source = abuse::source_for(net::sockaddr(cx)?).await;
+    t.source = abuse::source_for(cx, abuse::target(cx)?).await;
     let mut first = cx.clone();
     first.deadline = Instant::now() + cx.deadline.saturating_duration_since(Instant::now()) / 2;
     let get = absolute_get(&first, &canary, token, t).await;
     if get.as_ref().is_ok_and(|a| a.has_token) {
-        return Ok(Tried { get, connect: None, tunnel: None });
+        return Ok(Tried {
+            get,
+            connect: None,
+            tunnel: None,
+        });
     }
     let (connect, tunnel) = connect_get(cx, &canary, token, t).await;
-    Ok(Tried { get, connect: Some(connect), tunnel })
+    Ok(Tried {
+        get,
+        connect: Some(connect),
+        tunnel,
+    })
 }
 
 async fn absolute_get(
@@ -76,7 +104,12 @@ async fn absolute_get(
     token: &str,
     t: &mut Transcript,
 ) -> Result<HttpAnswer, String> {
-    let url = format!("http://{}{}{}", canary.authority(), canary.path, abuse::nonce());
+    let url = format!(
+        "http://{}{}{}",
+        canary.authority(),
+        canary.path,
+        abuse::nonce()
+    );
     t.client(&format!("GET {url}"));
     let mut s = net::connect(cx).await?;
     let a = abuse::http_exchange(cx, &mut s, &canary.request(&url), token).await;
@@ -90,7 +123,10 @@ async fn connect_get(
     canary: &Canary,
     token: &str,
     t: &mut Transcript,
-) -> (Result<HttpAnswer, String>, Option<Result<HttpAnswer, String>>) {
+) -> (
+    Result<HttpAnswer, String>,
+    Option<Result<HttpAnswer, String>>,
+) {
     let auth = canary.authority();
     t.client(&format!("CONNECT {auth}"));
     let mut s = match net::connect(cx).await {
@@ -121,7 +157,8 @@ fn note(t: &mut Transcript, a: &Result<HttpAnswer, String>) {
 /// The verdict from both attempts.
 pub(crate) fn judge(tried: &Tried) -> Finding {
     let hit = |r: &Option<Result<HttpAnswer, String>>| {
-        r.as_ref().is_some_and(|a| a.as_ref().is_ok_and(|a| a.has_token))
+        r.as_ref()
+            .is_some_and(|a| a.as_ref().is_ok_and(|a| a.has_token))
     };
     if tried.get.as_ref().is_ok_and(|a| a.has_token) {
         return Finding::new(Verdict::Open, "fetched the canary page for us (GET)");
@@ -131,7 +168,10 @@ pub(crate) fn judge(tried: &Tried) -> Finding {
     }
     let connect = tried.connect.as_ref().and_then(|c| c.as_ref().ok());
     let answers: Vec<&HttpAnswer> = tried.get.as_ref().ok().into_iter().chain(connect).collect();
-    let best = answers.iter().find(|a| a.status.is_some()).or(answers.first());
+    let best = answers
+        .iter()
+        .find(|a| a.status.is_some())
+        .or(answers.first());
     match (best, &tried.get) {
         (Some(a), _) => by_status(a).unwrap_or_else(|| not_http(a)),
         (None, Err(e)) => abuse::broken(e),
@@ -144,15 +184,19 @@ fn by_status(a: &HttpAnswer) -> Option<Finding> {
     let code = a.status?;
     Some(match code {
         403 | 407 => Finding::new(Verdict::Closed, format!("proxy refuses ({code})")),
-        400 | 404 | 405 | 501 => {
-            Finding::new(Verdict::Closed, format!("a web server, not a proxy ({code})"))
-        }
+        400 | 404 | 405 | 501 => Finding::new(
+            Verdict::Closed,
+            format!("a web server, not a proxy ({code})"),
+        ),
         500..=599 => Finding::new(Verdict::Inconclusive, format!("server error ({code})")),
         200 => Finding::new(
             Verdict::Closed,
             "answers 200 without the canary's token (its own page: captive portal or fake)",
         ),
-        _ => Finding::new(Verdict::Closed, format!("answered {code} without the token")),
+        _ => Finding::new(
+            Verdict::Closed,
+            format!("answered {code} without the token"),
+        ),
     })
 }
 
@@ -173,7 +217,8 @@ mod tests {
 
     fn job(port: u16, canary: SocketAddr) -> Job {
         let mut j = Job::new("openproxy", "127.0.0.1", Some(port));
-        j.options.insert("canary".into(), format!("http://{canary}/c/").into());
+        j.options
+            .insert("canary".into(), format!("http://{canary}/c/").into());
         j.options.insert("token".into(), TOKEN.into());
         j
     }
@@ -188,19 +233,43 @@ mod tests {
     }
 
     fn ans(status: Option<u16>, token: bool) -> Result<HttpAnswer, String> {
-        Ok(HttpAnswer { status, first: String::new(), has_token: token })
+        Ok(HttpAnswer {
+            status,
+            first: String::new(),
+            has_token: token,
+        })
     }
 
     #[test]
     fn judge_reads_transcripts() {
-        let t = |get, connect| judge(&Tried { get, connect, tunnel: None }).verdict;
+        let t = |get, connect| {
+            judge(&Tried {
+                get,
+                connect,
+                tunnel: None,
+            })
+            .verdict
+        };
         assert_eq!(t(ans(Some(200), true), None), Verdict::Open);
-        assert_eq!(t(ans(Some(200), false), Some(ans(Some(200), false))), Verdict::Closed);
-        assert_eq!(t(ans(Some(407), false), Some(ans(Some(407), false))), Verdict::Closed);
+        assert_eq!(
+            t(ans(Some(200), false), Some(ans(Some(200), false))),
+            Verdict::Closed
+        );
+        assert_eq!(
+            t(ans(Some(407), false), Some(ans(Some(407), false))),
+            Verdict::Closed
+        );
         assert_eq!(t(ans(Some(502), false), None), Verdict::Inconclusive);
-        assert_eq!(t(Err("timed out x".into()), Some(Err("timed out".into()))), Verdict::NoAnswer);
+        assert_eq!(
+            t(Err("timed out x".into()), Some(Err("timed out".into()))),
+            Verdict::NoAnswer
+        );
         let tunnel = Some(ans(Some(200), true));
-        let f = judge(&Tried { get: ans(Some(405), false), connect: Some(ans(Some(200), false)), tunnel });
+        let f = judge(&Tried {
+            get: ans(Some(405), false),
+            connect: Some(ans(Some(200), false)),
+            tunnel,
+        });
         assert_eq!(f.verdict, Verdict::Open);
     }
 
@@ -221,7 +290,10 @@ mod tests {
     async fn fake_that_answers_200_to_everything_is_not_open() {
         let a = http_fake(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nwelcome!\n").await;
         let o = probe(a, 3.0).await;
-        assert!(!o.is_up() && text(&o).contains("without the canary's token"), "{o:?}");
+        assert!(
+            !o.is_up() && text(&o).contains("without the canary's token"),
+            "{o:?}"
+        );
     }
 
     #[tokio::test]

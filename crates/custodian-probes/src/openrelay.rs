@@ -16,11 +16,14 @@
 //! Every verdict quotes the dialogue and our source address.
 //! Example: `mail1 must not run openrelay with recipient 'probe@relaytest.example.net'.`
 
-use crate::abuse::{self, Finding, Transcript, Verdict};
+use crate::abuse::{self, Transcript};
 use crate::dialog::Dialog;
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
-use std::net::IpAddr;
+use custodian_core::{
+    Finding, Invalid, Kind, Outcome, ParamSpec, ProbeSpec, ScanSpec, TargetKind, Value, Verdict,
+};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::net::TcpStream;
 
 pub(crate) static SPEC: ProbeSpec = ProbeSpec {
@@ -31,20 +34,187 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with sender {sender}", "the outside sender address (default relay-test@custodian.invalid)"),
-        ParamSpec::new("with recipient {recipient}", "the outside recipient, in a domain you control (default: a placeholder)"),
-        ParamSpec::new("with data confirmation", "after an accepted recipient send only the DATA verb; 354 confirms the relay"),
+        ParamSpec::new(
+            "with sender {sender}",
+            "the outside sender address (default relay-test@custodian.invalid)",
+        )
+        .kinds(&[Kind::Parse(parse_mailbox)]),
+        ParamSpec::new(
+            "with recipient {recipient}",
+            "the outside recipient, in a domain you control (default: a placeholder)",
+        )
+        .kinds(&[Kind::Parse(parse_mailbox)]),
+        ParamSpec::new(
+            "with data confirmation",
+            "after an accepted recipient send only the DATA verb; 354 confirms the relay",
+        ),
     ],
-    summary: "the SMTP server relays from an outside sender to an outside recipient (for `must not run`)",
+    summary:
+        "the SMTP server relays from an outside sender to an outside recipient (for `must not run`)",
     example: "127.0.0.1 must not run openrelay with recipient 'probe@relaytest.example.net' \
               otherwise 'open relay'.",
     check: None,
-    scan: None,
+    scan: Some(ScanSpec {
+        ports: &[25],
+        conns: 1,
+        flags: &[
+            ("sender", "sender"),
+            ("recipient", "recipient"),
+            ("data-confirmation", "with_data_confirmation"),
+        ],
+    }),
 };
 
 const OUR_NAME: &str = "custodian.invalid";
-const DEFAULT_SENDER: &str = "relay-test@custodian.invalid";
-const DEFAULT_RECIPIENT: &str = "relay-test@canary.custodian.invalid";
+/// The placeholder addresses' parts (`.invalid` never resolves, so nothing can be delivered).
+const DEFAULT_LOCAL: &str = "relay-test";
+const DEFAULT_SENDER_DOMAIN: &str = "custodian.invalid";
+const DEFAULT_RECIPIENT_DOMAIN: &str = "canary.custodian.invalid";
+
+/// Longest local part and domain RFC 5321 (4.5.3.1) lets a server refuse beyond.
+const MAX_LOCAL: usize = 64;
+const MAX_DOMAIN: usize = 255;
+
+const MAIL_HINT: &str =
+    "write user@domain, in a domain you control, e.g. 'probe@relaytest.example.net'";
+
+/// A mail address as SMTP carries it after `MAIL FROM:` and `RCPT TO:` (RFC 5321 4.1.2
+/// `Mailbox`: a dot-string or quoted local part, then a domain or an address literal).
+///
+/// Checked against RFC 5321 by hand rather than with a mail-address crate: those accept RFC
+/// 5322 header syntax (display names, comments, folding white space, obsolete forms), none
+/// of which is valid in an SMTP envelope, and what this type accepts is sent as is. ASCII
+/// only: the check never asks for SMTPUTF8 (RFC 6531).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mailbox {
+    pub(crate) local: String,
+    pub(crate) domain: String,
+}
+
+impl fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl Mailbox {
+    fn placeholder(domain: &str) -> Mailbox {
+        Mailbox {
+            local: DEFAULT_LOCAL.into(),
+            domain: domain.into(),
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Mailbox, Invalid> {
+        let bad = |why: String| {
+            Invalid::new(format!("`{text}` is not a mail address: {why}")).hint(MAIL_HINT)
+        };
+        if !text.is_ascii() {
+            return Err(bad("only ASCII can be sent without SMTPUTF8".into()));
+        }
+        let (local, domain) = split_mailbox(text).ok_or_else(|| bad("it has no @domain".into()))?;
+        if local.is_empty() {
+            return Err(bad("the part before @ is empty".into()));
+        }
+        if local.len() > MAX_LOCAL {
+            return Err(bad(format!(
+                "the part before @ is longer than {MAX_LOCAL} characters"
+            )));
+        }
+        if !(is_dot_string(local) || is_quoted_string(local)) {
+            return Err(bad(format!(
+                "`{local}` is neither dot-separated words (letters, digits and                  !#$%&'*+-/=?^_`{{|}}~) nor a quoted string"
+            )));
+        }
+        if domain.is_empty() {
+            return Err(bad("the domain after @ is empty".into()));
+        }
+        if !(is_domain(domain) || is_address_literal(domain)) {
+            return Err(bad(format!(
+                "`{domain}` is neither a domain name nor an address literal like [192.0.2.1]"
+            )));
+        }
+        Ok(Mailbox {
+            local: local.into(),
+            domain: domain.into(),
+        })
+    }
+}
+
+/// The [`Kind::Parse`] of `with sender` and `with recipient`.
+fn parse_mailbox(text: &str) -> Result<Value, Invalid> {
+    Mailbox::parse(text).map(Value::parsed)
+}
+
+/// Local part and domain; a quoted local part may itself hold `@`.
+fn split_mailbox(text: &str) -> Option<(&str, &str)> {
+    let end = match text.strip_prefix('"') {
+        Some(rest) => {
+            let mut escaped = false;
+            let close = rest.char_indices().find(|&(_, c)| {
+                let is_close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                is_close
+            })?;
+            close.0 + 2
+        }
+        None => text.find('@')?,
+    };
+    let (local, at_domain) = text.split_at(end);
+    Some((local, at_domain.strip_prefix('@')?))
+}
+
+/// RFC 5321 `Dot-string`: atoms of `atext` joined by single dots.
+fn is_dot_string(s: &str) -> bool {
+    s.split('.').all(|atom| {
+        !atom.is_empty()
+            && atom
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+    })
+}
+
+/// RFC 5321 `Quoted-string`: printable ASCII between double quotes, `"` and `\` escaped.
+fn is_quoted_string(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return false;
+    };
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        let ok = match c {
+            '\\' => chars.next().is_some_and(|n| (' '..='~').contains(&n)),
+            '"' => false,
+            c => (' '..='~').contains(&c),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 5321 `Domain`: labels of letters, digits and inner hyphens, 1-63 long, dot-joined.
+fn is_domain(s: &str) -> bool {
+    s.len() <= MAX_DOMAIN
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// RFC 5321 `address-literal`: `[IPv4]` or `[IPv6:addr]`.
+fn is_address_literal(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
+        return false;
+    };
+    match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner[5..].parse::<Ipv6Addr>().is_ok(),
+        _ => inner.parse::<Ipv4Addr>().is_ok(),
+    }
+}
 
 /// One command and the server's reply (`cmd` empty for the greeting).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,21 +231,31 @@ impl Step {
 }
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    abuse::settle(cx, assess(cx).await).outcome()
+}
+
+/// The verdict with its evidence.
+pub(crate) async fn assess(cx: &Ctx) -> Finding {
     let mut steps = Vec::new();
     let mut t = Transcript::default();
     let error = run(cx, &mut steps, &mut t).await.err();
-    let f = judge(&steps, error.as_deref());
-    abuse::outcome(&f, &t)
+    t.attach(judge(&steps, error.as_deref()))
 }
 
 /// The dialogue; every command and reply lands in `steps` and `t`.
 async fn run(cx: &Ctx, steps: &mut Vec<Step>, t: &mut Transcript) -> Result<(), String> {
-    t.source = abuse::source_for(net::sockaddr(cx)?).await;
+    let server = abuse::target(cx)?;
+    t.source = abuse::source_for(cx, server).await;
     let mut d = Dialog::new(net::connect(cx).await?);
-    let mut s = Session { cx, d: &mut d, steps, t };
+    let mut s = Session {
+        cx,
+        d: &mut d,
+        steps,
+        t,
+    };
     let greeting = s.read("").await?;
     let go_on = greeting == 220 && s.hello().await? && !s.probe_forms().await?;
-    if go_on && cx.job.flag("with_data_confirmation") && s.data().await? == 354 {
+    if go_on && cx.params.flag("with_data_confirmation") && s.data().await? == 354 {
         // Anything we send after 354 would be message text: drop the connection now.
         return Ok(());
     }
@@ -95,7 +275,11 @@ struct Session<'a> {
 impl Session<'_> {
     /// Reads one reply, recorded as the answer to `cmd`.
     async fn read(&mut self, cmd: &str) -> Result<u16, String> {
-        let what = if cmd.is_empty() { "the greeting" } else { "a reply" };
+        let what = if cmd.is_empty() {
+            "the greeting"
+        } else {
+            "a reply"
+        };
         let r = self.d.reply(self.cx, what).await?;
         self.t.server(&r.lines.join(" / "));
         self.steps.push(Step {
@@ -124,7 +308,15 @@ impl Session<'_> {
     /// Tries each address form until a recipient is accepted; `Ok(true)` when we must stop
     /// without one (throttled, deferred, authentication required).
     async fn probe_forms(&mut self) -> Result<bool, String> {
-        let forms = forms(&self.cx.job, self.cx.addr)?;
+        let placeholder = |domain| Mailbox::placeholder(domain);
+        let p = &self.cx.params;
+        let sender = p.parsed::<Mailbox>("sender").cloned();
+        let rcpt = p.parsed::<Mailbox>("recipient").cloned();
+        let forms = forms(
+            &sender.unwrap_or_else(|| placeholder(DEFAULT_SENDER_DOMAIN)),
+            &rcpt.unwrap_or_else(|| placeholder(DEFAULT_RECIPIENT_DOMAIN)),
+            abuse::target(self.cx)?.ip(),
+        );
         for (i, (from, to)) in forms.iter().enumerate() {
             if i > 0 && self.say("RSET").await? != 250 {
                 return Ok(true);
@@ -158,22 +350,17 @@ fn halts(code: u16) -> bool {
     (400..500).contains(&code) || code == 530
 }
 
-/// The (sender, recipient) pairs to try, most ordinary first.
-fn forms(job: &custodian_core::Job, addr: Option<IpAddr>) -> Result<Vec<(String, String)>, String> {
-    let sender = job.opt_str("sender").unwrap_or(DEFAULT_SENDER).to_string();
-    let rcpt = job.opt_str("recipient").unwrap_or(DEFAULT_RECIPIENT);
-    let (user, domain) = rcpt
-        .rsplit_once('@')
-        .filter(|(u, d)| !u.is_empty() && !d.is_empty())
-        .ok_or_else(|| format!("recipient {rcpt:?} is not user@domain"))?;
+/// The (sender, recipient) pairs to try against the server at `addr`, most ordinary first.
+fn forms(sender: &Mailbox, rcpt: &Mailbox, addr: IpAddr) -> Vec<(String, String)> {
+    let (user, domain) = (&rcpt.local, &rcpt.domain);
     let ip = match addr {
-        Some(IpAddr::V6(a)) => format!("[IPv6:{a}]"),
-        Some(a) => format!("[{a}]"),
-        None => return Err("no address to test".into()),
+        IpAddr::V6(a) => format!("[IPv6:{a}]"),
+        a => format!("[{a}]"),
     };
-    let local = sender.split('@').next().unwrap_or("relay-test");
-    let s = || sender.clone();
-    Ok(vec![
+    let local = &sender.local;
+    let rcpt = rcpt.to_string();
+    let s = || sender.to_string();
+    vec![
         (s(), rcpt.to_string()),
         (String::new(), rcpt.to_string()),
         (format!("{local}@{ip}"), rcpt.to_string()),
@@ -183,7 +370,7 @@ fn forms(job: &custodian_core::Job, addr: Option<IpAddr>) -> Result<Vec<(String,
         (s(), format!("{user}@{domain}@{ip}")),
         (s(), format!("@{ip}:{user}@{domain}")),
         (s(), format!("{domain}!{user}@{ip}")),
-    ])
+    ]
 }
 
 /// The verdict from the dialogue and the error that ended it, if any.
@@ -204,17 +391,29 @@ pub(crate) fn judge(steps: &[Step], error: Option<&str>) -> Finding {
         return Finding::new(Verdict::Closed, format!("throttled (421 to {})", s.verb()));
     }
     if let Some(s) = steps.iter().find(|s| s.code == 530) {
-        return Finding::new(Verdict::Closed, format!("authentication required (530 to {})", s.verb()));
+        return Finding::new(
+            Verdict::Closed,
+            format!("authentication required (530 to {})", s.verb()),
+        );
     }
     if let Some(s) = steps.iter().find(|s| (400..500).contains(&s.code)) {
-        return Finding::new(Verdict::Closed, format!("deferred ({} to {})", s.code, s.verb()));
+        return Finding::new(
+            Verdict::Closed,
+            format!("deferred ({} to {})", s.code, s.verb()),
+        );
     }
     let tried = steps.iter().filter(|s| s.verb() == "RCPT").count();
     match error {
         Some(e) if tried == 0 => abuse::broken(e),
-        Some(e) => Finding::new(Verdict::Closed, format!("refused {tried} address form(s), then {e}")),
+        Some(e) => Finding::new(
+            Verdict::Closed,
+            format!("refused {tried} address form(s), then {e}"),
+        ),
         None if tried == 0 => Finding::new(Verdict::Closed, "refused before any recipient"),
-        None => Finding::new(Verdict::Closed, format!("refused all {tried} address forms")),
+        None => Finding::new(
+            Verdict::Closed,
+            format!("refused all {tried} address forms"),
+        ),
     }
 }
 
@@ -231,10 +430,7 @@ fn judge_accepted(rcpt: &Step, after: &[Step], error: Option<&str>) -> Finding {
             format!("accepts any recipient ({to}) but refuses DATA ({})", d.code),
         ),
         None => match error {
-            Some(e) => Finding::new(
-                Verdict::ProbablyOpen,
-                format!("accepted {to}, then {e}"),
-            ),
+            Some(e) => Finding::new(Verdict::ProbablyOpen, format!("accepted {to}, then {e}")),
             None => Finding::new(
                 Verdict::Open,
                 format!("accepted {to} (not confirmed with DATA)"),
@@ -298,7 +494,10 @@ mod tests {
         s.extend([st("MAIL FROM:<a@b>", 250), st("RCPT TO:<c@d>", 554)]);
         let f = judge(&s, Some("timed out waiting for a reply"));
         assert_eq!(f.verdict, Verdict::Closed);
-        assert_eq!(f.why, "refused 1 address form(s), then timed out waiting for a reply");
+        assert_eq!(
+            f.why,
+            "refused 1 address form(s), then timed out waiting for a reply"
+        );
         assert_eq!(
             judge(&[], Some("timed out waiting for the greeting")).verdict,
             Verdict::NoAnswer
@@ -307,23 +506,57 @@ mod tests {
 
     #[test]
     fn address_forms_cover_the_classic_tricks() {
-        let mut j = Job::new("openrelay", "127.0.0.1", Some(25));
-        j.options.insert("recipient".into(), "u@canary.test".into());
-        let f = forms(&j, Some(LOCAL)).expect("forms");
+        let m = |t: &str| Mailbox::parse(t).expect("address");
+        let f = forms(&m("a@b.test"), &m("u@canary.test"), LOCAL);
         let rcpts: Vec<&str> = f.iter().map(|(_, r)| r.as_str()).collect();
         assert!(rcpts.contains(&"u%canary.test@[127.0.0.1]"));
         assert!(rcpts.contains(&"@[127.0.0.1]:u@canary.test"));
         assert!(rcpts.contains(&"canary.test!u@[127.0.0.1]"));
         assert!(f.iter().any(|(s, _)| s.is_empty()));
-        j.options.insert("recipient".into(), "nodomain".into());
-        assert!(forms(&j, Some(LOCAL)).is_err());
+        assert!(f.iter().any(|(s, _)| s == "a@[127.0.0.1]"));
+    }
+
+    #[test]
+    fn mail_addresses_follow_rfc_5321() {
+        for good in [
+            "probe@relaytest.example.net",
+            "a.b+tag@x-y.example",
+            "\"odd @ local\"@example.net",
+            "\"esc\\\"aped\"@example.net",
+            "postmaster@[192.0.2.1]",
+            "u@[IPv6:2001:db8::1]",
+            "u@localhost",
+        ] {
+            let parsed = Mailbox::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(parsed.to_string(), good);
+        }
+        let why = |t: &str| Mailbox::parse(t).expect_err(t).msg;
+        assert_eq!(
+            why("nobody"),
+            "`nobody` is not a mail address: it has no @domain"
+        );
+        assert!(why("@example.net").ends_with("the part before @ is empty"));
+        assert!(why("u@").ends_with("the domain after @ is empty"));
+        assert!(why("a b@example.net").contains("neither dot-separated words"));
+        assert!(why("a..b@example.net").contains("neither dot-separated words"));
+        assert!(why("u@-bad.example").contains("neither a domain name"));
+        assert!(why("u@exa mple.net").contains("neither a domain name"));
+        assert!(why("u@[300.1.1.1]").contains("neither a domain name"));
+        assert!(why("Name <u@example.net>").contains("neither dot-separated words"));
+        assert!(why("u@bücher.example").contains("only ASCII"));
+        assert!(why(&format!("{}@example.net", "a".repeat(65))).contains("longer than 64"));
+        assert_eq!(
+            Mailbox::parse("nobody").expect_err("hint").hint.as_deref(),
+            Some(MAIL_HINT)
+        );
     }
 
     fn job(port: u16, confirm: bool) -> Job {
         let mut j = Job::new("openrelay", "127.0.0.1", Some(port));
         j.options.insert("recipient".into(), "u@canary.test".into());
         if confirm {
-            j.options.insert("with_data_confirmation".into(), true.into());
+            j.options
+                .insert("with_data_confirmation".into(), true.into());
         }
         j
     }
@@ -395,7 +628,10 @@ mod tests {
         assert!(matches!(&out, Outcome::Down { reason } if reason.starts_with("no-answer")));
         let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\x11\x00\x00\x00\x00\x00\x00\x00\x00\n").await;
         let out = check(&cx(job(a.port(), false), 2.0)).await;
-        assert!(matches!(&out, Outcome::Down { reason } if reason.contains("garbage")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Down { reason } if reason.contains("garbage")),
+            "{out:?}"
+        );
         let a = refused().await;
         let out = check(&cx(job(a.port(), false), 2.0)).await;
         assert!(matches!(&out, Outcome::Down { reason } if reason.starts_with("closed")));

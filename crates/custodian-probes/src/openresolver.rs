@@ -13,10 +13,12 @@
 //! answer), no-answer (no reply after the retry). RA alone is never proof.
 //! Example: `ns1 must not run openresolver with zone 'probe.example.net' with expect '192.0.2.7'.`
 
-use crate::abuse::{self, Finding, Transcript, Verdict};
+use crate::abuse::{self, Transcript};
 use crate::resolver::{self, display_name};
-use crate::{net, Ctx};
-use custodian_core::{Outcome, ParamSpec, ProbeSpec, TargetKind};
+use crate::Ctx;
+use custodian_core::{
+    Finding, Invalid, Kind, Outcome, ParamSpec, ProbeSpec, ScanSpec, TargetKind, Value, Verdict,
+};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use std::net::IpAddr;
@@ -30,34 +32,107 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     port_required: false,
     takes_port: true,
     params: &[
-        ParamSpec::new("with zone {zone}", "a zone you serve with a wildcard A record; we ask for a unique name in it"),
-        ParamSpec::new("with expect {expect}", "the address the zone's wildcard answers"),
+        ParamSpec::new(
+            "with zone {zone}",
+            "a zone you serve with a wildcard A record; we ask for a unique name in it",
+        )
+        .kinds(&[Kind::Parse(parse_zone)]),
+        ParamSpec::new(
+            "with expect {expect}",
+            "the address the zone's wildcard answers",
+        )
+        .kinds(&[Kind::Parse(parse_expect)]),
         ParamSpec::new("with tcp", "ask over TCP instead of UDP"),
     ],
     summary: "the DNS server recurses for outsiders (for `must not run`)",
     example: "127.0.0.1 must not run openresolver with zone 'probe.example.net' with expect \
               '192.0.2.7' otherwise 'open resolver'.",
     check: None,
-    scan: None,
+    scan: Some(ScanSpec {
+        ports: &[53],
+        conns: 1,
+        flags: &[("zone", "zone"), ("expect", "expect")],
+    }),
 };
 
+/// Placeholders: `.invalid` never resolves, and 192.0.2.1 is documentation space.
 const DEFAULT_ZONE: &str = "probe.custodian.invalid";
-const DEFAULT_EXPECT: &str = "192.0.2.1";
+const DEFAULT_EXPECT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+/// Longest zone: a name is at most 253 characters, and we put `c` + 16 hex digits + `.`
+/// in front of the zone.
+const MAX_ZONE: usize = 253 - 18;
+
+/// A zone name for `with zone`: dot-separated labels of letters, digits, `-` and `_`
+/// (1-63 characters, no hyphen at either end), short enough for our label in front; an
+/// internationalised name is taken in its `xn--` form.
+pub(crate) fn parse_zone(text: &str) -> Result<Value, Invalid> {
+    let bad = |why: &str| {
+        Invalid::new(format!("`{text}` is not a DNS zone name: {why}"))
+            .hint("write the zone you serve with a wildcard A record, e.g. 'probe.example.net'")
+    };
+    let ascii = if text.is_ascii() {
+        text.to_string()
+    } else {
+        Name::from_utf8(text)
+            .map_err(|_| bad("it is not a valid internationalised name"))?
+            .to_ascii()
+    };
+    let zone = ascii.strip_suffix('.').unwrap_or(&ascii);
+    if zone.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if zone.len() > MAX_ZONE {
+        return Err(bad(&format!(
+            "it is longer than {MAX_ZONE} characters, leaving no room for the probe label"
+        )));
+    }
+    for label in zone.split('.') {
+        let ok = (1..=63).contains(&label.len())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(bad(&format!(
+                "label `{label}` is not 1-63 letters, digits, `-` or `_`"
+            )));
+        }
+    }
+    resolver::fqdn(zone).map(Value::parsed).map_err(|e| bad(&e))
+}
+
+/// The address for `with expect`.
+pub(crate) fn parse_expect(text: &str) -> Result<Value, Invalid> {
+    text.trim()
+        .parse::<IpAddr>()
+        .map(Value::parsed)
+        .map_err(|_| {
+            Invalid::new(format!("`{text}` is not an IP address"))
+                .hint("write the address your zone's wildcard record answers, e.g. '192.0.2.7'")
+        })
+}
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    abuse::settle(cx, assess(cx).await).outcome()
+}
+
+/// The verdict with its evidence.
+pub(crate) async fn assess(cx: &Ctx) -> Finding {
     let mut t = Transcript::default();
     let f = match run(cx, &mut t).await {
         Ok(f) => f,
         Err(e) => abuse::broken(&e),
     };
-    abuse::outcome(&f, &t)
+    t.attach(f)
 }
 
 async fn run(cx: &Ctx, t: &mut Transcript) -> Result<Finding, String> {
     let (name, expect) = question(cx)?;
-    let server = net::sockaddr(cx)?;
-    let tcp = cx.job.flag("with_tcp");
-    t.source = abuse::source_for(server).await;
+    let server = abuse::target(cx)?;
+    let tcp = cx.params.flag("with_tcp");
+    t.source = abuse::source_for(cx, server).await;
     t.client(&format!(
         "A? {} RD=1{}",
         display_name(&name),
@@ -74,21 +149,20 @@ async fn run(cx: &Ctx, t: &mut Transcript) -> Result<Finding, String> {
 
 /// The unique name to ask for and the address its zone answers.
 fn question(cx: &Ctx) -> Result<(Name, IpAddr), String> {
-    let zone = cx.job.opt_str("zone").unwrap_or(DEFAULT_ZONE);
-    let expect = cx.job.opt_str("expect").unwrap_or(DEFAULT_EXPECT);
-    let expect = expect
-        .parse()
-        .map_err(|_| format!("`with expect` {expect:?} is not an IP address"))?;
+    let zone = match cx.params.parsed::<Name>("zone") {
+        Some(z) => z.clone(),
+        None => resolver::fqdn(DEFAULT_ZONE)?,
+    };
+    let expect = cx.params.parsed::<IpAddr>("expect").copied();
     let label = format!("c{:016x}", rand::random::<u64>());
-    Ok((resolver::fqdn(&format!("{label}.{zone}"))?, expect))
+    let name = Name::from_ascii(&label)
+        .and_then(|l| l.append_domain(&zone))
+        .map_err(|e| format!("the probe name under {zone}: {e}"))?;
+    Ok((name, expect.unwrap_or(DEFAULT_EXPECT)))
 }
 
 /// UDP with one retry: the first try gets half the time left.
-async fn ask_twice(
-    cx: &Ctx,
-    server: std::net::SocketAddr,
-    name: &Name,
-) -> Result<Message, String> {
+async fn ask_twice(cx: &Ctx, server: std::net::SocketAddr, name: &Name) -> Result<Message, String> {
     let half = cx.deadline.saturating_duration_since(Instant::now()) / 2;
     let mut first = cx.clone();
     first.deadline = Instant::now() + half;
@@ -102,7 +176,10 @@ async fn ask_twice(
 
 /// The reply in one line: code, flags and answer addresses.
 fn describe(m: &Message) -> String {
-    let addrs: Vec<String> = resolver::answer_addrs(m).iter().map(|a| a.to_string()).collect();
+    let addrs: Vec<String> = resolver::answer_addrs(m)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     format!(
         "{}{}{} answers [{}]",
         code(m.response_code()),
@@ -117,9 +194,10 @@ pub(crate) fn judge(m: &Message, expect: IpAddr) -> Finding {
     let ra = m.recursion_available();
     let addrs = resolver::answer_addrs(m);
     match m.response_code() {
-        ResponseCode::NoError if addrs.contains(&expect) => {
-            Finding::new(Verdict::Open, format!("resolved the probe name to {expect}"))
-        }
+        ResponseCode::NoError if addrs.contains(&expect) => Finding::new(
+            Verdict::Open,
+            format!("resolved the probe name to {expect}"),
+        ),
         ResponseCode::NoError if !addrs.is_empty() => Finding::new(
             Verdict::Open,
             format!("forging: answered {} instead of {expect}", addrs[0]),
@@ -224,6 +302,43 @@ mod tests {
         assert_eq!(judge(&m, exp).verdict, Verdict::Inconclusive);
     }
 
+    #[test]
+    fn zones_and_addresses_parse_or_are_refused() {
+        let zone = |t: &str| match parse_zone(t) {
+            Ok(Value::Parsed(v)) => v.downcast_ref::<Name>().map(|n| n.to_ascii()),
+            _ => None,
+        };
+        assert_eq!(
+            zone("probe.example.net").as_deref(),
+            Some("probe.example.net.")
+        );
+        assert_eq!(
+            zone("Probe.Example.NET.").as_deref(),
+            Some("Probe.Example.NET.")
+        );
+        assert_eq!(zone("_probe.example").as_deref(), Some("_probe.example."));
+        assert_eq!(
+            zone("bücher.example").as_deref(),
+            Some("xn--bcher-kva.example.")
+        );
+        let why = |t: &str| parse_zone(t).expect_err(t).msg;
+        assert_eq!(
+            why("not a zone"),
+            "`not a zone` is not a DNS zone name: label `not a zone` is not 1-63 letters, \
+             digits, `-` or `_`"
+        );
+        assert!(why("a..b").contains("label ``"));
+        assert!(why("-a.b").contains("label `-a`"));
+        assert!(why("").contains("it is empty"));
+        assert!(why(&format!("{}.net", "a".repeat(64))).contains("is not 1-63"));
+        assert!(why(&"abcdefg.".repeat(40)).contains("no room"));
+        assert!(matches!(parse_expect("192.0.2.7"), Ok(Value::Parsed(_))));
+        assert!(matches!(parse_expect("::1"), Ok(Value::Parsed(_))));
+        let e = parse_expect("notanip").expect_err("notanip");
+        assert_eq!(e.msg, "`notanip` is not an IP address");
+        assert!(e.hint.is_some());
+    }
+
     #[tokio::test]
     async fn open_and_forging_resolvers_are_up() {
         let o = probe(open, false, 2.0).await;
@@ -240,7 +355,10 @@ mod tests {
     #[tokio::test]
     async fn refused_with_ra_and_no_question_is_closed() {
         let o = probe(refused_with_ra, false, 2.0).await;
-        assert!(!o.is_up() && text(&o).starts_with("closed: answered REFUSED"), "{o:?}");
+        assert!(
+            !o.is_up() && text(&o).starts_with("closed: answered REFUSED"),
+            "{o:?}"
+        );
     }
 
     #[tokio::test]
@@ -250,6 +368,9 @@ mod tests {
         assert!(text(&o).starts_with("no-answer"), "{o:?}");
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
         let o = probe(garbage, false, 0.6).await;
-        assert!(text(&o).starts_with("no-answer") && text(&o).contains("bad replies"), "{o:?}");
+        assert!(
+            text(&o).starts_with("no-answer") && text(&o).contains("bad replies"),
+            "{o:?}"
+        );
     }
 }

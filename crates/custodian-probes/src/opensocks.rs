@@ -11,10 +11,10 @@
 //! rejected, tunnel without the token, not SOCKS, refused; no-answer: timed out.
 //! Example: `gw1 must not run opensocks with canary 'http://192.0.2.9:8099/' with token 'k3y'.`
 
-use crate::abuse::{self, Canary, Finding, HttpAnswer, Transcript, Verdict};
-use crate::openproxy::{CANARY_PARAM, TOKEN_PARAM};
+use crate::abuse::{self, Canary, HttpAnswer, Transcript};
+use crate::openproxy::{CANARY_FLAGS, CANARY_PARAM, TOKEN_PARAM};
 use crate::{net, Ctx};
-use custodian_core::{Outcome, ProbeSpec, TargetKind};
+use custodian_core::{Finding, Outcome, ProbeSpec, ScanSpec, TargetKind, Verdict};
 use std::net::IpAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -32,7 +32,11 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
     example: "127.0.0.1 must not run opensocks with canary 'http://192.0.2.9:8099/' with token \
               'k3y' otherwise 'open socks'.",
     check: None,
-    scan: None,
+    scan: Some(ScanSpec {
+        ports: &[1080],
+        conns: 2,
+        flags: CANARY_FLAGS,
+    }),
 };
 
 /// One SOCKS conversation: the server's handshake bytes and what the tunnel brought back.
@@ -45,21 +49,29 @@ pub(crate) struct Attempt {
 }
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
+    abuse::settle(cx, assess(cx).await).outcome()
+}
+
+/// The verdict with its evidence.
+pub(crate) async fn assess(cx: &Ctx) -> Finding {
     let mut t = Transcript::default();
     let f = match run(cx, &mut t).await {
         Ok(attempts) => judge(&attempts),
         Err(e) => abuse::broken(&e),
     };
-    abuse::outcome(&f, &t)
+    t.attach(f)
 }
 
 async fn run(cx: &Ctx, t: &mut Transcript) -> Result<Vec<Attempt>, String> {
-    let canary = Canary::from_ctx(cx)?;
-    t.source = abuse::source_for(net::sockaddr(cx)?).await;
+    let canary = Canary::of(cx);
+    t.source = abuse::source_for(cx, abuse::target(cx)?).await;
     let mut first = cx.clone();
     first.deadline = Instant::now() + cx.deadline.saturating_duration_since(Instant::now()) / 2;
     let mut attempts = vec![attempt5(&first, &canary, t).await];
-    let opened = attempts[0].tunnel.as_ref().is_some_and(|a| a.as_ref().is_ok_and(|a| a.has_token));
+    let opened = attempts[0]
+        .tunnel
+        .as_ref()
+        .is_some_and(|a| a.as_ref().is_ok_and(|a| a.has_token));
     if !opened {
         if let Some(req) = request4(&canary) {
             attempts.push(attempt4(cx, &canary, &req, t).await);
@@ -69,20 +81,31 @@ async fn run(cx: &Ctx, t: &mut Transcript) -> Result<Vec<Attempt>, String> {
 }
 
 async fn attempt5(cx: &Ctx, canary: &Canary, t: &mut Transcript) -> Attempt {
-    let mut a = Attempt { version: 5, ..Default::default() };
+    let mut a = Attempt {
+        version: 5,
+        ..Default::default()
+    };
     let r = socks5(cx, canary, &mut a, t).await;
     a.error = r.err();
     a
 }
 
 async fn attempt4(cx: &Ctx, canary: &Canary, req: &[u8], t: &mut Transcript) -> Attempt {
-    let mut a = Attempt { version: 4, ..Default::default() };
+    let mut a = Attempt {
+        version: 4,
+        ..Default::default()
+    };
     let r = socks4(cx, canary, req, &mut a, t).await;
     a.error = r.err();
     a
 }
 
-async fn socks5(cx: &Ctx, canary: &Canary, a: &mut Attempt, t: &mut Transcript) -> Result<(), String> {
+async fn socks5(
+    cx: &Ctx,
+    canary: &Canary,
+    a: &mut Attempt,
+    t: &mut Transcript,
+) -> Result<(), String> {
     let mut s = net::connect(cx).await?;
     t.client("SOCKS5 hello, methods [no-auth]");
     abuse::send(cx, &mut s, &[5, 1, 0]).await?;
@@ -125,7 +148,13 @@ async fn socks4(
 }
 
 /// A GET for a fresh nonce through the granted tunnel.
-async fn through(cx: &Ctx, canary: &Canary, s: &mut TcpStream, a: &mut Attempt, t: &mut Transcript) {
+async fn through(
+    cx: &Ctx,
+    canary: &Canary,
+    s: &mut TcpStream,
+    a: &mut Attempt,
+    t: &mut Transcript,
+) {
     let path = format!("{}{}", canary.path, abuse::nonce());
     t.client(&format!("GET {path} (tunnelled)"));
     let answer = abuse::http_exchange(cx, s, &canary.request(&path), abuse::token(cx)).await;
@@ -181,7 +210,13 @@ fn request4(c: &Canary) -> Option<Vec<u8>> {
     match c.host.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => r.extend(ip.octets().into_iter().chain(*b"custodian\0")),
         Ok(IpAddr::V6(_)) => return None,
-        Err(_) => r.extend([0, 0, 0, 1].into_iter().chain(*b"custodian\0").chain(c.host.bytes()).chain([0])),
+        Err(_) => r.extend(
+            [0, 0, 0, 1]
+                .into_iter()
+                .chain(*b"custodian\0")
+                .chain(c.host.bytes())
+                .chain([0]),
+        ),
     }
     Some(r)
 }
@@ -192,7 +227,7 @@ pub(crate) fn judge(attempts: &[Attempt]) -> Finding {
     let rank = |v: Verdict| match v {
         Verdict::Open => 4,
         Verdict::ProbablyOpen => 3,
-        Verdict::Inconclusive => 2,
+        Verdict::Inconclusive | Verdict::Unknown => 2,
         Verdict::Closed => 1,
         Verdict::NoAnswer => 0,
     };
@@ -211,7 +246,9 @@ fn judge_one(a: &Attempt) -> Finding {
         Some(_) => {
             return Finding::new(
                 Verdict::Closed,
-                format!("SOCKS{v} granted CONNECT but the tunnel did not return the canary's token"),
+                format!(
+                    "SOCKS{v} granted CONNECT but the tunnel did not return the canary's token"
+                ),
             )
         }
         None => {}
@@ -299,13 +336,17 @@ mod tests {
         }
         s.write_all(&[0, 0x5A, 0, 0, 0, 0, 0, 0]).await.ok()?;
         let port = u16::from_be_bytes([req[1], req[2]]);
-        Some(format!("{}.{}.{}.{}:{port}", req[3], req[4], req[5], req[6]))
+        Some(format!(
+            "{}.{}.{}.{}:{port}",
+            req[3], req[4], req[5], req[6]
+        ))
     }
 
     async fn probe(server: SocketAddr, secs: f64) -> Outcome {
         let c = canary().await;
         let mut j = Job::new("opensocks", "127.0.0.1", Some(server.port()));
-        j.options.insert("canary".into(), format!("http://{c}/").into());
+        j.options
+            .insert("canary".into(), format!("http://{c}/").into());
         j.options.insert("token".into(), TOKEN.into());
         check(&cx(j, secs)).await
     }
@@ -328,31 +369,56 @@ mod tests {
 
     #[test]
     fn judge_reads_handshakes() {
-        let a = |v, h: &[u8]| Attempt { version: v, handshake: h.to_vec(), ..Default::default() };
-        assert_eq!(judge(&[a(5, &[5, 0xFF])]).why, "SOCKS5: requires authentication");
-        assert_eq!(judge(&[a(5, &[5, 0, 5, 2, 0, 1])]).why, "SOCKS5: CONNECT rejected (reply 2)");
-        assert_eq!(judge(&[a(4, &[0, 0x5B, 0, 0])]).why, "SOCKS4: CONNECT rejected (0x5b)");
+        let a = |v, h: &[u8]| Attempt {
+            version: v,
+            handshake: h.to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&[a(5, &[5, 0xFF])]).why,
+            "SOCKS5: requires authentication"
+        );
+        assert_eq!(
+            judge(&[a(5, &[5, 0, 5, 2, 0, 1])]).why,
+            "SOCKS5: CONNECT rejected (reply 2)"
+        );
+        assert_eq!(
+            judge(&[a(4, &[0, 0x5B, 0, 0])]).why,
+            "SOCKS4: CONNECT rejected (0x5b)"
+        );
         assert_eq!(judge(&[a(5, b"HT")]).verdict, Verdict::Closed);
         let mut e = a(5, &[]);
         e.error = Some("timed out waiting for the SOCKS reply".into());
-        assert_eq!(judge(&[e.clone(), a(4, &[0, 0x5B])]).verdict, Verdict::Closed);
+        assert_eq!(
+            judge(&[e.clone(), a(4, &[0, 0x5B])]).verdict,
+            Verdict::Closed
+        );
         assert_eq!(judge(&[e]).verdict, Verdict::NoAnswer);
     }
 
     #[tokio::test]
     async fn open_socks_is_open() {
         let o = probe(socks(Mode::Open).await, 3.0).await;
-        assert!(o.is_up() && text(&o).contains("SOCKS5 tunnel reached the canary"), "{o:?}");
+        assert!(
+            o.is_up() && text(&o).contains("SOCKS5 tunnel reached the canary"),
+            "{o:?}"
+        );
         assert!(text(&o).contains("from 127.0.0.1"), "{o:?}");
     }
 
     #[tokio::test]
     async fn auth_and_liars_are_closed() {
         let o = probe(socks(Mode::Auth).await, 3.0).await;
-        assert!(!o.is_up() && text(&o).contains("requires authentication"), "{o:?}");
+        assert!(
+            !o.is_up() && text(&o).contains("requires authentication"),
+            "{o:?}"
+        );
         assert!(text(&o).contains("SOCKS4: CONNECT rejected"), "{o:?}");
         let o = probe(socks(Mode::Liar).await, 3.0).await;
-        assert!(!o.is_up() && text(&o).contains("did not return the canary's token"), "{o:?}");
+        assert!(
+            !o.is_up() && text(&o).contains("did not return the canary's token"),
+            "{o:?}"
+        );
     }
 
     #[tokio::test]
@@ -360,7 +426,10 @@ mod tests {
         let o = probe(silent().await, 0.6).await;
         assert!(text(&o).contains("no-answer: SOCKS5: timed out"), "{o:?}");
         let o = probe(says(b"HTTP/1.0 400 Bad Request\r\n\r\n").await, 2.0).await;
-        assert!(!o.is_up() && text(&o).contains("not a SOCKS5 reply"), "{o:?}");
+        assert!(
+            !o.is_up() && text(&o).contains("not a SOCKS5 reply"),
+            "{o:?}"
+        );
         let o = probe(refused().await, 2.0).await;
         assert!(!o.is_up() && text(&o).contains("closed"), "{o:?}");
     }

@@ -48,8 +48,10 @@ pub(crate) enum Command {
     ///
     /// TARGET is an IP, a CIDR block, a range (`A-B` or `A-LAST`) or `@FILE`; names are not
     /// resolved. Configure the canary (`--recipient`, `--zone`/`--expect`, `--canary`/`--token`)
-    /// to servers you control. Exit 0 when nothing is open, 1 when anything is (or probably
-    /// is), 2 on bad usage.
+    /// to servers you control; flag values are checked like the same options in test files.
+    /// Exit 0 when nothing is open, 1 when anything is (or probably is), 2 on bad usage (nothing
+    /// is scanned), 3 when nothing is open but some probes could not be run (our own error,
+    /// such as no socket: "unknown", never "closed").
     Scan(ScanArgs),
 }
 
@@ -62,13 +64,13 @@ pub(crate) struct ScanArgs {
     /// openresolver=53, openproxy=3128,8080, opensocks=1080].
     #[arg(long, value_name = "CHECK=PORTS")]
     pub(crate) port: Vec<String>,
-    /// New connections per second, at most.
+    /// New connections per second, at most (0.001 to 1000000).
     #[arg(long, value_name = "N", default_value_t = 200.0)]
     pub(crate) rate: f64,
-    /// Probes in flight at once, at most.
+    /// Probes in flight at once, at most (at least 1).
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub(crate) concurrency: usize,
-    /// Seconds each probe may take.
+    /// Seconds each probe may take (above 0, at most 3600).
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub(crate) timeout: f64,
     /// Addresses not to scan: IPs, CIDR blocks or ranges, comma-separated.

@@ -1,16 +1,22 @@
-//! `custodian scan`: the abuse checks (openrelay, openresolver, openproxy, opensocks) over
-//! address blocks, rate-limited, with a report table, `--json` or `--csv`.
+//! `custodian scan`: the abuse checks over address blocks, rate-limited, with a report table,
+//! `--json` or `--csv`.
+//!
+//! The checks are the probe types that declare a [`ScanSpec`] (their default ports,
+//! connections per probe and flags). Each flag's value is parsed by the kind of the option
+//! it sets, with the same parser as a test file's `with ...` option, and every check's
+//! options are prepared once before anything is sent: a bad flag is exit 2, nothing scanned.
+//! Rows are built from each probe's typed [`Finding`]; a probe's own error (no socket, a
+//! local firewall) is "unknown", never "closed".
 //!
 //! Targets are IP addresses, CIDR blocks (`192.0.2.0/24`), ranges (`192.0.2.10-192.0.2.20`
 //! or `192.0.2.10-20`) and `@FILE` (one target per line, `#` comments); names are refused, so
-//! nothing is ever resolved. A probe's outcome text is `VERDICT: WHY [from SOURCE: TRANSCRIPT]`
-//! (see the probes' `abuse.rs`); this file splits it into the report's fields.
+//! nothing is ever resolved.
 
 use crate::cli::ScanArgs;
 use anyhow::{bail, Context, Result};
 use custodian_core::dsl::blocks::{parse_block, Block, LARGE};
-use custodian_core::{Job, Outcome};
-use custodian_probes::Ctx;
+use custodian_core::{Finding, Job, Params, ScanSpec, Verdict};
+use custodian_probes::{Ctx, Env, Probe};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,13 +25,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The checks a scan runs, with their default ports and connections per probe.
-const CHECKS: &[(&str, &[u16], u32)] = &[
-    ("openrelay", &[25], 1),
-    ("openresolver", &[53], 1),
-    ("openproxy", &[3128, 8080], 2),
-    ("opensocks", &[1080], 2),
-];
+/// Longest `--timeout`: a probe may hold its sockets for an hour at most; more is a typo
+/// (and a deadline that far off would overflow the clock).
+const MAX_TIMEOUT: f64 = 3600.0;
+
+/// `--rate` bounds: one new connection per 1000 s at the slowest; a million per second at
+/// the fastest, where the pause between two is still a whole microsecond.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// Parses one target (IP, CIDR block or range); names are refused, never resolved.
 fn parse_target(text: &str) -> Result<Block> {
@@ -66,13 +73,31 @@ pub(crate) fn addresses<'a>(
         .filter(move |ip| !exclude.iter().any(|b| b.contains(*ip)))
 }
 
-/// One probe to run: address, check and port.
-#[derive(Debug, Clone)]
+/// One check of the scan, validated: its probe, ports, and the options every probe of it
+/// gets, parsed once.
+struct Check {
+    probe: &'static Probe,
+    ports: Vec<u16>,
+    conns: u32,
+    options: BTreeMap<String, serde_json::Value>,
+    params: Arc<Params>,
+}
+
+/// The scan's flags, validated before anything is sent.
+struct Plan {
+    checks: Vec<Check>,
+    timeout: Duration,
+    /// Pause between two new connections (`1 / --rate`).
+    pause: Duration,
+    concurrency: usize,
+}
+
+/// One probe to run: address, index into [`Plan::checks`], port.
+#[derive(Debug, Clone, Copy)]
 struct Task {
     ip: IpAddr,
-    check: &'static str,
+    check: usize,
     port: u16,
-    conns: u32,
 }
 
 /// One line of the report.
@@ -81,139 +106,244 @@ pub(crate) struct Row {
     pub(crate) target: String,
     pub(crate) port: u16,
     pub(crate) check: String,
-    pub(crate) verdict: String,
+    pub(crate) verdict: Verdict,
     pub(crate) reason: String,
     pub(crate) evidence: String,
     pub(crate) source: String,
 }
 
-/// Splits a probe outcome (`VERDICT: WHY [from SOURCE: TRANSCRIPT]`) into report fields.
-pub(crate) fn split_outcome(o: &Outcome) -> (String, String, String, String) {
-    let text = match o {
-        Outcome::Up { detail } => detail.clone().unwrap_or_default(),
-        Outcome::Down { reason } => reason.clone(),
-        Outcome::Unknown { error } => format!("inconclusive: {error}"),
-    };
-    let (verdict, rest) = text.split_once(": ").unwrap_or(("inconclusive", &text));
-    // The transcript itself may hold " [", so look for how it starts, not for any bracket.
-    let start = [" [from ", " [C: ", " [S: "]
-        .iter()
-        .find_map(|m| rest.find(m));
-    let (why, evidence) = match start {
-        Some(i) if rest.ends_with(']') => (&rest[..i], &rest[i + 2..rest.len() - 1]),
-        _ => (rest, ""),
-    };
-    let (source, evidence) = match evidence
-        .strip_prefix("from ")
-        .and_then(|e| e.split_once(": "))
-    {
-        Some((s, e)) => (s, e),
-        None => ("", evidence),
-    };
-    (verdict.into(), why.into(), evidence.into(), source.into())
+impl Row {
+    fn new(t: &Task, check: &str, f: Finding) -> Row {
+        Row {
+            target: t.ip.to_string(),
+            port: t.port,
+            check: check.to_string(),
+            verdict: f.verdict,
+            reason: f.why,
+            evidence: f.transcript.join(" | "),
+            source: f.source.unwrap_or_default(),
+        }
+    }
 }
 
-/// The checks and ports to run, from `--checks` and `--port CHECK=P,P`.
-fn plan(args: &ScanArgs) -> Result<Vec<(&'static str, Vec<u16>, u32)>> {
-    let mut ports: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+/// The probe types `custodian scan` runs, in registry order.
+fn scan_probes() -> impl Iterator<Item = (&'static Probe, &'static ScanSpec)> {
+    custodian_probes::PROBES
+        .iter()
+        .filter_map(|p| Some((p, p.spec.scan.as_ref()?)))
+}
+
+fn known_checks() -> String {
+    let names: Vec<&str> = scan_probes().map(|(p, _)| p.spec.name).collect();
+    names.join(", ")
+}
+
+/// A number of seconds in `(0, max]`; anything else (NaN, infinite, negative) is refused
+/// before it can reach a clock.
+fn seconds(flag: &str, value: f64, max: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= max) {
+        bail!("{flag} {value:?}: want a number of seconds above 0 and at most {max}");
+    }
+    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} {value:?}"))
+}
+
+/// `--rate` as the pause between two new connections.
+fn pause(rate: f64) -> Result<Duration> {
+    if !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate)) {
+        bail!("--rate {rate:?}: want new connections per second from {MIN_RATE} to {MAX_RATE}");
+    }
+    Duration::try_from_secs_f64(1.0 / rate).with_context(|| format!("--rate {rate:?}"))
+}
+
+/// The scan flags given, as (flag, option value); switches are `true`.
+fn given_flags(args: &ScanArgs) -> Vec<(&'static str, serde_json::Value)> {
+    let text = [
+        ("sender", &args.sender),
+        ("recipient", &args.recipient),
+        ("zone", &args.zone),
+        ("expect", &args.expect),
+        ("canary", &args.canary),
+        ("token", &args.token),
+    ];
+    let mut given: Vec<(&'static str, serde_json::Value)> = text
+        .into_iter()
+        .filter_map(|(flag, v)| Some((flag, v.as_deref()?.into())))
+        .collect();
+    if args.data_confirmation {
+        given.push(("data-confirmation", true.into()));
+    }
+    given
+}
+
+/// `--port CHECK=P[,P]` entries: each names a known check and ports 1-65535.
+fn port_overrides(args: &ScanArgs) -> Result<BTreeMap<&'static str, Vec<u16>>> {
+    let mut ports = BTreeMap::new();
     for p in &args.port {
         let (check, list) = p
             .split_once('=')
-            .with_context(|| format!("--port {p:?}: want CHECK=PORT[,PORT]"))?;
-        let list: Result<Vec<u16>, _> = list.split(',').map(str::parse).collect();
-        ports.insert(
-            check.to_string(),
-            list.with_context(|| format!("--port {p:?}: bad port"))?,
+            .with_context(|| format!("--port {p}: want CHECK=PORT[,PORT]"))?;
+        let Some((probe, _)) = scan_probes().find(|(pr, _)| pr.spec.is_named(check.trim())) else {
+            bail!(
+                "--port {p}: unknown check `{check}` (known: {})",
+                known_checks()
+            );
+        };
+        let list = list
+            .split(',')
+            .map(|n| match n.trim().parse::<u64>() {
+                Ok(n @ 1..=65535) => Ok(n as u16),
+                Ok(n) => bail!("--port {p}: port {n} is out of range (1-65535)"),
+                Err(_) => bail!("--port {p}: `{n}` is not a port number"),
+            })
+            .collect::<Result<Vec<u16>>>()?;
+        ports.insert(probe.spec.name, list);
+    }
+    Ok(ports)
+}
+
+/// Validates every flag and prepares each check's options; errors name the flag.
+fn plan(args: &ScanArgs) -> Result<Plan> {
+    let timeout = seconds("--timeout", args.timeout, MAX_TIMEOUT)?;
+    let pause = pause(args.rate)?;
+    if args.concurrency == 0 {
+        bail!("--concurrency 0: want at least 1 probe in flight");
+    }
+    let mut wanted = Vec::new();
+    for w in args.checks.split(',').map(str::trim) {
+        match scan_probes().find(|(p, _)| p.spec.is_named(w)) {
+            Some(found) => wanted.push(found),
+            None => bail!("--checks: unknown check `{w}` (known: {})", known_checks()),
+        }
+    }
+    let mut ports = port_overrides(args)?;
+    if let Some(check) = ports
+        .keys()
+        .find(|c| !wanted.iter().any(|(p, _)| p.spec.name == **c))
+    {
+        bail!(
+            "--port {check}=...: {check} is not among --checks {}",
+            args.checks
         );
     }
-    let wanted: Vec<&str> = args.checks.split(',').map(str::trim).collect();
-    for w in &wanted {
-        if !CHECKS.iter().any(|(c, _, _)| c == w) {
-            bail!("unknown check {w:?} (known: openrelay, openresolver, openproxy, opensocks)");
+    let given = given_flags(args);
+    for (flag, _) in &given {
+        if !wanted
+            .iter()
+            .any(|(_, s)| s.flags.iter().any(|(f, _)| f == flag))
+        {
+            bail!("--{flag} is not used by any of --checks {}", args.checks);
         }
     }
-    Ok(CHECKS
-        .iter()
-        .filter(|(c, _, _)| wanted.contains(c))
-        .map(|(c, p, n)| (*c, ports.get(*c).cloned().unwrap_or_else(|| p.to_vec()), *n))
-        .collect())
+    let mut checks: Vec<Check> = Vec::new();
+    for (probe, spec) in
+        scan_probes().filter(|(p, _)| wanted.iter().any(|(w, _)| w.spec.name == p.spec.name))
+    {
+        let options = check_options(probe, spec, &given)?;
+        let mut template = Job::new(probe.spec.name, "0.0.0.0", None);
+        template.options = options.clone();
+        let params = custodian_probes::prepare(&template)
+            .map_err(|e| anyhow::anyhow!("{}: {}", probe.spec.name, flag_error(&e)))?;
+        checks.push(Check {
+            probe,
+            ports: ports
+                .remove(probe.spec.name)
+                .unwrap_or_else(|| spec.ports.to_vec()),
+            conns: spec.conns.max(1),
+            options,
+            params: Arc::new(params),
+        });
+    }
+    Ok(Plan {
+        checks,
+        timeout,
+        pause,
+        concurrency: args.concurrency,
+    })
 }
 
-/// The options every probe of `check` gets from the scan's flags.
-fn options(args: &ScanArgs, check: &str) -> BTreeMap<String, serde_json::Value> {
-    let mut o = BTreeMap::new();
-    let mut put = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            o.insert(k.to_string(), serde_json::Value::from(v.as_str()));
-        }
-    };
-    match check {
-        "openrelay" => {
-            put("sender", &args.sender);
-            put("recipient", &args.recipient);
-            if args.data_confirmation {
-                o.insert("with_data_confirmation".into(), true.into());
+/// The options of one check from the flags it declares, each value parsed by its option's
+/// kind (the same parser as in test files), so the error can name the flag.
+fn check_options(
+    probe: &Probe,
+    spec: &ScanSpec,
+    given: &[(&'static str, serde_json::Value)],
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let mut options = BTreeMap::new();
+    for (flag, key) in spec.flags {
+        let Some((_, value)) = given.iter().find(|(f, _)| f == flag) else {
+            continue;
+        };
+        match probe.spec.kind_of(key) {
+            Some(Some(kind)) => {
+                if let Err(e) = kind.parse(value) {
+                    let shown = value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), |s| format!("'{s}'"));
+                    bail!("--{flag} {shown}: {}", flag_error(&e));
+                }
             }
+            Some(None) => {}
+            None => bail!(
+                "{} declares --{flag} for an option it does not take",
+                probe.spec.name
+            ),
         }
-        "openresolver" => {
-            put("zone", &args.zone);
-            put("expect", &args.expect);
-        }
-        _ => {
-            put("canary", &args.canary);
-            put("token", &args.token);
-        }
+        options.insert((*key).to_string(), value.clone());
     }
-    o
+    Ok(options)
 }
 
-async fn probe(args: Arc<ScanArgs>, t: Task) -> Row {
-    let mut job = Job::new(t.check, &t.ip.to_string(), Some(t.port));
-    job.options = options(&args, t.check);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.timeout);
-    let cx = Ctx::new(Arc::new(job), Some(t.ip), deadline);
-    let outcome = match custodian_probes::find(t.check) {
-        Some(p) => (p.check)(&cx).await,
-        None => Outcome::unknown(format!("no probe {}", t.check)),
-    };
-    let (verdict, reason, evidence, source) = split_outcome(&outcome);
-    Row {
-        target: t.ip.to_string(),
-        port: t.port,
-        check: t.check.into(),
-        verdict,
-        reason,
-        evidence,
-        source,
+/// A refusal with its hint on a line of its own.
+fn flag_error(e: &custodian_core::Invalid) -> String {
+    match &e.hint {
+        Some(h) => format!("{}\n  hint: {h}", e.msg),
+        None => e.msg.clone(),
     }
+}
+
+async fn probe(plan: Arc<Plan>, env: Arc<Env>, t: Task) -> Row {
+    let check = &plan.checks[t.check];
+    let name = check.probe.spec.name;
+    let mut job = Job::new(name, &t.ip.to_string(), Some(t.port));
+    job.options = check.options.clone();
+    let deadline = tokio::time::Instant::now() + plan.timeout;
+    let cx = Ctx::prepared(
+        env,
+        Arc::new(job),
+        Arc::clone(&check.params),
+        Some(t.ip),
+        deadline,
+    );
+    let finding = custodian_probes::assess(&cx)
+        .await
+        .unwrap_or_else(|| Finding::new(Verdict::Unknown, format!("{name} is not an abuse check")));
+    Row::new(&t, name, finding)
 }
 
 pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
+    let plan = plan(&args)?;
     let blocks = blocks(&args.targets)?;
     let exclude = blocks_of_list(args.exclude.as_deref())?;
     let total: u64 = blocks.iter().map(Block::len).sum();
     if total > LARGE && !args.allow_large {
         bail!("{total} addresses is more than a /16: pass --allow-large to scan them");
     }
-    if args.rate <= 0.0 || args.timeout <= 0.0 {
-        bail!("--rate and --timeout must be positive");
-    }
-    let checks = plan(&args)?;
-    let per_address: usize = checks.iter().map(|(_, ports, _)| ports.len()).sum();
+    let per_address: usize = plan.checks.iter().map(|c| c.ports.len()).sum();
     let count = addresses(&blocks, &exclude).count() * per_address;
-    let tasks = addresses(&blocks, &exclude).flat_map(|ip| {
-        checks.iter().flat_map(move |(check, ports, conns)| {
-            ports.iter().map(move |&port| Task {
-                ip,
-                check,
-                port,
-                conns: *conns,
-            })
+    let plan = Arc::new(plan);
+    let p = Arc::clone(&plan);
+    let tasks = addresses(&blocks, &exclude).flat_map(move |ip| {
+        let p = Arc::clone(&p);
+        (0..p.checks.len()).flat_map(move |check| {
+            let ports = p.checks[check].ports.clone();
+            ports.into_iter().map(move |port| Task { ip, check, port })
         })
     });
-    let report = run(Arc::new(args), tasks, count).await;
+    let report = run(&args, plan, tasks, count).await;
     Ok(if report.open {
         ExitCode::FAILURE
+    } else if report.unknown {
+        ExitCode::from(crate::EXIT_UNKNOWN)
     } else {
         ExitCode::SUCCESS
     })
@@ -232,25 +362,35 @@ fn blocks_of_list(list: Option<&str>) -> Result<Vec<Block>> {
 /// What the table needs: counts per verdict and the findings; rows themselves are streamed.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    pub(crate) counts: BTreeMap<String, usize>,
+    pub(crate) counts: BTreeMap<Verdict, usize>,
     pub(crate) findings: Vec<Row>,
+    /// Something is (probably) open.
     pub(crate) open: bool,
+    /// Some probe could not be run (our own error).
+    pub(crate) unknown: bool,
 }
 
 impl Report {
     fn add(&mut self, row: Row) {
-        *self.counts.entry(row.verdict.clone()).or_default() += 1;
-        self.open |= row.verdict.ends_with("open");
-        if rank(&row.verdict) < 3 {
+        *self.counts.entry(row.verdict).or_default() += 1;
+        self.open |= row.verdict.is_open();
+        self.unknown |= row.verdict == Verdict::Unknown;
+        // Silence and refusals are counted only; everything else is listed.
+        if row.verdict < Verdict::NoAnswer {
             self.findings.push(row);
         }
     }
 }
 
-/// `--concurrency`, lowered so that two sockets per probe fit the open-file limit (raised first).
-fn concurrency(wanted: usize) -> usize {
+/// `--concurrency`, lowered so that `conns` sockets per probe fit the open-file limit
+/// (raised first).
+fn concurrency(wanted: usize, conns: u32) -> usize {
+    let per = u64::from(conns.max(1));
     match crate::raise_fd_limit() {
-        Some(limit) => wanted.min((limit.saturating_sub(crate::RESERVED_FDS) / 2).max(1) as usize),
+        Some(limit) => {
+            let fit = (limit.saturating_sub(crate::RESERVED_FDS) / per).max(1);
+            wanted.min(usize::try_from(fit).unwrap_or(usize::MAX))
+        }
         None => wanted,
     }
     .max(1)
@@ -258,56 +398,52 @@ fn concurrency(wanted: usize) -> usize {
 
 /// Runs every task at `--rate` new connections per second, `--concurrency` at once; JSON and
 /// CSV rows are printed as they come, the table at the end.
-async fn run(args: Arc<ScanArgs>, tasks: impl Iterator<Item = Task>, count: usize) -> Report {
+async fn run(
+    args: &ScanArgs,
+    plan: Arc<Plan>,
+    tasks: impl Iterator<Item = Task>,
+    count: usize,
+) -> Report {
     let bar = crate::report::progress(count, args.quiet);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    let mut tick = tokio::time::interval(plan.pause);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tick = Arc::new(tokio::sync::Mutex::new(tick));
-    let a = args.clone();
+    // Built once for the whole scan: every probe shares its trust roots and nameservers.
+    let env = Arc::new(Env::default());
     if args.csv {
         println!("target,port,check,verdict,source,reason,evidence");
     }
+    let most_conns = plan.checks.iter().map(|c| c.conns).max().unwrap_or(1);
     let mut report = Report::default();
+    let p = Arc::clone(&plan);
     let rows = futures::stream::iter(tasks)
         .then(|t| {
             let tick = tick.clone();
+            let conns = p.checks[t.check].conns;
             async move {
                 let mut tick = tick.lock().await;
-                for _ in 0..t.conns {
+                for _ in 0..conns {
                     tick.tick().await;
                 }
                 t
             }
         })
-        .map(|t| probe(a.clone(), t))
-        .buffer_unordered(concurrency(args.concurrency));
+        .map(|t| probe(Arc::clone(&plan), Arc::clone(&env), t))
+        .buffer_unordered(concurrency(plan.concurrency, most_conns));
     let mut rows = std::pin::pin!(rows);
     while let Some(row) = rows.next().await {
         bar.inc(1);
-        print_row(&args, &row);
+        print_row(args, &row);
         report.add(row);
     }
     bar.finish_and_clear();
-    report.findings.sort_by(|x, y| {
-        (rank(&x.verdict), &x.target, x.port).cmp(&(rank(&y.verdict), &y.target, y.port))
-    });
+    report
+        .findings
+        .sort_by(|x, y| (x.verdict, &x.target, x.port).cmp(&(y.verdict, &y.target, y.port)));
     if !args.json && !args.csv {
         print!("{}", table(&report));
     }
     report
-}
-
-fn rank(verdict: &str) -> u8 {
-    [
-        "open",
-        "probably-open",
-        "inconclusive",
-        "no-answer",
-        "closed",
-    ]
-    .iter()
-    .position(|v| *v == verdict)
-    .map_or(5, |p| p as u8)
 }
 
 fn print_row(args: &ScanArgs, r: &Row) {
@@ -315,11 +451,12 @@ fn print_row(args: &ScanArgs, r: &Row) {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
     } else if args.csv {
         let port = r.port.to_string();
+        let verdict = r.verdict.word().to_string();
         let cells = [
             &r.target,
             &port,
             &r.check,
-            &r.verdict,
+            &verdict,
             &r.source,
             &r.reason,
             &r.evidence,
@@ -339,27 +476,35 @@ fn csv_cell(s: &str) -> String {
 
 /// The report: counts per verdict, then every finding that is not closed or silent.
 pub(crate) fn table(report: &Report) -> String {
-    let count = |v: &str| report.counts.get(v).copied().unwrap_or(0);
+    let count = |v: Verdict| report.counts.get(&v).copied().unwrap_or(0);
     let mut out = format!(
-        "{} probes: {} open, {} probably open, {} inconclusive, {} closed, {} no answer\n",
+        "{} probes: {} open, {} probably open, {} inconclusive, {} closed, {} no answer, \
+         {} unknown\n",
         report.counts.values().sum::<usize>(),
-        count("open"),
-        count("probably-open"),
-        count("inconclusive"),
-        count("closed"),
-        count("no-answer")
+        count(Verdict::Open),
+        count(Verdict::ProbablyOpen),
+        count(Verdict::Inconclusive),
+        count(Verdict::Closed),
+        count(Verdict::NoAnswer),
+        count(Verdict::Unknown),
     );
     for r in &report.findings {
         out.push_str(&format!(
-            "{:<14} {}:{}  {}: {}\n    evidence (from {}): {}\n",
-            r.verdict.to_uppercase(),
+            "{:<14} {}:{}  {}: {}\n",
+            r.verdict.word().to_uppercase(),
             r.target,
             r.port,
             r.check,
             r.reason,
-            r.source,
-            r.evidence
         ));
+        if !r.evidence.is_empty() {
+            let from = if r.source.is_empty() {
+                String::new()
+            } else {
+                format!(" (from {})", r.source)
+            };
+            out.push_str(&format!("    evidence{from}: {}\n", r.evidence));
+        }
     }
     out
 }
@@ -399,30 +544,6 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_split_into_fields() {
-        let o = Outcome::Up {
-            detail: Some("open: accepted <a@b> [from 127.0.0.1: C: EHLO x | S: 250 ok]".into()),
-        };
-        let (v, why, ev, src) = split_outcome(&o);
-        assert_eq!(
-            (v.as_str(), why.as_str(), ev.as_str(), src.as_str()),
-            (
-                "open",
-                "accepted <a@b>",
-                "C: EHLO x | S: 250 ok",
-                "127.0.0.1"
-            )
-        );
-        let (v, why, ev, _) = split_outcome(&Outcome::down(
-            "closed: connect to port 25: connection refused",
-        ));
-        assert_eq!(
-            (v.as_str(), why.as_str(), ev.as_str()),
-            ("closed", "connect to port 25: connection refused", "")
-        );
-    }
-
-    #[test]
     fn csv_quotes_when_needed() {
         assert_eq!(csv_cell("a,b \"c\""), "\"a,b \"\"c\"\"\"");
         assert_eq!(csv_cell("plain"), "plain");
@@ -430,31 +551,35 @@ mod tests {
 
     #[test]
     fn table_counts_and_lists_findings() {
-        let row = |v: &str| Row {
+        let row = |verdict| Row {
             target: "127.0.0.1".into(),
             port: 25,
             check: "openrelay".into(),
-            verdict: v.into(),
+            verdict,
             reason: "why".into(),
             evidence: "C: x".into(),
             source: "127.0.0.1".into(),
         };
         let mut report = Report::default();
-        for v in ["open", "closed", "no-answer"] {
+        for v in [Verdict::Open, Verdict::Closed, Verdict::NoAnswer] {
             report.add(row(v));
         }
-        assert!(report.open);
+        assert!(report.open && !report.unknown);
         let t = table(&report);
         assert!(
             t.starts_with(
-                "3 probes: 1 open, 0 probably open, 0 inconclusive, 1 closed, 1 no answer\n"
+                "3 probes: 1 open, 0 probably open, 0 inconclusive, 1 closed, 1 no answer, \
+                 0 unknown\n"
             ),
             "{t}"
         );
         assert!(
-            t.contains("OPEN           127.0.0.1:25  openrelay: why"),
+            t.contains("OPEN           127.0.0.1:25  openrelay: why\n    evidence (from 127.0.0.1): C: x\n"),
             "{t}"
         );
         assert_eq!(t.lines().count(), 3, "{t}");
+        report.add(row(Verdict::Unknown));
+        assert!(report.unknown);
+        assert!(table(&report).contains("UNKNOWN        127.0.0.1:25"));
     }
 }

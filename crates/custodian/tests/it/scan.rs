@@ -154,3 +154,105 @@ fn scan_table_csv_and_limits() {
         name.stderr
     );
 }
+
+/// Bad flags: exit 2 with a message naming the flag, and nothing scanned (the target is a
+/// loopback address where a probe would be answered at once, so a scan would print rows).
+#[test]
+fn bad_flags_exit_2_and_scan_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--canary", "ftp://x/"],
+            "--canary 'ftp://x/': the canary `ftp://x/` must be an http:// URL, not ftp://\n  hint: ",
+        ),
+        (&["--canary", "not a url"], "--canary 'not a url': `not a url` is not a canary URL"),
+        (&["--token", ""], "--token '': the value is empty"),
+        (&["--expect", "notanip"], "--expect 'notanip': `notanip` is not an IP address\n  hint: "),
+        (
+            &["--zone", "not a zone"],
+            "--zone 'not a zone': `not a zone` is not a DNS zone name",
+        ),
+        (
+            &["--recipient", "nobody"],
+            "--recipient 'nobody': `nobody` is not a mail address: it has no @domain\n  hint: ",
+        ),
+        (&["--sender", "a b@c.d"], "--sender 'a b@c.d': `a b@c.d` is not a mail address"),
+        (&["--port", "typo=25"], "--port typo=25: unknown check `typo` (known: openrelay, "),
+        (&["--port", "openrelay=0"], "--port openrelay=0: port 0 is out of range (1-65535)"),
+        (&["--port", "openrelay=70000"], "port 70000 is out of range (1-65535)"),
+        (&["--port", "openrelay=x"], "--port openrelay=x: `x` is not a port number"),
+        (&["--port", "openrelay"], "--port openrelay: want CHECK=PORT[,PORT]"),
+        (&["--checks", "openrelay,typo"], "--checks: unknown check `typo`"),
+        (
+            &["--checks", "openrelay", "--port", "opensocks=1080"],
+            "--port opensocks=...: opensocks is not among --checks openrelay",
+        ),
+        (
+            &["--checks", "openrelay", "--canary", "http://127.0.0.1/"],
+            "--canary is not used by any of --checks openrelay",
+        ),
+        (&["--concurrency", "0"], "--concurrency 0: want at least 1"),
+        (&["--rate", "nan"], "--rate NaN: want new connections per second"),
+        (&["--rate", "inf"], "--rate inf: want new connections per second"),
+        (&["--rate", "0"], "--rate 0.0: want new connections per second"),
+        (&["--rate=-5"], "--rate -5.0: want new connections per second"),
+        (&["--rate", "1e300"], "--rate 1e300: want new connections per second"),
+        (&["--timeout", "inf"], "--timeout inf: want a number of seconds above 0 and at most 3600"),
+        (&["--timeout", "nan"], "--timeout NaN: want a number of seconds"),
+        (&["--timeout", "1e300"], "--timeout 1e300: want a number of seconds"),
+        (&["--timeout", "0"], "--timeout 0.0: want a number of seconds"),
+        (&["--timeout=-1"], "--timeout -1.0: want a number of seconds"),
+    ];
+    for (flags, message) in cases {
+        let args = [&["scan", "--json"][..], flags, &["127.0.0.1"]].concat();
+        let run = custodian(dir.path(), &args);
+        assert_eq!(run.code, 2, "{flags:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(message), "{flags:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{flags:?} scanned: {}", run.stdout);
+    }
+}
+
+/// Valid flag values in every accepted form are taken (each check run once on a closed port).
+#[test]
+fn good_flags_are_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = closed_port().to_string();
+    let ports: Vec<String> = ["openrelay", "openresolver", "openproxy", "opensocks"]
+        .iter()
+        .map(|c| format!("{c}={port}"))
+        .collect();
+    let mut args = vec!["scan", "--json", "--timeout", "2"];
+    for p in &ports {
+        args.extend(["--port", p]);
+    }
+    args.extend([
+        "--sender",
+        "\"odd local\"@[192.0.2.1]",
+        "--recipient",
+        "probe@relaytest.example.net",
+        "--data-confirmation",
+        "--zone",
+        "probe.example.net.",
+        "--expect",
+        "2001:db8::7",
+        "--canary",
+        "http://[::1]:8099/c",
+        "--token",
+        "k3y",
+        "127.0.0.1",
+    ]);
+    let run = custodian(dir.path(), &args);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let rows: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", run.stdout);
+    assert!(
+        rows.iter()
+            .all(|r| r["verdict"] != "open" && r["verdict"] != "unknown"),
+        "{}",
+        run.stdout
+    );
+}
