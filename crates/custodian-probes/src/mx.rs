@@ -307,6 +307,26 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 
+    /// Our nameservers are ours: when none answers, the mail domain was never judged.
+    #[tokio::test]
+    async fn dead_nameservers_make_the_check_unknown() {
+        let dead = refused().await;
+        let env = crate::Env::build(&crate::EnvOptions {
+            roots: crate::Roots::Bundled,
+            nameservers: vec![dead],
+            ..crate::EnvOptions::default()
+        })
+        .expect("env");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let j = std::sync::Arc::new(Job::new("mx", "one.test", Some(25)));
+        let c = Ctx::new_in(std::sync::Arc::new(env), j, None, deadline);
+        let out = (crate::find("mx").expect("registered").check)(&c).await;
+        assert!(
+            matches!(&out, Outcome::Unknown { error } if error.contains(&dead.to_string())),
+            "{out:?}"
+        );
+    }
+
     #[tokio::test]
     async fn check_without_nameservers_is_unknown() {
         // Unit tests never set nameservers, and the system's are off limits to them.
