@@ -6,10 +6,10 @@
 //! global one, so a job queued behind a slow host never holds a slot another host could use.
 //! The reported duration counts the attempts themselves, never the wait for a slot.
 
-use crate::resolve;
+use crate::resolve::{self, Resolver};
 use crate::settings::Settings;
 use custodian_core::{judge, Job, JobResult, Outcome, Params, Status, TargetKind};
-use custodian_probes::{Ctx, Probe};
+use custodian_probes::{Ctx, Env, Probe};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -23,15 +23,39 @@ const GRACE: Duration = Duration::from_millis(250);
 
 pub(crate) struct Engine {
     settings: Settings,
+    /// Nameservers and TLS trust, shared by every attempt's context.
+    env: Arc<Env>,
     global: Semaphore,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Built once per run or worker, so its cache serves every check of the run.
+    resolver: Resolver,
 }
 
 impl Engine {
+    /// An engine in the default probe environment (tests; the binary passes its own).
+    #[cfg(test)]
     pub(crate) fn new(settings: Settings) -> Arc<Engine> {
+        Engine::with_env(settings, Arc::default())
+    }
+
+    /// An engine whose probes share `env` (the binary's, built once from its settings).
+    pub(crate) fn with_env(settings: Settings, env: Arc<Env>) -> Arc<Engine> {
+        let resolver = Resolver::system(settings.resolve_timeout());
+        Engine::assemble(settings, resolver, env)
+    }
+
+    /// An engine resolving targets through `resolver` (tests point one at their own server).
+    #[cfg(test)]
+    pub(crate) fn with_resolver(settings: Settings, resolver: Resolver) -> Arc<Engine> {
+        Engine::assemble(settings, resolver, Arc::default())
+    }
+
+    fn assemble(settings: Settings, resolver: Resolver, env: Arc<Env>) -> Arc<Engine> {
         Arc::new(Engine {
+            env,
             global: Semaphore::new(settings.concurrency),
             hosts: Mutex::new(HashMap::new()),
+            resolver,
             settings,
         })
     }
@@ -43,8 +67,14 @@ impl Engine {
         jobs: Vec<Job>,
         on_result: impl FnMut(JobResult),
     ) {
-        let concurrency = self.settings.concurrency;
-        crate::queue::embedded(Arc::clone(self), concurrency, jobs, on_result).await;
+        // The embedded queue has no other consumer, so it may hold every job: the engine's
+        // own slots bound what runs. Capped at `concurrency`, jobs waiting for a busy host's
+        // slot (per_host) would fill it and keep every other host's jobs from being taken.
+        let held = match self.settings.per_host {
+            0 => self.settings.concurrency,
+            _ => jobs.len().max(1),
+        };
+        crate::queue::embedded(Arc::clone(self), held, jobs, on_result).await;
     }
 
     /// Runs one job: time window, then up to `retries` attempts until one passes.
@@ -118,14 +148,15 @@ impl Engine {
                 TargetKind::Name => vec![None],
                 TargetKind::Host | TargetKind::Url(_) | TargetKind::HostOrUrl(_) => {
                     let limit = self.settings.resolve_timeout().min(timeout);
-                    match resolve::addresses(&host, job.family, limit).await {
+                    match self.resolver.addresses(&host, job.family, limit).await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
-                        Err(e) => return vec![(None, Outcome::unknown(e))],
+                        Err(outcome) => return vec![(None, outcome)],
                     }
                 }
             };
             let checks = addrs.iter().map(|addr| async move {
-                let cx = Ctx::prepared(Arc::clone(job), Arc::clone(params), *addr, deadline);
+                let env = Arc::clone(&self.env);
+                let cx = Ctx::prepared(env, Arc::clone(job), Arc::clone(params), *addr, deadline);
                 (*addr, (probe.check)(&cx).await)
             });
             futures::future::join_all(checks).await
@@ -186,6 +217,8 @@ fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::fake_dns::FakeDns;
+    use crate::resolve::tests::test_resolver;
     use std::net::Ipv4Addr;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
@@ -286,6 +319,126 @@ mod tests {
             order[0].1
         );
         assert_eq!(order[1].0, Status::Failed);
+    }
+
+    /// A listener on `ip` that greets with an SSH banner, or with `hung` accepts and never
+    /// speaks (connections held open); returns its port.
+    async fn serve(ip: &str, hung: bool) -> u16 {
+        let l = TcpListener::bind((ip, 0)).await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = l.accept().await {
+                if !hung {
+                    let _ = s.write_all(b"SSH-2.0-x\r\n").await;
+                }
+                held.push(s);
+            }
+        });
+        port
+    }
+
+    fn banner_job(target: &str, port: u16) -> Job {
+        let mut job = Job::new("tcp", target, Some(port));
+        job.options.insert("banner".into(), "SSH".into());
+        job
+    }
+
+    #[tokio::test]
+    async fn a_host_limit_never_makes_another_host_wait() {
+        // Eight checks of a hung host, one at a time (per_host 1), then one of a fine host.
+        let hung = serve("127.0.0.1", true).await;
+        let fine = serve("127.0.0.2", false).await;
+        let mut jobs: Vec<Job> = (0..8).map(|_| banner_job("127.0.0.1", hung)).collect();
+        jobs.push(banner_job("127.0.0.2", fine));
+        let engine = Engine::new(Settings {
+            per_host: 1,
+            concurrency: 4,
+            ..settings(1, 0.4)
+        });
+        let t = Instant::now();
+        let mut done = Vec::new();
+        engine.run_all(jobs, |r| done.push((r, t.elapsed()))).await;
+        let (quick, at) = done
+            .iter()
+            .find(|(r, _)| r.target == "127.0.0.2")
+            .expect("quick result");
+        assert_eq!(quick.status, Status::Passed);
+        assert!(
+            *at < Duration::from_secs(1),
+            "the quick check waited {at:?}"
+        );
+        let hung: Vec<_> = done
+            .iter()
+            .filter(|(r, _)| r.target == "127.0.0.1")
+            .collect();
+        assert_eq!(hung.len(), 8);
+        // They did queue behind each other...
+        let last = hung.iter().map(|(_, at)| *at).max().unwrap_or_default();
+        assert!(
+            last >= Duration::from_millis(7 * 400),
+            "no queueing: {last:?}"
+        );
+        // ...yet each reports only its own attempt, not its time in the queue.
+        for (r, _) in &hung {
+            assert_eq!(r.status, Status::Failed, "{:?}", r.error);
+            assert!(r.duration_ms < 1000, "{} ms reported", r.duration_ms);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_nameserver_costs_only_its_checks_and_they_recover() {
+        let dns = FakeDns::start(
+            "127.0.0.1",
+            &[("up.test", "127.0.0.1".parse().expect("ip"))],
+        )
+        .await;
+        let port = serve("127.0.0.1", false).await;
+        let limit = Duration::from_secs(1);
+        let engine = Engine::with_resolver(
+            Settings {
+                resolve_timeout: limit.as_secs_f64(),
+                ..settings(1, 3.0)
+            },
+            test_resolver(dns.addr, "", limit),
+        );
+        let jobs = || {
+            let mut jobs: Vec<Job> = (0..4).map(|_| banner_job("up.test", port)).collect();
+            let mut must_not = banner_job("up.test", port);
+            must_not.inverted = true;
+            must_not.otherwise = Some("must not run".into());
+            jobs.push(must_not);
+            jobs.push(banner_job("127.0.0.1", port));
+            jobs
+        };
+        dns.stall(true);
+        let mut done = Vec::new();
+        engine.run_all(jobs(), |r| done.push(r)).await;
+        // The literal needs no lookup and finishes first; the named ones, inverted or not,
+        // are unknown (our resolver), each after its own resolve deadline.
+        assert_eq!(done[0].target, "127.0.0.1");
+        assert_eq!(done[0].status, Status::Passed);
+        assert_eq!(done.len(), 6);
+        for r in &done[1..] {
+            assert_eq!(r.status, Status::Unknown);
+            let want = "could not check: resolving up.test timed out after 1.0s";
+            assert_eq!(r.error.as_deref(), Some(want));
+            assert!(r.duration_ms < 2000, "{} ms", r.duration_ms);
+        }
+        // Once it answers again, the same engine (and its cache) resolves at once.
+        dns.stall(false);
+        let t = Instant::now();
+        let mut after = Vec::new();
+        engine.run_all(jobs(), |r| after.push(r)).await;
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(after.len(), 6);
+        for r in &after {
+            let want = match r.otherwise.as_deref() {
+                Some("must not run") => Status::Failed,
+                _ => Status::Passed,
+            };
+            assert_eq!(r.status, want, "{:?}", r.error);
+        }
     }
 
     #[tokio::test]
