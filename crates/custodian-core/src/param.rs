@@ -20,6 +20,9 @@ pub struct Invalid {
     pub hint: Option<String>,
     /// The option key the problem is about, for checks spanning several options.
     pub key: Option<&'static str>,
+    /// The original custodian accepted this (its own tests use it): a warning, an error only
+    /// under `--strict`, and a worker still runs the job as the original would.
+    pub lenient: bool,
 }
 
 impl Invalid {
@@ -28,7 +31,14 @@ impl Invalid {
             msg: msg.into(),
             hint: None,
             key: None,
+            lenient: false,
         }
+    }
+
+    /// Marks a mistake the original accepted (see [`Invalid::lenient`]).
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -210,10 +220,10 @@ impl Params {
             values.insert(key.clone(), value);
         }
         let params = Params { values };
-        if let Some(check) = spec.check {
-            check(&params)?;
+        match spec.check.map(|check| check(&params)) {
+            Some(Err(e)) if !e.lenient => Err(e),
+            _ => Ok(params),
         }
-        Ok(params)
     }
 
     /// Params from already parsed values (tests and tools).

@@ -6,7 +6,7 @@ mod phrase;
 #[cfg(test)]
 mod tests;
 
-use crate::param::{Kind, Params};
+use crate::param::{Invalid, Kind, Params};
 use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
 use crate::spec::{mask_url, Family, Job, MASK, SECRET_KEYS};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
@@ -187,16 +187,31 @@ impl Planner<'_> {
         self.required(cx, spec, &job);
         // A line-wide check only makes sense once each value is well-formed.
         if self.errors() == before {
-            if let Err(e) = Params::build(spec, &job.options) {
-                let span = e
-                    .key
-                    .and_then(|k| self.spans.iter().find(|(n, _)| n == k))
-                    .map_or(cx.test.probe.span, |(_, s)| *s);
-                self.error(cx, span, e.msg, e.hint);
+            let lenient = Params::build(spec, &job.options)
+                .map(|p| spec.check.and_then(|check| check(&p).err()));
+            match lenient {
+                Err(e) => self.line_problem(cx, e),
+                Ok(Some(e)) => self.line_problem(cx, e),
+                Ok(None) => {}
             }
         }
         job.line = masked_line(cx, &secrets);
         job
+    }
+
+    /// Reports a whole-line problem at the option it names (else at the type); one the
+    /// original accepted is a warning unless `--strict`.
+    fn line_problem(&mut self, cx: Cx<'_>, e: Invalid) {
+        let span = e
+            .key
+            .and_then(|k| self.spans.iter().find(|(n, _)| n == k))
+            .map_or(cx.test.probe.span, |(_, s)| *s);
+        if e.lenient && !self.strict {
+            let msg = format!("{} (accepted for compatibility; `--strict` rejects it)", e.msg);
+            self.report(cx, Severity::Warning, span, msg, e.hint);
+        } else {
+            self.error(cx, span, e.msg, e.hint);
+        }
     }
 
     /// Reports each required phrase the line does not give.

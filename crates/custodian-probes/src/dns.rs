@@ -202,7 +202,9 @@ fn values_fit_type(p: &Params) -> Result<(), Invalid> {
                 ..e
             }),
         };
-        fits.map_err(|e| e.at("expect"))?;
+        // The original accepted any value (its own tests ask for A records as 'foo'): such a
+        // line can never pass, so it is a warning, and an error under --strict.
+        fits.map_err(|e| e.at("expect").lenient())?;
     }
     Ok(())
 }

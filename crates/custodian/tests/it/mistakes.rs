@@ -124,3 +124,22 @@ fn run_probes_nothing_when_a_line_is_bad() {
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// The original's own tests ask for A records as 'foo': accepted with a warning (such a line
+/// can never pass), rejected under `--strict`.
+#[test]
+fn original_dns_values_of_the_wrong_type_warn() {
+    let (dir, _) = file(
+        "dns.cfg",
+        "ns must run dns for example.com resolving A as 'foo'.\n",
+    );
+    let lax = custodian(dir.path(), &["check", "dns.cfg"]);
+    assert_eq!(lax.code, 0, "{}", lax.stderr);
+    assert!(
+        lax.stderr.contains("dns.cfg:1:47: warning") && lax.stderr.contains("--strict"),
+        "{}",
+        lax.stderr
+    );
+    let strict = custodian(dir.path(), &["check", "--strict", "dns.cfg"]);
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
+}
