@@ -171,7 +171,7 @@ impl Dialog<Stream> {
         if !implicit_tls {
             return Ok(Dialog::new(Box::new(tcp)));
         }
-        let tls = tls::handshake(cx, tcp, Verify::from_job(&cx.job)).await?;
+        let tls = tls::handshake(cx, tcp, Verify::of(cx)).await?;
         Ok(Dialog::new(Box::new(tls)))
     }
 

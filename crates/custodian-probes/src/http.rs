@@ -447,7 +447,7 @@ fn request_error(e: &reqwest::Error, url: &Url) -> String {
         src = s.source();
     }
     if let Some(t) = io.and_then(rustls_error) {
-        return format!("TLS handshake on port {port} failed: {t}");
+        return format!("TLS handshake on port {port} failed: {}", tls::tls_error(t));
     }
     match (e.is_connect(), io) {
         (true, Some(ioe)) if ioe.get_ref().is_some() => format!("connect to port {port}: {ioe}"),

@@ -143,7 +143,10 @@ mod tests {
     async fn untrusted_self_signed_fails_unless_insecure() {
         let port = server(false, &["www.custodian.test"], 365 * DAY).await;
         let out = probe(port, &[]).await;
-        assert!(down_with(&out, "UnknownIssuer"), "{out:?}");
+        assert!(
+            down_with(&out, "failed: certificate is not trusted (unknown issuer)"),
+            "{out:?}"
+        );
         assert!(probe(port, &[("with_tls_insecure", json!(true))])
             .await
             .is_up());

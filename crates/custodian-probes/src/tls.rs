@@ -368,11 +368,18 @@ pub(crate) fn peer_leaf<S>(tls: &TlsStream<S>) -> Result<&[u8], String> {
 /// A plain-worded reason for a failed handshake.
 fn handshake_error(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(c)) => certificate_error(c),
-        Some(rustls::Error::AlertReceived(a)) => format!("the server sent alert {a:?}"),
-        Some(other) => other.to_string(),
+        Some(t) => tls_error(t),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => "connection closed by peer".into(),
         None => net::io_reason(e),
+    }
+}
+
+/// A rustls error in an operator's words (shared with `https`).
+pub(crate) fn tls_error(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => certificate_error(c),
+        rustls::Error::AlertReceived(a) => format!("the server sent alert {a:?}"),
+        other => other.to_string(),
     }
 }
 
@@ -761,6 +768,49 @@ mod tests {
             &[("no_ssl_check", json!(true)), ("expire_days", json!(9))],
         );
         assert_eq!(v.expire_days, Some(9));
+    }
+
+    /// The handshake every TLS type shares (smtps, imaps, pop3s, ldaps, STARTTLS) against an
+    /// in-process server whose self-signed, misnamed certificate expires in 3 days.
+    #[tokio::test]
+    async fn insecure_handshake_still_judges_the_expiry() {
+        use crate::net::testutil::cx;
+        use serde_json::json;
+        let l = leaf(None, &["other.custodian.test"], 3 * DAY + 3600);
+        let (a, _) = scripted_tls(server_config(&l), Mode::Implicit, "220 hi\r\n", |_| None).await;
+        let shake = |opts: &[(&str, serde_json::Value)]| {
+            let mut j = Job::new("smtps", "127.0.0.1", Some(a.port()));
+            for (k, v) in opts {
+                j.options.insert(k.to_string(), v.clone());
+            }
+            let cx = cx(j, 3.0);
+            async move {
+                let tcp = net::connect(&cx).await?;
+                handshake(&cx, tcp, Verify::of(&cx)).await.map(|_| ())
+            }
+        };
+        let err = shake(&[]).await.expect_err("untrusted");
+        assert!(
+            err.ends_with("certificate is not trusted (unknown issuer)"),
+            "{err}"
+        );
+        let insecure = ("with_tls_insecure", json!(true));
+        let err = shake(std::slice::from_ref(&insecure))
+            .await
+            .expect_err("too soon");
+        assert!(
+            err.starts_with("certificate expires in 3 days (at "),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("less than 14 (verification skipped: with tls insecure)"),
+            "{err}"
+        );
+        let err = shake(&[insecure.clone(), ("expire_days", json!(30))])
+            .await
+            .expect_err("30");
+        assert!(err.contains("less than 30 (verification skipped"), "{err}");
+        assert_eq!(shake(&[insecure, ("expire_days", json!(2))]).await, Ok(()));
     }
 
     #[test]

@@ -234,6 +234,35 @@ async fn https_expiring_certificate_fails_the_default_14_days() {
     assert_down(&out, "less than 14");
 }
 
+/// `with tls insecure` skips the chain and name only: the expiring certificate still fails
+/// the limit (default or given), and the reason says verification was skipped.
+#[tokio::test]
+async fn https_insecure_still_fails_an_expiring_certificate() {
+    let insecure = ("with_tls_insecure", json!(true));
+    let skipped = "(verification skipped: with tls insecure)";
+    let out = url(
+        "https",
+        "https_expiring",
+        "/",
+        std::slice::from_ref(&insecure),
+    )
+    .await;
+    assert_down(&out, "certificate expires in ");
+    assert_down(&out, &format!("less than 14 {skipped}"));
+    let limit = [insecure.clone(), ("expiration", json!("1w"))];
+    assert_down(
+        &url("https", "https_expiring", "/", &limit).await,
+        &format!("less than 7 {skipped}"),
+    );
+    let out = tls_host("ssl", "https_expiring", std::slice::from_ref(&insecure)).await;
+    assert_down(&out, &format!("less than 14 {skipped}"));
+    let short = [insecure, ("expire_days", json!(1))];
+    assert_up(
+        &url("https", "https_expiring", "/", &short).await,
+        "status 200",
+    );
+}
+
 #[tokio::test]
 async fn https_expiring_certificate_passes_a_2_day_demand() {
     let out = url("https", "https_expiring", "/", &[("expire_days", json!(2))]).await;
@@ -1053,7 +1082,11 @@ async fn opensocks_microsocks_open_and_with_auth() {
 /// An `rsync://` job for `path` (module first) on the rsync peer.
 async fn rsync_url(path: &str) -> Outcome {
     let addr = peers().addr("rsync");
-    let job = Job::new("rsync", &format!("rsync://{addr}/{path}"), Some(addr.port()));
+    let job = Job::new(
+        "rsync",
+        &format!("rsync://{addr}/{path}"),
+        Some(addr.port()),
+    );
     run(job, addr, 10).await
 }
 

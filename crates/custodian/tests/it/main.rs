@@ -3,10 +3,11 @@
 mod alerting;
 mod check;
 mod cli;
-mod mistakes;
 mod common;
+mod mistakes;
 mod peers;
 mod queue;
 mod queue_broker;
 mod run;
 mod scan;
+mod tls;
