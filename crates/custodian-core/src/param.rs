@@ -181,7 +181,10 @@ pub fn regex(pattern: &str, ignore_case: bool) -> Result<Regex, Invalid> {
         .build()
         .map_err(|e| {
             let why = match e {
-                regex::Error::Syntax(s) => s.lines().last().unwrap_or("syntax error").to_string(),
+                regex::Error::Syntax(s) => {
+                    let last = s.lines().last().unwrap_or("syntax error");
+                    last.trim_start_matches("error: ").to_string()
+                }
                 regex::Error::CompiledTooBig(_) => "it compiles too big".to_string(),
                 _ => e.to_string(),
             };

@@ -207,7 +207,10 @@ impl Planner<'_> {
             .and_then(|k| self.spans.iter().find(|(n, _)| n == k))
             .map_or(cx.test.probe.span, |(_, s)| *s);
         if e.lenient && !self.strict {
-            let msg = format!("{} (accepted for compatibility; `--strict` rejects it)", e.msg);
+            let msg = format!(
+                "{} (accepted for compatibility; `--strict` rejects it)",
+                e.msg
+            );
             self.report(cx, Severity::Warning, span, msg, e.hint);
         } else {
             self.error(cx, span, e.msg, e.hint);
@@ -388,7 +391,11 @@ impl Planner<'_> {
             }
             if let (Some(kind), Some(t)) = (kinds.get(i), &token) {
                 if let Err(e) = kind.parse(&value) {
-                    self.error(cx, t.span, e.msg, e.hint);
+                    let msg = match kind {
+                        Kind::Int { .. } => format!("{key} {}", e.msg),
+                        _ => e.msg,
+                    };
+                    self.error(cx, t.span, msg, e.hint);
                     continue;
                 }
             }

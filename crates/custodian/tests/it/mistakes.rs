@@ -136,7 +136,7 @@ fn original_dns_values_of_the_wrong_type_warn() {
     let lax = custodian(dir.path(), &["check", "dns.cfg"]);
     assert_eq!(lax.code, 0, "{}", lax.stderr);
     assert!(
-        lax.stderr.contains("dns.cfg:1:47: warning") && lax.stderr.contains("--strict"),
+        lax.stderr.contains("dns.cfg:1:48: warning") && lax.stderr.contains("--strict"),
         "{}",
         lax.stderr
     );
