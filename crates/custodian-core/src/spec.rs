@@ -95,23 +95,11 @@ impl Job {
         mask_url(&self.target)
     }
 
-    /// A string option, if present.
+    /// A string option as written, if present (probes read parsed values from `Ctx::params`).
     pub fn opt_str(&self, key: &str) -> Option<&str> {
         self.options.get(key).and_then(|v| v.as_str())
     }
 
-    /// An integer option, if present.
-    pub fn opt_u64(&self, key: &str) -> Option<u64> {
-        self.options.get(key).and_then(|v| v.as_u64())
-    }
-
-    /// Whether a flag option was given.
-    pub fn flag(&self, key: &str) -> bool {
-        self.options
-            .get(key)
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false)
-    }
 
     /// The options with secrets masked, for output.
     pub fn masked_options(&self) -> BTreeMap<String, serde_json::Value> {

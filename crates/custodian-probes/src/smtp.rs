@@ -211,7 +211,7 @@ async fn login(
     ehlo: Option<&Reply>,
     secured: bool,
 ) -> Result<(), String> {
-    if !secured && !cx.job.flag("with_cleartext_login") {
+    if !secured && !cx.params.flag("with_cleartext_login") {
         return Err(
             "refusing to send the password in clear text: add `with tls` \
                     (or `with cleartext login` to allow it)"
