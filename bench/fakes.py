@@ -3,18 +3,25 @@
 
 Writes a custodian test file whose `otherwise` text records the expected verdict, then serves
 until killed. With a fourth argument KIND, every target is of that one kind (for per-protocol
-figures). Only binds loopback addresses.
+figures). With ONE_ADDRESS set (an IP), every target is on that one address, each on its own
+port from 20000 up. Only binds loopback addresses.
 """
 import asyncio
+import os
 import sys
 
 PORT = 7000
+ONE_ADDRESS = os.environ.get("ONE_ADDRESS")
 KINDS = ["ssh", "smtp", "http", "tcp", "http-wrong", "refused", "ssh", "smtp", "http", "tcp",
          "ssh", "smtp", "http", "tcp", "ssh", "smtp", "http", "tcp", "ssh", "hung"]
 
 
 def addr(i):
-    return f"127.1.{i // 250}.{i % 250 + 1}"
+    return ONE_ADDRESS or f"127.1.{i // 250}.{i % 250 + 1}"
+
+
+def port(i):
+    return 20000 + i if ONE_ADDRESS else PORT
 
 
 async def ssh(reader, writer):
@@ -97,22 +104,16 @@ HANDLERS = {
 
 
 def line(i, kind):
-    a = addr(i)
-    if kind in ("imap", "pop3", "ftp", "nntp", "redis", "rsync", "vnc"):
-        return f"{a} must run {kind} on {PORT} otherwise 'expect-pass'."
-    if kind == "ssh":
-        return f"{a} must run ssh on {PORT} otherwise 'expect-pass'."
-    if kind == "smtp":
-        return f"{a} must run smtp on {PORT} otherwise 'expect-pass'."
+    a, p = addr(i), port(i)
+    if kind in ("imap", "pop3", "ftp", "nntp", "redis", "rsync", "vnc", "ssh", "smtp", "tcp"):
+        return f"{a} must run {kind} on {p} otherwise 'expect-pass'."
     if kind == "http":
-        return f"http://{a}:{PORT}/ must run http with content 'custodian-bench-ok' otherwise 'expect-pass'."
+        return f"http://{a}:{p}/ must run http with content 'custodian-bench-ok' otherwise 'expect-pass'."
     if kind == "http-wrong":
-        return f"http://{a}:{PORT}/ must run http with content 'custodian-bench-ok' otherwise 'expect-fail'."
-    if kind == "tcp":
-        return f"{a} must run tcp on {PORT} otherwise 'expect-pass'."
+        return f"http://{a}:{p}/ must run http with content 'custodian-bench-ok' otherwise 'expect-fail'."
     if kind == "refused":
-        return f"{a} must run tcp on {PORT} otherwise 'expect-fail'."
-    return f"{a} must run ssh on {PORT} otherwise 'expect-fail'."  # hung
+        return f"{a} must run tcp on {p} otherwise 'expect-fail'."
+    return f"{a} must run ssh on {p} otherwise 'expect-fail'."  # hung
 
 
 async def main(n, test_file, ready_file, only=None):
@@ -122,7 +123,7 @@ async def main(n, test_file, ready_file, only=None):
             kind = only or KINDS[i % len(KINDS)]
             f.write(line(i, kind) + "\n")
             if kind != "refused":
-                servers.append(await asyncio.start_server(HANDLERS[kind], addr(i), PORT, backlog=64))
+                servers.append(await asyncio.start_server(HANDLERS[kind], addr(i), port(i), backlog=64))
     open(ready_file, "w").write("ready\n")
     await asyncio.sleep(3600 * 24)
 
