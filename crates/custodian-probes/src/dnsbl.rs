@@ -4,7 +4,7 @@
 //! Syntax: `ADDRESS must not run dnsbl [via ZONE,ZONE].` For 192.0.2.1 and zone `bl.example`
 //! we ask for the A record of `1.2.0.192.bl.example`; an answer in 127.0.0.0/24 means listed,
 //! NXDOMAIN (or no A record) means not listed. Without `via`, [`DEFAULT_ZONES`] are asked.
-//! Names go to the nameservers set with `set_nameservers` (the `nameservers` setting), else
+//! Names go to the nameservers of the probe `Env` (the `nameservers` setting), else
 //! those of /etc/resolv.conf; the target itself is never resolved.
 //! Up: `listed in ZONE (127.0.0.N)` for the first zone (in the given order) that lists it.
 //! Down: `not listed in ZONE, ZONE`.

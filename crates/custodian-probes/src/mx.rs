@@ -2,7 +2,7 @@
 //! then each exchange's A/AAAA addresses, and each address must pass the `smtp` check.
 //!
 //! Syntax: `DOMAIN must run mx [on PORT] [with banner 'REGEX'].` The target is a mail domain,
-//! never resolved by the worker; names go to the nameservers set with `set_nameservers` (the
+//! never resolved by the worker; names go to the nameservers of the probe `Env` (the
 //! `nameservers` setting), else those of /etc/resolv.conf. `on PORT` (default 25) is the SMTP
 //! port of every exchange; `ipv4_only`/`ipv6_only` limit which addresses are asked for. At most
 //! [`MAX_EXCHANGES`] exchanges (lowest preference first) are tested.
