@@ -100,7 +100,6 @@ impl Job {
         self.options.get(key).and_then(|v| v.as_str())
     }
 
-
     /// The options with secrets masked, for output.
     pub fn masked_options(&self) -> BTreeMap<String, serde_json::Value> {
         self.options
