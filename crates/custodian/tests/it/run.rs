@@ -139,3 +139,45 @@ fn settings_file_sets_defaults_and_flags_override() {
     let v: serde_json::Value = serde_json::from_str(flag.stdout.trim()).expect("json");
     assert_eq!(v["attempts"], 1);
 }
+
+/// Our own nameserver not answering is "unknown" (exit 3), never a pass, not even for
+/// `must not run`; a real failure beside it outranks it (exit 1).
+#[test]
+fn our_dead_nameserver_is_unknown_with_exit_3() {
+    let dead = closed_port();
+    let settings = format!("nameservers = [\"127.0.0.1:{dead}\"]\ntimeout = 2\nretries = 1\n");
+    let (dir, _) = file(
+        "t.cfg",
+        "127.0.0.2 must not run dnsbl via 'bl.test' otherwise 'listed'.\n",
+    );
+    std::fs::write(dir.path().join("s.toml"), settings).expect("write");
+    let r = custodian(
+        dir.path(),
+        &["run", "--json", "--settings", "s.toml", "t.cfg"],
+    );
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
+    assert_eq!(v["status"], "unknown", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("could not check")),
+        "{v}"
+    );
+    assert!(
+        r.stderr.contains("0 passed, 0 failed, 1 unknown"),
+        "{}",
+        r.stderr
+    );
+    let both =
+        format!("127.0.0.2 must not run dnsbl via 'bl.test'.\n127.0.0.1 must run ssh on {dead}.\n");
+    std::fs::write(dir.path().join("t.cfg"), both).expect("write");
+    let r = custodian(dir.path(), &["run", "--settings", "s.toml", "t.cfg"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("FAIL") && lines[2].starts_with("UNKNOWN"),
+        "{}",
+        r.stdout
+    );
+}
