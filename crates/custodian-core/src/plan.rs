@@ -8,7 +8,7 @@ mod tests;
 
 use crate::param::{Invalid, Kind, Params};
 use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
-use crate::spec::{mask_url, Family, Job, MASK, SECRET_KEYS};
+use crate::spec::{mask_url, secret_ranges, Family, Job, MASK};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
 use custodian_dsl::{Diagnostic, Expanded, Severity, SourceFile};
 use phrase::{Fit, Phrase, SlotValue};
@@ -383,11 +383,8 @@ impl Planner<'_> {
         };
         let kinds: Vec<Kind> = param.slots().map(|(_, k)| k).collect();
         for (i, (key, value, token)) in entries.into_iter().enumerate() {
-            if let Some(t) = token
-                .as_ref()
-                .filter(|_| SECRET_KEYS.contains(&key.as_str()))
-            {
-                secrets.push(t.clone());
+            if let Some(t) = &token {
+                secrets.extend(secret_tokens(&key, t));
             }
             if let (Some(kind), Some(t)) = (kinds.get(i), &token) {
                 if let Err(e) = kind.parse(&value) {
@@ -528,7 +525,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The statement text with password values and URL passwords replaced by the mask.
+/// The secret parts of option `key`'s token `t` (see [`secret_ranges`]) as tokens of their own,
+/// so the line masks only them: `with header 'Authorization: ********'` keeps the name.
+fn secret_tokens(key: &str, t: &Token) -> Vec<Token> {
+    let start = t.span.start + usize::from(t.quoted);
+    secret_ranges(key, &t.text)
+        .into_iter()
+        .map(|r| Token {
+            text: t.text[r.clone()].to_string(),
+            quoted: false,
+            span: Span {
+                start: start + r.start,
+                end: start + r.end,
+            },
+        })
+        .collect()
+}
+
+/// The statement text with secret values and URL passwords replaced by the mask.
 fn masked_line(cx: Cx<'_>, secrets: &[Token]) -> String {
     let stmt = cx.stmt;
     let mut text = stmt.text.clone();

@@ -4,12 +4,20 @@ use custodian_dsl::ast::Window;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Version of the job wire format; bumped on any incompatible change.
 pub const WIRE_VERSION: u32 = 1;
 
 /// Option keys whose values are secret and masked in every output.
 pub const SECRET_KEYS: &[&str] = &["password"];
+
+/// Words that make a header or form field name a credential (matched case-insensitively inside
+/// the name, so `X-Api-Key`, `Cookie` and `passwd` all count): masking too much is harmless,
+/// too little leaks.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "auth", "token", "key", "secret", "session", "cookie", "pass", "pwd",
+];
 
 /// What stands in for a secret in output.
 pub const MASK: &str = "********";
@@ -108,7 +116,8 @@ impl Job {
                 if SECRET_KEYS.contains(&k.as_str()) {
                     (k.clone(), serde_json::Value::String(MASK.into()))
                 } else if let Some(s) = v.as_str() {
-                    (k.clone(), serde_json::Value::String(mask_url(s)))
+                    let masked = mask_ranges(s, &secret_ranges(k, s));
+                    (k.clone(), serde_json::Value::String(mask_url(&masked)))
                 } else {
                     (k.clone(), v.clone())
                 }
@@ -118,12 +127,28 @@ impl Job {
 
     /// Every secret this job carries, so free text (errors, banners) can be scrubbed.
     pub fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> = SECRET_KEYS
-            .iter()
-            .filter_map(|k| self.opt_str(k))
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mut out = Vec::new();
+        for (key, value) in &self.options {
+            let Some(value) = value.as_str() else {
+                continue;
+            };
+            for r in secret_ranges(key, value) {
+                let secret = &value[r];
+                out.push(secret.to_string());
+                // A server may echo only the credential of `Bearer X` or one cookie of `a=X; b=Y`;
+                // the scheme word itself (`Bearer`) is no secret.
+                let body = match secret.split_once(' ') {
+                    Some((scheme, rest)) if !scheme.contains('=') => rest,
+                    _ => secret,
+                };
+                out.extend(
+                    body.split([' ', ';', ','])
+                        .map(|p| p.split_once('=').map_or(p, |(_, v)| v).trim())
+                        .filter(|p| p.len() >= 4 && *p != secret)
+                        .map(str::to_string),
+                );
+            }
+        }
         if let Some(pw) = url_password(&self.target) {
             out.push(pw);
         }
@@ -138,6 +163,79 @@ impl Job {
         }
         out
     }
+}
+
+/// Byte ranges of the secret parts of option `key`'s `value`: all of a [`SECRET_KEYS`] value;
+/// the value of a `header` whose name is a credential (Authorization, Cookie, X-Api-Key…); in
+/// `data`, the values of credential fields (`password=…`), or all of it when it is not a form
+/// but mentions one. The ranges are in order and do not overlap.
+pub fn secret_ranges(key: &str, value: &str) -> Vec<Range<usize>> {
+    let nonempty = |r: Range<usize>| (r.start < r.end).then_some(r);
+    let whole = || nonempty(0..value.len()).into_iter().collect();
+    if SECRET_KEYS.contains(&key) {
+        return whole();
+    }
+    match key {
+        "header" => {
+            let Some((name, rest)) = value.split_once(':') else {
+                return Vec::new();
+            };
+            let start = name.len() + 1 + (rest.len() - rest.trim_start().len());
+            let end = value.trim_end().len().max(start);
+            let secret = credential_name(name).then(|| nonempty(start..end));
+            secret.flatten().into_iter().collect()
+        }
+        "data" if !is_form(value) => {
+            if credential_name(value) {
+                whole()
+            } else {
+                Vec::new()
+            }
+        }
+        "data" => {
+            let mut out = Vec::new();
+            let mut at = 0;
+            for field in value.split('&') {
+                let (name, skip) = field
+                    .split_once('=')
+                    .map_or((field, 0), |(n, _)| (n, n.len() + 1));
+                if credential_name(name) {
+                    out.extend(nonempty(at + skip..at + field.len()));
+                }
+                at += field.len() + 1;
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a header or field name looks like it carries a credential.
+fn credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// Whether `data` reads as `name=value&…` with plain field names (JSON or free text does not).
+fn is_form(data: &str) -> bool {
+    data.split('&').all(|field| {
+        let name = field.split_once('=').map_or(field, |(n, _)| n);
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]%+*~".contains(&b))
+    })
+}
+
+/// `text` with each of `ranges` (in order, not overlapping) replaced by the mask.
+fn mask_ranges(text: &str, ranges: &[Range<usize>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        out.push_str(&text[at..r.start]);
+        out.push_str(MASK);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Replaces the password in `scheme://user:password@host` with the mask; other text is unchanged.
@@ -177,5 +275,84 @@ mod tests {
         assert_eq!(mask_url("http://example.com/a@b"), "http://example.com/a@b");
         assert_eq!(mask_url("ftp://anon@host/"), "ftp://anon@host/");
         assert_eq!(mask_url("plain text"), "plain text");
+    }
+
+    fn job_with(opts: &[(&str, &str)]) -> Job {
+        let mut j = Job::new("http", "http://h.example/", None);
+        for (k, v) in opts {
+            j.options.insert(k.to_string(), serde_json::json!(v));
+        }
+        j
+    }
+
+    fn masked(key: &str, value: &str) -> String {
+        let m = job_with(&[(key, value)]).masked_options();
+        m[key].as_str().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn credential_headers_mask_their_value_only() {
+        assert_eq!(
+            masked("header", "Authorization: Bearer s3cr3t"),
+            "Authorization: ********"
+        );
+        for name in [
+            "Proxy-Authorization",
+            "cookie",
+            "Set-Cookie",
+            "X-API-KEY",
+            "X-Auth-Token",
+        ] {
+            assert_eq!(
+                masked("header", &format!("{name}:  v1 ")),
+                format!("{name}:  ******** ")
+            );
+        }
+        for name in ["X-Client-Secret", "X-Session-Id"] {
+            assert_eq!(
+                masked("header", &format!("{name}: v")),
+                format!("{name}: ********")
+            );
+        }
+        assert_eq!(masked("header", "X-Probe: yes"), "X-Probe: yes");
+        assert_eq!(masked("header", "X-Token:"), "X-Token:");
+        assert_eq!(masked("host_header", "token.example"), "token.example");
+    }
+
+    #[test]
+    fn data_masks_credential_fields_or_all_of_a_non_form() {
+        assert_eq!(
+            masked("data", "user=bob&password=hunter2&x=1&api_key=k9"),
+            "user=bob&password=********&x=1&api_key=********"
+        );
+        assert_eq!(masked("data", "a=1&PASS=&b"), "a=1&PASS=&b");
+        assert_eq!(masked("data", "q=cats&page=2"), "q=cats&page=2");
+        assert_eq!(masked("data", r#"{"user":"bob","token":"x=y"}"#), MASK);
+        assert_eq!(masked("data", "hello world"), "hello world");
+    }
+
+    #[test]
+    fn secrets_cover_headers_data_and_their_parts() {
+        let j = job_with(&[
+            ("header", "Authorization: Bearer s3cr3t-token"),
+            ("data", "user=bob&pwd=hunter2"),
+            ("password", "pw1"),
+            ("content", "welcome"),
+        ]);
+        let s = j.secrets();
+        for want in ["Bearer s3cr3t-token", "s3cr3t-token", "hunter2", "pw1"] {
+            assert!(s.iter().any(|x| x == want), "{want} missing from {s:?}");
+        }
+        assert!(
+            !s.iter()
+                .any(|x| x == "Bearer" || x == "welcome" || x == "bob"),
+            "{s:?}"
+        );
+        assert_eq!(
+            j.scrub("401 for s3cr3t-token and hunter2"),
+            "401 for ******** and ********"
+        );
+        let cookies = job_with(&[("header", "Cookie: a=1; sid=abcdef")]).secrets();
+        assert!(cookies.iter().any(|x| x == "abcdef"), "{cookies:?}");
     }
 }

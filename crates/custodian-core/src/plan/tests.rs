@@ -48,6 +48,8 @@ const WEB: &[ParamSpec] = &[
     p("not following redirects"),
     p("with username {username}"),
     p("with password {password}"),
+    p("with header {header}"),
+    p("with data {data}"),
 ];
 static HTTP: ProbeSpec = spec("http", TargetKind::Url(&["http"]), None, WEB);
 static HTTPS: ProbeSpec = spec("https", TargetKind::Url(&["https"]), None, WEB);
@@ -290,5 +292,20 @@ fn statement_fields_are_carried() {
     assert_eq!(
         j.line,
         "HOSTS must not run ssh otherwise 'down' with subject 'S' between 22-3."
+    );
+}
+
+#[test]
+fn credential_header_and_data_values_are_masked_in_line() {
+    let j = job("http://x/ must run http with header 'Authorization: Bearer s3cr3t' with data 'u=bob&password=pw9'.");
+    assert_eq!(
+        j.line,
+        "http://x/ must run http with header 'Authorization: ********' with data 'u=bob&password=********'."
+    );
+    assert_eq!(j.opt_str("header"), Some("Authorization: Bearer s3cr3t"));
+    let j = job("http://x/ must run http with header 'X-Probe: yes'.");
+    assert_eq!(
+        j.line,
+        "http://x/ must run http with header 'X-Probe: yes'."
     );
 }

@@ -83,3 +83,25 @@ fn settings_with_unknown_keys_are_rejected() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("unknown field `timout`"), "{}", r.stderr);
 }
+
+#[test]
+fn json_masks_credential_headers_and_data() {
+    let (dir, _) = file(
+        "h.cfg",
+        "http://127.0.0.1:8080/ must run http with header 'Authorization: Bearer s3cr3t' \
+         with data 'user=bob&password=pw-s3cr3t'.\n",
+    );
+    let r = custodian(dir.path(), &["check", "--json", "h.cfg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("s3cr3t"), "secret leaked: {}", r.stdout);
+    assert!(!r.stderr.contains("s3cr3t"), "secret leaked: {}", r.stderr);
+    let job: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
+    assert_eq!(job["options"]["header"], "Authorization: ********");
+    assert_eq!(job["options"]["data"], "user=bob&password=********");
+    assert!(
+        job["line"]
+            .as_str()
+            .is_some_and(|l| l.contains("'Authorization: ********'")),
+        "{job}"
+    );
+}
