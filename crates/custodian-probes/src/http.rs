@@ -8,17 +8,25 @@
 //!
 //! The connection always goes to the worker-resolved address (`Ctx::addr`); nothing is looked up
 //! here. Redirects (up to 10) are followed only to the same host or to IP literals; a redirect
-//! to another host name fails, since following it would need a DNS lookup. At most 4 MiB of
+//! to another host name fails, since following it would need a DNS lookup. Basic auth, the Host
+//! header and `with header` go only to the URL's own origin (scheme, host and port), so never to
+//! another port nor in clear after an https → http redirect; a redirect elsewhere that would
+//! resend a `with data` holding credentials is not followed. A failure after a redirect names
+//! the final URL. At most 4 MiB of
 //! body is read: a longer body passes if the content (and pattern) is in that prefix.
 //! Down reasons: connect errors; timed out waiting for the response / reading the body; bad
 //! HTTP reply; status N, expected …; content or pattern not found; too many redirects; redirect
-//! to another host; TLS errors; certificate expiring within the limit (https).
+//! to another host; TLS errors; certificate expiring within the limit (https); each followed by
+//! `; final URL …` once a redirect was followed.
 //! Example: `http://www.example.com/ must run http with content 'Welcome' otherwise 'web down'.`
 
 use crate::net;
 use crate::tls::{self, Verify};
 use crate::Ctx;
-use custodian_core::{Invalid, Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value};
+use custodian_core::spec::secret_ranges;
+use custodian_core::{
+    mask_url, Invalid, Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value,
+};
 use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION, USER_AGENT};
 use reqwest::{Client, Method, Response, StatusCode};
@@ -96,7 +104,10 @@ struct Plan {
     auth: Option<(String, String)>,
     method: Method,
     data: Option<String>,
+    /// Sent to every hop (User-Agent).
     headers: HeaderMap,
+    /// Sent only to the URL's own origin: the Host header and `with header`.
+    origin_headers: HeaderMap,
     follow: bool,
     insecure: bool,
 }
@@ -116,17 +127,37 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
     let expect = expect(&cx.params, https);
     let ip = cx.addr.ok_or("no address to connect to")?;
     let client = client(cx, &plan, ip)?;
-    let mut resp = net::within(
+    let mut at = Trail {
+        url: plan.url.clone(),
+        redirects: 0,
+    };
+    let fetched = net::within(
         cx,
         "waiting for the response",
-        fetch(&client, &plan, &expect),
+        fetch(&client, &plan, &expect, &mut at),
     )
-    .await?;
+    .await;
+    let judged = match fetched {
+        Ok(resp) => judge(cx, resp, &expect).await,
+        Err(e) => Err(e),
+    };
+    // After a redirect the reason alone would point at the URL the operator wrote.
+    judged.map_err(|e| {
+        if at.redirects == 0 {
+            e
+        } else {
+            format!("{e}; final URL {}", mask_url(at.url.as_str()))
+        }
+    })
+}
+
+/// Judges the final response: status, then body.
+async fn judge(cx: &Ctx, mut resp: Response, expect: &Expect) -> Result<String, String> {
     let status = resp.status();
     judge_status(status, &expect.status)?;
     let (body, truncated) =
         net::within(cx, "reading the body", read_body(&mut resp, MAX_BODY)).await?;
-    judge_body(&body, truncated, &expect)?;
+    judge_body(&body, truncated, expect)?;
     Ok(format!("status {}, {} bytes", status.as_u16(), body.len()))
 }
 
@@ -143,12 +174,14 @@ fn plan(job: &Job, params: &Params, now: i64) -> Result<Plan, String> {
         None if data.is_some() => Method::POST,
         None => Method::GET,
     };
+    let (headers, origin_headers) = headers(params);
     Ok(Plan {
         url,
         auth,
         method,
         data,
-        headers: headers(params),
+        headers,
+        origin_headers,
         follow: !params.flag("not_following_redirects"),
         insecure: params.flag("with_tls_insecure") || params.flag("no_ssl_check"),
     })
@@ -189,25 +222,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The request headers from the options: User-Agent (ours by default), Host and
-/// `with header`.
-fn headers(params: &Params) -> HeaderMap {
-    let mut h = HeaderMap::new();
+/// The request headers from the options: for every hop, User-Agent (ours by default); for the
+/// URL's origin only, Host and `with header`.
+fn headers(params: &Params) -> (HeaderMap, HeaderMap) {
+    let mut every = HeaderMap::new();
     let ua = params.parsed::<HeaderValue>("user_agent").cloned();
-    h.insert(
+    every.insert(
         USER_AGENT,
         ua.unwrap_or(HeaderValue::from_static(concat!(
             "custodian/",
             env!("CARGO_PKG_VERSION")
         ))),
     );
+    let mut origin = HeaderMap::new();
     if let Some(host) = params.parsed::<HeaderValue>("host_header") {
-        h.insert(HOST, host.clone());
+        origin.insert(HOST, host.clone());
     }
     if let Some(Header(name, value)) = params.parsed::<Header>("header") {
-        h.append(name.clone(), value.clone());
+        origin.append(name.clone(), value.clone());
     }
-    h
+    (every, origin)
 }
 
 /// Builds the expectations; `https` adds the certificate check.
@@ -330,13 +364,24 @@ fn client(cx: &Ctx, plan: &Plan, ip: IpAddr) -> Result<Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// Where a fetch has got to: the URL being fetched and how many redirects led there.
+struct Trail {
+    url: Url,
+    redirects: usize,
+}
+
 /// Sends the request and follows redirects allowed by [`next_hop`]; returns the final response
-/// after checking the certificate of the first one.
-async fn fetch(client: &Client, plan: &Plan, expect: &Expect) -> Result<Response, String> {
-    let mut url = plan.url.clone();
+/// after checking the certificate of the first one. `at` follows the redirects, so a failure
+/// (or the deadline) can name the URL it happened at.
+async fn fetch(
+    client: &Client,
+    plan: &Plan,
+    expect: &Expect,
+    at: &mut Trail,
+) -> Result<Response, String> {
     let mut method = plan.method.clone();
     for hop in 0..=MAX_REDIRECTS {
-        let resp = send(client, plan, &url, &method).await?;
+        let resp = send(client, plan, &at.url, &method).await?;
         if hop == 0 {
             if let Some(verify) = &expect.verify {
                 check_certificate(&resp, verify)?;
@@ -345,35 +390,62 @@ async fn fetch(client: &Client, plan: &Plan, expect: &Expect) -> Result<Response
         let Some(loc) = redirect_location(&resp, plan.follow) else {
             return Ok(resp);
         };
-        url = next_hop(&url, &plan.url, &loc)?;
+        let next = next_hop(&at.url, &plan.url, &loc)?;
         method = redirect_method(resp.status(), &method);
+        if body(plan, &method).is_some_and(holds_credentials) && !same_origin(&next, &plan.url) {
+            return Err(format!(
+                "redirect to another origin ({}); not followed, as it would resend `with data`, \
+                 which holds credentials",
+                net::clip(&mask_url(next.as_str()))
+            ));
+        }
+        at.url = next;
+        at.redirects = hop + 1;
     }
     Err(format!("more than {MAX_REDIRECTS} redirects"))
 }
 
-/// One request; credentials and the Host header go only to the original host.
+/// Whether two URLs share scheme, host and port: only the original origin gets credentials.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The body sent with `method`: `with data`, unless the method takes none.
+fn body<'a>(plan: &'a Plan, method: &Method) -> Option<&'a str> {
+    let sends = method != Method::GET && method != Method::HEAD;
+    plan.data.as_deref().filter(|_| sends)
+}
+
+/// Whether `with data` carries credentials (as the masking in output sees them).
+fn holds_credentials(data: &str) -> bool {
+    !secret_ranges("data", data).is_empty()
+}
+
+/// One request; credentials, the Host header and `with header` go only to the original origin.
 async fn send(
     client: &Client,
     plan: &Plan,
     url: &Url,
     method: &Method,
 ) -> Result<Response, String> {
-    let same_host = url.host() == plan.url.host();
+    let origin = same_origin(url, &plan.url);
     let mut headers = plan.headers.clone();
-    if !same_host {
-        headers.remove(HOST);
+    if origin {
+        headers.extend(plan.origin_headers.clone());
     }
     let mut req = client.request(method.clone(), url.clone()).headers(headers);
-    if let (true, Some((user, pass))) = (same_host, &plan.auth) {
+    if let (true, Some((user, pass))) = (origin, &plan.auth) {
         req = req.basic_auth(user, Some(pass));
     }
-    if let (true, Some(data)) = (method != Method::GET && method != Method::HEAD, &plan.data) {
+    if let Some(data) = body(plan, method) {
         req = req
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .body(data.clone());
+            .body(data.to_string());
     }
     req.send().await.map_err(|e| request_error(&e, url))
 }
@@ -562,6 +634,27 @@ pub(crate) mod fake {
         .await
     }
 
+    /// Serves TLS and plain HTTP on one port, told apart by the first byte (0x16 opens a TLS
+    /// handshake), so a redirect can change the scheme alone.
+    pub(crate) async fn dual(config: Arc<rustls::ServerConfig>, respond: Respond) -> SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        serve(move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                let mut first = [0u8; 1];
+                if !matches!(s.peek(&mut first).await, Ok(1)) {
+                    return;
+                }
+                if first[0] != 0x16 {
+                    answer(s, respond).await;
+                } else if let Ok(t) = acceptor.accept(s).await {
+                    answer(t, respond).await;
+                }
+            }
+        })
+        .await
+    }
+
     /// A server that reads the request head, then hands the connection to `handler`.
     pub(crate) async fn raw<F, Fut>(handler: F) -> SocketAddr
     where
@@ -617,6 +710,17 @@ pub(crate) mod fake {
             body.len()
         )
         .into_bytes()
+    }
+
+    /// 200 naming which credentials and origin-only headers reached this server, as
+    /// `carried [authorization: x-probe: host: vhost]` (each only if present).
+    pub(crate) fn inspect(req: &str) -> Vec<u8> {
+        let head = req.to_ascii_lowercase();
+        let carried: Vec<&str> = ["authorization:", "x-probe:", "host: vhost"]
+            .into_iter()
+            .filter(|h| head.contains(h))
+            .collect();
+        reply("200 OK", "", &format!("carried [{}]", carried.join(" ")))
     }
 
     /// 200 with the request itself as the body, so tests can look at what was sent.
@@ -799,7 +903,10 @@ mod tests {
         .await
         .is_up());
         let out = probe(format!("{base}/loop"), std::slice::from_ref(&nocb), 2.0).await;
-        assert_eq!(out, Outcome::down("more than 10 redirects"));
+        assert_eq!(
+            out,
+            Outcome::down(format!("more than 10 redirects; final URL {base}/loop"))
+        );
         let out = probe(format!("{base}/away"), &[nocb], 2.0).await;
         assert!(
             down_with(
@@ -972,7 +1079,8 @@ mod tests {
     #[test]
     fn headers_need_a_name_a_colon_and_a_clean_value() {
         let p = params(&[("header", json!("X-Probe:  yes "))]).expect("valid");
-        let h = headers(&p);
+        let (every, h) = headers(&p);
+        assert!(every.get("x-probe").is_none());
         assert_eq!(h.get("x-probe").map(|v| v.as_bytes()), Some(&b"yes"[..]));
         let (msg, hint) = refusal("header", "NoColonHere");
         assert_eq!(msg, "option `header`: `NoColonHere` is not a header");
@@ -993,13 +1101,14 @@ mod tests {
             ("user_agent", json!("probe/1 (custodian)")),
         ])
         .expect("valid");
-        let h = headers(&p);
-        assert_eq!(h.get(HOST).map(|v| v.as_bytes()), Some(&b"vhost.example"[..]));
+        let (every, origin) = headers(&p);
+        assert_eq!(origin.get(HOST).map(|v| v.as_bytes()), Some(&b"vhost.example"[..]));
+        assert!(every.get(HOST).is_none());
         assert_eq!(
-            h.get(USER_AGENT).map(|v| v.as_bytes()),
+            every.get(USER_AGENT).map(|v| v.as_bytes()),
             Some(&b"probe/1 (custodian)"[..])
         );
-        let default = headers(&Params::default());
+        let (default, _) = headers(&Params::default());
         let ua = default.get(USER_AGENT).map(|v| v.as_bytes().to_vec());
         assert_eq!(ua, Some(format!("custodian/{}", env!("CARGO_PKG_VERSION")).into_bytes()));
         let (msg, _) = refusal("host_header", " ");
@@ -1047,5 +1156,113 @@ mod tests {
         let p = plan(&j, &crate::prepare(&j).expect("valid"), 0).expect("plan");
         assert_eq!((p.url.as_str(), p.method), ("http://h.example/?x", Method::HEAD));
         assert_eq!(percent_decode("%41%zz%"), "A%zz%");
+    }
+    /// `/KIND/PORT/REST` redirects to `http://127.0.0.1:PORT/REST`: `other` with 302, `keep`
+    /// with 307 (method and body kept), `as-eve` with a password in the URL; `/same` redirects
+    /// to `/inspect` here; `/inspect` answers with [`fake::inspect`].
+    fn hops(req: &str) -> Vec<u8> {
+        let path = req.split(' ').nth(1).unwrap_or("");
+        let go = |status: &str, loc: String| reply(status, &format!("Location: {loc}\r\n"), "");
+        let mut parts = path.splitn(4, '/').skip(1);
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("other"), Some(port), Some(rest)) => {
+                go("302 Found", format!("http://127.0.0.1:{port}/{rest}"))
+            }
+            (Some("keep"), Some(port), Some(rest)) => go(
+                "307 Temporary Redirect",
+                format!("http://127.0.0.1:{port}/{rest}"),
+            ),
+            (Some("as-eve"), Some(port), Some(rest)) => {
+                go("302 Found", format!("http://eve:evepw1@127.0.0.1:{port}/{rest}"))
+            }
+            (Some("same"), None, None) => go("302 Found", "/inspect".into()),
+            (Some("inspect"), None, None) => fake::inspect(req),
+            _ => reply("404 Not Found", "", ""),
+        }
+    }
+
+    /// Options sending every credential: basic auth is in the URL.
+    fn credentialed(content: &str) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("without_cache_busting", json!(true)),
+            ("header", json!("X-Probe: yes")),
+            ("host_header", json!("vhost.example")),
+            ("content", json!(content)),
+        ]
+    }
+
+    #[tokio::test]
+    async fn credentials_and_custom_headers_stay_on_their_origin() {
+        let a = fake::http(hops).await;
+        let b = fake::http(hops).await;
+        let url = |path: &str| format!("http://bob:pw@127.0.0.1:{}{path}", a.port());
+        let all = credentialed("carried [authorization: x-probe: host: vhost]");
+        let out = probe(url("/same"), &all, 2.0).await;
+        assert!(out.is_up(), "same origin keeps them: {out:?}");
+        let none = credentialed("carried []");
+        let out = probe(url(&format!("/other/{}/inspect", b.port())), &none, 2.0).await;
+        assert!(out.is_up(), "another port gets none: {out:?}");
+        // Back to the first origin after a detour: they are sent again, to it only.
+        let back = format!("/other/{}/other/{}/inspect", b.port(), a.port());
+        let out = probe(url(&back), &all, 2.0).await;
+        assert!(out.is_up(), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn credential_data_is_not_resent_to_another_origin() {
+        let a = fake::http(hops).await;
+        let b = fake::http(hops).await;
+        let url = format!("http://127.0.0.1:{}/keep/{}/inspect", a.port(), b.port());
+        let nocb = ("without_cache_busting", json!(true));
+        let out = probe(url.clone(), &[nocb.clone(), ("data", json!("user=bob&password=pw"))], 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!(
+                "redirect to another origin (http://127.0.0.1:{}/inspect); not followed, as it \
+                 would resend `with data`, which holds credentials",
+                b.port()
+            ))
+        );
+        let out = probe(url, &[nocb, ("data", json!("q=cats"))], 2.0).await;
+        assert!(out.is_up(), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn failure_after_redirects_names_the_final_url() {
+        let a = fake::http(hops).await;
+        let b = fake::http(hops).await;
+        let url = |path: String| format!("http://bob:pw@127.0.0.1:{}{path}", a.port());
+        let nocb = ("without_cache_busting", json!(true));
+        let opts = std::slice::from_ref(&nocb);
+        let out = probe(url(format!("/other/{}/missing", b.port())), opts, 2.0).await;
+        let final_b = format!("final URL http://127.0.0.1:{}/missing", b.port());
+        assert_eq!(
+            out,
+            Outcome::down(format!("status 404 Not Found, expected 200; {final_b}"))
+        );
+        let out = probe(url(format!("/as-eve/{}/missing", b.port())), opts, 2.0).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!(
+                "status 404 Not Found, expected 200; final URL http://eve:********@127.0.0.1:{}/missing",
+                b.port()
+            ))
+        );
+        let r = refused().await;
+        let out = probe(url(format!("/other/{}/x", r.port())), opts, 2.0).await;
+        let Outcome::Down { reason } = &out else {
+            panic!("{out:?}");
+        };
+        assert!(reason.starts_with(&format!("connect to port {}: ", r.port())), "{reason}");
+        assert!(reason.ends_with(&format!("; final URL http://127.0.0.1:{}/x", r.port())), "{reason}");
+        let s = silent().await;
+        let out = probe(url(format!("/other/{}/x", s.port())), opts, 0.7).await;
+        assert_eq!(
+            out,
+            Outcome::down(format!(
+                "timed out waiting for the response; final URL http://127.0.0.1:{}/x",
+                s.port()
+            ))
+        );
     }
 }

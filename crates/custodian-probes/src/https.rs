@@ -165,4 +165,50 @@ mod tests {
             "{out:?}"
         );
     }
+    /// `/down` redirects to the same host and port over plain http, `/same` to `/inspect` over
+    /// TLS; `/inspect` names the credentials that arrived.
+    fn downgrade(req: &str) -> Vec<u8> {
+        let path = req.split(' ').nth(1).unwrap_or("");
+        let host = req
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .unwrap_or("");
+        let go = |loc: String| fake::reply("302 Found", &format!("Location: {loc}\r\n"), "");
+        match path {
+            "/down" => go(format!("http://{host}/inspect")),
+            "/same" => go("/inspect".into()),
+            "/inspect" => fake::inspect(req),
+            _ => fake::reply("404 Not Found", "", ""),
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_not_sent_in_clear_after_a_downgrade() {
+        let leaf = leaf(Some(ca()), &["www.custodian.test"], 365 * DAY);
+        let port = fake::dual(server_config(&leaf), downgrade).await.port();
+        let url = |path: &str| format!("https://bob:pw@www.custodian.test:{port}{path}");
+        let run = |path: &str, content: &str| {
+            let mut j = Job::new("https", &url(path), Some(port));
+            for (k, v) in [
+                ("without_cache_busting", json!(true)),
+                ("header", json!("X-Probe: yes")),
+                ("content", json!(content)),
+            ] {
+                j.options.insert(k.to_string(), v);
+            }
+            async move { check(&cx(j, 3.0)).await }
+        };
+        let out = run("/same", "carried [authorization: x-probe:]").await;
+        assert!(out.is_up(), "over TLS they arrive: {out:?}");
+        let out = run("/down", "carried []").await;
+        assert!(out.is_up(), "in clear they must not: {out:?}");
+        let out = run("/down", "carried [authorization").await;
+        assert!(
+            down_with(
+                &out,
+                &format!("; final URL http://www.custodian.test:{port}/inspect")
+            ),
+            "{out:?}"
+        );
+    }
 }
