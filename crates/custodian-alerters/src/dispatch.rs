@@ -29,22 +29,53 @@ impl Default for Retry {
     }
 }
 
+/// Longest `timeout` and `backoff`, in seconds: an hour.
+const MAX_SECS: f64 = 3600.0;
+
+/// Most `attempts`.
+const MAX_ATTEMPTS: u32 = 100;
+
 impl Retry {
-    /// Rejects values that would never deliver or never give up.
+    /// Rejects values that would never deliver or never give up, naming the key and its range.
     pub fn validate(&self) -> Result<(), Error> {
-        let ok = self.attempts >= 1
-            && self.backoff.is_finite()
-            && self.backoff >= 0.0
-            && self.timeout.is_finite()
-            && self.timeout > 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Config(
-                "retry: attempts must be at least 1, backoff zero or more, timeout positive".into(),
-            ))
+        let bad = |what: String| Err(Error::Config(format!("retry: {what}")));
+        if !(1..=MAX_ATTEMPTS).contains(&self.attempts) {
+            return bad(format!(
+                "`attempts` must be a whole number from 1 to {MAX_ATTEMPTS}, not {}",
+                self.attempts
+            ));
         }
+        // Written so that NaN fails too.
+        if !(self.backoff >= 0.0 && self.backoff <= MAX_SECS) {
+            return bad(format!(
+                "`backoff` must be seconds in [0, {MAX_SECS}], not {:?}",
+                self.backoff
+            ));
+        }
+        if !(self.timeout > 0.0 && self.timeout <= MAX_SECS) {
+            return bad(format!(
+                "`timeout` must be seconds in (0, {MAX_SECS}], not {:?}",
+                self.timeout
+            ));
+        }
+        Ok(())
     }
+
+    /// The deadline of one attempt; a value that skipped validation is capped, never a panic.
+    fn timeout(&self) -> Duration {
+        capped(self.timeout)
+    }
+
+    /// The first pause between attempts, capped like [`Retry::timeout`].
+    fn backoff(&self) -> Duration {
+        capped(self.backoff)
+    }
+}
+
+/// `secs` as a duration within [0, MAX_SECS]; NaN and negatives become zero.
+fn capped(secs: f64) -> Duration {
+    let most = Duration::from_secs(MAX_SECS as u64);
+    Duration::try_from_secs_f64(secs).map_or(Duration::ZERO, |d| d.min(most))
 }
 
 /// What became of one event at one alerter.
@@ -82,8 +113,8 @@ impl Dispatcher {
     }
 
     async fn one(&self, alerter: &dyn Alerter, event: &AlertEvent) -> Delivery {
-        let timeout = Duration::from_secs_f64(self.retry.timeout);
-        let mut delay = Duration::from_secs_f64(self.retry.backoff);
+        let timeout = self.retry.timeout();
+        let mut delay = self.retry.backoff();
         let mut attempt = 1;
         loop {
             let result = match tokio::time::timeout(timeout, alerter.deliver(event)).await {
@@ -183,6 +214,72 @@ mod tests {
             ..Retry::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn retry_numbers_are_range_checked_and_never_panic() {
+        let table = [
+            (
+                0,
+                1.0,
+                10.0,
+                "`attempts` must be a whole number from 1 to 100, not 0",
+            ),
+            (
+                101,
+                1.0,
+                10.0,
+                "`attempts` must be a whole number from 1 to 100, not 101",
+            ),
+            (
+                4,
+                -1.0,
+                10.0,
+                "`backoff` must be seconds in [0, 3600], not -1.0",
+            ),
+            (
+                4,
+                f64::INFINITY,
+                10.0,
+                "`backoff` must be seconds in [0, 3600], not inf",
+            ),
+            (
+                4,
+                1.0,
+                1e300,
+                "`timeout` must be seconds in (0, 3600], not 1e300",
+            ),
+            (
+                4,
+                1.0,
+                f64::NAN,
+                "`timeout` must be seconds in (0, 3600], not NaN",
+            ),
+            (
+                4,
+                1.0,
+                0.0,
+                "`timeout` must be seconds in (0, 3600], not 0.0",
+            ),
+        ];
+        for (attempts, backoff, timeout, want) in table {
+            let retry = Retry {
+                attempts,
+                backoff,
+                timeout,
+            };
+            let err = retry.validate().expect_err(want).to_string();
+            assert!(err.contains(want), "{err}");
+            // Even unvalidated, turning it into durations must not panic.
+            assert!(retry.timeout() <= Duration::from_secs(3600));
+            assert!(retry.backoff() <= Duration::from_secs(3600));
+        }
+        let edge = Retry {
+            attempts: 100,
+            backoff: 0.0,
+            timeout: 3600.0,
+        };
+        assert!(edge.validate().is_ok());
     }
 
     #[tokio::test]

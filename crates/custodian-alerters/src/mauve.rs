@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 
 pub const DEFAULT_PORT: u16 = 32741;
 
+/// Longest suppression, in minutes: ten years.
+const MAX_SUPPRESS: u64 = 10 * 365 * 24 * 60;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MauveConfig {
@@ -63,6 +66,16 @@ impl MauveConfig {
         if self.day_start >= self.day_end || self.day_end > 24 {
             return Err(Error::Config("need 0 <= day_start < day_end <= 24".into()));
         }
+        for (key, minutes) in [
+            ("working_suppress", self.working_suppress),
+            ("oncall_suppress", self.oncall_suppress),
+        ] {
+            if minutes > MAX_SUPPRESS {
+                return Err(Error::Config(format!(
+                    "`{key}` must be a whole number of minutes from 0 to {MAX_SUPPRESS} (ten years), not {minutes}"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -74,7 +87,7 @@ impl MauveConfig {
         } else {
             self.oncall_suppress
         };
-        now + minutes * 60
+        now.saturating_add(minutes.saturating_mul(60))
     }
 }
 
@@ -153,7 +166,9 @@ pub fn render(
 
 /// Mauve shows `detail` as HTML.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 impl Alerter for MauveAlerter {
@@ -212,7 +227,10 @@ mod tests {
         assert_eq!(a.suppress_until, Some(1_700_000_300 + 240));
         assert_eq!(a.summary.as_deref(), Some("web down"));
         let clear = render(&event(EventKind::Clear, 'P'), &c, "src", 8, (0, 12));
-        assert_eq!((clear.alert[0].clear_time, clear.alert[0].raise_time), (Some(1_700_000_300), None));
+        assert_eq!(
+            (clear.alert[0].clear_time, clear.alert[0].raise_time),
+            (Some(1_700_000_300), None)
+        );
         let back = wire::decode(&wire::encode(&raise)).expect("decode");
         assert_eq!(back, raise);
         assert!(!format!("{raise:?}").contains(SECRET));

@@ -1,5 +1,6 @@
 //! Command-line interface: every subcommand, its flags and its help text.
 
+use crate::settings::{flag_int, flag_secs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -137,17 +138,18 @@ pub(crate) struct RunArgs {
     /// Treat unrecognised words as errors rather than warnings.
     #[arg(long)]
     pub(crate) strict: bool,
-    /// Most checks in flight at once [settings: concurrency; default 5000, capped by the open-file limit].
-    #[arg(long, value_name = "N")]
+    /// Most checks in flight at once, 1 to 1000000 [settings: concurrency; default 5000,
+    /// capped by the open-file limit].
+    #[arg(long, value_name = "N", value_parser = |s: &str| flag_int::<usize>("concurrency", s))]
     pub(crate) concurrency: Option<usize>,
-    /// Deadline of one attempt, in seconds [settings: timeout; default 30].
-    #[arg(long, value_name = "S")]
+    /// Deadline of one attempt, in seconds, above 0 and at most 86400 [settings: timeout; default 30].
+    #[arg(long, value_name = "S", value_parser = |s: &str| flag_secs("timeout", s))]
     pub(crate) timeout: Option<f64>,
-    /// Total attempts per check before it counts as failed [settings: retries; default 5].
-    #[arg(long, value_name = "N")]
+    /// Total attempts per check before it counts as failed, 1 to 100 [settings: retries; default 5].
+    #[arg(long, value_name = "N", value_parser = |s: &str| flag_int::<u32>("retries", s))]
     pub(crate) retries: Option<u32>,
-    /// Seconds to wait between attempts [settings: retry_delay; default 0].
-    #[arg(long, value_name = "S")]
+    /// Seconds to wait between attempts, 0 to 86400 [settings: retry_delay; default 0].
+    #[arg(long, value_name = "S", value_parser = |s: &str| flag_secs("retry_delay", s))]
     pub(crate) retry_delay: Option<f64>,
     /// Hide the progress bar even on a terminal.
     #[arg(long)]
@@ -196,8 +198,9 @@ pub(crate) struct EnqueueArgs {
 pub(crate) struct WorkerArgs {
     #[arg(long, value_name = "URL", help = QUEUE_HELP)]
     pub(crate) queue: String,
-    /// Jobs held and run at once [settings: concurrency; default 5000, capped by the open-file limit].
-    #[arg(long, value_name = "N")]
+    /// Jobs held and run at once, 1 to 1000000 [settings: concurrency; default 5000, capped
+    /// by the open-file limit].
+    #[arg(long, value_name = "N", value_parser = |s: &str| flag_int::<usize>("concurrency", s))]
     pub(crate) concurrency: Option<usize>,
     /// Exit once the queue is empty and no job is in flight on any worker (exit 1 if any
     /// failed, else 3 if any could not be judged).

@@ -18,7 +18,7 @@ use settings::Settings;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Exit status for a bad configuration or usage.
 const EXIT_CONFIG: u8 = 2;
@@ -81,8 +81,7 @@ async fn load_jobs(
     strict: bool,
     settings: &Settings,
 ) -> Result<Option<Vec<Job>>> {
-    let fetch_timeout = Duration::from_secs_f64(settings.fetch_timeout);
-    let loaded = load::load(files, strict, fetch_timeout).await?;
+    let loaded = load::load(files, strict, settings.fetch_timeout()).await?;
     let mut err = std::io::stderr().lock();
     for d in &loaded.diagnostics {
         writeln!(err, "{d}\n")?;

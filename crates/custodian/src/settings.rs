@@ -95,12 +95,14 @@ impl Default for Settings {
 impl Settings {
     /// Reads `path` (or the default file when present), then validates.
     pub(crate) fn load(path: Option<&Path>) -> Result<Settings> {
-        let settings = match path {
-            Some(p) => Self::read(p)?,
-            None if Path::new(DEFAULT_PATH).exists() => Self::read(Path::new(DEFAULT_PATH))?,
-            None => Settings::default(),
+        let path = path.or_else(|| Some(Path::new(DEFAULT_PATH)).filter(|p| p.exists()));
+        let Some(path) = path else {
+            return Ok(Settings::default());
         };
-        settings.validate()?;
+        let settings = Self::read(path)?;
+        settings
+            .validate()
+            .with_context(|| format!("in settings file {}", path.display()))?;
         Ok(settings)
     }
 
@@ -117,7 +119,17 @@ impl Settings {
     }
 
     pub(crate) fn from_toml(text: &str) -> Result<Settings> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|e| {
+            // serde says only "expected u32": name the key's range as well.
+            let range = e
+                .span()
+                .and_then(|span| top_level_key(text, span.start))
+                .and_then(|key| BOUNDS.iter().find(|b| b.key == key));
+            match range {
+                Some(b) => anyhow::anyhow!("{e}`{}` must be {}", b.key, b.text()),
+                None => e.into(),
+            }
+        })
     }
 
     /// The original's format: `key = value` lines, `#` comments, its key names.
@@ -143,17 +155,14 @@ impl Settings {
     }
 
     fn set_cfg(&mut self, key: &str, value: &str) -> Result<()> {
-        let num = || {
-            value
-                .parse::<f64>()
-                .with_context(|| format!("`{key}` needs a number, found {value:?}"))
-        };
         match key {
-            "timeout" => self.timeout = num()?,
-            "retries" => self.retries = num()? as u32,
-            "retry_delay" => self.retry_delay = num()?,
-            "concurrency" => self.concurrency = num()? as usize,
-            "per_host" => self.per_host = num()? as usize,
+            "timeout" => self.timeout = cfg_secs(key, value)?,
+            "retries" => self.retries = cfg_int(key, value)?,
+            "retry_delay" => self.retry_delay = cfg_secs(key, value)?,
+            "concurrency" => self.concurrency = cfg_int(key, value)?,
+            "per_host" => self.per_host = cfg_int(key, value)?,
+            "resolve_timeout" => self.resolve_timeout = cfg_secs(key, value)?,
+            "fetch_timeout" => self.fetch_timeout = cfg_secs(key, value)?,
             "ca_file" => self.ca_file = Some(PathBuf::from(value)),
             "tls_roots" => self.tls_roots = TlsRoots::parse(value)?,
             "nameservers" => {
@@ -166,39 +175,41 @@ impl Settings {
             "alert_source" => self.alert_source = value.to_string(),
             "state_file" => self.state_file = Some(PathBuf::from(value)),
             "state_redis" => self.state_redis = Some(value.to_string()),
-            "fail_threshold" => self.fail_threshold = num()? as u32,
-            "pass_threshold" => self.pass_threshold = num()? as u32,
-            "renotify" => self.renotify = num()? as u64,
-            "flap_flips" => self.flap_flips = num()? as u32,
-            "flap_window" => self.flap_window = num()? as u64,
-            "unknown_threshold" => self.unknown_threshold = num()? as u32,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            "fail_threshold" => self.fail_threshold = cfg_int(key, value)?,
+            "pass_threshold" => self.pass_threshold = cfg_int(key, value)?,
+            "renotify" => self.renotify = cfg_int(key, value)?,
+            "flap_flips" => self.flap_flips = cfg_int(key, value)?,
+            "flap_window" => self.flap_window = cfg_int(key, value)?,
+            "unknown_threshold" => self.unknown_threshold = cfg_int(key, value)?,
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
 
-    /// Rejects values no run could use.
+    /// Rejects values no run could use: every number must lie in its key's range ([`BOUNDS`]).
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
-            bail!(
-                "timeout must be a positive number of seconds, not {}",
-                self.timeout
-            );
+        let secs = [
+            ("timeout", self.timeout),
+            ("retry_delay", self.retry_delay),
+            ("resolve_timeout", self.resolve_timeout),
+            ("fetch_timeout", self.fetch_timeout),
+        ];
+        for (key, v) in secs {
+            bound(key).check(v, format_args!("{v:?}"))?;
         }
-        if self.retries == 0 {
-            bail!("retries is the total number of attempts and must be at least 1");
-        }
-        if !(self.retry_delay >= 0.0 && self.retry_delay.is_finite()) {
-            bail!(
-                "retry_delay must be zero or more seconds, not {}",
-                self.retry_delay
-            );
-        }
-        if self.concurrency == 0 {
-            bail!("concurrency must be at least 1");
-        }
-        if !(self.resolve_timeout > 0.0 && self.fetch_timeout > 0.0) {
-            bail!("resolve_timeout and fetch_timeout must be positive");
+        let ints = [
+            ("retries", u64::from(self.retries)),
+            ("concurrency", self.concurrency as u64),
+            ("per_host", self.per_host as u64),
+            ("fail_threshold", u64::from(self.fail_threshold)),
+            ("pass_threshold", u64::from(self.pass_threshold)),
+            ("renotify", self.renotify),
+            ("flap_flips", u64::from(self.flap_flips)),
+            ("flap_window", self.flap_window),
+            ("unknown_threshold", u64::from(self.unknown_threshold)),
+        ];
+        for (key, n) in ints {
+            bound(key).check(n as f64, n)?;
         }
         for n in &self.nameservers {
             parse_nameserver(n)?;
@@ -229,11 +240,15 @@ impl Settings {
     }
 
     pub(crate) fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout)
+        seconds("timeout", self.timeout)
     }
 
     pub(crate) fn retry_delay(&self) -> Duration {
-        Duration::from_secs_f64(self.retry_delay)
+        seconds("retry_delay", self.retry_delay)
+    }
+
+    pub(crate) fn fetch_timeout(&self) -> Duration {
+        seconds("fetch_timeout", self.fetch_timeout)
     }
 
     /// The state machine's thresholds.
@@ -267,8 +282,145 @@ impl Settings {
     }
 
     pub(crate) fn resolve_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.resolve_timeout)
+        seconds("resolve_timeout", self.resolve_timeout)
     }
+}
+
+/// Ten years in seconds: the longest `renotify` or `flap_window` that means anything.
+const TEN_YEARS: f64 = 315_360_000.0;
+
+/// The values one numeric key may take: from `low` (excluded when `open`) to `high`.
+struct Bound {
+    key: &'static str,
+    low: f64,
+    open: bool,
+    high: f64,
+    /// A count (whole numbers) rather than seconds.
+    whole: bool,
+}
+
+const fn secs(key: &'static str, open: bool, high: f64) -> Bound {
+    Bound {
+        key,
+        low: 0.0,
+        open,
+        high,
+        whole: false,
+    }
+}
+
+const fn whole(key: &'static str, low: f64, high: f64) -> Bound {
+    Bound {
+        key,
+        low,
+        open: false,
+        high,
+        whole: true,
+    }
+}
+
+/// Every numeric setting (both formats, and the flags that override them) with its range.
+static BOUNDS: &[Bound] = &[
+    secs("timeout", true, 86_400.0),
+    secs("retry_delay", false, 86_400.0),
+    secs("resolve_timeout", true, 3600.0),
+    secs("fetch_timeout", true, 3600.0),
+    whole("retries", 1.0, 100.0),
+    whole("concurrency", 1.0, 1_000_000.0),
+    whole("per_host", 0.0, 1_000_000.0),
+    whole("fail_threshold", 1.0, 1000.0),
+    whole("pass_threshold", 1.0, 1000.0),
+    whole("renotify", 0.0, TEN_YEARS),
+    whole("flap_flips", 0.0, 1000.0),
+    whole("flap_window", 0.0, TEN_YEARS),
+    whole("unknown_threshold", 0.0, 1000.0),
+    whole("day_start", 0.0, 23.0),
+    whole("day_end", 1.0, 24.0),
+    // Minutes, as the original counted them.
+    whole("working_suppress", 0.0, TEN_YEARS / 60.0),
+    whole("oncall_suppress", 0.0, TEN_YEARS / 60.0),
+];
+
+fn bound(key: &str) -> &'static Bound {
+    // Every caller passes a key of the table; a missing one is a bug caught by the tests.
+    BOUNDS.iter().find(|b| b.key == key).unwrap_or(&BOUNDS[0])
+}
+
+impl Bound {
+    /// "a whole number from 1 to 100", "seconds in (0, 86400]".
+    fn text(&self) -> String {
+        if self.whole {
+            format!("a whole number from {} to {}", self.low, self.high)
+        } else {
+            let open = if self.open { '(' } else { '[' };
+            format!("seconds in {open}{}, {}]", self.low, self.high)
+        }
+    }
+
+    /// Ok when `v` is in range (NaN never is); the error shows the value as `shown`.
+    fn check(&self, v: f64, shown: impl std::fmt::Display) -> Result<()> {
+        let above_low = if self.open {
+            v > self.low
+        } else {
+            v >= self.low
+        };
+        if above_low && v <= self.high {
+            return Ok(());
+        }
+        bail!("`{}` must be {}, not {shown}", self.key, self.text())
+    }
+}
+
+/// A validated number of seconds as a duration; out-of-range values (never validated)
+/// become the key's upper bound instead of panicking.
+fn seconds(key: &str, v: f64) -> Duration {
+    let high = Duration::from_secs(bound(key).high as u64);
+    Duration::try_from_secs_f64(v).map_or(high, |d| d.min(high))
+}
+
+/// A command-line value in seconds for `key`, in the same range as the settings.
+pub(crate) fn flag_secs(key: &str, text: &str) -> std::result::Result<f64, String> {
+    cfg_secs(key, text).map_err(|e| e.to_string())
+}
+
+/// A command-line whole number for `key`, in the same range as the settings.
+pub(crate) fn flag_int<T: TryFrom<i64>>(key: &str, text: &str) -> std::result::Result<T, String> {
+    cfg_int(key, text).map_err(|e| e.to_string())
+}
+
+/// A custodian.cfg value in seconds, range-checked.
+fn cfg_secs(key: &str, value: &str) -> Result<f64> {
+    let b = bound(key);
+    let Ok(v) = value.parse::<f64>() else {
+        bail!("`{key}` must be {}, not {value:?}", b.text());
+    };
+    b.check(v, value)?;
+    Ok(v)
+}
+
+/// A custodian.cfg whole number, range-checked: `2.7`, `-5` and `1e300` are errors, not 2,
+/// 0 and a saturated cast.
+fn cfg_int<T: TryFrom<i64>>(key: &str, value: &str) -> Result<T> {
+    let b = bound(key);
+    let n = value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| b.check(*n as f64, n).is_ok());
+    match n.and_then(|n| T::try_from(n).ok()) {
+        Some(n) => Ok(n),
+        None => bail!("`{key}` must be {}, not {value:?}", b.text()),
+    }
+}
+
+/// The key of the `key = value` line holding byte `at`, when it is outside any `[table]`.
+fn top_level_key(text: &str, at: usize) -> Option<&str> {
+    let before = text.get(..at)?;
+    if before.lines().any(|l| l.trim_start().starts_with('[')) {
+        return None;
+    }
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..].split_once('=')?;
+    Some(key.trim())
 }
 
 /// `tls_roots`: which root certificates TLS checks trust besides `ca_file`.
@@ -351,14 +503,11 @@ impl CfgAlerting {
             return Ok(());
         };
         for (key, value) in &self.mauve {
-            let n: u64 = value
-                .parse()
-                .with_context(|| format!("`{key}` needs a whole number, found {value:?}"))?;
             match key.as_str() {
-                "day_start" => mauve.day_start = n as u32,
-                "day_end" => mauve.day_end = n as u32,
-                "working_suppress" => mauve.working_suppress = n,
-                _ => mauve.oncall_suppress = n,
+                "day_start" => mauve.day_start = cfg_int(key, value)?,
+                "day_end" => mauve.day_end = cfg_int(key, value)?,
+                "working_suppress" => mauve.working_suppress = cfg_int(key, value)?,
+                _ => mauve.oncall_suppress = cfg_int(key, value)?,
             }
         }
         Ok(())
@@ -412,6 +561,165 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(Settings::default().validate().is_ok());
+    }
+
+    /// The error of loading `text` in a format, parse or validation alike.
+    fn load_err(text: &str, toml: bool) -> String {
+        let parsed = if toml {
+            Settings::from_toml(text)
+        } else {
+            Settings::from_cfg(text)
+        };
+        match parsed {
+            Ok(s) => format!("{:#}", s.validate().expect_err(text)),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_key_and_its_range_in_both_formats() {
+        let ten_years = "a whole number from 0 to 315360000";
+        // (line, in custodian.cfg, in TOML)
+        let table = [
+            (
+                "timeout = 1e300",
+                "`timeout` must be seconds in (0, 86400], not 1e300",
+                None,
+            ),
+            (
+                "timeout = 0",
+                "`timeout` must be seconds in (0, 86400], not 0",
+                None,
+            ),
+            (
+                "timeout = nan",
+                "`timeout` must be seconds in (0, 86400], not nan",
+                Some("not NaN"),
+            ),
+            (
+                "retry_delay = inf",
+                "`retry_delay` must be seconds in [0, 86400], not inf",
+                None,
+            ),
+            (
+                "retry_delay = -1",
+                "`retry_delay` must be seconds in [0, 86400], not -1",
+                Some("not -1.0"),
+            ),
+            (
+                "resolve_timeout = 3601",
+                "`resolve_timeout` must be seconds in (0, 3600], not 3601",
+                Some("not 3601.0"),
+            ),
+            (
+                "fetch_timeout = 1e300",
+                "`fetch_timeout` must be seconds in (0, 3600], not 1e300",
+                None,
+            ),
+            (
+                "retries = 2.7",
+                "`retries` must be a whole number from 1 to 100, not \"2.7\"",
+                Some("expected u32"),
+            ),
+            (
+                "retries = 1e300",
+                "`retries` must be a whole number from 1 to 100, not \"1e300\"",
+                Some("expected u32"),
+            ),
+            (
+                "retries = 0",
+                "`retries` must be a whole number from 1 to 100, not \"0\"",
+                Some("not 0"),
+            ),
+            (
+                "renotify = -5",
+                &format!("`renotify` must be {ten_years}, not \"-5\""),
+                Some("expected u64"),
+            ),
+            (
+                "flap_window = 315360001",
+                &format!("`flap_window` must be {ten_years}, not \"315360001\""),
+                Some("not 315360001"),
+            ),
+            (
+                "per_host = 4611686018427387904",
+                "`per_host` must be a whole number from 0 to 1000000",
+                None,
+            ),
+            (
+                "concurrency = 0",
+                "`concurrency` must be a whole number from 1 to 1000000",
+                None,
+            ),
+            (
+                "fail_threshold = 1001",
+                "`fail_threshold` must be a whole number from 1 to 1000",
+                None,
+            ),
+            (
+                "unknown_threshold = 2.5",
+                "`unknown_threshold` must be a whole number from 0 to 1000",
+                Some("expected u32"),
+            ),
+        ];
+        for (line, cfg, toml) in table {
+            let err = load_err(&format!("{line}\n"), false);
+            assert!(err.contains(cfg), "cfg {line}: {err}");
+            let err = load_err(&format!("{line}\n"), true);
+            // Every TOML error names the key's range, whatever serde said first.
+            let range = cfg.split(", not").next().unwrap_or(cfg);
+            assert!(err.contains(range), "toml {line}: {err}");
+            assert!(
+                err.contains(toml.unwrap_or(cfg.rsplit(", ").next().unwrap_or(""))),
+                "toml {line}: {err}"
+            );
+        }
+        let err = load_err(
+            "alerter = mauve\nmauve_target = 127.0.0.1\nday_start = -1\n",
+            false,
+        );
+        assert!(
+            err.contains("`day_start` must be a whole number from 0 to 23"),
+            "{err}"
+        );
+        let err = load_err(
+            "[alerters.mauve]\naddress = \"127.0.0.1\"\nworking_suppress = 99999999999\n",
+            true,
+        );
+        assert!(
+            err.contains("`working_suppress` must be a whole number of minutes from 0 to 5256000"),
+            "{err}"
+        );
+        let err = load_err("[alerters.retry]\ntimeout = 1e300\n", true);
+        assert!(
+            err.contains("`timeout` must be seconds in (0, 3600], not 1e300"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn numbers_at_the_edges_of_their_ranges_load() {
+        let text = "timeout = 86400\nretries = 100\nretry_delay = 0\nper_host = 1000000\n\
+                    concurrency = 1000000\nrenotify = 315360000\nresolve_timeout = 3600\n";
+        for s in [Settings::from_cfg(text), Settings::from_toml(text)] {
+            let s = s.expect("in range");
+            s.validate().expect("in range");
+            assert_eq!(
+                (s.retries, s.per_host, s.timeout()),
+                (100, 1_000_000, Duration::from_secs(86_400))
+            );
+        }
+        // Unvalidated values still turn into durations without a panic.
+        let wild = Settings {
+            timeout: 1e300,
+            retry_delay: f64::NAN,
+            ..Settings::default()
+        };
+        assert_eq!(wild.timeout(), Duration::from_secs(86_400));
+        assert_eq!(wild.retry_delay(), Duration::from_secs(86_400));
+        for b in BOUNDS {
+            assert!(std::ptr::eq(bound(b.key), b), "{} is found", b.key);
+        }
     }
 
     #[test]

@@ -83,3 +83,68 @@ fn readme_lists_every_type() {
         );
     }
 }
+
+/// Numbers out of range are usage errors (exit 2) naming the flag and its range, and nothing
+/// runs: the listener the check points at is never connected to.
+#[test]
+fn numeric_flags_out_of_range_exit_2_and_run_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let file = dir.path().join("t.cfg");
+    std::fs::write(&file, format!("127.0.0.1 must run tcp on {port}.\n")).expect("write");
+    let table = [
+        (
+            "--timeout",
+            "1e300",
+            "`timeout` must be seconds in (0, 86400]",
+        ),
+        (
+            "--timeout",
+            "nan",
+            "`timeout` must be seconds in (0, 86400]",
+        ),
+        (
+            "--retry-delay",
+            "inf",
+            "`retry_delay` must be seconds in [0, 86400]",
+        ),
+        (
+            "--retries",
+            "2.7",
+            "`retries` must be a whole number from 1 to 100",
+        ),
+        (
+            "--concurrency",
+            "0",
+            "`concurrency` must be a whole number from 1 to 1000000",
+        ),
+    ];
+    for (flag, value, want) in table {
+        let out = custodian(dir.path(), &["run", "--quiet", flag, value, "t.cfg"]);
+        assert_eq!(out.code, 2, "{flag} {value}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(want) && out.stderr.contains(flag),
+            "{}",
+            out.stderr
+        );
+    }
+    let worker = custodian(
+        dir.path(),
+        &[
+            "worker",
+            "--queue",
+            "redis://127.0.0.1:1/",
+            "--concurrency=-1",
+        ],
+    );
+    assert_eq!(worker.code, 2, "{}", worker.stderr);
+    assert!(
+        worker.stderr.contains("`concurrency` must be"),
+        "{}",
+        worker.stderr
+    );
+    let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(accepted, Err(std::io::ErrorKind::WouldBlock), "a check ran");
+}
