@@ -13,17 +13,18 @@
 //! Down reasons: connection refused / timed out connecting;
 //! `bind refused: invalidCredentials (49) "…"`; `search failed: noSuchObject (32) "…"`;
 //! `search found no entry`; `not an LDAP server: …` (garbage, a message
-//! over 64 KiB, a reply to another request); `server ended the session: …` (a notice of
-//! disconnection); timed out or closed while waiting.
+//! over 64 KiB, a malformed message, a reply to another request); `LDAP reply nested deeper
+//! than 32 levels` (replies are decoded by our bounded decoder, `ber.rs`); `server ended the
+//! session: …` (a notice of disconnection); timed out or closed while waiting.
 //! Example: `dir1 must run ldap with base 'dc=example,dc=com' with filter '(uid=probe)'.`
 
+use crate::ber;
 use crate::net;
 use crate::tls::{self, Stream, Verify};
 use crate::Ctx;
 use custodian_core::{Invalid, Kind, Outcome, ParamSpec, ProbeSpec, TargetKind, Value};
 use ldap3::asn1::{
-    parse_tag, ASNTag, Boolean, Enumerated, Integer, OctetString, Sequence, StructureTag, Tag,
-    TagClass, PL,
+    ASNTag, Boolean, Enumerated, Integer, OctetString, Sequence, StructureTag, Tag, TagClass, PL,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -235,10 +236,15 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String> 
     Ok(frame)
 }
 
-/// Splits an LDAPMessage into its message id and protocol op.
+/// Splits an LDAPMessage into its message id and protocol op. The frame comes from the peer,
+/// so it is decoded by our bounded [`ber::decode`], never by `ldap3`'s recursive `parse_tag`
+/// (a reply nested thousands deep would overflow the worker's stack and abort the process).
 fn parse_message(frame: &[u8]) -> Result<(i64, StructureTag), String> {
+    let tag = ber::decode(frame).map_err(|e| match e {
+        ber::Error::TooDeep => format!("LDAP reply {e}"),
+        e => format!("not an LDAP server: malformed message ({e})"),
+    })?;
     let bad = || "not an LDAP server: malformed message".to_string();
-    let (_, tag) = parse_tag(frame).map_err(|_| bad())?;
     let mut parts = tag.expect_constructed().ok_or_else(bad)?.into_iter();
     let id = parts
         .next()
@@ -549,6 +555,23 @@ pub(crate) mod fake {
         }
     }
 
+    /// Levels of the hostile reply: about as deep as one message of [`MAX_MESSAGE`] allows
+    /// with definite lengths (4 bytes a level), deep enough to overflow a recursive parser.
+    pub(crate) const DEEP: usize = 16_000;
+
+    /// A hostile server: answers the first request with SEQUENCEs nested [`DEEP`] levels,
+    /// then keeps the connection open until the client leaves, so that the verdict comes
+    /// from that reply and not from a close.
+    pub(crate) async fn hostile<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+        if read_frame(&mut s).await.is_ok() {
+            let frame = crate::ber::tests::nested(DEEP);
+            assert!(frame.len() <= MAX_MESSAGE, "{} bytes", frame.len());
+            let _ = s.write_all(&frame).await;
+            let mut sink = [0u8; 1024];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    }
+
     fn res(op: u64, code: i64, msg: &str) -> Tag {
         Tag::Sequence(Sequence {
             id: op,
@@ -827,6 +850,28 @@ mod tests {
         assert_eq!(out, Outcome::down(format!(
             "not an LDAP server: message of 2147483647 bytes, more than {MAX_MESSAGE} while waiting for the bind response"
         )));
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_reply_is_down_not_a_crash() {
+        let a = serve(fake::hostile).await;
+        let t = Instant::now();
+        let out = check(&cx(job(a.port(), &[]), 2.0)).await;
+        assert_eq!(
+            out,
+            Outcome::down("LDAP reply nested deeper than 32 levels")
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn malformed_reply_names_the_fault() {
+        // A bind response whose result code claims 127 bytes inside a 5-byte op.
+        let a = says(b"\x30\x0a\x02\x01\x01\x61\x05\x0a\x7f\x00\x04\x00").await;
+        let out = run_against(a, &[]).await;
+        let why = "not an LDAP server: malformed message (an element of 127 bytes where \
+                   only 3 remain in its enclosing element)";
+        assert_eq!(out, Outcome::down(why));
     }
 
     #[tokio::test]

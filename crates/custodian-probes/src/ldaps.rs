@@ -52,14 +52,26 @@ mod tests {
     /// The fake directory behind TLS with a leaf for `names` valid `secs` more seconds,
     /// signed by the test CA or self-signed.
     async fn server(signed: bool, names: &'static [&'static str], secs: i64) -> SocketAddr {
+        serve_tls(signed, names, secs, false).await
+    }
+
+    /// As [`server`], with the fake directory or (`hostile`) the deeply nested reply.
+    async fn serve_tls(
+        signed: bool,
+        names: &'static [&'static str],
+        secs: i64,
+        hostile: bool,
+    ) -> SocketAddr {
         let issuer = signed.then(ca);
         let config = server_config(&leaf(issuer, names, secs));
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         serve(move |s| {
             let acceptor = acceptor.clone();
             async move {
-                if let Ok(tls) = acceptor.accept(s).await {
-                    fake::talk(tls).await;
+                match acceptor.accept(s).await {
+                    Ok(tls) if hostile => fake::hostile(tls).await,
+                    Ok(tls) => fake::talk(tls).await,
+                    Err(_) => {}
                 }
             }
         })
@@ -104,6 +116,13 @@ mod tests {
         let a = server(true, &["other.test"], 30 * DAY).await;
         let prefix = format!("TLS handshake on port {} failed: ", a.port());
         assert!(reason(a, false).await.starts_with(&prefix));
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_reply_is_down_not_a_crash() {
+        let a = serve_tls(true, &["127.0.0.1"], 30 * DAY, true).await;
+        let why = reason(a, false).await;
+        assert_eq!(why, "LDAP reply nested deeper than 32 levels");
     }
 
     #[tokio::test]

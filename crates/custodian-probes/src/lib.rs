@@ -15,6 +15,11 @@ mod net;
 mod resolver;
 mod tls;
 
+// Bounded BER decoding of LDAP replies; public only for the fuzz target in fuzz/.
+#[cfg(feature = "ldap")]
+#[doc(hidden)]
+pub mod ber;
+
 pub use abuse::assess;
 pub use env::{Env, EnvOptions};
 pub use tls::Roots;
