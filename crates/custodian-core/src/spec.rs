@@ -85,17 +85,25 @@ impl Job {
         }
     }
 
-    /// Stable identity: a hash of what the check does, not of how the line is spelled.
+    /// Stable identity: a hash of what the check does, not of how the line is spelled, with
+    /// every secret masked first. Ids travel in alert payloads and state keys, so they must not
+    /// let a password be guessed offline; and a rotated password keeps the check's id (its
+    /// state and open alerts).
     pub fn id(&self) -> String {
-        let key = serde_json::json!([
+        hex::encode(Sha1::digest(self.id_input().as_bytes()))
+    }
+
+    /// What [`Job::id`] hashes: type, target, port, inversion, family and options, secrets masked.
+    fn id_input(&self) -> String {
+        serde_json::json!([
             self.probe,
-            self.target,
+            self.display_target(),
             self.port,
             self.inverted,
             self.family,
-            self.options
-        ]);
-        hex::encode(Sha1::digest(key.to_string().as_bytes()))
+            self.masked_options()
+        ])
+        .to_string()
     }
 
     /// The target with any URL password masked.
@@ -265,6 +273,26 @@ fn password_range(text: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_excludes_secrets_and_survives_a_password_rotation() {
+        let mut a = Job::new("mysql", "db1", Some(3306));
+        a.options.insert("password".into(), "hunter2".into());
+        let mut b = a.clone();
+        b.options.insert("password".into(), "correct horse".into());
+        assert_eq!(a.id(), b.id(), "option password");
+        assert!(!a.id_input().contains("hunter2"), "{}", a.id_input());
+        let c = Job::new("http", "http://bob:hunter2@web1/x", None);
+        let d = Job::new("http", "http://bob:rotated@web1/x", None);
+        assert_eq!(c.id(), d.id(), "URL password");
+        assert!(!c.id_input().contains("hunter2"), "{}", c.id_input());
+        // What the check does still tells checks apart.
+        let other = Job::new("http", "http://eve:hunter2@web1/x", None);
+        assert_ne!(c.id(), other.id(), "the user name is not a secret");
+        let mut e = a.clone();
+        e.options.insert("username".into(), "root".into());
+        assert_ne!(a.id(), e.id());
+    }
 
     #[test]
     fn masks_url_passwords_only() {
