@@ -1,6 +1,41 @@
 //! What a probe found and what the worker made of it.
 
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Text a peer sent, made safe to print on a terminal, in a log line or in one CSV cell:
+/// every control character (C0, DEL, C1) and every Unicode bidirectional control is written
+/// the way Rust writes it in a quoted string: `\n`, `\r`, `\t`, `\0`, otherwise `\u{1b}`
+/// (hex code point), as `{:?}` writes them. Everything else, backslashes included, is kept:
+/// text already quoted with `{:?}` passes unchanged, and applying it again changes nothing,
+/// so each boundary where peer text enters a verdict (transcripts, findings, results, scan
+/// rows, text lines) applies it without double escaping.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(is_unsafe) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A character a terminal would act on rather than show: a control character, or a bidi
+/// control that reorders what follows it on the line.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// The result of one probe attempt against one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,21 +159,23 @@ impl Finding {
 }
 
 impl std::fmt::Display for Finding {
-    /// `VERDICT: WHY [from SOURCE: C: ... | S: ...]`, the transcript cut to its last lines.
+    /// `VERDICT: WHY [from SOURCE: C: ... | S: ...]`, the transcript cut to its last lines,
+    /// control characters escaped.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.verdict.word(), self.why)?;
+        write!(f, "{}: {}", self.verdict.word(), escape_controls(&self.why))?;
         if self.source.is_none() && self.transcript.is_empty() {
             return Ok(());
         }
         f.write_str(" [")?;
         if let Some(src) = &self.source {
-            write!(f, "from {src}: ")?;
+            write!(f, "from {}: ", escape_controls(src))?;
         }
         let skip = self.transcript.len().saturating_sub(MAX_QUOTED);
         if skip > 0 {
             write!(f, "[{skip} earlier lines] ")?;
         }
-        write!(f, "{}]", self.transcript[skip..].join(" | "))
+        let quoted = self.transcript[skip..].join(" | ");
+        write!(f, "{}]", escape_controls(&quoted))
     }
 }
 
@@ -196,7 +233,8 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// A result for `job` with everything but the verdict filled in; secrets in `error` masked.
+    /// A result for `job` with everything but the verdict filled in; secrets in `error`
+    /// masked, then its control characters escaped ([`escape_controls`]).
     pub fn new(
         job: &crate::Job,
         status: Status,
@@ -212,7 +250,8 @@ impl JobResult {
             file: job.file.clone(),
             lineno: job.lineno,
             status,
-            error: error.map(|e| job.scrub(&e)),
+            // Peer text reaches every output from here: escaped once, for all of them.
+            error: error.map(|e| escape_controls(&job.scrub(&e))),
             otherwise: job.otherwise.clone(),
             subject: job.subject.clone(),
             duration_ms,
@@ -283,6 +322,37 @@ mod tests {
         );
         let json = serde_json::to_string(&Verdict::ProbablyOpen).expect("json");
         assert_eq!(json, "\"probably-open\"");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_once() {
+        let hostile = "220 \u{1b}]0;pwned\u{7}\u{1b}[2J hi\r\n\tx\0\u{7f}\u{9b}\u{202e}";
+        let safe = escape_controls(hostile);
+        assert_eq!(
+            safe,
+            "220 \\u{1b}]0;pwned\\u{7}\\u{1b}[2J hi\\r\\n\\tx\\0\\u{7f}\\u{9b}\\u{202e}"
+        );
+        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        // Idempotent, and text quoted with `{:?}` is left as it is.
+        assert_eq!(escape_controls(&safe), safe);
+        let quoted = format!("{:?}", "a\u{1b}b\n");
+        assert_eq!(escape_controls(&quoted), quoted);
+        assert_eq!(escape_controls("plain \\ text é"), "plain \\ text é");
+    }
+
+    #[test]
+    fn findings_and_results_carry_no_control_characters() {
+        let mut f = Finding::new(Verdict::Closed, "bad \u{1b}[2J");
+        f.source = Some("127.0.0.1".into());
+        f.transcript = vec!["S: 220 \u{1b}]0;x\u{7}".into()];
+        let text = f.to_string();
+        assert_eq!(
+            text,
+            "closed: bad \\u{1b}[2J [from 127.0.0.1: S: 220 \\u{1b}]0;x\\u{7}]"
+        );
+        let job = crate::Job::new("smtp", "127.0.0.1", Some(25));
+        let r = JobResult::new(&job, Status::Failed, Some("a\u{1b}b\nc".into()), 1, 1);
+        assert_eq!(r.error.as_deref(), Some("a\\u{1b}b\\nc"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! These checks are written for `must not run`: "up" means the target is open to abuse.
 
 use crate::{net, openproxy, openrelay, openresolver, opensocks, Ctx};
+use custodian_core::outcome::escape_controls;
 use custodian_core::{Finding, Invalid, Value, Verdict};
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -43,7 +44,8 @@ pub(crate) fn settle(cx: &Ctx, f: Finding) -> Finding {
     }
 }
 
-/// What was said, in order: `C: ...` for us, `S: ...` for the server.
+/// What was said, in order: `C: ...` for us, `S: ...` for the server; each line clipped and
+/// its control characters escaped, since a server's bytes are quoted in every report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Transcript {
     pub(crate) source: Option<String>,
@@ -52,11 +54,13 @@ pub(crate) struct Transcript {
 
 impl Transcript {
     pub(crate) fn client(&mut self, s: &str) {
-        self.lines.push(format!("C: {}", net::clip(s)));
+        self.lines
+            .push(format!("C: {}", escape_controls(&net::clip(s))));
     }
 
     pub(crate) fn server(&mut self, s: &str) {
-        self.lines.push(format!("S: {}", net::clip(s)));
+        self.lines
+            .push(format!("S: {}", escape_controls(&net::clip(s))));
     }
 
     /// `f` with this transcript as its evidence.
@@ -432,9 +436,17 @@ mod tests {
         };
         t.client("HELLO");
         t.server("HI");
+        t.server("220 \u{1b}]0;pwned\u{7}\u{1b}[2J hi\r");
         let f = t.attach(Finding::new(Verdict::Open, "it said hi"));
         assert_eq!(f.source.as_deref(), Some("127.0.0.1"));
-        assert_eq!(f.transcript, ["C: HELLO", "S: HI"]);
+        assert_eq!(
+            f.transcript,
+            [
+                "C: HELLO",
+                "S: HI",
+                "S: 220 \\u{1b}]0;pwned\\u{7}\\u{1b}[2J hi\\r"
+            ]
+        );
     }
 
     #[tokio::test]

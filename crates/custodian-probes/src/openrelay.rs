@@ -14,11 +14,14 @@
 //! every form refused (5xx), deferred (4xx, greylisting), authentication required (530),
 //! throttled (421), "accepts any recipient but refuses DATA"; no-answer: timed out.
 //! Every verdict quotes the dialogue and our source address.
+//! Sender and recipient are plain addresses: no spaces, `<`, `>` or control characters (not
+//! even in a quoted local part), so no option, flag or queued job can add a command line.
 //! Example: `mail1 must not run openrelay with recipient 'probe@relaytest.example.net'.`
 
 use crate::abuse::{self, Transcript};
 use crate::dialog::Dialog;
 use crate::{net, Ctx};
+use custodian_core::outcome::escape_controls;
 use custodian_core::{
     Finding, Invalid, Kind, Outcome, ParamSpec, ProbeSpec, ScanSpec, TargetKind, Value, Verdict,
 };
@@ -84,7 +87,9 @@ const MAIL_HINT: &str =
 /// Checked against RFC 5321 by hand rather than with a mail-address crate: those accept RFC
 /// 5322 header syntax (display names, comments, folding white space, obsolete forms), none
 /// of which is valid in an SMTP envelope, and what this type accepts is sent as is. ASCII
-/// only: the check never asks for SMTPUTF8 (RFC 6531).
+/// only: the check never asks for SMTPUTF8 (RFC 6531). Stricter than RFC 5321 in one way:
+/// no space, `<`, `>` or control character anywhere, quoted or not, so the address can never
+/// end the command early or start another one (CR LF).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mailbox {
     pub(crate) local: String,
@@ -106,11 +111,18 @@ impl Mailbox {
     }
 
     pub(crate) fn parse(text: &str) -> Result<Mailbox, Invalid> {
+        let shown = escape_controls(text);
         let bad = |why: String| {
-            Invalid::new(format!("`{text}` is not a mail address: {why}")).hint(MAIL_HINT)
+            Invalid::new(format!("`{shown}` is not a mail address: {why}")).hint(MAIL_HINT)
         };
         if !text.is_ascii() {
             return Err(bad("only ASCII can be sent without SMTPUTF8".into()));
+        }
+        if !text.chars().all(is_plain) {
+            return Err(bad(
+                "a plain address has no spaces, `<`, `>` or control characters (CR, LF, ...)"
+                    .into(),
+            ));
         }
         let (local, domain) = split_mailbox(text).ok_or_else(|| bad("it has no @domain".into()))?;
         if local.is_empty() {
@@ -174,7 +186,14 @@ fn is_dot_string(s: &str) -> bool {
     })
 }
 
-/// RFC 5321 `Quoted-string`: printable ASCII between double quotes, `"` and `\` escaped.
+/// A character a sent address may hold: visible ASCII but the angle brackets that delimit it
+/// in `MAIL FROM:<...>` (so no space, CR, LF or other control character either).
+fn is_plain(c: char) -> bool {
+    ('!'..='~').contains(&c) && !matches!(c, '<' | '>')
+}
+
+/// RFC 5321 `Quoted-string` of [`is_plain`] characters between double quotes, `"` and `\`
+/// escaped.
 fn is_quoted_string(s: &str) -> bool {
     let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
         return false;
@@ -182,9 +201,9 @@ fn is_quoted_string(s: &str) -> bool {
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         let ok = match c {
-            '\\' => chars.next().is_some_and(|n| (' '..='~').contains(&n)),
+            '\\' => chars.next().is_some_and(is_plain),
             '"' => false,
-            c => (' '..='~').contains(&c),
+            c => is_plain(c),
         };
         if !ok {
             return false;
@@ -292,7 +311,7 @@ impl Session<'_> {
 
     async fn say(&mut self, cmd: &str) -> Result<u16, String> {
         self.t.client(cmd);
-        self.d.send(self.cx, cmd).await?;
+        self.d.send(self.cx, one_line(cmd)?).await?;
         self.read(cmd).await
     }
 
@@ -342,6 +361,18 @@ impl Session<'_> {
     async fn data(&mut self) -> Result<u16, String> {
         self.say("DATA").await
     }
+}
+
+/// `cmd` when it is one command line. [`Mailbox`] already keeps line breaks out of every
+/// address; this second guard stands because a smuggled line could send a whole message.
+fn one_line(cmd: &str) -> Result<&str, String> {
+    if cmd.contains(['\r', '\n']) {
+        return Err(format!(
+            "refusing to send {:?}: a command must be one line",
+            net::clip(cmd)
+        ));
+    }
+    Ok(cmd)
 }
 
 /// Replies after which trying more forms is pointless: any 4xx (greylisting, throttling,
@@ -521,7 +552,7 @@ mod tests {
         for good in [
             "probe@relaytest.example.net",
             "a.b+tag@x-y.example",
-            "\"odd @ local\"@example.net",
+            "\"odd@local\"@example.net",
             "\"esc\\\"aped\"@example.net",
             "postmaster@[192.0.2.1]",
             "u@[IPv6:2001:db8::1]",
@@ -537,18 +568,88 @@ mod tests {
         );
         assert!(why("@example.net").ends_with("the part before @ is empty"));
         assert!(why("u@").ends_with("the domain after @ is empty"));
-        assert!(why("a b@example.net").contains("neither dot-separated words"));
         assert!(why("a..b@example.net").contains("neither dot-separated words"));
         assert!(why("u@-bad.example").contains("neither a domain name"));
-        assert!(why("u@exa mple.net").contains("neither a domain name"));
         assert!(why("u@[300.1.1.1]").contains("neither a domain name"));
-        assert!(why("Name <u@example.net>").contains("neither dot-separated words"));
         assert!(why("u@bücher.example").contains("only ASCII"));
         assert!(why(&format!("{}@example.net", "a".repeat(65))).contains("longer than 64"));
         assert_eq!(
             Mailbox::parse("nobody").expect_err("hint").hint.as_deref(),
             Some(MAIL_HINT)
         );
+    }
+
+    /// Anything that could end the address or the command line early is refused, quoted or
+    /// not, and the refusal itself shows control characters escaped.
+    #[test]
+    fn addresses_that_could_smuggle_commands_are_refused() {
+        for bad in [
+            "a@b.example>\r\nDATA\r\n",
+            "a@b\r\nDATA",
+            "a@b.example\n",
+            "a@b.example\r",
+            "a\u{1b}@b.example",
+            "a@b.example\u{0}",
+            "a@b.example\u{7f}",
+            "<a@b.example>",
+            "a>@b.example",
+            "a@b.example>",
+            "a b@example.net",
+            "u@exa mple.net",
+            "Name <u@example.net>",
+            "\"a b\"@example.net",
+            "\"a>b\"@example.net",
+            "\"a\\ b\"@example.net",
+            "\"a\\\r\"@example.net",
+            "\"a\tb\"@example.net",
+            " a@b.example",
+        ] {
+            let e = Mailbox::parse(bad).expect_err(bad);
+            assert!(
+                e.msg.contains("a plain address has no spaces"),
+                "{bad:?}: {}",
+                e.msg
+            );
+            assert!(!e.msg.chars().any(char::is_control), "{:?}", e.msg);
+        }
+        let e = Mailbox::parse("a@b\r\nDATA").expect_err("crlf");
+        assert!(e.msg.starts_with("`a@b\\r\\nDATA` is not"), "{}", e.msg);
+        assert_eq!(one_line("RCPT TO:<a@b>"), Ok("RCPT TO:<a@b>"));
+        assert!(one_line("RCPT TO:<a@b>\r\nDATA").is_err());
+    }
+
+    /// A queued job's options go through the same parser (`prepare`): one carrying CR LF is
+    /// refused before any connection, so the server never hears DATA, a body or the dot.
+    #[tokio::test]
+    async fn a_queued_job_cannot_smuggle_a_message() {
+        let (a, heard_log) = scripted("220 mx ESMTP\r\n", open_mta).await;
+        let smuggled = "a@b.example>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT";
+        for key in ["recipient", "sender"] {
+            let mut j = Job::new("openrelay", "127.0.0.1", Some(a.port()));
+            j.options.insert(key.into(), smuggled.into());
+            let e = crate::prepare(&j).expect_err("refused");
+            assert!(e.msg.starts_with(&format!("option `{key}`: ")), "{}", e.msg);
+            let c = cx(j.clone(), 3.0);
+            let probe = crate::find("openrelay").expect("registered");
+            let out = (probe.check)(&c).await;
+            assert!(matches!(&out, Outcome::Unknown { .. }), "{out:?}");
+            let f = abuse::assess(&c).await.expect("an abuse check");
+            assert_eq!(f.verdict, Verdict::Unknown, "{f:?}");
+            assert!(!f.why.chars().any(char::is_control), "{f:?}");
+        }
+        // The same server does record what a valid job says (the recorder works).
+        let good = job(a.port(), false);
+        assert!(crate::prepare(&good).is_ok());
+        let out = (crate::find("openrelay").expect("registered").check)(&cx(good, 3.0)).await;
+        assert!(out.is_up(), "{out:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let h = heard(&heard_log);
+        assert!(h.iter().any(|l| l.starts_with("RCPT TO:")), "{h:?}");
+        assert!(
+            !h.iter().any(|l| l == "DATA" || l == "." || l.starts_with("Subject")),
+            "{h:?}"
+        );
+        assert!(h.iter().all(|l| !l.contains("a@b.example")), "{h:?}");
     }
 
     fn job(port: u16, confirm: bool) -> Job {

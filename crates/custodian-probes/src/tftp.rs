@@ -125,9 +125,11 @@ fn parse(p: &[u8]) -> Result<Packet<'_>, String> {
         DATA => Err(format!("DATA packet longer than {BLOCK} bytes")),
         ERROR => {
             let msg = p[4..].split(|b| *b == 0).next().unwrap_or_default();
+            // The server's words go into the reason: control characters escaped.
+            let text = net::clip(&String::from_utf8_lossy(msg));
             Ok(Packet::Error(
                 word(2),
-                net::clip(&String::from_utf8_lossy(msg)),
+                custodian_core::outcome::escape_controls(&text),
             ))
         }
         op => Err(format!("unexpected TFTP packet (opcode {op})")),

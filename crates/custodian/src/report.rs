@@ -18,7 +18,8 @@ pub(crate) fn progress(total: usize, quiet: bool) -> ProgressBar {
 }
 
 /// The result table: failures first (with reason and alert text), then unknown (could not
-/// check), then skipped, then passed.
+/// check), then skipped, then passed; a detail's control characters are escaped (results
+/// may come from elsewhere than [`JobResult::new`], which escapes them already).
 pub(crate) fn table(results: &[JobResult]) -> String {
     let mut rows: Vec<&JobResult> = results.iter().collect();
     rows.sort_by_key(|r| (rank(r.status), r.file.clone(), r.lineno, r.target.clone()));
@@ -29,7 +30,7 @@ pub(crate) fn table(results: &[JobResult]) -> String {
                 label(r.status).to_string(),
                 r.probe.clone(),
                 r.target.clone(),
-                detail(r),
+                custodian_core::outcome::escape_controls(&detail(r)),
             ]
         })
         .collect();
@@ -147,6 +148,11 @@ mod tests {
             lines[2].starts_with("ok") && !lines[2].contains("otherwise"),
             "{t}"
         );
+        let mut raw = result("c.example", Status::Failed, None);
+        raw.error = Some("220 \u{1b}]0;pwned\u{7}\nhi".into());
+        let t = table(&[raw]);
+        assert!(t.contains("220 \\u{1b}]0;pwned\\u{7}\\nhi — "), "{t}");
+        assert_eq!(t.lines().count(), 2, "{t}");
     }
 
     #[test]

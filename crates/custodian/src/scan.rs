@@ -15,6 +15,7 @@
 use crate::cli::ScanArgs;
 use anyhow::{bail, Context, Result};
 use custodian_core::dsl::blocks::{parse_block, Block, LARGE};
+use custodian_core::outcome::escape_controls;
 use custodian_core::{Finding, Job, Params, ScanSpec, Verdict};
 use custodian_probes::{Ctx, Env, Probe};
 use futures::StreamExt;
@@ -113,15 +114,17 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The row of a finding; what the peer said is escaped ([`escape_controls`]) here, so the
+    /// table, the CSV and the JSON never carry its control characters.
     fn new(t: &Task, check: &str, f: Finding) -> Row {
         Row {
             target: t.ip.to_string(),
             port: t.port,
             check: check.to_string(),
             verdict: f.verdict,
-            reason: f.why,
-            evidence: f.transcript.join(" | "),
-            source: f.source.unwrap_or_default(),
+            reason: escape_controls(&f.why),
+            evidence: escape_controls(&f.transcript.join(" | ")),
+            source: escape_controls(&f.source.unwrap_or_default()),
         }
     }
 }
@@ -276,9 +279,10 @@ fn check_options(
         match probe.spec.kind_of(key) {
             Some(Some(kind)) => {
                 if let Err(e) = kind.parse(value) {
-                    let shown = value
-                        .as_str()
-                        .map_or_else(|| value.to_string(), |s| format!("'{s}'"));
+                    let shown = value.as_str().map_or_else(
+                        || value.to_string(),
+                        |s| format!("'{}'", escape_controls(s)),
+                    );
                     bail!("--{flag} {shown}: {}", flag_error(&e));
                 }
             }
@@ -540,6 +544,25 @@ mod tests {
                 "127.0.0.1".parse::<IpAddr>().expect("ip"),
                 "127.0.0.4".parse().expect("ip")
             ]
+        );
+    }
+
+    #[test]
+    fn rows_escape_what_the_peer_said() {
+        let task = Task {
+            ip: [127, 0, 0, 1].into(),
+            check: 0,
+            port: 25,
+        };
+        let mut f = Finding::new(Verdict::Closed, "greeting \u{1b}[2J");
+        f.transcript = vec!["S: 220 \u{1b}]0;pwned\u{7}".into(), "S: a\r\nb".into()];
+        let row = Row::new(&task, "openrelay", f);
+        assert_eq!(row.reason, "greeting \\u{1b}[2J");
+        assert_eq!(row.evidence, "S: 220 \\u{1b}]0;pwned\\u{7} | S: a\\r\\nb");
+        let json = serde_json::to_string(&row).expect("json");
+        assert!(
+            !json.contains("\\u001b") && json.contains("\\\\u{1b}"),
+            "{json}"
         );
     }
 

@@ -176,13 +176,14 @@ fn json_line(result: &JobResult, worker: &str) -> String {
     v.to_string()
 }
 
-/// `FAIL tcp 127.0.0.1 — connection refused — t.cfg:3`.
+/// `FAIL tcp 127.0.0.1 — connection refused — t.cfg:3`, one line whatever the reason holds
+/// (control characters escaped).
 fn text_line(r: &JobResult) -> String {
     let status = crate::report::label(r.status);
     let mut parts = vec![format!("{status} {} {}", r.probe, r.target)];
     parts.extend(r.error.clone());
     parts.push(format!("{}:{}", r.file, r.lineno));
-    parts.join(" — ")
+    custodian_core::outcome::escape_controls(&parts.join(" — "))
 }
 
 #[cfg(test)]
@@ -216,6 +217,13 @@ mod tests {
         assert_eq!(
             text_line(&result()),
             "FAIL tcp 127.0.0.1 — connection refused — t.cfg:3"
+        );
+        // A result from elsewhere (not built by `JobResult::new`) is escaped all the same.
+        let mut raw = result();
+        raw.error = Some("bad \u{1b}[2J\nline".into());
+        assert_eq!(
+            text_line(&raw),
+            "FAIL tcp 127.0.0.1 — bad \\u{1b}[2J\\nline — t.cfg:3"
         );
     }
 }

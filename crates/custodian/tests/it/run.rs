@@ -181,3 +181,53 @@ fn our_dead_nameserver_is_unknown_with_exit_3() {
         r.stdout
     );
 }
+
+/// A server's escape sequences never reach the operator's terminal: the greeting's ESC and
+/// BEL are shown escaped (`\u{1b}`, `\u{7}`) in the table and in `--json`, whether the
+/// probe quoted it (smtp: a banner that does not match) or passed it on raw (tcp under
+/// `must not run`: the "service is running" detail).
+#[test]
+fn a_hostile_greeting_is_escaped_in_every_output() {
+    let (a, _) = greeter("220 \x1b]0;pwned\x07\x1b[2J hi\r\n");
+    let text = format!(
+        "127.0.0.1 must run smtp on {p} with banner 'exim'.\n\
+         127.0.0.1 must not run tcp on {p} with banner '^220'.\n",
+        p = a.port()
+    );
+    let (dir, _) = file("t.cfg", &text);
+    let raw = |s: &str| s.contains(['\x1b', '\x07']);
+    let table = custodian(dir.path(), &["run", "t.cfg"]);
+    assert_eq!(table.code, 1, "{}{}", table.stdout, table.stderr);
+    assert!(
+        !raw(&table.stdout) && !raw(&table.stderr),
+        "{:?}{:?}",
+        table.stdout,
+        table.stderr
+    );
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    // The header, one row per line, then the summary.
+    assert_eq!(lines.len(), 4, "{}", table.stdout);
+    for line in &lines[1..3] {
+        assert!(
+            line.starts_with("FAIL") && line.contains(r"220 \u{1b}]0;pwned\u{7}\u{1b}[2J hi"),
+            "{}",
+            table.stdout
+        );
+    }
+    let json = custodian(dir.path(), &["run", "--json", "t.cfg"]);
+    assert_eq!(json.code, 1, "{}{}", json.stdout, json.stderr);
+    assert!(!json.stdout.contains(r"\u001b") && !json.stdout.contains(r"\u0007"));
+    let errors: Vec<String> = json
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["error"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", json.stdout);
+    for e in &errors {
+        assert!(!raw(e), "{e:?}");
+        assert!(e.contains(r"220 \u{1b}]0;pwned\u{7}\u{1b}[2J hi"), "{e}");
+    }
+}

@@ -177,6 +177,12 @@ fn bad_flags_exit_2_and_scan_nothing() {
             "--recipient 'nobody': `nobody` is not a mail address: it has no @domain\n  hint: ",
         ),
         (&["--sender", "a b@c.d"], "--sender 'a b@c.d': `a b@c.d` is not a mail address"),
+        // CR LF would smuggle commands (DATA, a body, the dot) into the dialogue.
+        (
+            &["--recipient", "a@b\r\nDATA"],
+            "--recipient 'a@b\\r\\nDATA': `a@b\\r\\nDATA` is not a mail address: a plain address",
+        ),
+        (&["--sender", "<a@b.example>"], "a plain address has no spaces, `<`, `>`"),
         (&["--port", "typo=25"], "--port typo=25: unknown check `typo` (known: openrelay, "),
         (&["--port", "openrelay=0"], "--port openrelay=0: port 0 is out of range (1-65535)"),
         (&["--port", "openrelay=70000"], "port 70000 is out of range (1-65535)"),
@@ -227,7 +233,7 @@ fn good_flags_are_accepted() {
     }
     args.extend([
         "--sender",
-        "\"odd local\"@[192.0.2.1]",
+        "\"odd@local\"@[192.0.2.1]",
         "--recipient",
         "probe@relaytest.example.net",
         "--data-confirmation",
