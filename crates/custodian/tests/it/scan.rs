@@ -262,3 +262,41 @@ fn good_flags_are_accepted() {
         run.stdout
     );
 }
+
+/// A relay's hostile greeting (ESC, BEL) reaches the JSON and CSV rows escaped only.
+#[test]
+fn a_hostile_greeting_is_escaped_in_scan_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, _) = greeter("220 \x1b]0;pwned\x07\x1b[2J hi\r\n");
+    let port = format!("openrelay={}", a.port());
+    // JSON doubles each backslash of the escape; CSV shows it as it is.
+    let shown = [
+        ("--json", r"220 \\u{1b}]0;pwned\\u{7}\\u{1b}[2J hi"),
+        ("--csv", r"220 \u{1b}]0;pwned\u{7}\u{1b}[2J hi"),
+    ];
+    for (format, escaped) in shown {
+        let args = [
+            "scan",
+            format,
+            "--checks",
+            "openrelay",
+            "--port",
+            &port,
+            "--timeout",
+            "3",
+            "127.0.0.1",
+        ];
+        let run = custodian(dir.path(), &args);
+        assert!(
+            !run.stdout.contains(['\x1b', '\x07']) && !run.stdout.contains(r"\u001b"),
+            "{format}: {:?}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains(escaped),
+            "{format}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
