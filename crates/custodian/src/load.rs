@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use custodian_core::dsl::{self, ast::MacroBody, ast::StatementKind, Diagnostic, SourceFile};
-use custodian_core::{plan, Job};
+use custodian_core::spec::{secret_ranges, MASK};
+use custodian_core::{mask_url, plan, Job};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,13 +50,18 @@ pub(crate) async fn load(
             .get(url)
             .or_else(|| fetched.get(&with_scheme(url)))
             .cloned()
-            .unwrap_or_else(|| Err(format!("{url} was not fetched")))
+            .unwrap_or_else(|| Err(format!("{} was not fetched", mask_url(url))))
     };
     let (expanded, diags) = dsl::expand(&files, &mut fetch);
     diagnostics.extend(diags);
     let specs = custodian_probes::specs();
     let (jobs, diags) = plan::plan(&expanded, &specs, strict);
     diagnostics.extend(diags);
+    // A diagnostic quotes its source line, which may hold a password, a credential header or
+    // a URL's `user:password@`: none of them reaches the terminal.
+    for d in &mut diagnostics {
+        d.mask_secrets(MASK, secret_ranges);
+    }
     // Parse and plan diagnostics arrive in separate passes; readers want them in file order.
     let order: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     diagnostics.sort_by_key(|d| (order.iter().position(|f| *f == d.file), d.line, d.col));
@@ -92,28 +98,30 @@ fn with_scheme(url: &str) -> String {
 }
 
 /// GETs `url` and returns its non-empty lines; a non-200 status or network error is an error.
+/// Errors show the URL with its password masked (reqwest's own text would repeat it whole).
 async fn fetch_list(url: &str, limit: Duration) -> Result<Vec<String>, String> {
+    let shown = mask_url(url);
     let client = reqwest::Client::builder()
         .timeout(limit)
         .build()
-        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        .map_err(|e| format!("cannot fetch {shown}: {}", e.without_url()))?;
     let mut resp = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        .map_err(|e| format!("cannot fetch {shown}: {}", e.without_url()))?;
     if resp.status() != reqwest::StatusCode::OK {
-        return Err(format!("fetching {url} gave HTTP {}", resp.status()));
+        return Err(format!("fetching {shown} gave HTTP {}", resp.status()));
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("reading {url}: {e}"))?
+        .map_err(|e| format!("reading {shown}: {}", e.without_url()))?
     {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_FETCH_BYTES {
-            return Err(format!("{url} is larger than {MAX_FETCH_BYTES} bytes"));
+            return Err(format!("{shown} is larger than {MAX_FETCH_BYTES} bytes"));
         }
     }
     Ok(String::from_utf8_lossy(&body)

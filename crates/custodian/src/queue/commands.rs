@@ -5,7 +5,7 @@ use super::{lease_for, retry, Outage, QueueUrl};
 use crate::cli::{EnqueueArgs, QueueAction, QueueArgs, WorkerArgs};
 use crate::settings::Settings;
 use anyhow::{Context, Result};
-use custodian_core::{queue, JobResult, Status};
+use custodian_core::{mask_url, queue, JobResult, Status};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,10 +39,12 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
     let outage = Outage::default();
     let report = retry(&outage, BROKER_PATIENCE, || q.put(&pending))
         .await
-        .with_context(|| format!("enqueueing on {}", args.queue))?;
+        .with_context(|| format!("enqueueing on {}", mask_url(&args.queue)))?;
     println!(
         "enqueued {} job(s) on {} ({} already pending)",
-        report.added, args.queue, report.duplicates
+        report.added,
+        mask_url(&args.queue),
+        report.duplicates
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -64,7 +66,7 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
         }
         QueueAction::Flush => {
             let n = retry(&outage, BROKER_PATIENCE, || q.flush()).await?;
-            println!("flushed {n} job(s) from {}", args.queue);
+            println!("flushed {n} job(s) from {}", mask_url(&args.queue));
         }
     }
     Ok(ExitCode::SUCCESS)

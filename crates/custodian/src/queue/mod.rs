@@ -38,7 +38,8 @@ pub(crate) enum QueueUrl {
 impl QueueUrl {
     /// `beanstalk://HOST:PORT[/TUBE]` or `redis://HOST:PORT[/DB][?prefix=NAME]`.
     pub(crate) fn parse(text: &str) -> Result<QueueUrl> {
-        let url = url::Url::parse(text).with_context(|| format!("bad queue URL {text:?}"))?;
+        let url = url::Url::parse(text)
+            .with_context(|| format!("bad queue URL {:?}", custodian_core::mask_url(text)))?;
         let host = url.host_str().context("queue URL needs a host")?;
         let path = url.path().trim_matches('/');
         let addr = |default: u16| format!("{host}:{}", url.port().unwrap_or(default));

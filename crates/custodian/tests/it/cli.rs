@@ -148,3 +148,74 @@ fn numeric_flags_out_of_range_exit_2_and_run_nothing() {
     let accepted = listener.accept().map(|_| ()).map_err(|e| e.kind());
     assert_eq!(accepted, Err(std::io::ErrorKind::WouldBlock), "a check ran");
 }
+
+/// Diagnostics quote their source line: a password, a URL password or a credential header in
+/// it is masked there and in the message, wherever on the line the mistake is.
+#[test]
+fn diagnostics_never_show_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = "db must run mysql on 33o6 with password 'hunter2'.\n\
+                 db must run mysql with password hunter2 with colour blue.\n\
+                 LIST are fetched from http://u:hunter2@127.0.0.1:1/list\n\
+                 LIST must run ssh.\n\
+                 http://bob:hunter2@127.0.0.1:1/ must run http with stauts 200\n\
+                 http://127.0.0.1:1/ must run http with header 'Authorization: Bearer hunter2' on 0.\n";
+    std::fs::write(dir.path().join("t.cfg"), lines).expect("write");
+    let out = custodian(dir.path(), &["check", "t.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains("hunter2"), "{all}");
+    for want in [
+        "with password '********'",
+        "with password ******** with colour blue",
+        "http://u:********@127.0.0.1:1/list",
+        "'Authorization: ********'",
+    ] {
+        assert!(all.contains(want), "{want}: {all}");
+    }
+    // Each line's mistake is still reported at its own place.
+    assert!(all.contains("t.cfg:1:22: error"), "{all}");
+}
+
+/// `enqueue` and `queue flush` name the queue with its password masked, as does a bad URL.
+#[test]
+fn queue_urls_are_printed_without_their_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("t.cfg"), "127.0.0.1 must run tcp on 1.\n").expect("write");
+    let addr = custodian_testpeers::peers().get("beanstalk");
+    let url = format!(
+        "beanstalk://u:hunter2@{addr}/it-mask-{}",
+        std::process::id()
+    );
+    let enqueue = custodian(dir.path(), &["enqueue", "--queue", &url, "t.cfg"]);
+    assert_eq!(enqueue.code, 0, "{}", enqueue.stderr);
+    let flush = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert_eq!(flush.code, 0, "{}", flush.stderr);
+    let bad = custodian(
+        dir.path(),
+        &[
+            "enqueue",
+            "--queue",
+            "redis://u:hunter2@127.0.0.1:notaport/",
+            "t.cfg",
+        ],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let masked = url.replace("hunter2", "********");
+    for out in [&enqueue, &flush, &bad] {
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(!all.contains("hunter2"), "{all}");
+    }
+    assert!(
+        enqueue
+            .stdout
+            .contains(&format!("enqueued 1 job(s) on {masked}")),
+        "{}",
+        enqueue.stdout
+    );
+    assert!(
+        flush.stdout.contains(&format!("from {masked}")),
+        "{}",
+        flush.stdout
+    );
+}
