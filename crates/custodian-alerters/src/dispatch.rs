@@ -2,6 +2,7 @@
 //! doubling backoff, failures logged and reported but never propagated to the caller.
 
 use crate::{Alerter, Error};
+use custodian_core::outcome::escape_controls;
 use custodian_core::state::AlertEvent;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -123,9 +124,11 @@ impl Dispatcher {
             };
             match result {
                 Err(e) if attempt < self.retry.attempts => {
+                    // A receiver's error text (e.g. a webhook's body) is peer text: escaped.
                     tracing::warn!(
-                        "alerter {} (attempt {attempt}): {e}; retrying in {delay:?}",
-                        alerter.name()
+                        "alerter {} (attempt {attempt}): {}; retrying in {delay:?}",
+                        alerter.name(),
+                        escape_controls(&e.to_string())
                     );
                     tokio::time::sleep(delay).await;
                     delay = delay.saturating_mul(2);
@@ -134,10 +137,11 @@ impl Dispatcher {
                 result => {
                     if let Err(e) = &result {
                         tracing::error!(
-                            "alerter {}: giving up on {} for {} after {attempt} attempt(s): {e}",
+                            "alerter {}: giving up on {} for {} after {attempt} attempt(s): {}",
                             alerter.name(),
                             event.kind.word(),
-                            event.result.line
+                            event.result.line,
+                            escape_controls(&e.to_string())
                         );
                     }
                     return Delivery {

@@ -151,7 +151,9 @@ mod tests {
 
     fn text(rng: &mut impl Rng) -> String {
         let n = rng.gen_range(0..40);
-        (0..n).map(|_| rng.gen_range('\u{20}'..'\u{3000}')).collect()
+        (0..n)
+            .map(|_| rng.gen_range('\u{20}'..'\u{3000}'))
+            .collect()
     }
 
     /// Fuzz-style, seeded: every update survives a round trip and no byte string panics.

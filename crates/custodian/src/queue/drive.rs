@@ -163,6 +163,7 @@ async fn settle(shared: &Shared, batch: Vec<Done>, on_result: &mut impl FnMut(Jo
             }
             Done::Undecodable(lease, reason) => (lease, reason),
         };
+        let reason = custodian_core::outcome::escape_controls(&reason);
         tracing::error!("burying job {}: {reason}", lease.handle);
         let _ = retry(&shared.outage, SETTLE_LIMIT, || q.bury(&lease, &reason)).await;
     }

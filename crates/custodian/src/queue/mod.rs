@@ -102,6 +102,8 @@ impl Outage {
     pub(crate) fn failed(&self, e: &QueueError) {
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
         if since.is_none() {
+            // A broker's error text is peer text: escaped before it reaches the log.
+            let e = custodian_core::outcome::escape_controls(&e.to_string());
             tracing::error!("{e}; retrying with backoff");
             *since = Some(Instant::now());
         }
