@@ -162,26 +162,42 @@ async fn udp_exchange(
     sock.connect(server).await.map_err(udp)?;
     sock.send(query).await.map_err(udp)?;
     let mut buf = vec![0u8; UDP_BUF];
-    let mut ignored = Vec::new();
+    // A flood of junk must not grow memory: ignored datagrams are counted, and only the last
+    // reason is kept.
+    let mut ignored = Ignored::default();
     loop {
         let n = match tokio::time::timeout_at(cx.deadline, sock.recv(&mut buf)).await {
-            Err(_) => return Err(timeout_reason(&ignored)),
+            Err(_) => return Err(ignored.timeout_reason()),
             Ok(r) => r.map_err(udp)?,
         };
         match parse_reply(&buf[..n], id, q) {
             Ok(m) => return Ok(m),
-            Err(why) => ignored.push(why),
+            Err(why) => ignored.note(why),
         }
     }
 }
 
-fn timeout_reason(ignored: &[String]) -> String {
-    match ignored {
-        [] => "timed out waiting for the DNS answer".into(),
-        [.., last] => format!(
-            "timed out waiting for the DNS answer (ignored {} bad replies; last: {last})",
-            ignored.len()
-        ),
+/// The datagrams a UDP exchange ignored: how many, and why the last one was.
+#[derive(Default)]
+struct Ignored {
+    count: u64,
+    last: Option<String>,
+}
+
+impl Ignored {
+    fn note(&mut self, why: String) {
+        self.count += 1;
+        self.last = Some(why);
+    }
+
+    fn timeout_reason(&self) -> String {
+        match &self.last {
+            None => "timed out waiting for the DNS answer".into(),
+            Some(last) => format!(
+                "timed out waiting for the DNS answer (ignored {} bad replies; last: {last})",
+                self.count
+            ),
+        }
     }
 }
 
@@ -406,6 +422,43 @@ mod tests {
             .await
             .expect("NXDOMAIN is final");
         assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    }
+
+    /// A flooder: thousands of junk datagrams and replies to another query, never the answer.
+    fn flood(q: &Message, _tcp: bool) -> Vec<Vec<u8>> {
+        let mut wrong = reply(q, ResponseCode::NoError, vec![a("192.0.2.9")]);
+        wrong.set_id(q.id().wrapping_add(1));
+        let wrong = wrong.to_vec().expect("encode");
+        (0..4000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    wrong.clone()
+                } else {
+                    vec![0xff; 40]
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_ignored_datagrams_is_counted_not_stored() {
+        let flooder = fake(flood).await;
+        let out = lookup(&job_cx(1.0), &[flooder], &name("a.test."), RecordType::A).await;
+        let Err(reason) = out.map(|_| ()) else {
+            panic!("no valid answer was sent");
+        };
+        assert!(reason.len() < 300, "reason grew with the flood: {reason}");
+        let count: u64 = reason
+            .split("(ignored ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {reason}"));
+        assert!(count > 100, "{reason}");
+        assert!(
+            reason.contains("timed out waiting for the DNS answer"),
+            "{reason}"
+        );
     }
 
     #[tokio::test]
