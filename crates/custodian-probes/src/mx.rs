@@ -5,7 +5,8 @@
 //! never resolved by the worker; names go to the nameservers of the probe `Env` (the
 //! `nameservers` setting), else those of /etc/resolv.conf. `on PORT` (default 25) is the SMTP
 //! port of every exchange; `ipv4_only`/`ipv6_only` limit which addresses are asked for. At most
-//! [`MAX_EXCHANGES`] exchanges (lowest preference first) are tested.
+//! [`MAX_EXCHANGES`] exchanges (lowest preference first) and [`MAX_ADDRESSES`] addresses of each
+//! (in address order, IPv4 first) are tested, so one check opens at most 40 connections.
 //! Down reasons: no MX records / NXDOMAIN; null MX (the domain takes no mail); an exchange has
 //! no address; `EXCHANGE (ADDRESS): <smtp reason>` for the first failing address.
 //! Unknown: the nameservers gave no usable answer (timeout, SERVFAIL, REFUSED).
@@ -38,6 +39,10 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 
 /// Most exchanges tested, lowest preference first; the rest are ignored.
 const MAX_EXCHANGES: usize = 10;
+
+/// Most addresses tested per exchange; a hostile zone must not make one check open thousands of
+/// connections.
+const MAX_ADDRESSES: usize = 4;
 
 /// Why a check could not judge the target: the name lookups failed, not the mail servers.
 enum Failure {
@@ -113,7 +118,7 @@ fn mx_names(m: &Message, domain: &str) -> Result<Vec<Name>, String> {
     Ok(mx.into_iter().take(MAX_EXCHANGES).map(|(_, n)| n).collect())
 }
 
-/// An exchange's addresses of the families the job allows.
+/// An exchange's addresses of the families the job allows, capped at [`MAX_ADDRESSES`].
 async fn addresses(cx: &Ctx, servers: &[SocketAddr], ex: &Name) -> Result<Vec<IpAddr>, Failure> {
     let types: &[RecordType] = match cx.job.family {
         Family::Any => &[RecordType::A, RecordType::AAAA],
@@ -129,6 +134,7 @@ async fn addresses(cx: &Ctx, servers: &[SocketAddr], ex: &Name) -> Result<Vec<Ip
     }
     out.sort();
     out.dedup();
+    out.truncate(MAX_ADDRESSES);
     if out.is_empty() {
         return Err(Failure::Down(format!(
             "MX host {} has no address",
@@ -198,6 +204,12 @@ mod tests {
             ("nx.test", _) => one(reply(q, ResponseCode::NXDomain, vec![])),
             ("fail.test", _) => one(reply(q, ResponseCode::ServFail, vec![])),
             ("silent.test", _) => vec![],
+            ("many.test", RecordType::MX) => ok((0..50)
+                .map(|i| mx(10, &format!("mx{i}.many.test.")))
+                .collect()),
+            (host, RecordType::A) if host.ends_with(".many.test") => ok((1..=20)
+                .map(|i| a(&format!("127.0.0.{i}")))
+                .collect()),
             _ => ok(vec![]),
         }
     }
@@ -332,6 +344,49 @@ mod tests {
         // Unit tests never set nameservers, and the system's are off limits to them.
         let out = check(&job("one.test", 25, false)).await;
         assert!(matches!(out, Outcome::Unknown { .. }), "{out:?}");
+    }
+
+    /// An SMTP server on every loopback address of one port that counts its connections.
+    async fn counting_smtp() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        // 0.0.0.0 so that 127.0.0.2 and up reach it; the test only connects over loopback.
+        let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let _ = w.write_all(b"220 mx ESMTP\r\n").await;
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let Some(answer) = smtp_answer(&line) else { break };
+                        let _ = w.write_all(answer.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        (port, count)
+    }
+
+    #[tokio::test]
+    async fn a_zone_with_many_exchanges_and_addresses_is_capped() {
+        let dns = fake(zone).await;
+        let (port, count) = counting_smtp().await;
+        let out = probe(&job("many.test", port, true), dns).await;
+        let want = format!(
+            "{MAX_EXCHANGES} exchanges, {} addresses answer",
+            MAX_EXCHANGES * MAX_ADDRESSES
+        );
+        assert_eq!(out, Outcome::Up { detail: Some(want) });
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_EXCHANGES * MAX_ADDRESSES,
+            "connections opened"
+        );
     }
 
     #[test]
