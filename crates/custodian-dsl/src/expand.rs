@@ -1,6 +1,8 @@
 //! Macro expansion: macros are defined in file order across all files, and the first word of a
 //! test expands to one test per member. `fetched from` bodies come through the caller's fetcher.
 //! A target (or member) that is a CIDR block or range expands to one test per address.
+//! [`expand_at_most`] stops at a total number of tests, so a list of large blocks is an error
+//! naming the line that crossed it, not a memory exhaustion.
 
 use crate::ast::{MacroBody, MacroDef, SourceFile, Spanned, Statement, StatementKind, TestStmt};
 use crate::blocks::{self, LARGE};
@@ -25,6 +27,16 @@ pub fn expand<'a>(
     files: &'a [SourceFile],
     fetch: &mut Fetch<'_>,
 ) -> (Vec<Expanded<'a>>, Vec<Diagnostic>) {
+    expand_at_most(files, fetch, usize::MAX)
+}
+
+/// As [`expand`], but a test that would take the total past `max` is an error at its line,
+/// and expansion stops there: no memory is spent on the tests beyond the cap.
+pub fn expand_at_most<'a>(
+    files: &'a [SourceFile],
+    fetch: &mut Fetch<'_>,
+    max: usize,
+) -> (Vec<Expanded<'a>>, Vec<Diagnostic>) {
     let mut macros: HashMap<&'a str, Vec<String>> = HashMap::new();
     let mut out = Vec::new();
     let mut diags = Vec::new();
@@ -44,7 +56,13 @@ pub fn expand<'a>(
                         .get(test.target.value.as_str())
                         .map_or(literal, Vec::as_slice);
                     for target in targets {
-                        match blocks::target_block(target) {
+                        let block = blocks::target_block(target);
+                        let n = block.as_ref().map_or(1, |b| b.len());
+                        if n <= LARGE && out.len() as u64 + n > max as u64 {
+                            diags.push(too_many(file, test, max));
+                            return (out, diags);
+                        }
+                        match block {
                             Some(b) if b.len() > LARGE => {
                                 diags.push(too_large(file, test, target, b.len()))
                             }
@@ -57,6 +75,12 @@ pub fn expand<'a>(
         }
     }
     (out, diags)
+}
+
+fn too_many(file: &SourceFile, test: &TestStmt, max: usize) -> Diagnostic {
+    let msg = format!("this test takes the files past {max} jobs in all (the `max_jobs` setting)");
+    let d = Diagnostic::error(&file.name, &file.source, test.target.span, msg);
+    d.with_hint("test fewer addresses, or raise `max_jobs` in the settings")
 }
 
 fn too_large(file: &SourceFile, test: &TestStmt, target: &str, n: u64) -> Diagnostic {

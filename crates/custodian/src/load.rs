@@ -28,11 +28,13 @@ impl Loaded {
     }
 }
 
-/// Parses, expands and plans `paths`. An unreadable file is an error before anything else.
+/// Parses, expands and plans `paths`. An unreadable file is an error before anything else;
+/// more than `max_jobs` jobs in all is an error at the test that crosses it.
 pub(crate) async fn load(
     paths: &[PathBuf],
     strict: bool,
     fetch_timeout: Duration,
+    max_jobs: usize,
 ) -> anyhow::Result<Loaded> {
     let mut diagnostics = Vec::new();
     let mut files = Vec::new();
@@ -52,7 +54,7 @@ pub(crate) async fn load(
             .cloned()
             .unwrap_or_else(|| Err(format!("{} was not fetched", mask_url(url))))
     };
-    let (expanded, diags) = dsl::expand(&files, &mut fetch);
+    let (expanded, diags) = dsl::expand_at_most(&files, &mut fetch, max_jobs);
     diagnostics.extend(diags);
     let specs = custodian_probes::specs();
     let (jobs, diags) = plan::plan(&expanded, &specs, strict);

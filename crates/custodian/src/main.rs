@@ -81,7 +81,7 @@ async fn load_jobs(
     strict: bool,
     settings: &Settings,
 ) -> Result<Option<Vec<Job>>> {
-    let loaded = load::load(files, strict, settings.fetch_timeout()).await?;
+    let loaded = load::load(files, strict, settings.fetch_timeout(), settings.max_jobs).await?;
     let mut err = std::io::stderr().lock();
     for d in &loaded.diagnostics {
         writeln!(err, "{d}\n")?;

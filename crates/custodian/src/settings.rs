@@ -30,6 +30,9 @@ pub(crate) struct Settings {
     /// `concurrency` already bounds sockets; a per-host cap only makes one slow host's checks
     /// wait for each other, so set it only for a target that must not see many connections.
     pub(crate) per_host: usize,
+    /// Most jobs the test files may expand to in all, macros and address blocks counted
+    /// (default 1000000); the test that crosses it is an error and nothing runs.
+    pub(crate) max_jobs: usize,
     /// Deadline for resolving a target's addresses, in seconds, within the attempt (default 5).
     pub(crate) resolve_timeout: f64,
     /// Deadline for fetching a `fetched from URL` macro, in seconds (default 10).
@@ -77,6 +80,7 @@ impl Default for Settings {
             retry_delay: 0.0,
             concurrency: 5000,
             per_host: 0,
+            max_jobs: 1_000_000,
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
             ca_file: None,
@@ -165,6 +169,7 @@ impl Settings {
             "retry_delay" => self.retry_delay = cfg_secs(key, value)?,
             "concurrency" => self.concurrency = cfg_int(key, value)?,
             "per_host" => self.per_host = cfg_int(key, value)?,
+            "max_jobs" => self.max_jobs = cfg_int(key, value)?,
             "resolve_timeout" => self.resolve_timeout = cfg_secs(key, value)?,
             "fetch_timeout" => self.fetch_timeout = cfg_secs(key, value)?,
             "ca_file" => self.ca_file = Some(PathBuf::from(value)),
@@ -185,7 +190,7 @@ impl Settings {
             "flap_flips" => self.flap_flips = cfg_int(key, value)?,
             "flap_window" => self.flap_window = cfg_int(key, value)?,
             "unknown_threshold" => self.unknown_threshold = cfg_int(key, value)?,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -205,6 +210,7 @@ impl Settings {
             ("retries", u64::from(self.retries)),
             ("concurrency", self.concurrency as u64),
             ("per_host", self.per_host as u64),
+            ("max_jobs", self.max_jobs as u64),
             ("fail_threshold", u64::from(self.fail_threshold)),
             ("pass_threshold", u64::from(self.pass_threshold)),
             ("renotify", self.renotify),

@@ -46,6 +46,7 @@ pub(super) static BOUNDS: &[Bound] = &[
     whole("retries", 1.0, 100.0),
     whole("concurrency", 1.0, 1_000_000.0),
     whole("per_host", 0.0, 1_000_000.0),
+    whole("max_jobs", 1.0, 100_000_000.0),
     whole("fail_threshold", 1.0, 1000.0),
     whole("pass_threshold", 1.0, 1000.0),
     whole("renotify", 0.0, TEN_YEARS),
@@ -228,6 +229,11 @@ mod tests {
             (
                 "per_host = 4611686018427387904",
                 "`per_host` must be a whole number from 0 to 1000000",
+                None,
+            ),
+            (
+                "max_jobs = 0",
+                "`max_jobs` must be a whole number from 1 to 100000000",
                 None,
             ),
             (

@@ -105,3 +105,27 @@ fn json_masks_credential_headers_and_data() {
         "{job}"
     );
 }
+
+/// A list of /16 blocks past `max_jobs` is an error at the line that crosses the cap, and
+/// expansion stops there (the 500 lines would be 32 million jobs).
+#[test]
+fn expansion_past_max_jobs_names_the_line_and_the_cap() {
+    let (dir, _) = file("s.toml", "max_jobs = 100000\n");
+    let lines: String = (0..500)
+        .map(|i| format!("10.{}.0.0/16 must run ssh.\n", i % 256))
+        .collect();
+    std::fs::write(dir.path().join("t.cfg"), lines).expect("write");
+    let r = custodian(dir.path(), &["check", "--settings", "s.toml", "t.cfg"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("t.cfg:2:1: error"), "{}", r.stderr);
+    assert!(r.stderr.contains("past 100000 jobs"), "{}", r.stderr);
+    assert!(r.stderr.contains("`max_jobs`"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 error(s)"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let r = custodian(
+        dir.path(),
+        &["check", "--settings", "s.toml", "--json", "t.cfg"],
+    );
+    assert_eq!(r.code, 2, "nothing is listed past the cap");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
