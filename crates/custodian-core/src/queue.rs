@@ -23,6 +23,10 @@ pub enum QueueError {
     /// The broker answered something this client does not understand.
     #[error("queue broker protocol error: {0}")]
     Protocol(String),
+    /// The broker refused us for good (bad password, no such database, a job too big):
+    /// retrying cannot help, so the command stops with this reason.
+    #[error("queue broker refused: {0}")]
+    Refused(String),
 }
 
 /// A job ready to be put: its identity, its encoded body and how long a worker may hold it.

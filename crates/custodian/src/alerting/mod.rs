@@ -72,7 +72,10 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
         Some(text) => QueueUrl::parse(text).context("state_redis")?,
         None => queue.clone(),
     };
-    if let QueueUrl::Redis { addr, db, prefix } = url {
+    if let QueueUrl::Redis {
+        addr, db, prefix, ..
+    } = url
+    {
         return Ok(Box::new(RedisStore::new(
             &addr,
             db,

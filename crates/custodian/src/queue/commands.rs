@@ -4,7 +4,7 @@ use super::drive::{self, Options};
 use super::{lease_for, retry, Outage, QueueUrl};
 use crate::cli::{EnqueueArgs, QueueAction, QueueArgs, WorkerArgs};
 use crate::settings::Settings;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use custodian_core::{mask_url, queue, JobResult, Status};
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,7 +39,7 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
     let outage = Outage::default();
     let report = retry(&outage, BROKER_PATIENCE, || q.put(&pending))
         .await
-        .with_context(|| format!("enqueueing on {}", mask_url(&args.queue)))?;
+        .map_err(|e| refusal(&e, "enqueueing", &args.queue))?;
     println!(
         "enqueued {} job(s) on {} ({} already pending)",
         report.added,
@@ -55,7 +55,9 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
     let outage = Outage::default();
     match args.action {
         QueueAction::Status => {
-            let s = retry(&outage, BROKER_PATIENCE, || q.stats()).await?;
+            let s = retry(&outage, BROKER_PATIENCE, || q.stats())
+                .await
+                .map_err(|e| refusal(&e, "queue status", &args.queue))?;
             let oldest = s
                 .oldest
                 .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
@@ -65,7 +67,9 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
             );
         }
         QueueAction::Flush => {
-            let n = retry(&outage, BROKER_PATIENCE, || q.flush()).await?;
+            let n = retry(&outage, BROKER_PATIENCE, || q.flush())
+                .await
+                .map_err(|e| refusal(&e, "queue flush", &args.queue))?;
             println!("flushed {n} job(s) from {}", mask_url(&args.queue));
         }
     }
@@ -98,15 +102,23 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         })?,
     };
     let engine = crate::worker::Engine::with_env(settings, env);
-    drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
+    let driven = drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
     if let Some(a) = &out.alerting {
         a.finish().await;
     }
+    driven.map_err(|e| refusal(&e, "worker", &args.queue))?;
     Ok(match (args.drain, out.worst) {
         (true, Some(Status::Failed)) => ExitCode::FAILURE,
         (true, Some(Status::Unknown)) => ExitCode::from(crate::EXIT_UNKNOWN),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// A broker error as the command's own (exit 2): what we were doing, the queue URL with its
+/// password masked, and the broker's words with control characters escaped.
+fn refusal(e: &queue::QueueError, doing: &str, url: &str) -> anyhow::Error {
+    let said = custodian_core::outcome::escape_controls(&e.to_string());
+    anyhow::anyhow!("{doing} on {}: {said}", mask_url(url))
 }
 
 /// Sets `stop` on the first SIGTERM or SIGINT.

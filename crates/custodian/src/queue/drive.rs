@@ -5,7 +5,7 @@
 use super::memory::MemoryQueue;
 use super::{retry, Backoff, Outage};
 use crate::worker::Engine;
-use custodian_core::queue::{self, JobQueue, Lease};
+use custodian_core::queue::{self, JobQueue, Lease, QueueError};
 use custodian_core::{Job, JobResult, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,11 +58,23 @@ struct Shared {
     outage: Outage,
     /// Leases of the jobs in flight here, by handle.
     held: Mutex<HashMap<String, Lease>>,
+    /// The broker's refusal (bad password, no such database) that ends the drive.
+    refused: Mutex<Option<QueueError>>,
 }
 
 impl Shared {
     fn held(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a failed exchange; true when it is a refusal, after which no retry can help.
+    fn refused(&self, e: &QueueError) -> bool {
+        if !matches!(e, QueueError::Refused(_)) {
+            return false;
+        }
+        let mut slot = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| e.clone());
+        true
     }
 }
 
@@ -85,23 +97,26 @@ pub(crate) async fn embedded(
         concurrency,
         drain: true,
     };
-    drive(queue, engine, opts, stop, on_result).await;
+    // The memory queue never refuses anything.
+    let _ = drive(queue, engine, opts, stop, on_result).await;
 }
 
 /// Drains `queue` until `stop` turns true (or, with `drain`, until it is empty), handing each
-/// result to `on_result` before acknowledging its job.
+/// result to `on_result` before acknowledging its job. A refusal by the broker (bad password,
+/// no such database) stops taking jobs at once and is returned once those in flight are done.
 pub(crate) async fn drive(
     queue: Arc<dyn JobQueue>,
     engine: Arc<Engine>,
     opts: Options,
     stop: watch::Receiver<bool>,
     mut on_result: impl FnMut(JobResult),
-) {
+) -> Result<(), QueueError> {
     let shared = Arc::new(Shared {
         queue,
         engine,
         outage: Outage::default(),
         held: Mutex::default(),
+        refused: Mutex::default(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
@@ -125,6 +140,12 @@ pub(crate) async fn drive(
     }
     let _ = feeder.await;
     toucher.abort();
+    let refused = shared
+        .refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    refused.map_or(Ok(()), Err)
 }
 
 /// Restarts the leases held here every [`TOUCH_EVERY`], so waiting jobs keep their lease.
@@ -222,6 +243,7 @@ async fn feed(
                     tokio::spawn(task);
                 }
             }
+            Err(e) if shared.refused(&e) => break,
             Err(e) => {
                 shared.outage.failed(&e);
                 tokio::select! {
@@ -233,13 +255,15 @@ async fn feed(
     }
 }
 
-/// Nothing in flight here and nothing pending or reserved anywhere.
+/// Nothing in flight here and nothing pending or reserved anywhere, or the broker refused us
+/// (nothing more can be drained).
 async fn drained(shared: &Shared) -> bool {
     if !shared.held().is_empty() {
         return false;
     }
     match shared.queue.stats().await {
         Ok(s) => s.pending == 0 && s.reserved == 0,
+        Err(e) if shared.refused(&e) => true,
         Err(e) => {
             shared.outage.failed(&e);
             false
@@ -348,6 +372,7 @@ mod tests {
             engine: engine(),
             outage: Outage::default(),
             held: Mutex::default(),
+            refused: Mutex::default(),
         };
         let why = "probe crashed: task panicked".to_string();
         let result = JobResult::new(&job, Status::Failed, Some(why.clone()), 0, 1);
@@ -375,7 +400,8 @@ mod tests {
             drain: true,
         };
         let mut results = 0;
-        drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        assert!(driven.is_ok());
         assert_eq!(results, 1);
         let s = queue.stats().await.expect("stats");
         assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1));
@@ -394,7 +420,8 @@ mod tests {
             drain: false,
         };
         let mut results = 0;
-        drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        assert!(driven.is_ok());
         let s = queue.stats().await.expect("stats");
         assert_eq!((results, s.pending, s.reserved), (0, 5, 0));
     }

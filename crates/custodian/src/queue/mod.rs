@@ -32,11 +32,51 @@ pub(crate) enum QueueUrl {
         addr: String,
         db: u32,
         prefix: String,
+        /// From the URL's `user:password@`; sent as `AUTH` on every new connection.
+        auth: Option<RedisAuth>,
     },
 }
 
+/// Redis credentials. Debug output masks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct RedisAuth {
+    pub(crate) user: Option<String>,
+    pub(crate) password: String,
+}
+
+impl std::fmt::Debug for RedisAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAuth")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Undoes the URL's percent-encoding of a user name or password.
+fn percent_decode(text: &str) -> Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .context("bad %-escape in the queue URL's credentials")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).context("queue URL credentials are not UTF-8")
+}
+
 impl QueueUrl {
-    /// `beanstalk://HOST:PORT[/TUBE]` or `redis://HOST:PORT[/DB][?prefix=NAME]`.
+    /// `beanstalk://HOST:PORT[/TUBE]` or `redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=NAME]`.
     pub(crate) fn parse(text: &str) -> Result<QueueUrl> {
         let url = url::Url::parse(text)
             .with_context(|| format!("bad queue URL {:?}", custodian_core::mask_url(text)))?;
@@ -58,10 +98,21 @@ impl QueueUrl {
                     .query_pairs()
                     .find(|(k, _)| k == "prefix")
                     .map_or("custodian".to_string(), |(_, v)| v.into_owned());
+                let auth = match url.password() {
+                    Some(p) => Some(RedisAuth {
+                        user: Some(url.username())
+                            .filter(|u| !u.is_empty())
+                            .map(percent_decode)
+                            .transpose()?,
+                        password: percent_decode(p)?,
+                    }),
+                    None => None,
+                };
                 Ok(QueueUrl::Redis {
                     addr: addr(6379),
                     db,
                     prefix,
+                    auth,
                 })
             }
             other => bail!("unknown queue scheme {other:?}: use beanstalk:// or redis://"),
@@ -72,9 +123,12 @@ impl QueueUrl {
     pub(crate) fn open(&self) -> Arc<dyn JobQueue> {
         match self {
             QueueUrl::Beanstalk { addr, tube } => Arc::new(beanstalk::Beanstalk::new(addr, tube)),
-            QueueUrl::Redis { addr, db, prefix } => {
-                Arc::new(redis::RedisQueue::new(addr, *db, prefix))
-            }
+            QueueUrl::Redis {
+                addr,
+                db,
+                prefix,
+                auth,
+            } => Arc::new(redis::RedisQueue::new(addr, *db, prefix, auth.clone())),
         }
     }
 }
@@ -135,8 +189,8 @@ impl Backoff {
     }
 }
 
-/// Runs `op` until it succeeds or `limit` has passed since the first try, backing off between
-/// attempts and reporting the outage once.
+/// Runs `op` until it succeeds, the broker refuses it for good, or `limit` has passed since
+/// the first try, backing off between attempts and reporting the outage once.
 pub(crate) async fn retry<'a, T>(
     outage: &Outage,
     limit: Duration,
@@ -150,6 +204,8 @@ pub(crate) async fn retry<'a, T>(
                 outage.ok();
                 return Ok(v);
             }
+            // A refusal (bad password, no such database) stays a refusal: stop at once.
+            Err(e @ QueueError::Refused(_)) => return Err(e),
             Err(e) if Instant::now() >= give_up => return Err(e),
             Err(e) => {
                 outage.failed(&e);
@@ -184,8 +240,28 @@ mod tests {
             Some(QueueUrl::Redis {
                 addr: "127.0.0.1:6380".into(),
                 db: 2,
-                prefix: "t1".into()
+                prefix: "t1".into(),
+                auth: None,
             })
+        );
+        let auth = |u: &str| match QueueUrl::parse(u) {
+            Ok(QueueUrl::Redis { auth, .. }) => auth,
+            _ => None,
+        };
+        assert_eq!(
+            auth("redis://:p%40ss@127.0.0.1/1"),
+            Some(RedisAuth {
+                user: None,
+                password: "p@ss".into()
+            })
+        );
+        assert_eq!(
+            auth("redis://ops:pw@127.0.0.1/1").and_then(|a| a.user),
+            Some("ops".into())
+        );
+        assert!(
+            !format!("{:?}", QueueUrl::parse("redis://:sekrit@127.0.0.1/1").ok())
+                .contains("sekrit")
         );
         assert!(QueueUrl::parse("redis://127.0.0.1/x").is_err());
         assert!(QueueUrl::parse("amqp://127.0.0.1/").is_err());

@@ -8,6 +8,7 @@
 //! Times come from the broker's clock, so workers' clocks need not agree.
 
 use super::resp::{self, cmd, Conn, Value};
+use super::RedisAuth;
 use custodian_core::queue::{
     JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
 };
@@ -108,17 +109,44 @@ pub(crate) struct RedisQueue {
     addr: String,
     db: u32,
     prefix: String,
+    auth: Option<RedisAuth>,
     conn: Mutex<Option<Conn>>,
 }
 
 impl RedisQueue {
-    pub(crate) fn new(addr: &str, db: u32, prefix: &str) -> Self {
+    pub(crate) fn new(addr: &str, db: u32, prefix: &str, auth: Option<RedisAuth>) -> Self {
         RedisQueue {
             addr: addr.to_string(),
             db,
             prefix: prefix.to_string(),
+            auth,
             conn: Mutex::new(None),
         }
+    }
+
+    /// A new connection, authenticated and on our database. A refusal names the broker and
+    /// the database (never the password).
+    async fn connect(&self) -> Result<Conn, QueueError> {
+        let mut c = Conn::connect(&self.addr).await?;
+        let named = |what: String| {
+            move |e: QueueError| match e {
+                QueueError::Refused(r) => {
+                    QueueError::Refused(format!("{}: {what}: {r}", self.addr))
+                }
+                other => other,
+            }
+        };
+        if let Some(a) = &self.auth {
+            let mut words = vec!["AUTH"];
+            words.extend(a.user.as_deref());
+            words.push(&a.password);
+            c.call(cmd(words)).await.map_err(named("AUTH".into()))?;
+        }
+        let db = self.db.to_string();
+        c.call(cmd(["SELECT", &db]))
+            .await
+            .map_err(named(format!("database {db}")))?;
+        Ok(c)
     }
 
     fn key(&self, name: &str) -> String {
@@ -138,9 +166,7 @@ impl RedisQueue {
         words.extend(args);
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            let mut c = Conn::connect(&self.addr).await?;
-            c.call(cmd(["SELECT", &self.db.to_string()])).await?;
-            *slot = Some(c);
+            *slot = Some(self.connect().await?);
         }
         let Some(conn) = slot.as_mut() else {
             return Err(resp::unavailable("not connected"));

@@ -37,9 +37,39 @@ impl Value {
 
     pub(crate) fn ok(self) -> Result<Value, QueueError> {
         match self {
-            Value::Error(e) => Err(QueueError::Protocol(e)),
+            Value::Error(e) => Err(classify(e)),
             v => Ok(v),
         }
+    }
+}
+
+/// Sorts an error reply: a refusal that retrying cannot cure (credentials, a database that
+/// does not exist, permissions), a passing state worth waiting out (loading, a busy script,
+/// a replica catching up), or anything else (a protocol error).
+pub(crate) fn classify(e: String) -> QueueError {
+    let upper = e.to_ascii_uppercase();
+    let code = upper.split_whitespace().next().unwrap_or_default();
+    let refused = matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM")
+        || [
+            "ERR INVALID PASSWORD",
+            "ERR DB INDEX IS OUT OF RANGE",
+            "ERR INVALID DB INDEX",
+            "ERR CLIENT SENT AUTH, BUT NO PASSWORD IS SET",
+            "ERR AUTH <PASSWORD> CALLED WITHOUT ANY PASSWORD CONFIGURED",
+            "ERR SELECT IS NOT ALLOWED IN CLUSTER MODE",
+            "ERR UNKNOWN COMMAND",
+        ]
+        .iter()
+        .any(|p| upper.starts_with(p));
+    if refused {
+        QueueError::Refused(e)
+    } else if matches!(
+        code,
+        "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"
+    ) {
+        QueueError::Unavailable(e)
+    } else {
+        QueueError::Protocol(e)
     }
 }
 
@@ -169,6 +199,29 @@ mod tests {
             encode(&cmd(["GET", "k"])),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
         );
+    }
+
+    #[test]
+    fn refusals_are_told_from_passing_trouble() {
+        let kind = |e: &str| match classify(e.into()) {
+            QueueError::Refused(_) => "refused",
+            QueueError::Unavailable(_) => "transient",
+            _ => "protocol",
+        };
+        assert_eq!(kind("NOAUTH Authentication required."), "refused");
+        assert_eq!(
+            kind("WRONGPASS invalid username-password pair or user is disabled."),
+            "refused"
+        );
+        assert_eq!(kind("ERR invalid password"), "refused");
+        assert_eq!(kind("ERR DB index is out of range"), "refused");
+        assert_eq!(kind("NOPERM this user has no permissions"), "refused");
+        assert_eq!(
+            kind("LOADING Redis is loading the dataset in memory"),
+            "transient"
+        );
+        assert_eq!(kind("BUSY Redis is busy running a script"), "transient");
+        assert_eq!(kind("ERR Error running script"), "protocol");
     }
 
     #[tokio::test]

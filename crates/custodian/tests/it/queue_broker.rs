@@ -143,3 +143,61 @@ fn a_beanstalkd_restart_mid_run_is_ridden_out() {
 fn a_redis_restart_mid_run_is_ridden_out() {
     the_run_survives_a_broker_restart("redis");
 }
+
+/// A worker refused by Redis (no password, no such database) exits 2 at once with the reason.
+#[test]
+fn a_redis_refusal_ends_the_worker_with_the_reason() {
+    let p = custodian_testpeers::peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (format!("redis://{}", p.get("redis_auth")), "NOAUTH"),
+        (
+            format!("redis://{}/99", p.get("redis_queue")),
+            "database 99",
+        ),
+        (
+            format!("redis://:not-the-password@{}/3", p.get("redis_auth")),
+            "WRONGPASS",
+        ),
+    ];
+    for (url, reason) in cases {
+        let started = std::time::Instant::now();
+        let run = custodian(dir.path(), &["worker", "--queue", &url, "--drain"]);
+        assert_eq!(run.code, 2, "{url}: {}", run.stderr);
+        assert!(run.stderr.contains(reason), "{url}: {}", run.stderr);
+        assert!(!run.stderr.contains("not-the-password"), "{}", run.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: retried"
+        );
+        let status = custodian(dir.path(), &["queue", "--queue", &url, "status"]);
+        assert_eq!(status.code, 2, "{url}: {}", status.stderr);
+        assert!(status.stderr.contains(reason), "{url}: {}", status.stderr);
+    }
+}
+
+/// The URL's password is sent as AUTH, so a password-protected Redis serves as a queue.
+#[test]
+fn a_redis_queue_url_with_the_password_authenticates() {
+    let p = custodian_testpeers::peers();
+    let url = format!(
+        "redis://:{}@{}/3?prefix=authq",
+        p.get("redis_password"),
+        p.get("redis_auth")
+    );
+    let (dir, _) = file("jobs.cfg", "127.0.0.1 must run tcp on 9.\n");
+    let flushed = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert_eq!(flushed.code, 0, "{}", flushed.stderr);
+    let put = custodian(dir.path(), &["enqueue", "--queue", &url, "jobs.cfg"]);
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    assert!(
+        !put.stdout.contains(p.get("redis_password")),
+        "{}",
+        put.stdout
+    );
+    let status = custodian(dir.path(), &["queue", "--queue", &url, "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("pending 1"), "{}", status.stdout);
+    let flushed = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert_eq!(flushed.code, 0, "{}", flushed.stderr);
+}
