@@ -21,8 +21,11 @@ use tokio::sync::Mutex;
 const IO_LIMIT: Duration = Duration::from_secs(10);
 /// Commands sent before reading their replies.
 const PIPELINE: usize = 500;
-/// Largest body beanstalkd accepts by default.
+/// Largest body beanstalkd accepts by default (its `-z`), if `stats` does not say.
 const MAX_BODY: usize = 65535;
+/// Largest data block we read from the broker; a bigger one ends the connection (read whole,
+/// never in part, so a reply can never be taken for the next one's start).
+const MAX_READ: usize = 64 * 1024 * 1024;
 
 /// Checks a tube name against beanstalkd's rules.
 pub(crate) fn tube_name(name: &str) -> anyhow::Result<String> {
@@ -70,6 +73,8 @@ impl Reply {
 
 struct Conn {
     io: BufStream<TcpStream>,
+    /// The broker's `max-job-size`: bigger bodies are refused before they are sent.
+    max_job: usize,
 }
 
 impl Conn {
@@ -81,19 +86,25 @@ impl Conn {
         let _ = stream.set_nodelay(true);
         let mut c = Conn {
             io: BufStream::new(stream),
+            max_job: MAX_BODY,
         };
         let setup = [
             format!("use {tube}"),
             format!("watch {tube}"),
             "ignore default".into(),
+            "stats".into(),
         ];
-        for r in c
+        let mut replies = c
             .exchange(setup.iter().map(|s| s.as_bytes().to_vec()).collect())
-            .await?
-        {
+            .await?;
+        let stats = replies.pop().filter(|r| r.is("OK"));
+        for r in replies {
             if !(r.is("USING") || r.is("WATCHING")) {
                 return Err(r.unexpected());
             }
+        }
+        if let Some(n) = stats.and_then(|r| r.yaml().get("max-job-size")?.parse().ok()) {
+            c.max_job = n;
         }
         Ok(c)
     }
@@ -141,14 +152,27 @@ impl Conn {
         );
         let mut data = None;
         if with_data {
-            let n: usize = words.last().and_then(|w| w.parse().ok()).unwrap_or(0);
-            let mut buf = vec![0; n.min(MAX_BODY * 16) + 2];
+            let n: usize = words
+                .last()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| bad_data("a data reply without its length"))?;
+            if n > MAX_READ {
+                return Err(bad_data("a data block over 64 MiB"));
+            }
+            let mut buf = vec![0; n + 2];
             self.io.read_exact(&mut buf).await?;
-            buf.truncate(buf.len() - 2);
+            if !buf.ends_with(b"\r\n") {
+                return Err(bad_data("a data block not ended by CRLF"));
+            }
+            buf.truncate(n);
             data = Some(buf);
         }
         Ok(Reply { words, data })
     }
+}
+
+fn bad_data(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
 pub(crate) struct Beanstalk {
@@ -194,6 +218,15 @@ impl Beanstalk {
             *slot = None;
         }
         replies
+    }
+
+    /// The connected broker's `max-job-size`.
+    async fn max_job(&self) -> Result<usize, QueueError> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(Conn::open(&self.addr, &self.tube).await?);
+        }
+        Ok(slot.as_ref().map_or(MAX_BODY, |c| c.max_job))
     }
 
     async fn one(&self, cmd: String) -> Result<Reply, QueueError> {
@@ -317,6 +350,18 @@ impl Beanstalk {
     }
 }
 
+/// A body over the broker's `max-job-size`, refused before anything is sent (beanstalkd would
+/// answer JOB_TOO_BIG), named by the line it came from.
+fn too_big(p: &Pending, size: usize, max: usize) -> QueueError {
+    let at = custodian_core::queue::decode(&p.body).map_or_else(
+        |_| format!("job {}", p.id),
+        |j| format!("{}:{}", j.file, j.lineno),
+    );
+    QueueError::Refused(format!(
+        "{at}: the job is {size} bytes, over beanstalkd's max-job-size of {max} (raise it with beanstalkd -z)"
+    ))
+}
+
 /// Splits a stored body `ID\nJSON`.
 fn split_body(data: &[u8]) -> Option<(String, &[u8])> {
     let nl = data.iter().position(|&b| b == b'\n')?;
@@ -333,22 +378,38 @@ fn count(y: &HashMap<String, String>, key: &str) -> u64 {
 impl JobQueue for Beanstalk {
     fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport> {
         Box::pin(async move {
-            let mut seen = self.ready_ids().await?;
-            let fresh: Vec<&Pending> = jobs.iter().filter(|p| seen.insert(p.id.clone())).collect();
-            let cmds = fresh
+            // All or nothing: every size is checked before the first job is sent.
+            let max = self.max_job().await?;
+            let bodies: Vec<Vec<u8>> = jobs
                 .iter()
                 .map(|p| {
                     let mut body = format!("{}\n", p.id).into_bytes();
                     body.extend_from_slice(&p.body);
-                    put_cmd(p.lease.as_secs().max(1), &body)
+                    body
                 })
                 .collect();
+            if let Some((p, b)) = jobs.iter().zip(&bodies).find(|(_, b)| b.len() > max) {
+                return Err(too_big(p, b.len(), max));
+            }
+            let mut seen = self.ready_ids().await?;
+            let cmds = jobs
+                .iter()
+                .zip(&bodies)
+                .filter(|(p, _)| seen.insert(p.id.clone()))
+                .map(|(p, body)| put_cmd(p.lease.as_secs().max(1), body))
+                .collect::<Vec<_>>();
+            let added = cmds.len() as u64;
             for r in self.exchange(cmds).await? {
+                // beanstalkd reads and drops a body it finds too big: the framing holds.
+                if r.is("JOB_TOO_BIG") {
+                    return Err(QueueError::Refused(format!(
+                        "a job is over beanstalkd's max-job-size of {max}"
+                    )));
+                }
                 if !r.is("INSERTED") {
                     return Err(r.unexpected());
                 }
             }
-            let added = fresh.len() as u64;
             Ok(PutReport {
                 added,
                 duplicates: jobs.len() as u64 - added,
@@ -403,10 +464,21 @@ impl JobQueue for Beanstalk {
 
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
         Box::pin(async move {
-            let letter = serde_json::json!({
+            let mut letter = serde_json::json!({
                 "reason": reason,
                 "body": String::from_utf8_lossy(&lease.body),
             });
+            // A letter the broker would refuse as too big keeps its reason, not its body.
+            let max = self.max_job().await?;
+            if letter.to_string().len() > max {
+                letter = serde_json::json!({
+                    "reason": format!(
+                        "{reason} (body of {} bytes dropped: over max-job-size {max})",
+                        lease.body.len()
+                    ),
+                    "body": "",
+                });
+            }
             let r = self
                 .exchange(vec![
                     text(format!("use {}", self.dead_tube())),
@@ -459,6 +531,66 @@ mod tests {
         assert!(tube_name("-x").is_err());
         assert!(tube_name("a b").is_err());
         assert!(tube_name("").is_err());
+    }
+
+    /// A data block over 1 MiB is read whole: the next reply starts where it should.
+    #[tokio::test]
+    async fn a_big_data_block_keeps_the_framing() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let big = vec![b'x'; 1_500_000];
+        let mut wire = format!("FOUND 1 {}\r\n", big.len()).into_bytes();
+        wire.extend_from_slice(&big);
+        wire.extend_from_slice(b"\r\nFOUND 2 3\r\nabc\r\n");
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let _ = s.write_all(&wire).await;
+            let mut sink = [0u8; 64];
+            let _ = s.read(&mut sink).await;
+        });
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut c = Conn {
+            io: BufStream::new(stream),
+            max_job: MAX_BODY,
+        };
+        let first = c.read().await.expect("first reply");
+        assert_eq!(first.data.map(|d| d.len()), Some(1_500_000));
+        let second = c.read().await.expect("second reply");
+        assert!(second.is("FOUND"));
+        assert_eq!(second.data.as_deref(), Some(&b"abc"[..]));
+    }
+
+    /// A job over the peer's max-job-size is refused before sending, naming its line, and the
+    /// same client goes on putting and counting jobs.
+    #[tokio::test]
+    async fn an_oversized_job_is_refused_and_the_connection_goes_on() {
+        let addr = custodian_testpeers::peers().get("beanstalk");
+        let q = Beanstalk::new(addr, "oversize-unit");
+        q.flush().await.expect("flush");
+        let job = |port: u16, content: &str| {
+            let mut j = custodian_core::Job::new("tcp", "127.0.0.1", Some(port));
+            j.file = "big.cfg".into();
+            j.lineno = u32::from(port);
+            j.options.insert("content".into(), content.into());
+            custodian_core::queue::encode(&j, Duration::from_secs(30))
+        };
+        let huge = job(2, &"x".repeat(70_000));
+        let small = job(3, "ok");
+        let refused = q.put(&[small.clone(), huge]).await;
+        match refused {
+            Err(QueueError::Refused(why)) => {
+                assert!(why.contains("big.cfg:2"), "{why}");
+                assert!(why.contains("max-job-size"), "{why}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(q.stats().await.expect("stats").pending, 0);
+        let put = q.put(&[small]).await.expect("put after refusal");
+        assert_eq!(put.added, 1);
+        assert_eq!(q.stats().await.expect("stats").pending, 1);
+        assert_eq!(q.flush().await.expect("flush"), 1);
     }
 
     #[test]

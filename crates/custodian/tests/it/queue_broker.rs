@@ -201,3 +201,35 @@ fn a_redis_queue_url_with_the_password_authenticates() {
     let flushed = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
     assert_eq!(flushed.code, 0, "{}", flushed.stderr);
 }
+
+/// A job over beanstalkd's max-job-size is refused by `enqueue` before anything is sent,
+/// naming its line (exit 2, all or nothing); the next enqueue and status work as before.
+#[test]
+fn an_oversized_beanstalk_job_is_refused_by_its_line() {
+    let p = custodian_testpeers::peers();
+    let url = format!("beanstalk://{}/oversize", p.get("beanstalk"));
+    let text = format!(
+        "127.0.0.1 must run tcp on 9.\nhttp://127.0.0.1:9/ must run http with content '{}'.\n",
+        "x".repeat(70_000)
+    );
+    let (dir, _) = file("big.cfg", &text);
+    std::fs::write(
+        dir.path().join("small.cfg"),
+        "127.0.0.1 must run tcp on 9.\n",
+    )
+    .expect("write");
+    let flushed = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert_eq!(flushed.code, 0, "{}", flushed.stderr);
+    let big = custodian(dir.path(), &["enqueue", "--queue", &url, "big.cfg"]);
+    assert_eq!(big.code, 2, "{}", big.stderr);
+    assert!(big.stderr.contains("big.cfg:2"), "{}", big.stderr);
+    assert!(big.stderr.contains("max-job-size"), "{}", big.stderr);
+    let status = custodian(dir.path(), &["queue", "--queue", &url, "status"]);
+    assert!(status.stdout.contains("pending 0"), "{}", status.stdout);
+    let small = custodian(dir.path(), &["enqueue", "--queue", &url, "small.cfg"]);
+    assert_eq!(small.code, 0, "{}", small.stderr);
+    let status = custodian(dir.path(), &["queue", "--queue", &url, "status"]);
+    assert!(status.stdout.contains("pending 1"), "{}", status.stdout);
+    let flushed = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert_eq!(flushed.code, 0, "{}", flushed.stderr);
+}
