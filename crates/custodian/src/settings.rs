@@ -273,11 +273,20 @@ impl Settings {
         }
     }
 
-    /// `state_file`, or `/var/lib/custodian/state.json` for root, else
+    /// `state_file`, or `$STATE_DIRECTORY/state.json` (set by systemd's `StateDirectory=`),
+    /// or `/var/lib/custodian/state.json` for root, else
     /// `$XDG_STATE_HOME/custodian/state.json` (`~/.local/state/custodian/state.json`).
     pub(crate) fn state_file(&self) -> PathBuf {
         if let Some(p) = &self.state_file {
             return p.clone();
+        }
+        // systemd gives a colon-separated list when a unit names several directories.
+        if let Some(dir) = std::env::var("STATE_DIRECTORY")
+            .ok()
+            .and_then(|v| v.split(':').next().map(str::to_string))
+            .filter(|d| !d.is_empty())
+        {
+            return PathBuf::from(dir).join("state.json");
         }
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {

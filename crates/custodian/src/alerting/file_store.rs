@@ -1,98 +1,241 @@
-//! Check states in a local JSON file, for `custodian run`: read once at start, kept in memory,
-//! written back atomically (temporary file, fsync, rename) by [`StateStore::save`].
+//! Check states in a local JSON file, for `custodian run` (and a worker without Redis).
+//!
+//! One writer task per store applies results in batches. Each batch holds an advisory lock on
+//! `<state_file>.lock` while it re-reads the file, steps the states and writes them back
+//! atomically (a temporary file unique to the process and write, fsync, rename, fsync of the
+//! directory). So overlapping `run`s from cron merge their updates instead of overwriting each
+//! other's, and nothing is kept in memory that the file does not say: a result's notice is
+//! returned only after its state change is on disk, or together with why it is not.
 
 use super::{Applied, StateStore};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use custodian_core::state::{CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
 
 /// The file's content: states by check id.
 type States = BTreeMap<String, CheckState>;
 
+/// One result waiting for the writer.
+struct Request {
+    result: JobResult,
+    now: u64,
+    reply: oneshot::Sender<Applied>,
+}
+
 pub(crate) struct FileStore {
     path: PathBuf,
-    policy: Policy,
-    states: Mutex<States>,
-    /// Write after every update (a long-running worker), not only on save (a `run`).
-    autosave: bool,
+    /// To the writer task; unbounded because `Alerting` already bounds the results in flight.
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl FileStore {
-    /// Reads `path`; a missing file is an empty one, an unreadable one is started afresh
-    /// (with a warning) so that one bad write never stops alerting for good.
+    /// A store over `path`, which is read under the lock for every batch (a missing file is an
+    /// empty one). Starts the writer task, so it must be called inside the runtime.
     pub(crate) fn open(path: &Path, policy: Policy) -> Self {
-        let states = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(
-                    "state file {} is unreadable ({e}); starting afresh",
-                    path.display()
-                );
-                States::new()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => States::new(),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read state file {}: {e}; starting afresh",
-                    path.display()
-                );
-                States::new()
-            }
-        };
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(path.to_path_buf(), policy, rx));
         FileStore {
             path: path.to_path_buf(),
-            policy,
-            states: Mutex::new(states),
-            autosave: false,
+            requests,
         }
     }
+}
 
-    /// The same store, written after every update.
-    pub(crate) fn autosaving(self) -> Self {
-        FileStore {
-            autosave: true,
-            ..self
+/// The only writer of this process: takes every request waiting, commits them as one batch.
+async fn writer(path: PathBuf, policy: Policy, mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let path = path.clone();
+        // Locking, reading and fsync block: they run off the async workers.
+        let done = tokio::task::spawn_blocking(move || {
+            let applied = commit(&path, &policy, &batch);
+            (batch, applied)
+        })
+        .await;
+        // A panicking commit drops its requests: their callers see the writer gone.
+        if let Ok((batch, applied)) = done {
+            for (req, a) in batch.into_iter().zip(applied) {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = req.reply.send(a);
+            }
         }
     }
+}
 
-    fn write(&self) -> Result<()> {
-        let text = {
-            let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-            serde_json::to_vec_pretty(&*states)?
-        };
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Steps every result of `batch` against the file's current content and writes it back, all
+/// under the lock. When any of that fails, the results still get their notices (stepped from
+/// what could be read) with `unsaved` set, and the file keeps what it had.
+fn commit(path: &Path, policy: &Policy, batch: &[Request]) -> Vec<Applied> {
+    let lock = lock(path);
+    let (mut states, read) = match read(path) {
+        Ok(states) => (states, Ok(())),
+        Err(e) => (States::new(), Err(e)),
+    };
+    let mut applied: Vec<Applied> = batch
+        .iter()
+        .map(|r| {
+            let st = states.entry(r.result.id.clone()).or_default();
+            Applied::step(st, policy, &r.result, r.now)
+        })
+        .collect();
+    let saved = lock
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| anyhow!("{e:#}"))
+        .and(read)
+        .and_then(|()| write(path, &states));
+    drop(lock);
+    if let Err(e) = saved {
+        let why = format!("{e:#}");
+        for a in &mut applied {
+            a.unsaved = Some(anyhow!("{why}"));
         }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp.{}", std::process::id()));
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), self.path.display()))?;
-        Ok(())
     }
+    applied
+}
+
+/// `<state_file>.lock`: a separate file, since the state file itself is replaced by rename.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// The state file's directory ("." for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Takes the exclusive lock shared by every process using `path`; held until the file drops.
+fn lock(path: &Path) -> Result<File> {
+    let dir = dir_of(path);
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lp = lock_path(path);
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lp)
+        .with_context(|| format!("opening {}", lp.display()))?;
+    // flock(2) through libc: std's `File::lock` needs Rust 1.89, above our MSRV, and libc is
+    // already a dependency. flock is advisory and released when the file is closed, also when
+    // the process dies, so a killed run never leaves a stale lock behind.
+    loop {
+        // SAFETY: the descriptor is owned by `f`, open for the whole call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).with_context(|| format!("locking {}", lp.display()));
+        }
+    }
+}
+
+/// The states on disk: a missing file is empty; an unparsable one starts afresh (with a
+/// warning) so that one bad file never stops alerting for good; an unreadable one is an error,
+/// so that it is not overwritten with nothing.
+fn read(path: &Path) -> Result<States> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "state file {} is unreadable ({e}); starting afresh",
+                path.display()
+            );
+            States::new()
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(States::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Makes temporary names unique among this process's writes (with the pid: among processes).
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// A new temporary file next to `path` (same filesystem, so the rename is atomic).
+fn temp_file(path: &Path) -> Result<(PathBuf, File)> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("state file {} has no file name", path.display()))?;
+    let tmp = dir_of(path).join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    Ok((tmp, f))
+}
+
+/// Replaces the file with `states`, durably: the data is synced before the rename and the
+/// directory after it, so a crash leaves either the old file or the new one.
+fn write(path: &Path, states: &States) -> Result<()> {
+    let text = serde_json::to_vec_pretty(states)?;
+    let (tmp, mut f) = temp_file(path)?;
+    let written = f
+        .write_all(&text)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        });
+    if written.is_err() {
+        // Best effort: the write already failed, a leftover is only untidy.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    let dir = dir_of(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 impl StateStore for FileStore {
     fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
-        let event = {
-            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-            let st = states.entry(result.id.clone()).or_default();
-            Applied::step(st, &self.policy, result, now)
-        };
-        let saved = if self.autosave { self.write() } else { Ok(()) };
-        Box::pin(std::future::ready(saved.map(|()| event)))
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let gone = || anyhow!("the writer of {} has stopped", self.path.display());
+            self.requests
+                .send(Request {
+                    result: result.clone(),
+                    now,
+                    reply,
+                })
+                .map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())
+        })
     }
 
-    fn save(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(std::future::ready(self.write()))
+    /// The directory can be created and written, and the lock taken: checked at start so that
+    /// an unusable location is an error then, not a silent loss of every state change.
+    fn ready(&self) -> Result<()> {
+        let unusable = || format!("state file {} cannot be used", self.path.display());
+        let _lock = lock(&self.path).with_context(unusable)?;
+        let (tmp, _f) = temp_file(&self.path).with_context(unusable)?;
+        std::fs::remove_file(&tmp)
+            .with_context(|| format!("removing {}", tmp.display()))
+            .with_context(unusable)
     }
 }
 
@@ -102,8 +245,20 @@ mod tests {
     use custodian_core::state::EventKind;
     use custodian_core::{Job, Status};
 
-    fn result(status: Status) -> JobResult {
-        JobResult::new(&Job::new("tcp", "127.0.0.1", Some(9)), status, None, 1, 1)
+    fn result(port: u16, status: Status) -> JobResult {
+        JobResult::new(
+            &Job::new("tcp", "127.0.0.1", Some(port)),
+            status,
+            None,
+            1,
+            1,
+        )
+    }
+
+    fn kind(a: Result<Applied>) -> Option<EventKind> {
+        let a = a.expect("apply");
+        assert!(a.unsaved.is_none(), "{:?}", a.unsaved);
+        a.event.map(|e| e.kind)
     }
 
     #[tokio::test]
@@ -119,42 +274,20 @@ mod tests {
             (180, Status::Passed),
         ] {
             let store = FileStore::open(&path, Policy::default());
-            kinds.extend(
-                store
-                    .apply(&result(status), t)
-                    .await
-                    .expect("apply")
-                    .event
-                    .map(|e| e.kind),
-            );
-            store.save().await.expect("save");
+            kinds.extend(kind(store.apply(&result(9, status), t).await));
         }
         assert_eq!(kinds, [EventKind::Raise, EventKind::Clear]);
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .expect("dir")
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        assert_eq!(names, ["state.json"], "no temporary file left behind");
-    }
-
-    #[tokio::test]
-    async fn an_autosaving_store_writes_every_update() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("state.json");
-        let store = FileStore::open(&path, Policy::default()).autosaving();
-        let first = store
-            .apply(&result(Status::Failed), 1)
-            .await
-            .expect("apply");
-        assert_eq!(first.raised_at, Some(1));
-        let again = FileStore::open(&path, Policy::default());
-        let e = again
-            .apply(&result(Status::Failed), 2)
-            .await
-            .expect("apply")
-            .event;
-        assert!(e.is_none(), "already raised, as the file says");
+        names.sort();
+        assert_eq!(
+            names,
+            ["state.json", "state.json.lock"],
+            "no temporary file left behind"
+        );
     }
 
     #[tokio::test]
@@ -163,11 +296,85 @@ mod tests {
         let path = dir.path().join("state.json");
         std::fs::write(&path, "{not json").expect("write");
         let store = FileStore::open(&path, Policy::default());
-        let e = store
-            .apply(&result(Status::Failed), 5)
-            .await
-            .expect("apply")
-            .event;
-        assert_eq!(e.map(|e| e.kind), Some(EventKind::Raise));
+        let e = kind(store.apply(&result(9, Status::Failed), 5).await);
+        assert_eq!(e, Some(EventKind::Raise));
+    }
+
+    /// 400 failing checks finished from 64 tasks at once (what a worker does): every one is
+    /// raised and recorded, none lost to a clash of writers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_results_are_all_raised_and_recorded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let store = std::sync::Arc::new(FileStore::open(&path, Policy::default()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in 0..64u16 {
+            let store = std::sync::Arc::clone(&store);
+            tasks.spawn(async move {
+                let mut raises = 0;
+                for port in (1..=400u16).filter(|p| p % 64 == lane) {
+                    let a = store.apply(&result(port, Status::Failed), 10).await;
+                    raises += usize::from(kind(a) == Some(EventKind::Raise));
+                }
+                raises
+            });
+        }
+        let mut raises = 0;
+        while let Some(n) = tasks.join_next().await {
+            raises += n.expect("task");
+        }
+        assert_eq!(raises, 400);
+        let on_disk: States =
+            serde_json::from_slice(&std::fs::read(&path).expect("state")).expect("json");
+        assert_eq!(on_disk.len(), 400);
+        assert!(on_disk.values().all(|s| s.raised_at == Some(10)));
+    }
+
+    /// Two stores on one file (two overlapping `run`s): each sees the other's updates, so
+    /// nothing is lost and every check is raised once, not twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_merge_and_raise_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let (a, b) = (
+            FileStore::open(&path, Policy::default()),
+            FileStore::open(&path, Policy::default()),
+        );
+        let mut raises = 0;
+        for port in 1..=50u16 {
+            let r = result(port, Status::Failed);
+            let own = result(1000 + port, Status::Failed);
+            let (x, y, z) = tokio::join!(a.apply(&r, 7), b.apply(&r, 7), b.apply(&own, 7));
+            raises += [kind(x), kind(y)]
+                .iter()
+                .filter(|k| **k == Some(EventKind::Raise))
+                .count();
+            assert_eq!(kind(z), Some(EventKind::Raise));
+        }
+        assert_eq!(raises, 50, "one raise per shared check");
+        let on_disk: States =
+            serde_json::from_slice(&std::fs::read(&path).expect("state")).expect("json");
+        assert_eq!(on_disk.len(), 100, "no store overwrote the other's checks");
+    }
+
+    /// When the state cannot be written, the notice is still returned (to be delivered), with
+    /// the reason; and as nothing was saved, the next result raises again.
+    #[tokio::test]
+    async fn a_failed_write_still_yields_the_notice_and_does_not_advance() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").expect("write");
+        let path = blocker.join("state.json");
+        let store = FileStore::open(&path, Policy::default());
+        assert!(store.ready().is_err());
+        for t in [1, 2] {
+            let a = store
+                .apply(&result(9, Status::Failed), t)
+                .await
+                .expect("apply");
+            assert_eq!(a.event.map(|e| e.kind), Some(EventKind::Raise));
+            let why = format!("{:#}", a.unsaved.expect("unsaved"));
+            assert!(why.contains(&blocker.display().to_string()), "{why}");
+        }
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Applied {
     pub(crate) event: Option<AlertEvent>,
     /// When the check's current failure began, while it is failing (after this result).
     pub(crate) raised_at: Option<u64>,
+    /// Why this state change could not be persisted: the notice is delivered all the same
+    /// (at least once), and the store keeps what it had, so a later result calls for it again.
+    pub(crate) unsaved: Option<anyhow::Error>,
 }
 
 impl Applied {
@@ -40,17 +43,21 @@ impl Applied {
         Applied {
             event,
             raised_at: state.raised_at,
+            unsaved: None,
         }
     }
 }
 
-/// Where check states live; each update is atomic per check.
+/// Where check states live; each update is atomic per check and persisted before its notice
+/// is returned (or returned with `unsaved` saying why it could not be).
 pub(crate) trait StateStore: Send + Sync {
     /// Feeds `result` into its check's stored state at `now`.
     fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>>;
 
-    /// Makes the states durable (a no-op where every update already is).
-    fn save(&self) -> BoxFuture<'_, Result<()>>;
+    /// Whether the store can be used at all, checked at start (an error stops the command).
+    fn ready(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The state store and the alerters, shared by everything that finishes jobs.
@@ -87,8 +94,10 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
         bail!("state_redis must be a redis:// URL");
     }
     tracing::warn!("alert states are kept in the local state file: set state_redis so that all workers share them");
-    let store = FileStore::open(&settings.state_file(), settings.policy());
-    Ok(Box::new(store.autosaving()))
+    Ok(Box::new(FileStore::open(
+        &settings.state_file(),
+        settings.policy(),
+    )))
 }
 
 /// Seconds since the epoch.
@@ -113,6 +122,7 @@ impl Alerting {
         };
         let alerters = settings.alerters.build(&common)?;
         let store = store()?;
+        store.ready()?;
         Ok(Some(Arc::new(Alerting {
             store,
             dispatcher: Dispatcher::new(alerters, settings.alerters.retry),
@@ -131,6 +141,17 @@ impl Alerting {
                 Applied::default()
             }
         };
+        if let Some(e) = &applied.unsaved {
+            let what = if applied.event.is_some() {
+                "delivering its notice anyway"
+            } else {
+                "no notice due"
+            };
+            tracing::error!(
+                "alert state for {} could not be saved ({e:#}); {what}",
+                result.line
+            );
+        }
         let event = applied.event;
         // Skipped checks took no measurement. The raise time tells alerters that keep alerts
         // alive (Alertmanager) that the check is still failing.
@@ -156,12 +177,9 @@ impl Alerting {
         });
     }
 
-    /// Waits for every spawned delivery, then saves the states.
+    /// Waits for every spawned delivery (each state change is already persisted).
     pub(crate) async fn finish(&self) {
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         while tasks.join_next().await.is_some() {}
-        if let Err(e) = self.store.save().await {
-            tracing::error!("saving alert states: {e:#}");
-        }
     }
 }

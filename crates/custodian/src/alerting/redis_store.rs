@@ -1,6 +1,8 @@
 //! Check states in Redis, shared by every worker: one JSON value per check under
 //! `<prefix>:state:<id>`, updated optimistically (WATCH, GET, step, MULTI/SET/EXEC, again on
 //! conflict), so two workers finishing the same check at once produce one notice, not two.
+//! When Redis cannot be used, the notice is still delivered: the result is stepped from the
+//! last state this worker saw persisted, and marked as not saved.
 
 use super::{Applied, StateStore};
 use crate::queue::resp::{cmd, Conn, Value};
@@ -8,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use custodian_core::state::{CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
+use std::collections::HashMap;
 use tokio::sync::Mutex;
 
 /// Conflicting updates tolerated before giving up on one result.
@@ -19,6 +22,9 @@ pub(crate) struct RedisStore {
     prefix: String,
     policy: Policy,
     conn: Mutex<Option<Conn>>,
+    /// The last state of each check this worker read or wrote in Redis: what an update steps
+    /// from while Redis is unreachable. Never ahead of Redis, since only saved states go here.
+    seen: std::sync::Mutex<HashMap<String, CheckState>>,
 }
 
 impl RedisStore {
@@ -29,6 +35,7 @@ impl RedisStore {
             prefix: prefix.to_string(),
             policy,
             conn: Mutex::new(None),
+            seen: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -58,7 +65,13 @@ impl RedisStore {
             .pipeline(&[cmd(["MULTI"]), cmd(["SET", &key, &json]), cmd(["EXEC"])])
             .await?;
         match replies.last() {
-            Some(Value::Array(_)) => Ok(Some(applied)),
+            Some(Value::Array(_)) => {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(result.id.clone(), st);
+                Ok(Some(applied))
+            }
             Some(Value::Nil) => Ok(None),
             other => bail!("EXEC answered {other:?}"),
         }
@@ -87,11 +100,24 @@ impl RedisStore {
 
 impl StateStore for RedisStore {
     fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
-        Box::pin(self.update(result, now))
-    }
-
-    fn save(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(async move {
+            match self.update(result, now).await {
+                Ok(applied) => Ok(applied),
+                Err(e) => {
+                    // A copy: the stepped state was not saved, so it must not be remembered.
+                    let mut st = self
+                        .seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&result.id)
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut applied = Applied::step(&mut st, &self.policy, result, now);
+                    applied.unsaved = Some(e);
+                    Ok(applied)
+                }
+            }
+        })
     }
 }
 
@@ -137,5 +163,22 @@ mod tests {
             .expect("b")
             .event
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_still_yields_the_notice() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let store = RedisStore::new(&format!("127.0.0.1:{port}"), 0, "x", Policy::default());
+        for t in [1, 2] {
+            let a = store
+                .apply(&result(1, Status::Failed), t)
+                .await
+                .expect("apply");
+            assert_eq!(a.event.map(|e| e.kind), Some(EventKind::Raise));
+            assert!(a.unsaved.is_some(), "the failure is reported");
+        }
     }
 }

@@ -94,3 +94,125 @@ fn workers_keep_states_in_redis() {
         "states live in Redis, not in the file"
     );
 }
+
+/// Settings with the file alerter into `alerts.log` and states in `state_file`.
+fn settings_with_state(dir: &std::path::Path, state_file: &std::path::Path, extra: &str) {
+    let cfg = format!(
+        "alerter = file\nfile_target = {}\nstate_file = {}\nrenotify = 0\nretries = 1\ntimeout = 3\n{extra}",
+        dir.join("alerts.log").display(),
+        state_file.display()
+    );
+    std::fs::write(dir.join("custodian.cfg"), cfg).expect("write cfg");
+}
+
+#[test]
+fn an_unusable_state_location_stops_run_at_start_naming_it() {
+    let port = closed_port();
+    let dir = setup(port, "");
+    // A file used as a directory: not creatable, even for root.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").expect("write");
+    let state = blocker.join("state.json");
+    settings_with_state(dir.path(), &state, "");
+    let r = custodian(dir.path(), RUN);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&state.display().to_string()),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("FAIL"), "nothing ran: {}", r.stdout);
+}
+
+/// Two `custodian run`s over the same failing checks and state file, started together (cron
+/// runs that overlap): every check is raised once in all, and the file holds every check.
+#[test]
+fn overlapping_runs_merge_states_and_raise_once() {
+    // Low ports on a loopback address nothing uses: refused, and never handed out to another
+    // test's listener the way a freed ephemeral port can be.
+    let lines: String = (1..=30)
+        .map(|p| format!("127.83.41.9 must run tcp on {p} otherwise 'down'.\n"))
+        .collect();
+    let (dir, _) = file("t.cfg", &lines);
+    settings_with_state(dir.path(), &dir.path().join("state.json"), "");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .args(RUN)
+            .current_dir(dir.path())
+            .env_remove("CUSTODIAN_LOG")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    for out in [a.expect("run a"), b.expect("run b")] {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("could not be saved"), "{err}");
+    }
+    let raised = alerts(dir.path());
+    assert_eq!(raised.len(), 30, "one raise per check: {raised:?}");
+    assert!(
+        raised.iter().all(|l| l.starts_with("RAISE: ")),
+        "{raised:?}"
+    );
+    let state = std::fs::read_to_string(dir.path().join("state.json")).expect("state");
+    assert_eq!(state.matches("\"health\"").count(), 30, "{state}");
+}
+
+/// A `state_redis` nobody listens on: the worker still delivers the raise, and says the
+/// state could not be saved.
+#[test]
+fn an_unreachable_state_redis_still_delivers_the_alert() {
+    let redis = custodian_testpeers::peers().get("redis_queue");
+    let url = format!(
+        "redis://{redis}/9?prefix=staterefused{}",
+        std::process::id()
+    );
+    let dir = setup(
+        closed_port(),
+        &format!("state_redis = redis://127.0.0.1:{}/0\n", closed_port()),
+    );
+    let r = custodian(dir.path(), &["enqueue", "--queue", &url, "t.cfg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = custodian(
+        dir.path(),
+        &[
+            "worker",
+            "--settings",
+            "custodian.cfg",
+            "--queue",
+            &url,
+            "--drain",
+        ],
+    );
+    assert!(r.stderr.contains("could not be saved"), "{}", r.stderr);
+    let lines = alerts(dir.path());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("RAISE: "), "{lines:?}");
+}
+
+/// Without `state_file`, the state lives in `$STATE_DIRECTORY` (systemd's `StateDirectory=`).
+#[test]
+fn the_default_state_file_honours_state_directory() {
+    let dir = setup(closed_port(), "");
+    let cfg = std::fs::read_to_string(dir.path().join("custodian.cfg")).expect("cfg");
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("state_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("custodian.cfg"), cfg).expect("write cfg");
+    let states = dir.path().join("states");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(RUN)
+        .current_dir(dir.path())
+        .env("STATE_DIRECTORY", &states)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(states.join("state.json").is_file());
+    assert!(!dir.path().join("state.json").exists());
+}
