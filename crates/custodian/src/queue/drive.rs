@@ -350,6 +350,64 @@ mod tests {
         Job::new("tcp", "127.0.0.1", Some(port))
     }
 
+    /// A broker that refuses every exchange, as Redis does a client without its password.
+    struct Refusing;
+
+    fn no<'a, T: Send + 'a>() -> queue::QueueFuture<'a, T> {
+        Box::pin(async {
+            Err(QueueError::Refused(
+                "NOAUTH Authentication required.".into(),
+            ))
+        })
+    }
+
+    impl JobQueue for Refusing {
+        fn put<'a>(&'a self, _: &'a [Pending]) -> queue::QueueFuture<'a, queue::PutReport> {
+            no()
+        }
+        fn reserve(&self, _: usize, _: Duration) -> queue::QueueFuture<'_, Vec<Lease>> {
+            no()
+        }
+        fn ack<'a>(&'a self, _: &'a [Lease]) -> queue::QueueFuture<'a, ()> {
+            no()
+        }
+        fn touch<'a>(&'a self, _: &'a [Lease]) -> queue::QueueFuture<'a, ()> {
+            no()
+        }
+        fn release<'a>(&'a self, _: &'a Lease) -> queue::QueueFuture<'a, ()> {
+            no()
+        }
+        fn bury<'a>(&'a self, _: &'a Lease, _: &'a str) -> queue::QueueFuture<'a, ()> {
+            no()
+        }
+        fn stats(&self) -> queue::QueueFuture<'_, queue::QueueStats> {
+            no()
+        }
+        fn flush(&self) -> queue::QueueFuture<'_, u64> {
+            no()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_broker_ends_the_drive_with_its_reason() {
+        let (_keep, stop) = watch::channel(false);
+        let opts = Options {
+            concurrency: 4,
+            drain: false,
+        };
+        // Without the refusal rule this drive would retry forever: the guard only ends a hang.
+        let driven = tokio::time::timeout(
+            LONG,
+            drive(Arc::new(Refusing), engine(), opts, stop, |_| {}),
+        )
+        .await
+        .expect("the drive stops by itself");
+        assert!(
+            matches!(&driven, Err(QueueError::Refused(why)) if why.starts_with("NOAUTH")),
+            "{driven:?}"
+        );
+    }
+
     #[tokio::test]
     async fn run_keeps_duplicate_lines() {
         let job = refused_job();
