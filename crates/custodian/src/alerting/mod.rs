@@ -80,12 +80,16 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
         None => queue.clone(),
     };
     if let QueueUrl::Redis {
-        addr, db, prefix, ..
+        addr,
+        db,
+        prefix,
+        auth,
     } = url
     {
         return Ok(Box::new(RedisStore::new(
             &addr,
             db,
+            auth,
             &prefix,
             settings.policy(),
         )));

@@ -6,6 +6,7 @@
 
 use super::{Applied, StateStore};
 use crate::queue::resp::{cmd, Conn, Value};
+use crate::queue::RedisAuth;
 use anyhow::{bail, Context, Result};
 use custodian_core::state::{CheckState, Policy};
 use custodian_core::JobResult;
@@ -19,6 +20,8 @@ const MAX_TRIES: usize = 20;
 pub(crate) struct RedisStore {
     addr: String,
     db: u32,
+    /// The URL's credentials, sent as `AUTH` on every new connection.
+    auth: Option<RedisAuth>,
     prefix: String,
     policy: Policy,
     conn: Mutex<Option<Conn>>,
@@ -28,10 +31,17 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
-    pub(crate) fn new(addr: &str, db: u32, prefix: &str, policy: Policy) -> Self {
+    pub(crate) fn new(
+        addr: &str,
+        db: u32,
+        auth: Option<RedisAuth>,
+        prefix: &str,
+        policy: Policy,
+    ) -> Self {
         RedisStore {
             addr: addr.to_string(),
             db,
+            auth,
             prefix: prefix.to_string(),
             policy,
             conn: Mutex::new(None),
@@ -45,6 +55,12 @@ impl RedisStore {
 
     async fn connect(&self) -> Result<Conn> {
         let mut c = Conn::connect(&self.addr).await?;
+        if let Some(a) = &self.auth {
+            let mut words = vec!["AUTH"];
+            words.extend(a.user.as_deref());
+            words.push(&a.password);
+            c.call(cmd(words)).await.context("AUTH")?;
+        }
         if self.db != 0 {
             c.call(cmd(["SELECT", &self.db.to_string()])).await?;
         }
@@ -137,8 +153,8 @@ mod tests {
         let prefix = format!("alertstate{}", std::process::id());
         let policy = Policy::default();
         let (a, b) = (
-            RedisStore::new(&addr, 9, &prefix, policy),
-            RedisStore::new(&addr, 9, &prefix, policy),
+            RedisStore::new(&addr, 9, None, &prefix, policy),
+            RedisStore::new(&addr, 9, None, &prefix, policy),
         );
         let mut raises = 0;
         for port in 1..=20 {
@@ -171,7 +187,13 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("port")
             .port();
-        let store = RedisStore::new(&format!("127.0.0.1:{port}"), 0, "x", Policy::default());
+        let store = RedisStore::new(
+            &format!("127.0.0.1:{port}"),
+            0,
+            None,
+            "x",
+            Policy::default(),
+        );
         for t in [1, 2] {
             let a = store
                 .apply(&result(1, Status::Failed), t)
@@ -180,5 +202,33 @@ mod tests {
             assert_eq!(a.event.map(|e| e.kind), Some(EventKind::Raise));
             assert!(a.unsaved.is_some(), "the failure is reported");
         }
+    }
+
+    /// A Redis that requires a password: states are saved with the URL's password and not
+    /// without it (the notice is delivered either way).
+    #[tokio::test]
+    async fn the_urls_password_is_sent_as_auth() {
+        let peers = custodian_testpeers::peers();
+        let addr = peers.get("redis_auth").to_string();
+        let password = peers.get("redis_password").to_string();
+        let auth = RedisAuth {
+            user: None,
+            password,
+        };
+        let prefix = format!("authstate{}", std::process::id());
+        let with = RedisStore::new(&addr, 0, Some(auth), &prefix, Policy::default());
+        let a = with
+            .apply(&result(7, Status::Failed), 100)
+            .await
+            .expect("apply");
+        assert!(a.unsaved.is_none(), "{:?}", a.unsaved);
+        let without = RedisStore::new(&addr, 0, None, &prefix, Policy::default());
+        let b = without
+            .apply(&result(8, Status::Failed), 100)
+            .await
+            .expect("apply");
+        assert_eq!(b.event.map(|e| e.kind), Some(EventKind::Raise));
+        let why = format!("{:#}", b.unsaved.expect("refused without AUTH"));
+        assert!(why.contains("NOAUTH") || why.contains("auth"), "{why}");
     }
 }
