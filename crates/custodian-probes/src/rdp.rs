@@ -280,4 +280,23 @@ mod tests {
         );
         assert!(t.elapsed() < Duration::from_secs(2));
     }
+
+    /// Random and mutated replies, read as the probe reads them: never a panic, and a TPKT is
+    /// only read within the announced, capped length.
+    #[tokio::test]
+    async fn fuzzed_replies_never_panic() {
+        let failure =
+            b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x03\x00\x08\x00\x02\x00\x00\x00";
+        let mut confirms = 0;
+        for input in crate::fuzz::collect(0x5d9, &[XRDP_CONFIRM, failure]) {
+            if let Ok(tpdu) = read_tpkt(&mut input.as_slice(), "fuzzing").await {
+                assert!(tpdu.len() + 4 <= MAX_TPKT && tpdu.len() + 4 <= input.len());
+                if let Ok(said) = judge_confirm(&tpdu) {
+                    confirms += 1;
+                    assert!(said.len() < 100, "{said}");
+                }
+            }
+        }
+        assert!(confirms > 0);
+    }
 }
