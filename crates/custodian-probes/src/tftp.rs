@@ -462,4 +462,24 @@ mod tests {
         let out = task.await.expect("join");
         assert_eq!(out, Outcome::down("timed out waiting for block 2"));
     }
+
+    /// Random and mutated packets: never a panic; data stays within a block and the server's
+    /// error text is bounded.
+    #[test]
+    fn fuzzed_packets_never_panic() {
+        let (d, e) = (data(7, &[b'x'; BLOCK]), error(1, "File not found"));
+        let mut parsed = 0;
+        crate::fuzz::inputs(0x7f7, &[&d, &e, &data(1, b"hi")], |p| match parse(p) {
+            Ok(Packet::Data(_, bytes)) => {
+                parsed += 1;
+                assert!(bytes.len() <= BLOCK);
+            }
+            Ok(Packet::Error(_, text)) => {
+                parsed += 1;
+                assert!(text.chars().count() < 1300, "{text}");
+            }
+            Err(_) => {}
+        });
+        assert!(parsed > 0);
+    }
 }
