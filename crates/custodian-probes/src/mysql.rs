@@ -380,4 +380,27 @@ mod tests {
             Outcome::down("connection closed by peer while waiting for the handshake")
         );
     }
+
+    /// Random and mutated first packets, framed as the probe frames them: never a panic, a
+    /// length within what a greeting needs, and a version no longer than the packet.
+    #[test]
+    fn fuzzed_greetings_never_panic() {
+        let mut versions = 0;
+        crate::fuzz::inputs(0x3306, &[HANDSHAKE, NOT_ALLOWED], |p| {
+            let Some(head) = p.get(..4).and_then(|h| <[u8; 4]>::try_from(h).ok()) else {
+                return;
+            };
+            let Ok(len) = packet_len(head) else { return };
+            assert!((1..=MAX_GREETING).contains(&len));
+            let body = &p[4..p.len().min(4 + len)];
+            match parse_greeting(body) {
+                Ok(version) => {
+                    versions += 1;
+                    assert!(version.chars().count() < body.len());
+                }
+                Err(why) => assert!(why.chars().count() < 200, "{why}"),
+            }
+        });
+        assert!(versions > 0);
+    }
 }
