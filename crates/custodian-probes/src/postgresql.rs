@@ -451,4 +451,23 @@ mod tests {
         assert_eq!(err.to_string(), "server sent more than 10000 bytes");
         assert_eq!(sink.len(), 10_000);
     }
+
+    /// Random and mutated answers, framed as the probe frames them: never a panic, a length
+    /// within the cap, and a judgement no longer than the clipped message and the body.
+    #[test]
+    fn fuzzed_answers_never_panic() {
+        let mut judged = 0;
+        crate::fuzz::inputs(0x5432, &[SASL, NO_ROLE, STARTING], |p| {
+            let Some(head) = p.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
+                return;
+            };
+            let Ok(len) = answer_len(head) else { return };
+            assert!(len <= MAX_ANSWER);
+            let body = &p[5..p.len().min(5 + len)];
+            judged += 1;
+            let said = judge_answer(head[0], body).unwrap_or_else(|e| e);
+            assert!(said.chars().count() <= 200 + body.len(), "{said}");
+        });
+        assert!(judged > 0);
+    }
 }
