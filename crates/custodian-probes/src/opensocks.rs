@@ -433,4 +433,27 @@ mod tests {
         let o = probe(refused().await, 2.0).await;
         assert!(!o.is_up() && text(&o).contains("closed"), "{o:?}");
     }
+
+    /// Random and mutated handshakes without a tunnel: never a panic, and never open, since only
+    /// the canary's token through a tunnel shows a SOCKS server open.
+    #[test]
+    fn fuzzed_handshakes_never_panic_nor_open() {
+        let seeds: [&[u8]; 4] = [
+            b"\x05\x00\x05\x00\x00\x01\x7f\x00\x00\x01\x1f\x90",
+            b"\x05\xff",
+            b"\x00\x5a\x00\x00\x00\x00\x00\x00",
+            b"\x00\x5b\x00\x00\x00\x00\x00\x00",
+        ];
+        crate::fuzz::inputs(0x1080, &seeds, |h| {
+            let a = Attempt {
+                version: if h.first() == Some(&0) { 4 } else { 5 },
+                handshake: h.to_vec(),
+                tunnel: None,
+                error: None,
+            };
+            let f = judge(&[a]);
+            assert_ne!(f.verdict, Verdict::Open);
+            assert!(f.why.starts_with("SOCKS") && f.why.len() < 200, "{}", f.why);
+        });
+    }
 }
