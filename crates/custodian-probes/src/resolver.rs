@@ -475,4 +475,31 @@ mod tests {
         let out = lookup(&job_cx(0.3), &[], &name("a.test."), RecordType::A).await;
         assert_eq!(out.map(|_| ()), Err("no nameservers to ask".into()));
     }
+
+    /// Random and mutated replies to our query: never a panic, and what is accepted answers our
+    /// ID and question (or is an error without one).
+    #[test]
+    fn fuzzed_replies_never_panic() {
+        let q = Query::query(name("a.test."), RecordType::A);
+        let sent = Message::from_vec(&encode(&q, 77).expect("encode")).expect("parse");
+        let good = reply(
+            &sent,
+            ResponseCode::NoError,
+            vec![a("192.0.2.1"), a("192.0.2.2")],
+        );
+        let good = good.to_vec().expect("enc");
+        let nx = reply(&sent, ResponseCode::NXDomain, vec![])
+            .to_vec()
+            .expect("enc");
+        let mut accepted = 0;
+        crate::fuzz::inputs(0xd45, &[&good, &nx], |p| {
+            if let Ok(m) = parse_reply(p, 77, &q) {
+                accepted += 1;
+                assert_eq!(m.id(), 77);
+                assert!(m.queries().len() == 1 || m.response_code() != ResponseCode::NoError);
+                assert!(answer_addrs(&m).len() * 4 < p.len());
+            }
+        });
+        assert!(accepted > 0);
+    }
 }
