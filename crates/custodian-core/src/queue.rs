@@ -46,6 +46,9 @@ pub struct Pending {
 pub struct Lease {
     pub handle: String,
     pub body: Vec<u8>,
+    /// How many times the job has been reserved, this time included: a job whose workers keep
+    /// dying or running late shows a growing count, so the worker can bury it.
+    pub deliveries: u32,
 }
 
 /// What `custodian queue status` shows.

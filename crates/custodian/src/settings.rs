@@ -33,6 +33,9 @@ pub(crate) struct Settings {
     /// Most jobs the test files may expand to in all, macros and address blocks counted
     /// (default 1000000); the test that crosses it is an error and nothing runs.
     pub(crate) max_jobs: usize,
+    /// Times a queued job may be delivered without finishing (its worker died or its lease ran
+    /// out) before the next delivery buries it with the reason (default 3).
+    pub(crate) max_deliveries: u32,
     /// Deadline for resolving a target's addresses, in seconds, within the attempt (default 5).
     pub(crate) resolve_timeout: f64,
     /// Deadline for fetching a `fetched from URL` macro, in seconds (default 10).
@@ -81,6 +84,7 @@ impl Default for Settings {
             concurrency: 5000,
             per_host: 0,
             max_jobs: 1_000_000,
+            max_deliveries: 3,
             resolve_timeout: 5.0,
             fetch_timeout: 10.0,
             ca_file: None,
@@ -170,6 +174,7 @@ impl Settings {
             "concurrency" => self.concurrency = cfg_int(key, value)?,
             "per_host" => self.per_host = cfg_int(key, value)?,
             "max_jobs" => self.max_jobs = cfg_int(key, value)?,
+            "max_deliveries" => self.max_deliveries = cfg_int(key, value)?,
             "resolve_timeout" => self.resolve_timeout = cfg_secs(key, value)?,
             "fetch_timeout" => self.fetch_timeout = cfg_secs(key, value)?,
             "ca_file" => self.ca_file = Some(PathBuf::from(value)),
@@ -190,7 +195,7 @@ impl Settings {
             "flap_flips" => self.flap_flips = cfg_int(key, value)?,
             "flap_window" => self.flap_window = cfg_int(key, value)?,
             "unknown_threshold" => self.unknown_threshold = cfg_int(key, value)?,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, max_deliveries, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -211,6 +216,7 @@ impl Settings {
             ("concurrency", self.concurrency as u64),
             ("per_host", self.per_host as u64),
             ("max_jobs", self.max_jobs as u64),
+            ("max_deliveries", u64::from(self.max_deliveries)),
             ("fail_threshold", u64::from(self.fail_threshold)),
             ("pass_threshold", u64::from(self.pass_threshold)),
             ("renotify", self.renotify),

@@ -307,7 +307,25 @@ impl Beanstalk {
             out.push(Lease {
                 handle: r.num(1)?.to_string(),
                 body,
+                deliveries: 1,
             });
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // beanstalkd counts reservations itself (`reserves`, surviving TTR expiry and release):
+        // one pipelined round trip per batch reads them.
+        let stats = self
+            .exchange(
+                out.iter()
+                    .map(|l| text(format!("stats-job {}", l.handle)))
+                    .collect(),
+            )
+            .await?;
+        for (lease, s) in out.iter_mut().zip(&stats) {
+            if let Some(n) = s.yaml().get("reserves").and_then(|v| v.parse().ok()) {
+                lease.deliveries = n;
+            }
         }
         Ok(out)
     }

@@ -89,6 +89,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let opts = Options {
         concurrency: settings.concurrency,
         drain: args.drain,
+        max_deliveries: settings.max_deliveries,
     };
     let name = args.name.unwrap_or_else(default_name);
     let (stop_tx, stop) = watch::channel(false);

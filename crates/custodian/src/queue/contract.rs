@@ -235,3 +235,52 @@ async fn an_unreachable_broker_is_an_unavailable_error() {
         );
     }
 }
+
+/// Every delivery is counted, whether the lease ran out or the job was given back, and the
+/// worker buries the job on the delivery after `max_deliveries` instead of running it.
+#[tokio::test]
+async fn a_job_delivered_too_often_is_buried_and_never_handed_out_again() {
+    use super::drive::{drive, Options};
+    let max = 3;
+    for (name, q) in backends() {
+        q.put(&jobs(60..61, Duration::from_secs(1)))
+            .await
+            .expect("put");
+        // First delivery: its worker "dies" (the lease runs out); then two given back.
+        let first = take(q.as_ref()).await.expect("job");
+        assert_eq!(first.deliveries, 1, "{name}");
+        let t = Instant::now();
+        let second = loop {
+            if let Some(l) = take(q.as_ref()).await {
+                break l;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{name}: never redelivered"
+            );
+        };
+        assert_eq!(second.deliveries, 2, "{name}");
+        q.release(&second).await.expect("release");
+        for n in 3..=max {
+            let lease = take(q.as_ref()).await.expect("released job");
+            assert_eq!(lease.deliveries, n, "{name}");
+            q.release(&lease).await.expect("release");
+        }
+        // A worker now gets it a fourth time and buries it without running it.
+        let (_keep, stop) = tokio::sync::watch::channel(false);
+        let opts = Options {
+            concurrency: 2,
+            drain: true,
+            max_deliveries: max,
+        };
+        let engine = crate::worker::Engine::new(crate::settings::Settings::default());
+        let mut results = 0;
+        let driven = drive(Arc::clone(&q), engine, opts, stop, |_| results += 1).await;
+        assert!(driven.is_ok(), "{name}: {driven:?}");
+        assert_eq!(results, 0, "{name}: the poison job ran");
+        let s = q.stats().await.expect("stats");
+        assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1), "{name}");
+        assert!(take(q.as_ref()).await.is_none(), "{name}: handed out again");
+        assert_eq!(q.flush().await.expect("flush"), 1, "{name}");
+    }
+}

@@ -30,13 +30,27 @@ pub(crate) struct Options {
     pub(crate) concurrency: usize,
     /// Exit once the queue is empty and nothing is in flight anywhere.
     pub(crate) drain: bool,
+    /// Deliveries a job may have without finishing; the next one buries it instead.
+    pub(crate) max_deliveries: u32,
+}
+
+/// Why a lease must not run: reserved more than `max` times, so each worker that held it died
+/// or ran out its lease, and running it again would only repeat that.
+fn poisoned(lease: &Lease, max: u32) -> Option<String> {
+    (lease.deliveries > max).then(|| {
+        format!(
+            "delivered {} times without finishing: its workers died or timed out",
+            lease.deliveries
+        )
+    })
 }
 
 /// What became of one reserved job.
 enum Done {
     Finished(Lease, JobResult),
     Crashed(Lease, JobResult, String),
-    Undecodable(Lease, String),
+    /// Not to be run: undecodable, or delivered too often (see [`poisoned`]).
+    Poison(Lease, String),
     Abandoned(Lease),
 }
 
@@ -45,7 +59,7 @@ impl Done {
         match self {
             Done::Finished(l, _)
             | Done::Crashed(l, ..)
-            | Done::Undecodable(l, _)
+            | Done::Poison(l, _)
             | Done::Abandoned(l) => l,
         }
     }
@@ -96,6 +110,8 @@ pub(crate) async fn embedded(
     let opts = Options {
         concurrency,
         drain: true,
+        // Leases never run out here: every job is delivered once.
+        max_deliveries: u32::MAX,
     };
     // The memory queue never refuses anything.
     let _ = drive(queue, engine, opts, stop, on_result).await;
@@ -182,7 +198,7 @@ async fn settle(shared: &Shared, batch: Vec<Done>, on_result: &mut impl FnMut(Jo
                 on_result(result);
                 (lease, reason)
             }
-            Done::Undecodable(lease, reason) => (lease, reason),
+            Done::Poison(lease, reason) => (lease, reason),
         };
         let reason = custodian_core::outcome::escape_controls(&reason);
         tracing::error!("burying job {}: {reason}", lease.handle);
@@ -238,6 +254,10 @@ async fn feed(
                     .held()
                     .extend(leases.iter().map(|l| (l.handle.clone(), l.clone())));
                 for (lease, permit) in leases.into_iter().zip(permits) {
+                    if let Some(why) = poisoned(&lease, opts.max_deliveries) {
+                        let _ = tx.send(Done::Poison(lease, why));
+                        continue;
+                    }
                     let task =
                         run_one(Arc::clone(&shared), lease, permit, stop.clone(), tx.clone());
                     tokio::spawn(task);
@@ -282,10 +302,7 @@ async fn run_one(
     let job = match queue::decode(&lease.body) {
         Ok(job) => Arc::new(job),
         Err(why) => {
-            let _ = tx.send(Done::Undecodable(
-                lease,
-                format!("cannot decode job: {why}"),
-            ));
+            let _ = tx.send(Done::Poison(lease, format!("cannot decode job: {why}")));
             return;
         }
     };
@@ -394,6 +411,7 @@ mod tests {
         let opts = Options {
             concurrency: 4,
             drain: false,
+            max_deliveries: 3,
         };
         // Without the refusal rule this drive would retry forever: the guard only ends a hang.
         let driven = tokio::time::timeout(
@@ -417,6 +435,20 @@ mod tests {
         })
         .await;
         assert_eq!(seen, [Status::Failed; 3]);
+    }
+
+    #[test]
+    fn only_a_delivery_past_the_limit_is_poison() {
+        let lease = |deliveries| Lease {
+            handle: "1".into(),
+            body: Vec::new(),
+            deliveries,
+        };
+        assert_eq!(poisoned(&lease(3), 3), None);
+        assert_eq!(
+            poisoned(&lease(4), 3).as_deref(),
+            Some("delivered 4 times without finishing: its workers died or timed out")
+        );
     }
 
     #[tokio::test]
@@ -456,6 +488,7 @@ mod tests {
         let opts = Options {
             concurrency: 4,
             drain: true,
+            max_deliveries: 3,
         };
         let mut results = 0;
         let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
@@ -476,6 +509,7 @@ mod tests {
         let opts = Options {
             concurrency: 4,
             drain: false,
+            max_deliveries: 3,
         };
         let mut results = 0;
         let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;

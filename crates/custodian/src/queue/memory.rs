@@ -11,6 +11,8 @@ struct Entry {
     body: Vec<u8>,
     lease: Duration,
     since: Instant,
+    /// Reservations so far.
+    deliveries: u32,
 }
 
 #[derive(Default)]
@@ -59,6 +61,7 @@ impl MemoryQueue {
                 body: p.body.clone(),
                 lease: p.lease,
                 since: Instant::now(),
+                deliveries: 0,
             };
             let n = st.next;
             st.ready.push_back((n, entry));
@@ -83,11 +86,13 @@ impl MemoryQueue {
                 st.ready.push_front((h, entry));
             }
         }
-        let (h, entry) = st.ready.pop_front()?;
+        let (h, mut entry) = st.ready.pop_front()?;
         st.ids.remove(&entry.id);
+        entry.deliveries = entry.deliveries.saturating_add(1);
         let lease = Lease {
             handle: h.to_string(),
             body: entry.body.clone(),
+            deliveries: entry.deliveries,
         };
         let until = now.checked_add(entry.lease);
         if let Some(t) = until {

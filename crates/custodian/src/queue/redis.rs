@@ -3,7 +3,7 @@
 //! so a job whose worker died is delivered again once its lease has run out.
 //!
 //! Keys under `PREFIX:`: `ready` (list of handles), `body`/`meta` (hashes by handle; meta is
-//! `ID LEASE_MS ENQUEUED_MS`), `ids` (set of pending job ids, for de-duplication), `leased`
+//! `ID LEASE_MS ENQUEUED_MS`), `tries` (hash by handle: reservations so far), `ids` (set of pending job ids, for de-duplication), `leased`
 //! (sorted set, handle → lease expiry in ms), `dead` (list of JSON `{reason, body}`), `seq`.
 //! Times come from the broker's clock, so workers' clocks need not agree.
 
@@ -42,7 +42,7 @@ const RESERVE: &str =
   end
 end
 local out = {}
-while #out < 2 * tonumber(ARGV[1]) do
+while #out < 3 * tonumber(ARGV[1]) do
   local h = redis.call('LPOP', KEYS[4])
   if not h then break end
   local m = redis.call('HGET', KEYS[3], h)
@@ -52,6 +52,7 @@ while #out < 2 * tonumber(ARGV[1]) do
     redis.call('ZADD', KEYS[5], now + tonumber(lease), h)
     out[#out + 1] = h
     out[#out + 1] = redis.call('HGET', KEYS[2], h)
+    out[#out + 1] = redis.call('HINCRBY', KEYS[6], h, 1)
   end
 end
 return out";
@@ -60,6 +61,7 @@ const ACK: &str = "for _, h in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[3], h) == 1 then
     redis.call('HDEL', KEYS[1], h)
     redis.call('HDEL', KEYS[2], h)
+    redis.call('HDEL', KEYS[4], h)
   end
 end
 return 1";
@@ -86,6 +88,7 @@ const BURY: &str = "if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[4], cjson.encode({reason = ARGV[2], body = body}))
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[5], ARGV[1])
 end
 return 1";
 
@@ -101,6 +104,7 @@ const FLUSH: &str = "local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', 
 for _, h in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   redis.call('HDEL', KEYS[2], h)
   redis.call('HDEL', KEYS[3], h)
+  redis.call('HDEL', KEYS[6], h)
 end
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
 return n";
@@ -196,7 +200,7 @@ impl RedisQueue {
     }
 
     async fn reserve_once(&self, max: usize) -> Result<Vec<Lease>, QueueError> {
-        let keys = ["ids", "body", "meta", "ready", "leased"];
+        let keys = ["ids", "body", "meta", "ready", "leased", "tries"];
         let reply = self
             .eval(RESERVE, &keys, vec![max.to_string().into_bytes()])
             .await?;
@@ -204,15 +208,16 @@ impl RedisQueue {
             return Err(resp::protocol("reserved jobs", &reply));
         };
         items
-            .chunks(2)
-            .map(|pair| match pair {
-                [h, Value::Bytes(body)] => Ok(Lease {
+            .chunks(3)
+            .map(|triple| match triple {
+                [h, Value::Bytes(body), n] => Ok(Lease {
                     handle: h.int()?.to_string(),
                     body: body.clone(),
+                    deliveries: u32::try_from(n.int()?).unwrap_or(u32::MAX),
                 }),
                 _ => Err(resp::protocol(
-                    "handle and body",
-                    &Value::Array(pair.to_vec()),
+                    "handle, body and delivery count",
+                    &Value::Array(triple.to_vec()),
                 )),
             })
             .collect()
@@ -268,7 +273,7 @@ impl JobQueue for RedisQueue {
                 .iter()
                 .map(|l| l.handle.clone().into_bytes())
                 .collect();
-            self.eval(ACK, &["body", "meta", "leased"], handles)
+            self.eval(ACK, &["body", "meta", "leased", "tries"], handles)
                 .await
                 .map(drop)
         })
@@ -291,7 +296,12 @@ impl JobQueue for RedisQueue {
     }
 
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
-        Box::pin(self.by_handle(BURY, &["body", "meta", "leased", "dead"], lease, reason))
+        Box::pin(self.by_handle(
+            BURY,
+            &["body", "meta", "leased", "dead", "tries"],
+            lease,
+            reason,
+        ))
     }
 
     fn stats(&self) -> QueueFuture<'_, QueueStats> {
@@ -318,7 +328,11 @@ impl JobQueue for RedisQueue {
     fn flush(&self) -> QueueFuture<'_, u64> {
         Box::pin(async move {
             let n = self
-                .eval(FLUSH, &["ready", "body", "meta", "dead", "ids"], vec![])
+                .eval(
+                    FLUSH,
+                    &["ready", "body", "meta", "dead", "ids", "tries"],
+                    vec![],
+                )
                 .await?;
             Ok(n.int()? as u64)
         })

@@ -47,6 +47,7 @@ pub(super) static BOUNDS: &[Bound] = &[
     whole("concurrency", 1.0, 1_000_000.0),
     whole("per_host", 0.0, 1_000_000.0),
     whole("max_jobs", 1.0, 100_000_000.0),
+    whole("max_deliveries", 1.0, 1000.0),
     whole("fail_threshold", 1.0, 1000.0),
     whole("pass_threshold", 1.0, 1000.0),
     whole("renotify", 0.0, TEN_YEARS),
@@ -234,6 +235,11 @@ mod tests {
             (
                 "max_jobs = 0",
                 "`max_jobs` must be a whole number from 1 to 100000000",
+                None,
+            ),
+            (
+                "max_deliveries = 0",
+                "`max_deliveries` must be a whole number from 1 to 1000",
                 None,
             ),
             (
