@@ -11,8 +11,6 @@ use tokio::time::Instant;
 mod abuse;
 mod dialog;
 mod env;
-#[cfg(test)]
-mod fuzz;
 mod net;
 mod resolver;
 mod tls;

@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn fuzzed_greetings_never_panic() {
         let mut versions = 0;
-        crate::fuzz::inputs(0x3306, &[HANDSHAKE, NOT_ALLOWED], |p| {
+        custodian_testpeers::fuzz::inputs(0x3306, &[HANDSHAKE, NOT_ALLOWED], |p| {
             let Some(head) = p.get(..4).and_then(|h| <[u8; 4]>::try_from(h).ok()) else {
                 return;
             };

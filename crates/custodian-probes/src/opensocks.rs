@@ -444,7 +444,7 @@ mod tests {
             b"\x00\x5a\x00\x00\x00\x00\x00\x00",
             b"\x00\x5b\x00\x00\x00\x00\x00\x00",
         ];
-        crate::fuzz::inputs(0x1080, &seeds, |h| {
+        custodian_testpeers::fuzz::inputs(0x1080, &seeds, |h| {
             let a = Attempt {
                 version: if h.first() == Some(&0) { 4 } else { 5 },
                 handshake: h.to_vec(),

@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn fuzzed_answers_never_panic() {
         let mut judged = 0;
-        crate::fuzz::inputs(0x5432, &[SASL, NO_ROLE, STARTING], |p| {
+        custodian_testpeers::fuzz::inputs(0x5432, &[SASL, NO_ROLE, STARTING], |p| {
             let Some(head) = p.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
                 return;
             };

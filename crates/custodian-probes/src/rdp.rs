@@ -288,7 +288,7 @@ mod tests {
         let failure =
             b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x03\x00\x08\x00\x02\x00\x00\x00";
         let mut confirms = 0;
-        for input in crate::fuzz::collect(0x5d9, &[XRDP_CONFIRM, failure]) {
+        for input in custodian_testpeers::fuzz::collect(0x5d9, &[XRDP_CONFIRM, failure]) {
             if let Ok(tpdu) = read_tpkt(&mut input.as_slice(), "fuzzing").await {
                 assert!(tpdu.len() + 4 <= MAX_TPKT && tpdu.len() + 4 <= input.len());
                 if let Ok(said) = judge_confirm(&tpdu) {

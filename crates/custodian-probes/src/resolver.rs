@@ -492,7 +492,7 @@ mod tests {
             .to_vec()
             .expect("enc");
         let mut accepted = 0;
-        crate::fuzz::inputs(0xd45, &[&good, &nx], |p| {
+        custodian_testpeers::fuzz::inputs(0xd45, &[&good, &nx], |p| {
             if let Ok(m) = parse_reply(p, 77, &q) {
                 accepted += 1;
                 assert_eq!(m.id(), 77);

@@ -469,7 +469,7 @@ mod tests {
     fn fuzzed_packets_never_panic() {
         let (d, e) = (data(7, &[b'x'; BLOCK]), error(1, "File not found"));
         let mut parsed = 0;
-        crate::fuzz::inputs(0x7f7, &[&d, &e, &data(1, b"hi")], |p| match parse(p) {
+        custodian_testpeers::fuzz::inputs(0x7f7, &[&d, &e, &data(1, b"hi")], |p| match parse(p) {
             Ok(Packet::Data(_, bytes)) => {
                 parsed += 1;
                 assert!(bytes.len() <= BLOCK);

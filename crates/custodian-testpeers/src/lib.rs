@@ -2,7 +2,10 @@
 //!
 //! [`peers`] runs `tests/peers/up.sh` once per process (the script itself is idempotent and
 //! locked, so parallel test binaries share one set of daemons) and parses the `KEY=VALUE` lines
-//! it prints. A failing script panics with its output: these tests never skip.
+//! it prints. A failing script panics with its output: these tests never skip. [`fuzz`] feeds our
+//! decoders seeded random and mutated inputs.
+
+pub mod fuzz;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,17 +1,18 @@
 //! Seeded fuzzing of our own decoders, run by `cargo test` on stable Rust: every decoder of peer
 //! bytes gets a fixed number of random and mutated inputs, so a panic on what a peer sends fails CI.
+//! It lives here, in the crate every test suite already depends on, so all decoders share it.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 /// Inputs per decoder: enough to hit every mutation of every seed many times, quick in debug builds.
-pub(crate) const RUNS: usize = 20_000;
+pub const RUNS: usize = 20_000;
 
 /// Calls `f` with `RUNS` inputs from a fixed seed: random bytes, and mutations of `seeds` (real
 /// replies): bit flips, boundary bytes, truncation, duplicated runs, insertions, and two- or
 /// four-byte runs (where length fields sit) set to their extremes.
-pub(crate) fn inputs(seed: u64, seeds: &[&[u8]], mut f: impl FnMut(&[u8])) {
+pub fn inputs(seed: u64, seeds: &[&[u8]], mut f: impl FnMut(&[u8])) {
     let mut rng = StdRng::seed_from_u64(seed);
     for _ in 0..RUNS {
         let input = match seeds.choose(&mut rng) {
@@ -26,7 +27,7 @@ pub(crate) fn inputs(seed: u64, seeds: &[&[u8]], mut f: impl FnMut(&[u8])) {
 }
 
 /// The inputs of [`inputs`] as a list, for decoders that must be awaited.
-pub(crate) fn collect(seed: u64, seeds: &[&[u8]]) -> Vec<Vec<u8>> {
+pub fn collect(seed: u64, seeds: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut all = Vec::with_capacity(RUNS);
     inputs(seed, seeds, |i| all.push(i.to_vec()));
     all
