@@ -4,7 +4,7 @@ use custodian_core::queue::QueueError;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
 /// Longest any single exchange with the broker may take before the connection counts as dead.
@@ -12,6 +12,14 @@ const IO_LIMIT: Duration = Duration::from_secs(10);
 
 /// Largest bulk reply we accept (a job body is a few hundred bytes).
 const MAX_BULK: usize = 64 * 1024 * 1024;
+
+/// Longest reply line (status, error or length) we read: real ones are short, and a broker
+/// that never sends a newline must not fill our memory.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Deepest nesting of arrays we follow (stream replies nest four deep): every level is a
+/// recursive poll, so a peer's `*1` repeated must not overflow our stack.
+const MAX_DEPTH: usize = 16;
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +118,7 @@ impl Conn {
             self.io.flush().await?;
             let mut out = Vec::with_capacity(cmds.len());
             for _ in cmds {
-                out.push(read(&mut self.io).await?);
+                out.push(read(&mut self.io, 0).await?);
             }
             Ok::<_, std::io::Error>(out)
         };
@@ -151,15 +159,24 @@ fn bad(what: &str) -> std::io::Error {
 
 type Reply<'a> = Pin<Box<dyn Future<Output = std::io::Result<Value>> + Send + 'a>>;
 
-fn read(io: &mut BufStream<TcpStream>) -> Reply<'_> {
+/// Reads one reply, `depth` arrays deep.
+fn read<R: AsyncBufRead + Unpin + Send>(io: &mut R, depth: usize) -> Reply<'_> {
     Box::pin(async move {
         let mut line = Vec::new();
-        if io.read_until(b'\n', &mut line).await? == 0 {
+        let n = (&mut *io)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
             return Err(bad("connection closed"));
+        }
+        if n as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+            return Err(bad("reply line too long"));
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
-        let (kind, rest) = text.split_at(text.len().min(1));
+        // Split after the first character, not byte: a peer's line may open with any UTF-8.
+        let (kind, rest) = text.split_at(text.chars().next().map_or(0, char::len_utf8));
         let num = || rest.parse::<i64>().map_err(|_| bad("bad length"));
         match kind {
             "+" => Ok(Value::Bytes(rest.as_bytes().to_vec())),
@@ -177,10 +194,11 @@ fn read(io: &mut BufStream<TcpStream>) -> Reply<'_> {
                 Ok(Value::Bytes(buf))
             }
             "*" if num()? < 0 => Ok(Value::Nil),
+            "*" if depth >= MAX_DEPTH => Err(bad("replies nested too deep")),
             "*" => {
                 let mut items = Vec::new();
                 for _ in 0..num()? {
-                    items.push(read(io).await?);
+                    items.push(read(io, depth + 1).await?);
                 }
                 Ok(Value::Array(items))
             }
@@ -248,6 +266,55 @@ mod tests {
                 Value::Nil,
                 Value::Error("ERR no".into())
             ])
+        );
+    }
+
+    /// Bytes of payload in a reply, to bound it by what was read.
+    fn size(v: &Value) -> usize {
+        match v {
+            Value::Nil | Value::Int(_) => 0,
+            Value::Bytes(b) => b.len(),
+            Value::Error(e) => e.len(),
+            Value::Array(items) => items.len() + items.iter().map(size).sum::<usize>(),
+        }
+    }
+
+    /// Random and mutated replies, read back to back as a pipeline reads them: never a panic,
+    /// and every reply is bounded by the bytes it came from.
+    #[tokio::test]
+    async fn fuzzed_replies_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"*4\r\n:7\r\n$3\r\nabc\r\n$-1\r\n-ERR no\r\n",
+            b"*1\r\n*2\r\n$5\r\njobs:\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$4\r\nbody\r\n$2\r\n{}\r\n",
+            b"+OK\r\n:1\r\n$-1\r\n*-1\r\n",
+        ];
+        let mut values = 0;
+        for input in custodian_testpeers::fuzz::collect(0x6379, &seeds) {
+            let mut io = input.as_slice();
+            while let Ok(v) = read(&mut io, 0).await {
+                values += 1;
+                // Invalid UTF-8 in a status line grows by at most 3 bytes a byte.
+                assert!(size(&v) <= 3 * input.len(), "{v:?} from {input:?}");
+            }
+        }
+        assert!(values > 0);
+    }
+
+    #[tokio::test]
+    async fn deep_nesting_and_endless_lines_are_refused() {
+        let deep = b"*1\r\n".repeat(100_000);
+        let e = read(&mut deep.as_slice(), 0).await.expect_err("too deep");
+        assert_eq!(e.to_string(), "replies nested too deep");
+        let nested = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
+        assert!(read(&mut nested.as_slice(), 0).await.is_ok());
+        let long = [b"+".as_slice(), &[b'a'; 100_000]].concat();
+        let e = read(&mut long.as_slice(), 0).await.expect_err("too long");
+        assert_eq!(e.to_string(), "reply line too long");
+        assert_eq!(
+            read(&mut b"+unterminated".as_slice(), 0)
+                .await
+                .expect("read"),
+            Value::Bytes(b"unterminated".to_vec())
         );
     }
 }
