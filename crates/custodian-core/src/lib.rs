@@ -7,6 +7,7 @@ pub mod plan;
 
 pub mod probe;
 pub mod queue;
+pub mod secret;
 pub mod spec;
 pub mod state;
 

@@ -8,7 +8,8 @@ mod tests;
 
 use crate::param::{Invalid, Kind, Params};
 use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
-use crate::spec::{mask_url, secret_ranges, Family, Job, MASK};
+use crate::secret;
+use crate::spec::{mask_url, secret_ranges, Family, Job, MASK, SECRET_KEYS};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
 use custodian_dsl::{Diagnostic, Expanded, Severity, SourceFile};
 use phrase::{Fit, Phrase, SlotValue};
@@ -386,7 +387,19 @@ impl Planner<'_> {
             if let Some(t) = &token {
                 secrets.extend(secret_tokens(&key, t));
             }
-            if let (Some(kind), Some(t)) = (kinds.get(i), &token) {
+            // A secret reference is resolved (and its value parsed) by the worker, which may
+            // see an environment this machine does not: only its syntax is checked here.
+            let reference = match (SECRET_KEYS.contains(&key.as_str()), value.as_str(), &token) {
+                (true, Some(v), Some(t)) => match secret::reference(v) {
+                    Ok(r) => r.is_some(),
+                    Err(e) => {
+                        self.error(cx, t.span, format!("{key}: {}", e.msg), e.hint);
+                        continue;
+                    }
+                },
+                _ => false,
+            };
+            if let (false, Some(kind), Some(t)) = (reference, kinds.get(i), &token) {
                 if let Err(e) = kind.parse(&value) {
                     let msg = match kind {
                         Kind::Int { .. } => format!("{key} {}", e.msg),

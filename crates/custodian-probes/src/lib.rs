@@ -13,6 +13,7 @@ mod dialog;
 mod env;
 mod net;
 mod resolver;
+mod secret;
 mod tls;
 
 // Bounded BER decoding of LDAP replies; public only for the fuzz target in fuzz/.
@@ -113,10 +114,14 @@ impl Ctx {
 }
 
 /// Parses a job's options by the kinds its type declares: once per job, before any attempt.
+/// Secret references (`${env:..}`, `${file:..}`) are read here, on the worker.
 pub fn prepare(job: &Job) -> Result<Params, Invalid> {
     let probe = find(&job.probe)
         .ok_or_else(|| Invalid::new(format!("unknown check type `{}`", job.probe)))?;
-    Params::build(probe.spec, &job.options)
+    match secret::resolve(&job.options)? {
+        Some(options) => Params::build(probe.spec, &options),
+        None => Params::build(probe.spec, &job.options),
+    }
 }
 
 /// A registered probe: its static spec and its check function.

@@ -441,6 +441,32 @@ async fn redis_without_or_with_a_wrong_password_fails() {
     assert!(!format!("{out:?}").contains("hunter2"));
 }
 
+/// A password written as a reference is read on the worker: from its environment (the peers'
+/// env file holds the password) or a file; a reference it cannot read is our fault, "unknown".
+#[tokio::test]
+async fn redis_password_from_the_environment_or_a_file() {
+    let addr = peers().addr("redis_auth");
+    let env_ref = json!("${env:CUSTODIAN_PEER_REDIS_PASSWORD}");
+    assert_up(
+        &host("redis", addr, &[("password", env_ref)]).await,
+        "PONG after AUTH",
+    );
+    let file = std::env::temp_dir().join(format!("custodian-redis-pw-{}", std::process::id()));
+    std::fs::write(&file, format!("{}\n", peers().get("redis_password"))).expect("write");
+    let file_ref = json!(format!("${{file:{}}}", file.display()));
+    let out = host("redis", addr, &[("password", file_ref)]).await;
+    std::fs::remove_file(&file).expect("cleanup");
+    assert_up(&out, "PONG after AUTH");
+    let unset = json!("${env:CUSTODIAN_TEST_NEVER_SET_PW}");
+    match host("redis", addr, &[("password", unset)]).await {
+        Outcome::Unknown { error } => assert_eq!(
+            error,
+            "bad option: password: environment variable CUSTODIAN_TEST_NEVER_SET_PW is not set"
+        ),
+        other => panic!("expected unknown, got {other:?}"),
+    }
+}
+
 /// The bind and search options for the directory's probe entry.
 fn ldap_opts(password: &str, filter: &str) -> Vec<(&'static str, Value)> {
     vec![

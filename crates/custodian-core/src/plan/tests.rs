@@ -244,6 +244,34 @@ fn secrets_are_masked_in_line_but_kept_in_options() {
     );
 }
 
+/// A secret reference is kept as written (the worker reads it) and masked in the line; only
+/// its syntax is checked, so an unset variable on the planning machine is no error.
+#[test]
+fn secret_references_are_syntax_checked_and_kept() {
+    let j = job("http://x/ must run http with password '${env:CUSTODIAN_PLAN_UNSET_PW}'.");
+    assert_eq!(
+        j.opt_str("password"),
+        Some("${env:CUSTODIAN_PLAN_UNSET_PW}")
+    );
+    assert_eq!(
+        j.line,
+        format!("http://x/ must run http with password '{MASK}'.")
+    );
+    let d = diag(
+        "http://x/ must run http with password '${vault:db}'.",
+        false,
+    );
+    assert!(d.is_error());
+    assert_eq!(d.message, "password: unknown secret source `vault`");
+    let d = diag("http://x/ must run http with password '${env:}'.", false);
+    assert!(d.is_error(), "{d:?}");
+    assert!(
+        job("http://x/ must run http with password '${not a reference}'.")
+            .opt_str("password")
+            .is_some()
+    );
+}
+
 #[test]
 fn int_slots_flags_and_common_numbers() {
     let j = job("a must ping with count 5 with timeout 10 with retries 2");

@@ -175,3 +175,59 @@ fn nameservers_setting_serves_mx_and_dnsbl() {
         assert!(errors.contains(w), "{w:?} not in {errors:?}");
     }
 }
+
+/// A password written as `${env:NAME}` travels as the reference: `check --json` masks it, the
+/// worker reads the variable (here the peers' env file sets it) and the value never reaches
+/// the output; a variable the worker lacks makes the check unknown, naming the variable.
+#[test]
+fn passwords_from_the_environment_are_read_by_the_worker_and_never_shown() {
+    let addr = peers().addr("redis_auth");
+    let password = peers().get("redis_password");
+    let text = format!(
+        "{ip} must run redis on {port} with password '${{env:CUSTODIAN_PEER_REDIS_PASSWORD}}'.\n\
+         {ip} must run redis on {port} with password '${{env:CUSTODIAN_IT_NEVER_SET_PW}}'.\n",
+        ip = addr.ip(),
+        port = addr.port(),
+    );
+    let (dir, _) = file("pw.cfg", &text);
+    let check = custodian(dir.path(), &["check", "--json", "pw.cfg"]);
+    assert_eq!(
+        check.code, 0,
+        "an unset variable is the worker's business: {}",
+        check.stderr
+    );
+    assert!(
+        !check.stdout.contains("CUSTODIAN_PEER_REDIS"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("with password '********'"),
+        "{}",
+        check.stdout
+    );
+    std::fs::write(dir.path().join("s.toml"), settings_toml()).expect("write");
+    let r = custodian(
+        dir.path(),
+        &["run", "--json", "--settings", "s.toml", "pw.cfg"],
+    );
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        !format!("{}{}", r.stdout, r.stderr).contains(password),
+        "{}",
+        r.stdout
+    );
+    let mut rows: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", r.stdout);
+    rows.sort_by_key(|row| row["lineno"].as_u64());
+    assert_eq!(rows[0]["status"], "passed", "{}", rows[0]);
+    assert_eq!(rows[1]["status"], "unknown", "{}", rows[1]);
+    assert_eq!(
+        rows[1]["error"],
+        "could not check: bad option: password: environment variable CUSTODIAN_IT_NEVER_SET_PW is not set"
+    );
+}
