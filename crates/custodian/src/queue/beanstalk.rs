@@ -135,40 +135,56 @@ impl Conn {
     }
 
     async fn read(&mut self) -> std::io::Result<Reply> {
-        let mut line = Vec::new();
-        if self.io.read_until(b'\n', &mut line).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        let words: Vec<String> = String::from_utf8_lossy(&line)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let with_data = matches!(
-            words.first().map(String::as_str),
-            Some("RESERVED" | "FOUND" | "OK")
-        );
-        let mut data = None;
-        if with_data {
-            let n: usize = words
-                .last()
-                .and_then(|w| w.parse().ok())
-                .ok_or_else(|| bad_data("a data reply without its length"))?;
-            if n > MAX_READ {
-                return Err(bad_data("a data block over 64 MiB"));
-            }
-            let mut buf = vec![0; n + 2];
-            self.io.read_exact(&mut buf).await?;
-            if !buf.ends_with(b"\r\n") {
-                return Err(bad_data("a data block not ended by CRLF"));
-            }
-            buf.truncate(n);
-            data = Some(buf);
-        }
-        Ok(Reply { words, data })
+        read_reply(&mut self.io).await
     }
+}
+
+/// Longest reply line we read: real ones are a few words (data comes in blocks), and a broker
+/// that never sends a newline must not fill our memory.
+const MAX_LINE: u64 = 4096;
+
+/// Reads one reply: its line of words, then the data block the line announces.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> std::io::Result<Reply> {
+    let mut line = Vec::new();
+    let n = (&mut *io)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    if n as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+        return Err(bad_data("a reply line over 4 KiB"));
+    }
+    let words: Vec<String> = String::from_utf8_lossy(&line)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let with_data = matches!(
+        words.first().map(String::as_str),
+        Some("RESERVED" | "FOUND" | "OK")
+    );
+    let mut data = None;
+    if with_data {
+        let n: usize = words
+            .last()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| bad_data("a data reply without its length"))?;
+        if n > MAX_READ {
+            return Err(bad_data("a data block over 64 MiB"));
+        }
+        let mut buf = vec![0; n + 2];
+        io.read_exact(&mut buf).await?;
+        if !buf.ends_with(b"\r\n") {
+            return Err(bad_data("a data block not ended by CRLF"));
+        }
+        buf.truncate(n);
+        data = Some(buf);
+    }
+    Ok(Reply { words, data })
 }
 
 fn bad_data(what: &str) -> std::io::Error {
@@ -618,5 +634,43 @@ mod tests {
             Some(("abc".into(), &b"{\"v\":1}"[..]))
         );
         assert_eq!(split_body(b"no newline"), None);
+    }
+
+    /// Random and mutated replies, read back to back as a pipeline reads them: never a panic,
+    /// and data blocks never longer than the bytes they came from.
+    #[tokio::test]
+    async fn fuzzed_replies_never_panic() {
+        let seeds: [&[u8]; 4] = [
+            b"RESERVED 7 9\r\n1\n{\"a\":1}\r\nDELETED\r\n",
+            b"OK 38\r\n---\nmax-job-size: 65535\ncurrent-jobs-ready: 2\n\r\n",
+            b"USING custodian\r\nWATCHING 2\r\nFOUND 3 0\r\n\r\n",
+            b"NOT_FOUND\r\nTIMED_OUT\r\nINSERTED 12\r\n",
+        ];
+        let mut data = 0;
+        for input in custodian_testpeers::fuzz::collect(0xbea, &seeds) {
+            let mut io = input.as_slice();
+            while let Ok(r) = read_reply(&mut io).await {
+                assert!(!r.words.is_empty() || r.data.is_none());
+                if let Some(d) = r.data {
+                    data += 1;
+                    assert!(d.len() < input.len());
+                }
+            }
+        }
+        assert!(data > 0);
+    }
+
+    #[tokio::test]
+    async fn endless_reply_lines_are_refused() {
+        let long = vec![b'A'; 10_000];
+        let e = read_reply(&mut long.as_slice())
+            .await
+            .err()
+            .expect("too long");
+        assert_eq!(e.to_string(), "a reply line over 4 KiB");
+        let r = read_reply(&mut b"INSERTED 5\r\n".as_slice())
+            .await
+            .expect("read");
+        assert!(r.is("INSERTED") && r.num(1).ok() == Some(5));
     }
 }
