@@ -51,6 +51,30 @@ pub struct Lease {
     pub deliveries: u32,
 }
 
+/// A buried job as `custodian queue dead` shows it: the backend's handle for
+/// [`JobQueue::drop_dead`], the job's body and why it was buried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub handle: String,
+    pub body: Vec<u8>,
+    pub reason: String,
+}
+
+impl DeadLetter {
+    /// Reads a stored letter, JSON `{reason, body}` (the form both brokers keep).
+    pub fn parse(handle: String, raw: &[u8]) -> DeadLetter {
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+        let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        DeadLetter {
+            handle,
+            body: field("body").unwrap_or_default().as_bytes().to_vec(),
+            reason: field("reason")
+                .unwrap_or("unreadable dead letter")
+                .to_string(),
+        }
+    }
+}
+
 /// What `custodian queue status` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
@@ -88,6 +112,10 @@ pub trait JobQueue: Send + Sync {
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()>;
     /// Dead-letters a job that must not be retried, recording why.
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()>;
+    /// Every dead letter, oldest first.
+    fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>>;
+    /// Deletes these dead letters; returns how many went (one already gone is not an error).
+    fn drop_dead<'a>(&'a self, letters: &'a [DeadLetter]) -> QueueFuture<'a, u64>;
     /// Counts of pending, reserved and buried jobs.
     fn stats(&self) -> QueueFuture<'_, QueueStats>;
     /// Drops every pending and buried job (reserved ones finish); returns how many went.
@@ -129,6 +157,15 @@ mod tests {
         let p = encode(&job, Duration::from_secs(9));
         assert_eq!(p.id, job.id());
         assert_eq!(decode(&p.body), Ok(job));
+    }
+
+    #[test]
+    fn dead_letters_are_read_back_whatever_they_hold() {
+        let l = DeadLetter::parse("7".into(), br#"{"reason":"why","body":"{}"}"#);
+        assert_eq!((l.reason.as_str(), l.body.as_slice()), ("why", &b"{}"[..]));
+        let bad = DeadLetter::parse("8".into(), b"\xff");
+        assert_eq!(bad.reason, "unreadable dead letter");
+        assert!(bad.body.is_empty());
     }
 
     #[test]

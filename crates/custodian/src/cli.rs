@@ -222,6 +222,8 @@ pub(crate) struct QueueArgs {
     pub(crate) queue: String,
     #[command(subcommand)]
     pub(crate) action: QueueAction,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -230,4 +232,13 @@ pub(crate) enum QueueAction {
     Status,
     /// Drop every pending and buried job (reserved ones still finish).
     Flush,
+    /// List buried jobs (dead letters) with the reason, or requeue or drop them all.
+    Dead {
+        /// Put them back on the queue, their delivery count starting again.
+        #[arg(long, conflicts_with = "drop")]
+        requeue: bool,
+        /// Delete them.
+        #[arg(long)]
+        drop: bool,
+    },
 }

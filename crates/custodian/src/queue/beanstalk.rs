@@ -9,7 +9,7 @@
 use super::resp::unavailable;
 use anyhow::bail;
 use custodian_core::queue::{
-    JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
+    DeadLetter, JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -254,19 +254,31 @@ impl Beanstalk {
 
     /// Ids (`Job::id`) of the jobs ready in our tube.
     async fn ready_ids(&self) -> Result<HashSet<String>, QueueError> {
-        let stats = self.one(format!("stats-tube {}", self.tube)).await?;
-        let ready = stats
-            .yaml()
-            .get("current-jobs-ready")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        if ready == 0 {
-            return Ok(HashSet::new());
+        Ok(self
+            .ready_in(&self.tube)
+            .await?
+            .iter()
+            .filter_map(|(_, data)| split_body(data).map(|(id, _)| id))
+            .collect())
+    }
+
+    /// The jobs ready in `tube` with their bodies, oldest first. beanstalkd cannot list a
+    /// tube, so every job id from the tube's first ready one to the newest is looked at.
+    async fn ready_in(&self, tube: &str) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let stats = self.tube_stats(tube).await?;
+        if count(&stats, "current-jobs-ready") == 0 {
+            return Ok(Vec::new());
         }
-        let first = self.one("peek-ready".into()).await?;
-        if !first.is("FOUND") {
-            return Ok(HashSet::new());
-        }
+        let r = self
+            .exchange(vec![
+                text(format!("use {tube}")),
+                text("peek-ready".into()),
+                text(format!("use {}", self.tube)),
+            ])
+            .await?;
+        let Some(first) = r.get(1).filter(|r| r.is("FOUND")) else {
+            return Ok(Vec::new());
+        };
         let lo = first.num(1)?;
         let hi = self.newest_id().await?;
         let states = self
@@ -280,16 +292,19 @@ impl Beanstalk {
             .zip(&states)
             .filter(|(_, r)| {
                 let y = r.yaml();
-                y.get("tube") == Some(&self.tube) && y.get("state").is_some_and(|s| s == "ready")
+                y.get("tube").is_some_and(|t| t == tube)
+                    && y.get("state").is_some_and(|s| s == "ready")
             })
             .map(|(id, _)| id)
             .collect();
         let bodies = self
             .exchange(mine.iter().map(|id| text(format!("peek {id}"))).collect())
             .await?;
-        Ok(bodies
-            .iter()
-            .filter_map(|r| split_body(r.data.as_deref()?).map(|(id, _)| id))
+        // A job deleted between the scan and its peek answers NOT_FOUND: skipped.
+        Ok(mine
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(id, r)| Some((id, r.data?)))
             .collect())
     }
 
@@ -526,6 +541,27 @@ impl JobQueue for Beanstalk {
                 Some(other) => Err(other.unexpected()),
                 None => Err(unavailable("no reply")),
             }
+        })
+    }
+
+    fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let letters = self.ready_in(&self.dead_tube()).await?;
+            Ok(letters
+                .into_iter()
+                .map(|(id, raw)| DeadLetter::parse(id.to_string(), &raw))
+                .collect())
+        })
+    }
+
+    fn drop_dead<'a>(&'a self, letters: &'a [DeadLetter]) -> QueueFuture<'a, u64> {
+        Box::pin(async move {
+            let cmds = letters
+                .iter()
+                .map(|l| text(format!("delete {}", l.handle)))
+                .collect();
+            let replies = self.exchange(cmds).await?;
+            Ok(replies.iter().filter(|r| r.is("DELETED")).count() as u64)
         })
     }
 

@@ -37,6 +37,11 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
         .collect();
     let q = url.open();
     let outage = Outage::default();
+    // A job whose twin is buried would only be buried again: it waits for `queue dead`.
+    let dead = retry(&outage, BROKER_PATIENCE, || q.dead())
+        .await
+        .map_err(|e| refusal(&e, "enqueueing", &args.queue))?;
+    let (pending, twins) = without_buried_twins(pending, &dead);
     let report = retry(&outage, BROKER_PATIENCE, || q.put(&pending))
         .await
         .map_err(|e| refusal(&e, "enqueueing", &args.queue))?;
@@ -46,7 +51,39 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
         mask_url(&args.queue),
         report.duplicates
     );
+    if twins > 0 {
+        println!("{twins} buried twin(s) not added: see `custodian queue dead`");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The jobs with no buried twin (same id), and how many had one.
+fn without_buried_twins(
+    pending: Vec<queue::Pending>,
+    dead: &[queue::DeadLetter],
+) -> (Vec<queue::Pending>, usize) {
+    let buried: std::collections::HashSet<String> = dead
+        .iter()
+        .filter_map(|l| queue::decode(&l.body).ok())
+        .map(|j| j.id())
+        .collect();
+    let before = pending.len();
+    let kept: Vec<_> = pending
+        .into_iter()
+        .filter(|p| !buried.contains(&p.id))
+        .collect();
+    let twins = before - kept.len();
+    (kept, twins)
+}
+
+/// One dead letter as `queue dead` lists it: `t.cfg:3 tcp 127.0.0.1 — reason`, the target
+/// masked and control characters escaped.
+fn dead_line(letter: &queue::DeadLetter) -> String {
+    let what = match queue::decode(&letter.body) {
+        Ok(j) => format!("{}:{} {} {}", j.file, j.lineno, j.probe, j.display_target()),
+        Err(_) => format!("job {}", letter.handle),
+    };
+    custodian_core::outcome::escape_controls(&format!("{what} — {}", letter.reason))
 }
 
 /// `custodian queue status|flush`.
@@ -72,8 +109,71 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
                 .map_err(|e| refusal(&e, "queue flush", &args.queue))?;
             println!("flushed {n} job(s) from {}", mask_url(&args.queue));
         }
+        QueueAction::Dead { requeue, drop } => {
+            let fail = |e| refusal(&e, "queue dead", &args.queue);
+            let dead = retry(&outage, BROKER_PATIENCE, || q.dead())
+                .await
+                .map_err(fail)?;
+            if drop {
+                let n = retry(&outage, BROKER_PATIENCE, || q.drop_dead(&dead))
+                    .await
+                    .map_err(fail)?;
+                println!("dropped {n} dead letter(s)");
+            } else if requeue {
+                let settings = Settings::load(args.common.settings.as_deref())?;
+                let (again, skipped) = requeueable(&dead, &settings);
+                let put = retry(&outage, BROKER_PATIENCE, || q.put(&again))
+                    .await
+                    .map_err(fail)?;
+                // Only letters whose job is back (or already pending) are removed.
+                let back: Vec<_> = dead
+                    .iter()
+                    .filter(|l| queue::decode(&l.body).is_ok())
+                    .cloned()
+                    .collect();
+                retry(&outage, BROKER_PATIENCE, || q.drop_dead(&back))
+                    .await
+                    .map_err(fail)?;
+                println!(
+                    "requeued {} job(s) ({} already pending)",
+                    put.added, put.duplicates
+                );
+                if skipped > 0 {
+                    println!("{skipped} undecodable dead letter(s) left: drop them with --drop");
+                }
+            } else {
+                let mut out = std::io::stdout().lock();
+                for letter in &dead {
+                    writeln!(out, "{}", dead_line(letter))?;
+                }
+                writeln!(out, "{} dead letter(s)", dead.len())?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The buried jobs that can go back on the queue (with a fresh lease from `settings`), and
+/// how many letters hold no job that can.
+fn requeueable(dead: &[queue::DeadLetter], settings: &Settings) -> (Vec<queue::Pending>, usize) {
+    let jobs: Vec<_> = dead
+        .iter()
+        .filter_map(|l| queue::decode(&l.body).ok())
+        .collect();
+    let skipped = dead.len() - jobs.len();
+    let again = jobs
+        .iter()
+        .map(|j| {
+            let lease = lease_for(
+                j,
+                settings.timeout(),
+                settings.retries,
+                settings.retry_delay(),
+            );
+            queue::encode(j, lease)
+        })
+        .collect();
+    (again, skipped)
 }
 
 /// `custodian worker`: drain the queue until stopped (or empty, with `--drain`).
@@ -217,6 +317,65 @@ mod tests {
             4,
             1,
         )
+    }
+
+    fn letter(job: &Job, reason: &str) -> queue::DeadLetter {
+        queue::DeadLetter {
+            handle: "9".into(),
+            body: queue::encode(job, Duration::from_secs(1)).body,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn a_job_whose_twin_is_buried_is_not_added() {
+        let buried = Job::new("tcp", "127.0.0.1", Some(1));
+        let other = Job::new("tcp", "127.0.0.1", Some(2));
+        let pending = [&buried, &other, &buried]
+            .map(|j| queue::encode(j, Duration::from_secs(1)))
+            .to_vec();
+        let garbage = queue::DeadLetter {
+            handle: "1".into(),
+            body: b"{not json".to_vec(),
+            reason: "cannot decode job".into(),
+        };
+        let (kept, twins) = without_buried_twins(pending, &[garbage, letter(&buried, "x")]);
+        assert_eq!(twins, 2);
+        assert_eq!(
+            kept.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+            [other.id()]
+        );
+    }
+
+    #[test]
+    fn dead_letters_list_line_type_masked_target_and_reason() {
+        let mut job = Job::new("http", "http://ops:hunter2@127.0.0.1/", None);
+        job.file = "web.cfg".into();
+        job.lineno = 7;
+        let line = dead_line(&letter(&job, "delivered 4 times\x1b[2J"));
+        assert!(line.starts_with("web.cfg:7 http http://ops:"), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(line.ends_with(" — delivered 4 times\\u{1b}[2J"), "{line}");
+        let raw = queue::DeadLetter {
+            handle: "5".into(),
+            body: b"{not json".to_vec(),
+            reason: "bad \u{1b}]0;x\u{7}".into(),
+        };
+        assert_eq!(dead_line(&raw), "job 5 — bad \\u{1b}]0;x\\u{7}");
+    }
+
+    #[test]
+    fn requeue_skips_letters_without_a_job() {
+        let job = Job::new("tcp", "127.0.0.1", Some(3));
+        let garbage = queue::DeadLetter {
+            handle: "1".into(),
+            body: Vec::new(),
+            reason: "cannot decode job".into(),
+        };
+        let (again, skipped) = requeueable(&[letter(&job, "x"), garbage], &Settings::default());
+        assert_eq!(skipped, 1);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, job.id());
     }
 
     #[test]

@@ -281,6 +281,50 @@ async fn a_job_delivered_too_often_is_buried_and_never_handed_out_again() {
         let s = q.stats().await.expect("stats");
         assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1), "{name}");
         assert!(take(q.as_ref()).await.is_none(), "{name}: handed out again");
+        let dead = q.dead().await.expect("dead");
+        let reasons: Vec<_> = dead.iter().map(|l| l.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["delivered 4 times without finishing: its workers died or timed out"],
+            "{name}"
+        );
+        assert_eq!(q.flush().await.expect("flush"), 1, "{name}");
+    }
+}
+
+/// Dead letters are listed with their job and reason, and dropped by handle.
+#[tokio::test]
+async fn dead_letters_are_listed_and_dropped() {
+    for (name, q) in backends() {
+        assert!(q.dead().await.expect("dead").is_empty(), "{name}");
+        q.put(&jobs(70..73, LONG)).await.expect("put");
+        for why in ["first reason", "second reason"] {
+            let lease = take(q.as_ref()).await.expect("job");
+            q.bury(&lease, why).await.expect("bury");
+        }
+        let dead = q.dead().await.expect("dead");
+        let seen: Vec<_> = dead
+            .iter()
+            .map(|l| {
+                let port = custodian_core::queue::decode(&l.body)
+                    .ok()
+                    .and_then(|j| j.port);
+                (port, l.reason.as_str())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [(Some(70), "first reason"), (Some(71), "second reason")],
+            "{name}"
+        );
+        assert_eq!(q.drop_dead(&dead[..1]).await.expect("drop"), 1, "{name}");
+        let left = q.dead().await.expect("dead");
+        assert_eq!(left.len(), 1, "{name}");
+        assert_eq!(left[0].reason, "second reason", "{name}");
+        // A letter already gone is not an error, and not counted.
+        assert_eq!(q.drop_dead(&dead).await.expect("drop"), 1, "{name}");
+        let s = q.stats().await.expect("stats");
+        assert_eq!((s.pending, s.buried), (1, 0), "{name}");
         assert_eq!(q.flush().await.expect("flush"), 1, "{name}");
     }
 }

@@ -397,6 +397,12 @@ mod tests {
         fn bury<'a>(&'a self, _: &'a Lease, _: &'a str) -> queue::QueueFuture<'a, ()> {
             no()
         }
+        fn dead(&self) -> queue::QueueFuture<'_, Vec<queue::DeadLetter>> {
+            no()
+        }
+        fn drop_dead<'a>(&'a self, _: &'a [queue::DeadLetter]) -> queue::QueueFuture<'a, u64> {
+            no()
+        }
         fn stats(&self) -> queue::QueueFuture<'_, queue::QueueStats> {
             no()
         }

@@ -1,6 +1,8 @@
 //! The embedded queue: jobs in this process's memory, for `custodian run` and tests.
 
-use custodian_core::queue::{JobQueue, Lease, Pending, PutReport, QueueFuture, QueueStats};
+use custodian_core::queue::{
+    DeadLetter, JobQueue, Lease, Pending, PutReport, QueueFuture, QueueStats,
+};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -24,7 +26,8 @@ struct State {
     /// Leased entries with their expiry (`None`: a lease too long to ever end).
     leased: HashMap<u64, (Entry, Option<Instant>)>,
     expiries: BTreeSet<(Instant, u64)>,
-    buried: Vec<(Entry, String)>,
+    /// Dead letters by handle, with their reason.
+    buried: Vec<(u64, Entry, String)>,
 }
 
 /// A queue living in this process. `dedup: false` keeps every job, as `run` has always done.
@@ -197,11 +200,36 @@ impl JobQueue for MemoryQueue {
 
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
         Box::pin(async move {
-            if let Some((_, entry)) = self.unlease(lease) {
-                self.lock().buried.push((entry, reason.to_string()));
+            if let Some((h, entry)) = self.unlease(lease) {
+                self.lock().buried.push((h, entry, reason.to_string()));
             }
             self.wake.notify_waiters();
             Ok(())
+        })
+    }
+
+    fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let st = self.lock();
+            Ok(st
+                .buried
+                .iter()
+                .map(|(h, entry, reason)| DeadLetter {
+                    handle: h.to_string(),
+                    body: entry.body.clone(),
+                    reason: reason.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn drop_dead<'a>(&'a self, letters: &'a [DeadLetter]) -> QueueFuture<'a, u64> {
+        Box::pin(async move {
+            let mut st = self.lock();
+            let before = st.buried.len();
+            st.buried
+                .retain(|(h, ..)| !letters.iter().any(|l| l.handle == h.to_string()));
+            Ok((before - st.buried.len()) as u64)
         })
     }
 

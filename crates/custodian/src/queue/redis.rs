@@ -10,7 +10,7 @@
 use super::resp::{self, cmd, Conn, Value};
 use super::RedisAuth;
 use custodian_core::queue::{
-    JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
+    DeadLetter, JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
 };
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -107,6 +107,13 @@ for _, h in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   redis.call('HDEL', KEYS[6], h)
 end
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
+return n";
+
+const DEAD: &str = "return redis.call('LRANGE', KEYS[1], 0, -1)";
+
+/// A letter's handle is its stored text: list positions shift as letters come and go.
+const DROP_DEAD: &str = "local n = 0
+for _, v in ipairs(ARGV) do n = n + redis.call('LREM', KEYS[1], 1, v) end
 return n";
 
 pub(crate) struct RedisQueue {
@@ -302,6 +309,36 @@ impl JobQueue for RedisQueue {
             lease,
             reason,
         ))
+    }
+
+    fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
+        Box::pin(async move {
+            let v = self.eval(DEAD, &["dead"], vec![]).await?;
+            let Value::Array(items) = v else {
+                return Err(resp::protocol("dead letters", &v));
+            };
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Bytes(raw) => Ok(DeadLetter::parse(
+                        String::from_utf8_lossy(&raw).into_owned(),
+                        &raw,
+                    )),
+                    other => Err(resp::protocol("a dead letter", &other)),
+                })
+                .collect()
+        })
+    }
+
+    fn drop_dead<'a>(&'a self, letters: &'a [DeadLetter]) -> QueueFuture<'a, u64> {
+        Box::pin(async move {
+            let args = letters
+                .iter()
+                .map(|l| l.handle.clone().into_bytes())
+                .collect();
+            let n = self.eval(DROP_DEAD, &["dead"], args).await?;
+            Ok(n.int()? as u64)
+        })
     }
 
     fn stats(&self) -> QueueFuture<'_, QueueStats> {
