@@ -485,4 +485,36 @@ mod tests {
             "bounded by the deadline, not CLOSE_GRACE"
         );
     }
+
+    /// Random and mutated server talk, fed in uneven pieces as reads deliver it: never a panic,
+    /// lines within their limit, and replies within their line count.
+    #[test]
+    fn fuzzed_replies_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"220-mail.example ESMTP\r\n220-more text\r\n220 ready\r\n",
+            b"250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\n",
+            b"530 Login incorrect.\r\n421 bye\r\n",
+        ];
+        let mut replies = 0;
+        custodian_testpeers::fuzz::inputs(0x220, &seeds, |input| {
+            let (mut buf, mut parser) = (LineBuf::default(), ReplyParser::default());
+            for piece in input.chunks(1 + input.len() % 7) {
+                buf.extend(piece);
+                while let Ok(Some(line)) = buf.next_line(64) {
+                    // 64 bytes read; a stray invalid byte becomes a 3-byte U+FFFD.
+                    assert!(line.len() <= 3 * 64);
+                    match parser.push(line) {
+                        Ok(Some(r)) => {
+                            replies += 1;
+                            assert!(!r.lines.is_empty() && r.lines.len() <= MAX_REPLY_LINES);
+                            assert!((100..600).contains(&r.code));
+                        }
+                        Ok(None) => {}
+                        Err(why) => assert!(why.chars().count() < 300, "{why}"),
+                    }
+                }
+            }
+        });
+        assert!(replies > 0);
+    }
 }
