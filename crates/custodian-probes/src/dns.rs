@@ -651,4 +651,59 @@ mod tests {
             set(&["v=spf1 -all"])
         );
     }
+
+    /// Random and mutated replies, decoded and judged for an A and an MX question: never a
+    /// panic, and a verdict bounded by the reply it judges.
+    #[test]
+    fn fuzzed_replies_never_panic() {
+        let mut q = Message::new();
+        q.add_query(hickory_proto::op::Query::query(
+            name("mx.test."),
+            RecordType::MX,
+        ));
+        let mut mx = ok(&q, vec![RData::MX(MX::new(10, name("mail.mx.test.")))]);
+        mx.add_additional(Record::from_rdata(
+            name("mail.mx.test."),
+            60,
+            a("192.0.2.25"),
+        ));
+        let mut q = Message::new();
+        q.add_query(hickory_proto::op::Query::query(
+            name("a.test."),
+            RecordType::A,
+        ));
+        let seeds = [
+            mx.to_vec().expect("enc"),
+            ok(&q, vec![a("192.0.2.1"), a("192.0.2.2")])
+                .to_vec()
+                .expect("enc"),
+            reply(&q, ResponseCode::NXDomain, vec![])
+                .to_vec()
+                .expect("enc"),
+        ];
+        let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+        let (a_name, mx_name) = (name("a.test."), name("mx.test."));
+        let (a_set, mx_set) = (set(&["192.0.2.1", "192.0.2.2"]), set(&["192.0.2.25"]));
+        let questions = [
+            Question {
+                name: &a_name,
+                rtype: RecordType::A,
+                expected: &a_set,
+            },
+            Question {
+                name: &mx_name,
+                rtype: RecordType::MX,
+                expected: &mx_set,
+            },
+        ];
+        let mut passed = 0;
+        custodian_testpeers::fuzz::inputs(0x53, &seeds, |p| {
+            let Ok(m) = Message::from_vec(p) else { return };
+            for q in &questions {
+                let said = judge(q, &m).inspect(|_| passed += 1).unwrap_or_else(|e| e);
+                assert!(said.len() < 200 + 8 * p.len(), "{said}");
+            }
+        });
+        assert!(passed > 0);
+    }
 }
