@@ -316,4 +316,24 @@ pub(crate) mod tests {
             assert!(decode(&good[..cut]).is_err(), "cut at {cut}");
         }
     }
+
+    /// The fuzz target's property under `cargo test`: seeded random and mutated replies (several
+    /// changes at once, truncations, duplicated runs, absurd lengths) are errors or what lber reads.
+    #[test]
+    fn fuzzed_replies_are_errors_or_what_lber_reads() {
+        let bind = b"\x30\x0c\x02\x01\x01\x61\x07\x0a\x01\x00\x04\x00\x04\x00";
+        let entry = b"\x30\x25\x02\x01\x02\x64\x20\x04\x09dc=x,dc=y\x30\x13\x30\x11\x04\x02cn\
+                      \x31\x0b\x04\x09custodian";
+        assert!(decode(entry).is_ok());
+        let mut accepted = 0;
+        custodian_testpeers::fuzz::inputs(0x389, &[bind, entry, &nested(8)], |bytes| {
+            if let Ok(ours) = decode(bytes) {
+                accepted += 1;
+                let (rest, theirs) = parse_tag(bytes).expect("lber");
+                assert!(rest.is_empty(), "{bytes:02x?}");
+                assert_eq!(ours, theirs, "{bytes:02x?}");
+            }
+        });
+        assert!(accepted > 0);
+    }
 }
