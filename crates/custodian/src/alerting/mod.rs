@@ -69,6 +69,10 @@ pub(crate) struct Alerting {
     limit: Arc<Semaphore>,
 }
 
+/// Longest `finish` waits for pending deliveries: below the worker unit's `TimeoutStopSec=30`
+/// minus the worker's 10 s shutdown grace for jobs in flight.
+const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Results alerted at once; the rest wait their turn.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -181,9 +185,68 @@ impl Alerting {
         });
     }
 
-    /// Waits for every spawned delivery (each state change is already persisted).
+    /// Waits for the spawned deliveries, at most [`FINISH_LIMIT`]: a stuck receiver must not
+    /// keep the process past its service's stop timeout (where it would be killed without a
+    /// word). Deliveries still pending then are abandoned and counted in the log.
     pub(crate) async fn finish(&self) {
+        self.finish_within(FINISH_LIMIT).await;
+    }
+
+    /// [`Alerting::finish`] with its limit; returns how many deliveries were abandoned.
+    async fn finish_within(&self, limit: std::time::Duration) -> usize {
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        while tasks.join_next().await.is_some() {}
+        let drained =
+            tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_ok() {
+            return 0;
+        }
+        let left = tasks.len();
+        tracing::error!(
+            "{left} alert deliveries still pending after {}s: abandoned (see the receivers' logs)",
+            limit.as_secs()
+        );
+        tasks.abort_all();
+        left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian_core::Job;
+
+    /// A receiver that accepts and never answers cannot hold `finish` past its limit; the
+    /// abandoned delivery is counted.
+    #[tokio::test]
+    async fn finish_is_bounded_behind_a_stuck_receiver() {
+        let stuck = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = stuck.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = stuck.accept().await {
+                held.push(s);
+            }
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::from_toml(&format!(
+            "[alerters.webhook]\nurl = \"http://127.0.0.1:{port}/\"\n[alerters.retry]\ntimeout = 600\n"
+        ))
+        .expect("settings");
+        let path = dir.path().join("state.json");
+        let alerting = Alerting::new(&settings, || {
+            Ok(Box::new(FileStore::open(&path, settings.policy())))
+        })
+        .expect("alerting")
+        .expect("an alerter is configured");
+        let job = Job::new("tcp", "127.0.0.1", Some(9));
+        alerting.spawn(JobResult::new(&job, Status::Failed, None, 1, 1));
+        let started = tokio::time::Instant::now();
+        let left = alerting
+            .finish_within(std::time::Duration::from_millis(500))
+            .await;
+        assert_eq!(left, 1);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
