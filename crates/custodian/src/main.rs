@@ -159,7 +159,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let engine = worker::Engine::with_env(settings, env);
     let json = args.json;
     engine
-        .run_all(jobs, |r| {
+        .run_all(jobs, alerting.as_ref().map(|a| a.room()), |r| {
             if json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             }

@@ -65,6 +65,7 @@ impl Engine {
     pub(crate) async fn run_all(
         self: &Arc<Self>,
         jobs: Vec<Job>,
+        room: Option<Arc<tokio::sync::Semaphore>>,
         on_result: impl FnMut(JobResult),
     ) {
         // The embedded queue has no other consumer, so it may hold every job: the engine's
@@ -74,7 +75,7 @@ impl Engine {
             0 => self.settings.concurrency,
             _ => jobs.len().max(1),
         };
-        crate::queue::embedded(Arc::clone(self), held, jobs, on_result).await;
+        crate::queue::embedded(Arc::clone(self), held, jobs, room, on_result).await;
     }
 
     /// Runs one job: time window, then up to `retries` attempts until one passes.
@@ -310,7 +311,9 @@ mod tests {
         let mut order = Vec::new();
         let t = Instant::now();
         engine
-            .run_all(vec![slow, quick], |r| order.push((r.status, t.elapsed())))
+            .run_all(vec![slow, quick], None, |r| {
+                order.push((r.status, t.elapsed()))
+            })
             .await;
         assert_eq!(order[0].0, Status::Passed);
         assert!(
@@ -358,7 +361,9 @@ mod tests {
         });
         let t = Instant::now();
         let mut done = Vec::new();
-        engine.run_all(jobs, |r| done.push((r, t.elapsed()))).await;
+        engine
+            .run_all(jobs, None, |r| done.push((r, t.elapsed())))
+            .await;
         let (quick, at) = done
             .iter()
             .find(|(r, _)| r.target == "127.0.0.2")
@@ -413,7 +418,7 @@ mod tests {
         };
         dns.stall(true);
         let mut done = Vec::new();
-        engine.run_all(jobs(), |r| done.push(r)).await;
+        engine.run_all(jobs(), None, |r| done.push(r)).await;
         // The literal needs no lookup and finishes first; the named ones, inverted or not,
         // are unknown (our resolver), each after its own resolve deadline.
         assert_eq!(done[0].target, "127.0.0.1");
@@ -429,7 +434,7 @@ mod tests {
         dns.stall(false);
         let t = Instant::now();
         let mut after = Vec::new();
-        engine.run_all(jobs(), |r| after.push(r)).await;
+        engine.run_all(jobs(), None, |r| after.push(r)).await;
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(after.len(), 6);
         for r in &after {

@@ -67,11 +67,17 @@ pub(crate) struct Alerting {
     tasks: Mutex<JoinSet<()>>,
     /// Bounds the results being alerted at once (a big `run` finishes thousands together).
     limit: Arc<Semaphore>,
+    /// Bounds the results handed on and not yet delivered ([`MAX_PENDING`]).
+    pending: Arc<Semaphore>,
 }
 
 /// Longest `finish` waits for pending deliveries: below the worker unit's `TimeoutStopSec=30`
 /// minus the worker's 10 s shutdown grace for jobs in flight.
 const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Results handed to alerting and not yet delivered; past it, workers wait (backpressure)
+/// instead of piling up tasks behind a slow receiver.
+const MAX_PENDING: usize = 4096;
 
 /// Results alerted at once; the rest wait their turn.
 const MAX_IN_FLIGHT: usize = 64;
@@ -136,6 +142,7 @@ impl Alerting {
             dispatcher: Dispatcher::new(alerters, settings.alerters.retry),
             tasks: Mutex::new(JoinSet::new()),
             limit: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            pending: Arc::new(Semaphore::new(MAX_PENDING)),
         })))
     }
 
@@ -178,11 +185,20 @@ impl Alerting {
         // Reap finished tasks so the set stays small on a long-running worker.
         while tasks.try_join_next().is_some() {}
         let now = unix_now();
+        // Callers wait for `room()` first, so a permit is normally free; never drop a result
+        // for want of one.
+        let pending = Arc::clone(&self.pending).try_acquire_owned().ok();
         tasks.spawn(async move {
+            let _pending = pending;
             // The semaphore is never closed: acquiring cannot fail.
             let _permit = Arc::clone(&me.limit).acquire_owned().await;
             me.handle(result, now).await
         });
+    }
+
+    /// The pending-deliveries limit: hand a result on only once it has a free permit.
+    pub(crate) fn room(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.pending)
     }
 
     /// Waits for the spawned deliveries, at most [`FINISH_LIMIT`]: a stuck receiver must not

@@ -190,6 +190,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         concurrency: settings.concurrency,
         drain: args.drain,
         max_deliveries: settings.max_deliveries,
+        room: None,
     };
     let name = args.name.unwrap_or_else(default_name);
     let (stop_tx, stop) = watch::channel(false);
@@ -201,6 +202,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         alerting: crate::alerting::Alerting::new(&settings, || {
             crate::alerting::shared_store(&settings, &url)
         })?,
+    };
+    let opts = Options {
+        room: out.alerting.as_ref().map(|a| a.room()),
+        ..opts
     };
     let engine = crate::worker::Engine::with_env(settings, env);
     let driven = drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;

@@ -272,6 +272,7 @@ async fn a_job_delivered_too_often_is_buried_and_never_handed_out_again() {
             concurrency: 2,
             drain: true,
             max_deliveries: max,
+            room: None,
         };
         let engine = crate::worker::Engine::new(crate::settings::Settings::default());
         let mut results = 0;

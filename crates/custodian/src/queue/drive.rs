@@ -24,7 +24,7 @@ const BATCH: usize = 64;
 const TOUCH_EVERY: Duration = Duration::from_secs(2);
 
 /// How a worker drains its queue.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Options {
     /// Jobs held (and run) at once.
     pub(crate) concurrency: usize,
@@ -32,6 +32,10 @@ pub(crate) struct Options {
     pub(crate) drain: bool,
     /// Deliveries a job may have without finishing; the next one buries it instead.
     pub(crate) max_deliveries: u32,
+    /// Room downstream (alerting's pending deliveries): a result is handed on, and its job
+    /// acknowledged, only once a slot is free, so a slow receiver slows the worker instead of
+    /// piling up tasks.
+    pub(crate) room: Option<Arc<Semaphore>>,
 }
 
 /// Why a lease must not run: reserved more than `max` times, so each worker that held it died
@@ -72,6 +76,8 @@ struct Shared {
     outage: Outage,
     /// Leases of the jobs in flight here, by handle.
     held: Mutex<HashMap<String, Lease>>,
+    /// See [`Options::room`].
+    room: Option<Arc<Semaphore>>,
     /// The broker's refusal (bad password, no such database) that ends the drive.
     refused: Mutex<Option<QueueError>>,
 }
@@ -97,6 +103,7 @@ pub(crate) async fn embedded(
     engine: Arc<Engine>,
     concurrency: usize,
     jobs: Vec<Job>,
+    room: Option<Arc<Semaphore>>,
     on_result: impl FnMut(JobResult),
 ) {
     let queue = Arc::new(MemoryQueue::new(false));
@@ -112,6 +119,7 @@ pub(crate) async fn embedded(
         drain: true,
         // Leases never run out here: every job is delivered once.
         max_deliveries: u32::MAX,
+        room,
     };
     // The memory queue never refuses anything.
     let _ = drive(queue, engine, opts, stop, on_result).await;
@@ -132,6 +140,7 @@ pub(crate) async fn drive(
         engine,
         outage: Outage::default(),
         held: Mutex::default(),
+        room: opts.room.clone(),
         refused: Mutex::default(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -184,6 +193,10 @@ async fn settle(shared: &Shared, batch: Vec<Done>, on_result: &mut impl FnMut(Jo
     let q = &shared.queue;
     let mut finished = Vec::with_capacity(batch.len());
     for done in batch {
+        if let (Some(room), Done::Finished(..) | Done::Crashed(..)) = (&shared.room, &done) {
+            // Waits for a free slot; the permit itself is taken by whoever hands on.
+            let _ = room.acquire().await;
+        }
         let (lease, reason) = match done {
             Done::Finished(lease, result) => {
                 on_result(result);
@@ -418,6 +431,7 @@ mod tests {
             concurrency: 4,
             drain: false,
             max_deliveries: 3,
+            room: None,
         };
         // Without the refusal rule this drive would retry forever: the guard only ends a hang.
         let driven = tokio::time::timeout(
@@ -436,9 +450,13 @@ mod tests {
     async fn run_keeps_duplicate_lines() {
         let job = refused_job();
         let mut seen = Vec::new();
-        embedded(engine(), 10, vec![job.clone(), job.clone(), job], |r| {
-            seen.push(r.status)
-        })
+        embedded(
+            engine(),
+            10,
+            vec![job.clone(), job.clone(), job],
+            None,
+            |r| seen.push(r.status),
+        )
         .await;
         assert_eq!(seen, [Status::Failed; 3]);
     }
@@ -457,6 +475,47 @@ mod tests {
         );
     }
 
+    /// With no room downstream (a slow alert receiver), a finished job is neither handed on
+    /// nor acknowledged until a slot frees: the worker slows down instead of piling up.
+    #[tokio::test]
+    async fn a_full_room_holds_the_result_and_its_ack() {
+        let job = refused_job();
+        let queue = Arc::new(MemoryQueue::new(true));
+        queue.put(&[queue::encode(&job, LONG)]).await.expect("put");
+        let lease = queue.reserve(1, LONG).await.expect("reserve").pop();
+        let lease = lease.expect("lease");
+        let room = Arc::new(Semaphore::new(1));
+        let taken = Arc::clone(&room).acquire_owned().await.expect("permit");
+        let shared = Shared {
+            queue: Arc::clone(&queue) as Arc<dyn JobQueue>,
+            engine: engine(),
+            outage: Outage::default(),
+            held: Mutex::default(),
+            room: Some(room),
+            refused: Mutex::default(),
+        };
+        let result = JobResult::new(&job, Status::Passed, None, 1, 1);
+        let mut seen = 0;
+        let done = vec![Done::Finished(lease.clone(), result.clone())];
+        let waited = tokio::time::timeout(
+            Duration::from_millis(300),
+            settle(&shared, done, &mut |_| seen += 1),
+        )
+        .await;
+        assert!(waited.is_err(), "handed on without room");
+        assert_eq!(seen, 0);
+        assert_eq!(
+            queue.stats().await.expect("stats").reserved,
+            1,
+            "acked early"
+        );
+        drop(taken);
+        let done = vec![Done::Finished(lease, result)];
+        settle(&shared, done, &mut |_| seen += 1).await;
+        assert_eq!(seen, 1);
+        assert_eq!(queue.stats().await.expect("stats").reserved, 0);
+    }
+
     #[tokio::test]
     async fn a_crashed_job_is_handed_on_and_buried() {
         let job = refused_job();
@@ -468,6 +527,7 @@ mod tests {
             engine: engine(),
             outage: Outage::default(),
             held: Mutex::default(),
+            room: None,
             refused: Mutex::default(),
         };
         let why = "probe crashed: task panicked".to_string();
@@ -495,6 +555,7 @@ mod tests {
             concurrency: 4,
             drain: true,
             max_deliveries: 3,
+            room: None,
         };
         let mut results = 0;
         let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
@@ -516,6 +577,7 @@ mod tests {
             concurrency: 4,
             drain: false,
             max_deliveries: 3,
+            room: None,
         };
         let mut results = 0;
         let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
