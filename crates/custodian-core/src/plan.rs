@@ -6,7 +6,7 @@ mod phrase;
 #[cfg(test)]
 mod tests;
 
-use crate::param::{Invalid, Kind, Params};
+use crate::param::{Invalid, Kind, Params, Value};
 use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
 use crate::secret;
 use crate::spec::{mask_url, secret_ranges, Family, Job, MASK, SECRET_KEYS};
@@ -73,6 +73,7 @@ pub fn plan(
         jobs: Vec::new(),
         diags: Vec::new(),
         spans: Vec::new(),
+        parsed: Vec::new(),
     };
     for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
         planner.statement(group);
@@ -88,6 +89,8 @@ struct Planner<'s> {
     diags: Vec<Diagnostic>,
     /// Where each option of the statement being planned was written.
     spans: Vec<(String, Span)>,
+    /// The statement's option values as parsed while matching, for its line-wide check.
+    parsed: Vec<(String, Value)>,
 }
 
 /// The statement being planned.
@@ -179,6 +182,7 @@ impl Planner<'_> {
         job.lineno = cx.stmt.lineno;
         let before = self.errors();
         self.spans.clear();
+        self.parsed.clear();
         let secrets = self.match_args(cx, index, &mut job);
         // A bad `on N` was reported already; "needs a port" would repeat it.
         if spec.port_required && job.port.is_none() && self.errors() == before {
@@ -187,13 +191,11 @@ impl Planner<'_> {
         }
         self.required(cx, spec, &job);
         // A line-wide check only makes sense once each value is well-formed.
-        if self.errors() == before {
-            let lenient = Params::build(spec, &job.options)
-                .map(|p| spec.check.and_then(|check| check(&p).err()));
-            match lenient {
-                Err(e) => self.line_problem(cx, e),
-                Ok(Some(e)) => self.line_problem(cx, e),
-                Ok(None) => {}
+        // The values were parsed once while matching; they are not parsed again for it.
+        if let (Some(check), true) = (spec.check, self.errors() == before) {
+            let params = Params::from_values(self.parsed.drain(..));
+            if let Err(e) = check(&params) {
+                self.line_problem(cx, e);
             }
         }
         job.line = masked_line(cx, &secrets);
@@ -399,20 +401,27 @@ impl Planner<'_> {
                 },
                 _ => false,
             };
-            if let (false, Some(kind), Some(t)) = (reference, kinds.get(i), &token) {
-                if let Err(e) = kind.parse(&value) {
-                    let msg = match kind {
-                        Kind::Int { .. } => format!("{key} {}", e.msg),
-                        _ => e.msg,
-                    };
-                    self.error(cx, t.span, msg, e.hint);
-                    continue;
-                }
-            }
+            let parsed = match (reference, kinds.get(i), &token) {
+                (false, Some(kind), Some(t)) => match kind.parse(&value) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let msg = match kind {
+                            Kind::Int { .. } => format!("{key} {}", e.msg),
+                            _ => e.msg,
+                        };
+                        self.error(cx, t.span, msg, e.hint);
+                        continue;
+                    }
+                },
+                (_, _, None) => Value::Flag,
+                // A secret reference stands for its value, which only the worker can read.
+                _ => Value::Text(value.as_str().unwrap_or_default().to_string()),
+            };
             self.spans
                 .push((key.clone(), token.as_ref().map_or(span, |t| t.span)));
             match job.options.entry(key) {
                 Entry::Vacant(e) => {
+                    self.parsed.push((e.key().clone(), parsed));
                     e.insert(value);
                 }
                 Entry::Occupied(e) => {
