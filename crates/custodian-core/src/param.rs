@@ -199,6 +199,9 @@ pub fn regex(pattern: &str, ignore_case: bool) -> Result<Regex, Invalid> {
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     values: BTreeMap<String, Value>,
+    /// Secrets read for this job's `${env:..}` / `${file:..}` references: the job itself only
+    /// holds the references, so its own scrubbing cannot know them.
+    secrets: Vec<String>,
 }
 
 impl Params {
@@ -222,7 +225,10 @@ impl Params {
             };
             values.insert(key.clone(), value);
         }
-        let params = Params { values };
+        let params = Params {
+            values,
+            secrets: Vec::new(),
+        };
         match spec.check.map(|check| check(&params)) {
             Some(Err(e)) if !e.lenient => Err(e),
             _ => Ok(params),
@@ -233,7 +239,23 @@ impl Params {
     pub fn from_values(values: impl IntoIterator<Item = (String, Value)>) -> Self {
         Params {
             values: values.into_iter().collect(),
+            secrets: Vec::new(),
         }
+    }
+
+    /// The same params, knowing the secrets read for the job's references.
+    pub fn with_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.secrets = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        self
+    }
+
+    /// Replaces every secret read for this job in `text` with the mask.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), crate::spec::MASK);
+        }
+        out
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

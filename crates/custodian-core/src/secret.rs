@@ -1,12 +1,10 @@
 //! Secret references: a `with password` written as `${env:NAME}` or `${file:/path}` names where
 //! the worker reads the secret, so test files and queue bodies carry only the reference. This
-//! module parses references (the planner checks their syntax) and remembers what workers
-//! resolved them to, so [`crate::Job::scrub`] masks the resolved value like a literal one.
+//! module parses references (the planner checks their syntax); the worker reads them into the
+//! job's [`crate::Params`], which scrubs the values from the job's result.
 
 use crate::param::Invalid;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,34 +55,6 @@ pub fn reference(value: &str) -> Result<Option<SecretRef>, Invalid> {
     }
 }
 
-/// Values remembered per reference; a rotated secret keeps its predecessors for a while, since
-/// output of a job that resolved the old value may still be on its way.
-const KEEP: usize = 4;
-
-/// What workers of this process resolved each reference to (reference text → values).
-static RESOLVED: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
-
-/// Records that `reference` resolved to `value`, so jobs carrying it scrub the value.
-pub fn remember(reference: &str, value: &str) {
-    if value.is_empty() {
-        return;
-    }
-    let mut map = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
-    let seen = map.entry(reference.to_string()).or_default();
-    if !seen.iter().any(|v| v == value) {
-        seen.push(value.to_string());
-        if seen.len() > KEEP {
-            seen.remove(0);
-        }
-    }
-}
-
-/// The values `reference` resolved to in this process.
-pub fn resolved(reference: &str) -> Vec<String> {
-    let map = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
-    map.get(reference).cloned().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,18 +81,5 @@ mod tests {
         assert!(reference("${env:A-B}").is_err());
         assert!(reference("${file:}").is_err());
         assert!(reference("${file:rel/pw}").is_err());
-    }
-
-    #[test]
-    fn resolved_values_are_remembered_per_reference() {
-        let r = "${env:SECRET_TEST_REMEMBER}";
-        assert!(resolved(r).is_empty());
-        remember(r, "");
-        assert!(resolved(r).is_empty(), "an empty value masks nothing");
-        for v in ["v1", "v2", "v1", "v3", "v4", "v5"] {
-            remember(r, v);
-        }
-        assert_eq!(resolved(r), ["v2", "v3", "v4", "v5"]);
-        assert!(resolved("${env:OTHER}").is_empty());
     }
 }

@@ -140,10 +140,6 @@ impl Job {
             let Some(value) = value.as_str() else {
                 continue;
             };
-            // A `${env:..}` / `${file:..}` password: what this process's worker read for it.
-            if SECRET_KEYS.contains(&key.as_str()) {
-                out.extend(crate::secret::resolved(value));
-            }
             for r in secret_ranges(key, value) {
                 let secret = &value[r];
                 out.push(secret.to_string());

@@ -2,6 +2,7 @@
 //! and `async fn check(&Ctx) -> Outcome`; the list below is the only registry. Probes never
 //! retry, sleep or time themselves: the worker owns the deadline, handed in through [`Ctx`].
 
+use custodian_core::spec::SECRET_KEYS;
 use custodian_core::{Invalid, Job, Outcome, Params, ProbeSpec};
 use futures::future::BoxFuture;
 use std::net::IpAddr;
@@ -118,10 +119,17 @@ impl Ctx {
 pub fn prepare(job: &Job) -> Result<Params, Invalid> {
     let probe = find(&job.probe)
         .ok_or_else(|| Invalid::new(format!("unknown check type `{}`", job.probe)))?;
-    match secret::resolve(&job.options)? {
-        Some(options) => Params::build(probe.spec, &options),
-        None => Params::build(probe.spec, &job.options),
-    }
+    let Some(options) = secret::resolve(&job.options)? else {
+        return Params::build(probe.spec, &job.options);
+    };
+    // The values read for references, so the worker can scrub them from its results.
+    let read = SECRET_KEYS
+        .iter()
+        .filter(|k| options.get(**k) != job.options.get(**k))
+        .filter_map(|k| options.get(*k).and_then(|v| v.as_str()))
+        .map(str::to_string)
+        .collect();
+    Ok(Params::build(probe.spec, &options)?.with_secrets(read))
 }
 
 /// A registered probe: its static spec and its check function.

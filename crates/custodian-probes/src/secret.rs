@@ -11,7 +11,7 @@ use std::io::Read;
 const MAX_FILE: u64 = 4096;
 
 /// `options` with every secret reference replaced by the secret it names (`None` when there
-/// are none, the common case); the values are remembered so the job's output is scrubbed.
+/// are none, the common case).
 pub(crate) fn resolve(
     options: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Option<BTreeMap<String, serde_json::Value>>, Invalid> {
@@ -24,7 +24,6 @@ pub(crate) fn resolve(
             continue;
         };
         let value = read(&reference).map_err(|e| named(key, e))?;
-        secret::remember(text, &value);
         resolved
             .get_or_insert_with(|| options.clone())
             .insert(key.to_string(), value.into());
@@ -98,11 +97,12 @@ mod tests {
             .expect("replaced");
         assert_eq!(got["password"], path.as_str());
         assert_eq!(got["username"], "mon");
-        assert!(secret::resolved("${env:PATH}").contains(&path));
+        // The job holds only the reference; the params the worker prepares know the value.
         let mut job = custodian_core::Job::new("redis", "127.0.0.1", None);
         job.options = opts("${env:PATH}");
+        let params = crate::prepare(&job).expect("prepares");
         assert_eq!(
-            job.scrub(&format!("AUTH {path} refused")),
+            params.scrub(&format!("AUTH {path} refused")),
             "AUTH ******** refused"
         );
         let e = resolve(&opts("${env:CUSTODIAN_TEST_SECRET_UNSET}")).expect_err("unset");

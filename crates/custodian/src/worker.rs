@@ -118,6 +118,8 @@ impl Engine {
             spent += took;
             if status == Status::Passed || attempt >= max {
                 let ms = spent.as_millis() as u64;
+                // Secrets read for `${env:..}` references are known to the params, not the job.
+                let error = error.map(|e| params.scrub(&e));
                 return JobResult::new(job, status, error, ms, attempt);
             }
             let delay = self.settings.retry_delay();
