@@ -249,6 +249,12 @@ impl Params {
         self
     }
 
+    /// The same params with `key` set (the worker adds values read for secret references).
+    pub fn with_value(mut self, key: &str, value: Value) -> Self {
+        self.values.insert(key.to_string(), value);
+        self
+    }
+
     /// Replaces every secret read for this job in `text` with the mask.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();

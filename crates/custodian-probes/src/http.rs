@@ -4,7 +4,10 @@
 //! Syntax: `URL must run http [with status N|any|N,M] [with content 'TEXT'] [with pattern 'RE']
 //! [not following redirects] [without cache busting] [with host header 'H'] [with method M]
 //! [with data 'BODY'] [with header 'K: V'] [with user-agent 'UA'] [with tls insecure].`
-//! `user:pass@` in the URL is sent as basic auth and never shown.
+//! `user:pass@` in the URL is sent as basic auth and never shown. The URL's password and a
+//! header's value may name secrets the worker reads (`http://mon:${env:WEB_PW}@host/`,
+//! `with header 'Authorization: Bearer ${env:TOKEN}'`, or `${file:/path}`), so jobs carry only
+//! the reference; the values read are scrubbed from every reason.
 //!
 //! The connection always goes to the worker-resolved address (`Ctx::addr`); nothing is looked up
 //! here. Redirects (up to 10) are followed only to the same host or to IP literals; a redirect
@@ -23,6 +26,7 @@
 use crate::net;
 use crate::tls::{self, Verify};
 use crate::Ctx;
+use custodian_core::secret::{self as refs, URL_PASSWORD};
 use custodian_core::spec::secret_ranges;
 use custodian_core::{
     mask_url, Invalid, Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value,
@@ -93,7 +97,7 @@ pub(crate) async fn run(cx: &Ctx, https: bool) -> Outcome {
         Ok(detail) => Outcome::Up {
             detail: Some(detail),
         },
-        Err(reason) => Outcome::down(cx.job.scrub(&reason)),
+        Err(reason) => Outcome::down(cx.params.scrub(&cx.job.scrub(&reason))),
     }
 }
 
@@ -164,7 +168,11 @@ async fn judge(cx: &Ctx, mut resp: Response, expect: &Expect) -> Result<String, 
 /// Builds the request plan from the job's URL and parsed options; `now` is for cache busting.
 fn plan(job: &Job, params: &Params, now: i64) -> Result<Plan, String> {
     let mut url = Url::parse(&job.target).map_err(|e| format!("bad URL: {e}"))?;
-    let auth = take_auth(&mut url);
+    let mut auth = take_auth(&mut url);
+    // The password the worker read for a `${env:..}` URL password replaces the reference.
+    if let (Some((_, pass)), Some(read)) = (auth.as_mut(), params.text(URL_PASSWORD)) {
+        *pass = read.to_string();
+    }
     if url.query().is_none() && !params.flag("without_cache_busting") {
         url.set_query(Some(&format!("ctime={now}")));
     }
@@ -272,11 +280,10 @@ fn statuses(text: &str) -> Result<Statuses, Invalid> {
     text.split(',')
         .map(|s| match s.trim().parse::<u16>() {
             Ok(n) if (100..=599).contains(&n) => Ok(n),
-            _ => Err(Invalid::new(format!(
-                "`{}` is not an HTTP status",
-                net::clip(s.trim())
-            ))
-            .hint("write a number from 100 to 599, `any`, or a comma list such as 200,301")),
+            _ => Err(
+                Invalid::new(format!("`{}` is not an HTTP status", net::clip(s.trim())))
+                    .hint("write a number from 100 to 599, `any`, or a comma list such as 200,301"),
+            ),
         })
         .collect::<Result<_, _>>()
         .map(Statuses)
@@ -296,11 +303,14 @@ pub(crate) fn parse_method(text: &str) -> Result<Value, Invalid> {
 #[derive(Debug, Clone)]
 pub(crate) struct Header(HeaderName, HeaderValue);
 
+/// The value may hold `${env:NAME}` / `${file:/path}` references, read by the worker before
+/// this parses the result; here (on the planner) only their syntax is checked.
 pub(crate) fn parse_header(text: &str) -> Result<Value, Invalid> {
     let hint = "write 'Name: value', such as 'X-Token: abc'";
-    let (name, value) = text.split_once(':').ok_or_else(|| {
-        Invalid::new(format!("`{}` is not a header", net::clip(text))).hint(hint)
-    })?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| Invalid::new(format!("`{}` is not a header", net::clip(text))).hint(hint))?;
+    refs::references(value)?;
     let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
         Invalid::new(format!(
             "`{}` is not a valid header name",
@@ -327,11 +337,8 @@ pub(crate) fn parse_user_agent(text: &str) -> Result<Value, Invalid> {
 
 fn header_value(text: &str) -> Result<HeaderValue, Invalid> {
     HeaderValue::from_str(text).map_err(|_| {
-        Invalid::new(format!(
-            "{:?} is not a valid header value",
-            net::clip(text)
-        ))
-        .hint("use printable ASCII only: no line breaks or control characters")
+        Invalid::new(format!("{:?} is not a valid header value", net::clip(text)))
+            .hint("use printable ASCII only: no line breaks or control characters")
     })
 }
 
@@ -750,7 +757,6 @@ mod tests {
         check(&cx(job(&url, opts), secs)).await
     }
 
-
     #[tokio::test]
     async fn pass_on_a_pinned_host_name_with_cache_busting() {
         let a = fake::http(fake::echo).await;
@@ -827,7 +833,10 @@ mod tests {
             .await
             .is_up());
         let out = probe(url, &[("status", json!("200,301"))], 2.0).await;
-        assert_eq!(out, Outcome::down("status 404 Not Found, expected 200 or 301"));
+        assert_eq!(
+            out,
+            Outcome::down("status 404 Not Found, expected 200 or 301")
+        );
     }
 
     #[tokio::test]
@@ -1063,7 +1072,9 @@ mod tests {
 
     #[test]
     fn methods_are_one_token() {
-        let method = |m: &str| params(&[("method", json!(m))]).map(|p| p.parsed::<Method>("method").cloned());
+        let method = |m: &str| {
+            params(&[("method", json!(m))]).map(|p| p.parsed::<Method>("method").cloned())
+        };
         assert_eq!(method("head"), Ok(Some(Method::HEAD)));
         assert_eq!(
             method("propfind").map(|m| m.map(|m| m.to_string())),
@@ -1086,9 +1097,15 @@ mod tests {
         assert_eq!(msg, "option `header`: `NoColonHere` is not a header");
         assert!(hint.contains("'Name: value'"), "{hint}");
         let (msg, _) = refusal("header", "Bad Name: x");
-        assert_eq!(msg, "option `header`: `Bad Name` is not a valid header name");
+        assert_eq!(
+            msg,
+            "option `header`: `Bad Name` is not a valid header name"
+        );
         let (msg, hint) = refusal("header", "X-A: b\nc");
-        assert_eq!(msg, "option `header`: \"b\\nc\" is not a valid header value");
+        assert_eq!(
+            msg,
+            "option `header`: \"b\\nc\" is not a valid header value"
+        );
         assert!(hint.contains("no line breaks"), "{hint}");
         assert!(params(&[("header", json!(": x"))]).is_err());
         assert!(params(&[("header", json!("X-Empty:"))]).is_ok());
@@ -1102,7 +1119,10 @@ mod tests {
         ])
         .expect("valid");
         let (every, origin) = headers(&p);
-        assert_eq!(origin.get(HOST).map(|v| v.as_bytes()), Some(&b"vhost.example"[..]));
+        assert_eq!(
+            origin.get(HOST).map(|v| v.as_bytes()),
+            Some(&b"vhost.example"[..])
+        );
         assert!(every.get(HOST).is_none());
         assert_eq!(
             every.get(USER_AGENT).map(|v| v.as_bytes()),
@@ -1110,7 +1130,10 @@ mod tests {
         );
         let (default, _) = headers(&Params::default());
         let ua = default.get(USER_AGENT).map(|v| v.as_bytes().to_vec());
-        assert_eq!(ua, Some(format!("custodian/{}", env!("CARGO_PKG_VERSION")).into_bytes()));
+        assert_eq!(
+            ua,
+            Some(format!("custodian/{}", env!("CARGO_PKG_VERSION")).into_bytes())
+        );
         let (msg, _) = refusal("host_header", " ");
         assert_eq!(msg, "option `host_header`: the Host header is empty");
         assert!(params(&[("host_header", json!("a\r\nX: y"))]).is_err());
@@ -1119,17 +1142,17 @@ mod tests {
 
     #[test]
     fn patterns_are_case_sensitive_regexes_and_data_is_text() {
-        let p = params(&[
-            ("pattern", json!("^Wel+come")),
-            ("data", json!("a=1&b= 2")),
-        ])
-        .expect("valid");
+        let p =
+            params(&[("pattern", json!("^Wel+come")), ("data", json!("a=1&b= 2"))]).expect("valid");
         let e = expect(&p, false);
         let re = e.pattern.expect("pattern");
         assert!(re.is_match("Wellcome") && !re.is_match("wellcome"));
         assert_eq!(p.text("data"), Some("a=1&b= 2"));
         let (msg, _) = refusal("pattern", "(");
-        assert!(msg.starts_with("option `pattern`: `(` is not a valid regular expression"), "{msg}");
+        assert!(
+            msg.starts_with("option `pattern`: `(` is not a valid regular expression"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1154,7 +1177,10 @@ mod tests {
         assert_eq!(p.method, Method::POST);
         let j = job("http://h.example/?x", &[("method", json!("head"))]);
         let p = plan(&j, &crate::prepare(&j).expect("valid"), 0).expect("plan");
-        assert_eq!((p.url.as_str(), p.method), ("http://h.example/?x", Method::HEAD));
+        assert_eq!(
+            (p.url.as_str(), p.method),
+            ("http://h.example/?x", Method::HEAD)
+        );
         assert_eq!(percent_decode("%41%zz%"), "A%zz%");
     }
     /// `/KIND/PORT/REST` redirects to `http://127.0.0.1:PORT/REST`: `other` with 302, `keep`
@@ -1172,9 +1198,10 @@ mod tests {
                 "307 Temporary Redirect",
                 format!("http://127.0.0.1:{port}/{rest}"),
             ),
-            (Some("as-eve"), Some(port), Some(rest)) => {
-                go("302 Found", format!("http://eve:evepw1@127.0.0.1:{port}/{rest}"))
-            }
+            (Some("as-eve"), Some(port), Some(rest)) => go(
+                "302 Found",
+                format!("http://eve:evepw1@127.0.0.1:{port}/{rest}"),
+            ),
             (Some("same"), None, None) => go("302 Found", "/inspect".into()),
             (Some("inspect"), None, None) => fake::inspect(req),
             _ => reply("404 Not Found", "", ""),
@@ -1214,7 +1241,12 @@ mod tests {
         let b = fake::http(hops).await;
         let url = format!("http://127.0.0.1:{}/keep/{}/inspect", a.port(), b.port());
         let nocb = ("without_cache_busting", json!(true));
-        let out = probe(url.clone(), &[nocb.clone(), ("data", json!("user=bob&password=pw"))], 2.0).await;
+        let out = probe(
+            url.clone(),
+            &[nocb.clone(), ("data", json!("user=bob&password=pw"))],
+            2.0,
+        )
+        .await;
         assert_eq!(
             out,
             Outcome::down(format!(
@@ -1253,8 +1285,14 @@ mod tests {
         let Outcome::Down { reason } = &out else {
             panic!("{out:?}");
         };
-        assert!(reason.starts_with(&format!("connect to port {}: ", r.port())), "{reason}");
-        assert!(reason.ends_with(&format!("; final URL http://127.0.0.1:{}/x", r.port())), "{reason}");
+        assert!(
+            reason.starts_with(&format!("connect to port {}: ", r.port())),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with(&format!("; final URL http://127.0.0.1:{}/x", r.port())),
+            "{reason}"
+        );
         let s = silent().await;
         let out = probe(url(format!("/other/{}/x", s.port())), opts, 0.7).await;
         assert_eq!(

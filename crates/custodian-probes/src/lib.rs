@@ -2,7 +2,6 @@
 //! and `async fn check(&Ctx) -> Outcome`; the list below is the only registry. Probes never
 //! retry, sleep or time themselves: the worker owns the deadline, handed in through [`Ctx`].
 
-use custodian_core::spec::SECRET_KEYS;
 use custodian_core::{Invalid, Job, Outcome, Params, ProbeSpec};
 use futures::future::BoxFuture;
 use std::net::IpAddr;
@@ -22,8 +21,13 @@ mod tls;
 #[doc(hidden)]
 pub mod ber;
 
+// The decoders of peer bytes behind one door, only for the fuzz targets in fuzz/.
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use abuse::assess;
 pub use env::{Env, EnvOptions};
+pub use secret::resolve_url;
 pub use tls::Roots;
 
 /// What a probe gets: the shared environment, the job, its options parsed once per job, the
@@ -119,17 +123,7 @@ impl Ctx {
 pub fn prepare(job: &Job) -> Result<Params, Invalid> {
     let probe = find(&job.probe)
         .ok_or_else(|| Invalid::new(format!("unknown check type `{}`", job.probe)))?;
-    let Some(options) = secret::resolve(&job.options)? else {
-        return Params::build(probe.spec, &job.options);
-    };
-    // The values read for references, so the worker can scrub them from its results.
-    let read = SECRET_KEYS
-        .iter()
-        .filter(|k| options.get(**k) != job.options.get(**k))
-        .filter_map(|k| options.get(*k).and_then(|v| v.as_str()))
-        .map(str::to_string)
-        .collect();
-    Ok(Params::build(probe.spec, &options)?.with_secrets(read))
+    secret::resolve(job)?.build(probe.spec, job)
 }
 
 /// A registered probe: its static spec and its check function.
