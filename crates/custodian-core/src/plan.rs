@@ -479,6 +479,20 @@ impl Planner<'_> {
             let hint = format!("`{}` tests take {} URLs", spec.name, schemes.join("/"));
             return self.error(cx, span, msg, Some(hint));
         }
+        // A `${env:..}` password is read by the worker, for the types that know to.
+        match secret::url_reference(&job.target) {
+            Err(e) => return self.error(cx, span, format!("URL password: {}", e.msg), e.hint),
+            Ok(Some(_)) if !secret::URL_REFERENCE_TYPES.contains(&spec.name) => {
+                let msg = format!(
+                    "`{}` tests cannot read the URL's password from a reference",
+                    spec.name
+                );
+                let hint =
+                    Some("write the host alone and use `with password '${env:NAME}'`".into());
+                return self.error(cx, span, msg, hint);
+            }
+            Ok(_) => {}
+        }
         job.port = job.port.or(url.port_or_known_default());
     }
 }

@@ -100,9 +100,24 @@ fn with_scheme(url: &str) -> String {
 }
 
 /// GETs `url` and returns its non-empty lines; a non-200 status or network error is an error.
-/// Errors show the URL with its password masked (reqwest's own text would repeat it whole).
+/// A password written `${env:NAME}` (or `${file:%2Fpath}`) is read right before the request.
+/// Errors show the URL as written with its password masked (reqwest's own text would repeat
+/// it whole), and never the value read.
 async fn fetch_list(url: &str, limit: Duration) -> Result<Vec<String>, String> {
     let shown = mask_url(url);
+    let (resolved, read) =
+        custodian_probes::resolve_url(url).map_err(|e| format!("cannot fetch {shown}: {e}"))?;
+    let scrub = |text: String| match &read {
+        Some(pw) if !pw.is_empty() => text.replace(pw.as_str(), MASK),
+        _ => text,
+    };
+    fetch_resolved(&resolved, &shown, limit)
+        .await
+        .map_err(scrub)
+}
+
+/// [`fetch_list`] of the URL with its password read; `shown` is how errors name it.
+async fn fetch_resolved(url: &str, shown: &str, limit: Duration) -> Result<Vec<String>, String> {
     let client = reqwest::Client::builder()
         .timeout(limit)
         .build()
