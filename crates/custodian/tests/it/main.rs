@@ -10,4 +10,5 @@ mod queue;
 mod queue_broker;
 mod run;
 mod scan;
+mod secret_refs;
 mod tls;
