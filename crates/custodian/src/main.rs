@@ -152,7 +152,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let alerting = alerting::Alerting::new(&settings, || {
         let store = alerting::FileStore::open(&settings.state_file(), settings.policy());
         Ok(Box::new(store))
-    })?;
+    })
+    .await?;
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
@@ -174,10 +175,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 ));
             }
             bar.inc(1);
-            if let Some(a) = &alerting {
-                a.spawn(r.clone());
-            }
+            let accepted = alerting.as_ref().map(|a| a.spawn(r.clone()));
             results.push(r);
+            accepted
         })
         .await;
     bar.finish_and_clear();

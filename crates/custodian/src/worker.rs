@@ -60,13 +60,14 @@ impl Engine {
         })
     }
 
-    /// Runs every job once, concurrently, calling `on_result` as each one finishes. Goes
-    /// through the embedded queue, the same path as `custodian worker`.
+    /// Runs every job once, concurrently, calling `on_result` as each one finishes (and
+    /// waiting for what it returns before taking the next). Goes through the embedded queue,
+    /// the same path as `custodian worker`.
     pub(crate) async fn run_all(
         self: &Arc<Self>,
         jobs: Vec<Job>,
         room: Option<Arc<tokio::sync::Semaphore>>,
-        on_result: impl FnMut(JobResult),
+        on_result: impl FnMut(JobResult) -> Option<crate::alerting::Accepted>,
     ) {
         // The embedded queue has no other consumer, so it may hold every job: the engine's
         // own slots bound what runs. Capped at `concurrency`, jobs waiting for a busy host's
@@ -314,7 +315,8 @@ mod tests {
         let t = Instant::now();
         engine
             .run_all(vec![slow, quick], None, |r| {
-                order.push((r.status, t.elapsed()))
+                order.push((r.status, t.elapsed()));
+                None
             })
             .await;
         assert_eq!(order[0].0, Status::Passed);
@@ -364,7 +366,10 @@ mod tests {
         let t = Instant::now();
         let mut done = Vec::new();
         engine
-            .run_all(jobs, None, |r| done.push((r, t.elapsed())))
+            .run_all(jobs, None, |r| {
+                done.push((r, t.elapsed()));
+                None
+            })
             .await;
         let (quick, at) = done
             .iter()
@@ -420,7 +425,12 @@ mod tests {
         };
         dns.stall(true);
         let mut done = Vec::new();
-        engine.run_all(jobs(), None, |r| done.push(r)).await;
+        engine
+            .run_all(jobs(), None, |r| {
+                done.push(r);
+                None
+            })
+            .await;
         // The literal needs no lookup and finishes first; the named ones, inverted or not,
         // are unknown (our resolver), each after its own resolve deadline.
         assert_eq!(done[0].target, "127.0.0.1");
@@ -436,7 +446,12 @@ mod tests {
         dns.stall(false);
         let t = Instant::now();
         let mut after = Vec::new();
-        engine.run_all(jobs(), None, |r| after.push(r)).await;
+        engine
+            .run_all(jobs(), None, |r| {
+                after.push(r);
+                None
+            })
+            .await;
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(after.len(), 6);
         for r in &after {

@@ -7,12 +7,14 @@
 //! other's, and nothing is kept in memory that the file does not say: a result's notice is
 //! returned only after its state change is on disk, or together with why it is not.
 
+use super::outbox::{parcel_id, Claim, Parcel};
 use super::{Applied, StateStore};
 use anyhow::{anyhow, bail, Context, Result};
-use custodian_core::state::{CheckState, Policy};
+use custodian_core::state::{AlertEvent, CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -20,14 +22,38 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
-/// The file's content: states by check id.
+/// States by check id.
 type States = BTreeMap<String, CheckState>;
 
-/// One result waiting for the writer.
-struct Request {
-    result: JobResult,
-    now: u64,
-    reply: oneshot::Sender<Applied>,
+/// The file's content: the states, and the notices not yet delivered (the outbox).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Content {
+    states: States,
+    #[serde(default)]
+    outbox: BTreeMap<String, Parcel>,
+}
+
+/// One request waiting for the writer.
+enum Request {
+    /// Step a result, storing its notice as a parcel claimed by `claim`.
+    Apply {
+        result: JobResult,
+        now: u64,
+        claim: Claim,
+        reply: oneshot::Sender<Applied>,
+    },
+    /// A parcel was delivered: remove it.
+    Delivered {
+        id: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Renew the claims on `owned`; claim and return the abandoned parcels.
+    Sweep {
+        now: u64,
+        claim: Claim,
+        owned: HashSet<String>,
+        reply: oneshot::Sender<Result<Vec<(String, AlertEvent)>>>,
+    },
 }
 
 pub(crate) struct FileStore {
@@ -47,6 +73,13 @@ impl FileStore {
             requests,
         }
     }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || anyhow!("the writer of {} has stopped", self.path.display());
+        self.requests.send(make(reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
 }
 
 /// The only writer of this process: takes every request waiting, commits them as one batch.
@@ -57,36 +90,75 @@ async fn writer(path: PathBuf, policy: Policy, mut rx: mpsc::UnboundedReceiver<R
             batch.push(more);
         }
         let path = path.clone();
-        // Locking, reading and fsync block: they run off the async workers.
-        let done = tokio::task::spawn_blocking(move || {
-            let applied = commit(&path, &policy, &batch);
-            (batch, applied)
-        })
-        .await;
-        // A panicking commit drops its requests: their callers see the writer gone.
-        if let Ok((batch, applied)) = done {
-            for (req, a) in batch.into_iter().zip(applied) {
-                // The caller may have given up waiting; nothing to do then.
-                let _ = req.reply.send(a);
-            }
-        }
+        // Locking, reading and fsync block: they run off the async workers. A panicking
+        // commit drops its requests: their callers see the writer gone.
+        let _ = tokio::task::spawn_blocking(move || commit(&path, &policy, batch)).await;
     }
 }
 
-/// Steps every result of `batch` against the file's current content and writes it back, all
-/// under the lock. When any of that fails, the results still get their notices (stepped from
-/// what could be read) with `unsaved` set, and the file keeps what it had.
-fn commit(path: &Path, policy: &Policy, batch: &[Request]) -> Vec<Applied> {
+/// What a request's reply will be, decided before the write and sent after it.
+enum Answer {
+    Applied(oneshot::Sender<Applied>, Box<Applied>),
+    Done(oneshot::Sender<Result<()>>),
+    Swept(
+        oneshot::Sender<Result<Vec<(String, AlertEvent)>>>,
+        Vec<(String, AlertEvent)>,
+    ),
+}
+
+/// Carries out every request of `batch` against the file's current content and writes it
+/// back, all under the lock; replies once the write is done. When any of that fails, results
+/// still get their notices (stepped from what could be read) with `unsaved` set and no
+/// parcel, and the file keeps what it had.
+fn commit(path: &Path, policy: &Policy, batch: Vec<Request>) {
     let lock = lock(path);
-    let (mut states, read) = match read(path) {
-        Ok(states) => (states, Ok(())),
-        Err(e) => (States::new(), Err(e)),
+    let (mut content, read) = match read(path) {
+        Ok(content) => (content, Ok(())),
+        Err(e) => (Content::default(), Err(e)),
     };
-    let mut applied: Vec<Applied> = batch
-        .iter()
-        .map(|r| {
-            let st = states.entry(r.result.id.clone()).or_default();
-            Applied::step(st, policy, &r.result, r.now)
+    let answers: Vec<Answer> = batch
+        .into_iter()
+        .map(|req| match req {
+            Request::Apply {
+                result,
+                now,
+                claim,
+                reply,
+            } => {
+                let st = content.states.entry(result.id.clone()).or_default();
+                let mut applied = Applied::step(st, policy, &result, now);
+                if let Some(event) = &applied.event {
+                    let id = parcel_id(now);
+                    let parcel = Parcel {
+                        event: event.clone(),
+                        claim,
+                    };
+                    content.outbox.insert(id.clone(), parcel);
+                    applied.parcel = Some(id);
+                }
+                Answer::Applied(reply, Box::new(applied))
+            }
+            Request::Delivered { id, reply } => {
+                content.outbox.remove(&id);
+                Answer::Done(reply)
+            }
+            Request::Sweep {
+                now,
+                claim,
+                owned,
+                reply,
+            } => {
+                let mut taken = Vec::new();
+                for (id, parcel) in &mut content.outbox {
+                    if owned.contains(id) {
+                        parcel.claim = claim.clone();
+                    } else if parcel.claim.abandoned(now, &claim) {
+                        parcel.claim = claim.clone();
+                        taken.push((id.clone(), parcel.event.clone()));
+                    }
+                }
+                Answer::Swept(reply, taken)
+            }
         })
         .collect();
     let saved = lock
@@ -94,15 +166,28 @@ fn commit(path: &Path, policy: &Policy, batch: &[Request]) -> Vec<Applied> {
         .map(|_| ())
         .map_err(|e| anyhow!("{e:#}"))
         .and(read)
-        .and_then(|()| write(path, &states));
+        .and_then(|()| write(path, &content));
     drop(lock);
-    if let Err(e) = saved {
-        let why = format!("{e:#}");
-        for a in &mut applied {
-            a.unsaved = Some(anyhow!("{why}"));
+    let why = saved.err().map(|e| format!("{e:#}"));
+    for answer in answers {
+        // A caller may have given up waiting; nothing to do then.
+        match (answer, &why) {
+            (Answer::Applied(reply, a), None) => {
+                let _ = reply.send(*a);
+            }
+            (Answer::Applied(reply, mut a), Some(why)) => {
+                a.unsaved = Some(anyhow!("{why}"));
+                a.parcel = None;
+                let _ = reply.send(*a);
+            }
+            (Answer::Done(reply), why) => {
+                let _ = reply.send(why.as_ref().map_or(Ok(()), |w| Err(anyhow!("{w}"))));
+            }
+            (Answer::Swept(reply, taken), why) => {
+                let _ = reply.send(why.as_ref().map_or(Ok(taken), |w| Err(anyhow!("{w}"))));
+            }
         }
     }
-    applied
 }
 
 /// `<state_file>.lock`: a separate file, since the state file itself is replaced by rename.
@@ -148,19 +233,27 @@ fn lock(path: &Path) -> Result<File> {
     }
 }
 
-/// The states on disk: a missing file is empty; an unparsable one starts afresh (with a
-/// warning) so that one bad file never stops alerting for good; an unreadable one is an error,
-/// so that it is not overwritten with nothing.
-fn read(path: &Path) -> Result<States> {
+/// The content on disk: a missing file is empty; a file of an earlier version (states only)
+/// is read as such; an unparsable one starts afresh (with a warning) so that one bad file
+/// never stops alerting for good; an unreadable one is an error, so that it is not
+/// overwritten with nothing.
+fn read(path: &Path) -> Result<Content> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(
-                "state file {} is unreadable ({e}); starting afresh",
-                path.display()
-            );
-            States::new()
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(States::new()),
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes)
+            .or_else(|_| {
+                serde_json::from_slice::<States>(&bytes).map(|states| Content {
+                    states,
+                    ..Content::default()
+                })
+            })
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "state file {} is unreadable ({e}); starting afresh",
+                    path.display()
+                );
+                Content::default()
+            })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Content::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
@@ -187,10 +280,10 @@ fn temp_file(path: &Path) -> Result<(PathBuf, File)> {
     Ok((tmp, f))
 }
 
-/// Replaces the file with `states`, durably: the data is synced before the rename and the
+/// Replaces the file with `content`, durably: the data is synced before the rename and the
 /// directory after it, so a crash leaves either the old file or the new one.
-fn write(path: &Path, states: &States) -> Result<()> {
-    let text = serde_json::to_vec_pretty(states)?;
+fn write(path: &Path, content: &Content) -> Result<()> {
+    let text = serde_json::to_vec_pretty(content)?;
     let (tmp, mut f) = temp_file(path)?;
     let written = f
         .write_all(&text)
@@ -212,18 +305,44 @@ fn write(path: &Path, states: &States) -> Result<()> {
 }
 
 impl StateStore for FileStore {
-    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
+    fn apply<'a>(
+        &'a self,
+        result: &'a JobResult,
+        now: u64,
+        claim: &'a Claim,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(self.ask(move |reply| Request::Apply {
+            result: result.clone(),
+            now,
+            claim: claim.clone(),
+            reply,
+        }))
+    }
+
+    fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let gone = || anyhow!("the writer of {} has stopped", self.path.display());
-            self.requests
-                .send(Request {
-                    result: result.clone(),
-                    now,
-                    reply,
-                })
-                .map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())
+            self.ask(|reply| Request::Delivered {
+                id: id.to_string(),
+                reply,
+            })
+            .await?
+        })
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        now: u64,
+        claim: &'a Claim,
+        owned: HashSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<(String, AlertEvent)>>> {
+        Box::pin(async move {
+            self.ask(move |reply| Request::Sweep {
+                now,
+                claim: claim.clone(),
+                owned,
+                reply,
+            })
+            .await?
         })
     }
 
@@ -274,7 +393,9 @@ mod tests {
             (180, Status::Passed),
         ] {
             let store = FileStore::open(&path, Policy::default());
-            kinds.extend(kind(store.apply(&result(9, status), t).await));
+            kinds.extend(kind(
+                store.apply(&result(9, status), t, &Claim::mine(t)).await,
+            ));
         }
         assert_eq!(kinds, [EventKind::Raise, EventKind::Clear]);
         let mut names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
@@ -296,7 +417,11 @@ mod tests {
         let path = dir.path().join("state.json");
         std::fs::write(&path, "{not json").expect("write");
         let store = FileStore::open(&path, Policy::default());
-        let e = kind(store.apply(&result(9, Status::Failed), 5).await);
+        let e = kind(
+            store
+                .apply(&result(9, Status::Failed), 5, &Claim::mine(5))
+                .await,
+        );
         assert_eq!(e, Some(EventKind::Raise));
     }
 
@@ -313,7 +438,9 @@ mod tests {
             tasks.spawn(async move {
                 let mut raises = 0;
                 for port in (1..=400u16).filter(|p| p % 64 == lane) {
-                    let a = store.apply(&result(port, Status::Failed), 10).await;
+                    let a = store
+                        .apply(&result(port, Status::Failed), 10, &Claim::mine(10))
+                        .await;
                     raises += usize::from(kind(a) == Some(EventKind::Raise));
                 }
                 raises
@@ -324,8 +451,7 @@ mod tests {
             raises += n.expect("task");
         }
         assert_eq!(raises, 400);
-        let on_disk: States =
-            serde_json::from_slice(&std::fs::read(&path).expect("state")).expect("json");
+        let on_disk: States = read(&path).expect("state").states;
         assert_eq!(on_disk.len(), 400);
         assert!(on_disk.values().all(|s| s.raised_at == Some(10)));
     }
@@ -344,7 +470,12 @@ mod tests {
         for port in 1..=50u16 {
             let r = result(port, Status::Failed);
             let own = result(1000 + port, Status::Failed);
-            let (x, y, z) = tokio::join!(a.apply(&r, 7), b.apply(&r, 7), b.apply(&own, 7));
+            let (ca, cb) = (Claim::mine(7), Claim::mine(7));
+            let (x, y, z) = tokio::join!(
+                a.apply(&r, 7, &ca),
+                b.apply(&r, 7, &cb),
+                b.apply(&own, 7, &cb)
+            );
             raises += [kind(x), kind(y)]
                 .iter()
                 .filter(|k| **k == Some(EventKind::Raise))
@@ -352,8 +483,7 @@ mod tests {
             assert_eq!(kind(z), Some(EventKind::Raise));
         }
         assert_eq!(raises, 50, "one raise per shared check");
-        let on_disk: States =
-            serde_json::from_slice(&std::fs::read(&path).expect("state")).expect("json");
+        let on_disk: States = read(&path).expect("state").states;
         assert_eq!(on_disk.len(), 100, "no store overwrote the other's checks");
     }
 
@@ -369,12 +499,67 @@ mod tests {
         assert!(store.ready().is_err());
         for t in [1, 2] {
             let a = store
-                .apply(&result(9, Status::Failed), t)
+                .apply(&result(9, Status::Failed), t, &Claim::mine(t))
                 .await
                 .expect("apply");
             assert_eq!(a.event.map(|e| e.kind), Some(EventKind::Raise));
             let why = format!("{:#}", a.unsaved.expect("unsaved"));
             assert!(why.contains(&blocker.display().to_string()), "{why}");
         }
+    }
+
+    /// A stored notice stays until it is delivered; a sweep takes it over only once its
+    /// owner's lease ran out or its owner is a dead process on this host.
+    #[tokio::test]
+    async fn notices_wait_in_the_outbox_until_delivered_or_taken_over() {
+        use super::super::outbox::LEASE_SECS;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let store = FileStore::open(&path, Policy::default());
+        let mine = Claim::mine(10);
+        let a = store
+            .apply(&result(9, Status::Failed), 10, &mine)
+            .await
+            .expect("apply");
+        let id = a.parcel.expect("the raise is stored");
+        let dead = Claim {
+            pid: 1 << 30,
+            ..mine.clone()
+        };
+        let none = HashSet::new();
+        let swept = store.sweep(11, &dead, none.clone()).await.expect("sweep");
+        assert!(swept.is_empty(), "our claim holds while we live");
+        let later = 10 + LEASE_SECS + 1;
+        let taken = store
+            .sweep(later, &dead, none.clone())
+            .await
+            .expect("sweep");
+        assert_eq!(taken.len(), 1, "an expired claim is taken over");
+        assert_eq!(taken[0].0, id);
+        assert_eq!(taken[0].1.kind, EventKind::Raise);
+        let back = store
+            .sweep(later, &mine, none.clone())
+            .await
+            .expect("sweep");
+        assert_eq!(back.len(), 1, "a dead owner's parcel is taken over at once");
+        store.delivered(&id).await.expect("delivered");
+        let swept = store.sweep(later * 2, &mine, none).await.expect("sweep");
+        assert!(swept.is_empty(), "delivered: gone");
+        assert!(read(&path).expect("read").outbox.is_empty());
+    }
+
+    /// A state file written before the outbox existed (states only) is read as such.
+    #[tokio::test]
+    async fn a_file_of_the_earlier_layout_is_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let r = result(9, Status::Failed);
+        let mut st = CheckState::default();
+        custodian_core::state::step(&mut st, &Policy::default(), &r, 5);
+        let old: States = [(r.id.clone(), st)].into_iter().collect();
+        std::fs::write(&path, serde_json::to_vec(&old).expect("json")).expect("write");
+        let store = FileStore::open(&path, Policy::default());
+        let e = kind(store.apply(&r, 6, &Claim::mine(6)).await);
+        assert_eq!(e, None, "already raised in the old file");
     }
 }

@@ -3,6 +3,7 @@
 //! state file; workers share states in Redis so that two of them never raise the same alert.
 
 mod file_store;
+mod outbox;
 mod redis_store;
 
 pub(crate) use file_store::FileStore;
@@ -15,9 +16,15 @@ use custodian_alerters::{Common, Dispatcher};
 use custodian_core::state::AlertEvent;
 use custodian_core::{JobResult, Status};
 use futures::future::BoxFuture;
+use outbox::Claim;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
+
+/// Resolves once a handed-on result's state change and notice are stored (or could not be:
+/// logged); only then may its job be acknowledged.
+pub(crate) type Accepted = oneshot::Receiver<()>;
 
 /// What one result did to its check's state.
 #[derive(Debug, Default)]
@@ -29,6 +36,9 @@ pub(crate) struct Applied {
     /// Why this state change could not be persisted: the notice is delivered all the same
     /// (at least once), and the store keeps what it had, so a later result calls for it again.
     pub(crate) unsaved: Option<anyhow::Error>,
+    /// The outbox id under which the notice was stored with the state change, to be removed
+    /// once it is delivered.
+    pub(crate) parcel: Option<String>,
 }
 
 impl Applied {
@@ -44,15 +54,35 @@ impl Applied {
             event,
             raised_at: state.raised_at,
             unsaved: None,
+            parcel: None,
         }
     }
 }
 
-/// Where check states live; each update is atomic per check and persisted before its notice
-/// is returned (or returned with `unsaved` saying why it could not be).
+/// Where check states and undelivered notices (the [`outbox`]) live; each update is atomic
+/// per check and persisted, together with the notice it calls for, before it is returned (or
+/// returned with `unsaved` saying why it could not be).
 pub(crate) trait StateStore: Send + Sync {
-    /// Feeds `result` into its check's stored state at `now`.
-    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>>;
+    /// Feeds `result` into its check's stored state at `now`; a notice is stored as a parcel
+    /// under `claim`.
+    fn apply<'a>(
+        &'a self,
+        result: &'a JobResult,
+        now: u64,
+        claim: &'a Claim,
+    ) -> BoxFuture<'a, Result<Applied>>;
+
+    /// Removes a delivered parcel.
+    fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Renews `claim` on the parcels in `owned` (being delivered here) and takes over, under
+    /// `claim`, those abandoned by others, returning them.
+    fn sweep<'a>(
+        &'a self,
+        now: u64,
+        claim: &'a Claim,
+        owned: HashSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<(String, AlertEvent)>>>;
 
     /// Whether the store can be used at all, checked at start (an error stops the command).
     fn ready(&self) -> Result<()> {
@@ -69,6 +99,10 @@ pub(crate) struct Alerting {
     limit: Arc<Semaphore>,
     /// Bounds the results handed on and not yet delivered ([`MAX_PENDING`]).
     pending: Arc<Semaphore>,
+    /// Parcels being delivered by this process, whose claims the sweeper renews.
+    owned: Mutex<HashSet<String>>,
+    /// The periodic sweep, stopped by `finish`.
+    sweeper: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Longest `finish` waits for pending deliveries: below the worker unit's `TimeoutStopSec=30`
@@ -114,6 +148,12 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
     )))
 }
 
+/// A mutex's content, also after a panic elsewhere (the data stays consistent: every holder
+/// only inserts or removes).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Seconds since the epoch.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -124,7 +164,9 @@ pub(crate) fn unix_now() -> u64 {
 impl Alerting {
     /// `None` when no alerter is configured: then `store` is never opened, so no state is read
     /// or written either.
-    pub(crate) fn new(
+    /// Notices left undelivered by an earlier process are taken over at once and then every
+    /// [`outbox::SWEEP_SECS`].
+    pub(crate) async fn new(
         settings: &Settings,
         store: impl FnOnce() -> Result<Box<dyn StateStore>>,
     ) -> Result<Option<Arc<Self>>> {
@@ -137,25 +179,93 @@ impl Alerting {
         let alerters = settings.alerters.build(&common)?;
         let store = store()?;
         store.ready()?;
-        Ok(Some(Arc::new(Alerting {
+        let me = Arc::new(Alerting {
             store,
             dispatcher: Dispatcher::new(alerters, settings.alerters.retry),
             tasks: Mutex::new(JoinSet::new()),
             limit: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             pending: Arc::new(Semaphore::new(MAX_PENDING)),
-        })))
+            owned: Mutex::default(),
+            sweeper: Mutex::default(),
+        });
+        me.sweep().await;
+        let weak = Arc::downgrade(&me);
+        let sweeper = tokio::spawn(async move {
+            let every = std::time::Duration::from_secs(outbox::SWEEP_SECS);
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(me) = weak.upgrade() else { return };
+                me.sweep().await;
+            }
+        });
+        *lock(&me.sweeper) = Some(sweeper.abort_handle());
+        Ok(Some(me))
     }
 
-    /// Updates the check's state and delivers what it calls for (plus the result itself to
-    /// metrics alerters). Never fails: problems are logged.
-    pub(crate) async fn handle(&self, result: JobResult, now: u64) {
-        let applied = match self.store.apply(&result, now).await {
+    /// Renews this process's claims and delivers the parcels others abandoned.
+    async fn sweep(self: &Arc<Self>) {
+        let now = unix_now();
+        let owned = lock(&self.owned).clone();
+        let taken = match self.store.sweep(now, &Claim::mine(now), owned).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!("alert outbox: {e:#}");
+                return;
+            }
+        };
+        if !taken.is_empty() {
+            tracing::warn!(
+                "delivering {} alert notices left undelivered by a stopped process",
+                taken.len()
+            );
+        }
+        for (id, event) in taken {
+            lock(&self.owned).insert(id.clone());
+            let me = Arc::clone(self);
+            let pending = Arc::clone(&self.pending).try_acquire_owned().ok();
+            self.tasks().spawn(async move {
+                let _pending = pending;
+                let _permit = Arc::clone(&me.limit).acquire_owned().await;
+                me.dispatcher.send(&event).await;
+                me.delivered(&id).await;
+            });
+        }
+    }
+
+    /// Removes a delivered parcel from the outbox.
+    async fn delivered(&self, id: &str) {
+        if let Err(e) = self.store.delivered(id).await {
+            tracing::error!(
+                "alert outbox: removing delivered notice {id}: {e:#}; it may be sent again"
+            );
+        }
+        lock(&self.owned).remove(id);
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        let mut tasks = lock(&self.tasks);
+        // Reap finished tasks so the set stays small on a long-running worker.
+        while tasks.try_join_next().is_some() {}
+        tasks
+    }
+
+    /// Updates the check's state, storing its notice with it, signals `accepted`, then
+    /// delivers the notice (plus the result itself to metrics alerters) and removes it from
+    /// the outbox. Never fails: problems are logged.
+    async fn handle(&self, result: JobResult, now: u64, accepted: oneshot::Sender<()>) {
+        let claim = Claim::mine(now);
+        let applied = match self.store.apply(&result, now, &claim).await {
             Ok(applied) => applied,
             Err(e) => {
                 tracing::error!("alert state for {}: {e:#}", result.line);
                 Applied::default()
             }
         };
+        if let Some(id) = &applied.parcel {
+            lock(&self.owned).insert(id.clone());
+        }
+        // The caller may have stopped waiting; the delivery goes on regardless.
+        let _ = accepted.send(());
         if let Some(e) = &applied.unsaved {
             let what = if applied.event.is_some() {
                 "delivering its notice anyway"
@@ -174,26 +284,30 @@ impl Alerting {
             raised_at: applied.raised_at,
             ..AlertEvent::result(result, now)
         });
+        // Bounds the deliveries at once (a big `run` finishes thousands together); storing
+        // the state above is not held back by slow receivers.
+        let _permit = Arc::clone(&self.limit).acquire_owned().await;
         let sends = metric.iter().chain(event.as_ref());
         futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
+        if let Some(id) = &applied.parcel {
+            self.delivered(id).await;
+        }
     }
 
-    /// Hands `result` to a background task, so the caller never waits on a receiver.
-    pub(crate) fn spawn(self: &Arc<Self>, result: JobResult) {
+    /// Hands `result` to a background task, so the caller never waits on a receiver; the
+    /// returned [`Accepted`] resolves once its state change and notice are stored.
+    pub(crate) fn spawn(self: &Arc<Self>, result: JobResult) -> Accepted {
         let me = Arc::clone(self);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Reap finished tasks so the set stays small on a long-running worker.
-        while tasks.try_join_next().is_some() {}
         let now = unix_now();
         // Callers wait for `room()` first, so a permit is normally free; never drop a result
         // for want of one.
         let pending = Arc::clone(&self.pending).try_acquire_owned().ok();
-        tasks.spawn(async move {
+        let (accepted, rx) = oneshot::channel();
+        self.tasks().spawn(async move {
             let _pending = pending;
-            // The semaphore is never closed: acquiring cannot fail.
-            let _permit = Arc::clone(&me.limit).acquire_owned().await;
-            me.handle(result, now).await
+            me.handle(result, now, accepted).await
         });
+        rx
     }
 
     /// The pending-deliveries limit: hand a result on only once it has a free permit.
@@ -210,7 +324,10 @@ impl Alerting {
 
     /// [`Alerting::finish`] with its limit; returns how many deliveries were abandoned.
     async fn finish_within(&self, limit: std::time::Duration) -> usize {
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(sweeper) = lock(&self.sweeper).take() {
+            sweeper.abort();
+        }
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         let drained =
             tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_ok() {
@@ -218,7 +335,8 @@ impl Alerting {
         }
         let left = tasks.len();
         tracing::error!(
-            "{left} alert deliveries still pending after {}s: abandoned (see the receivers' logs)",
+            "{left} alert deliveries still pending after {}s: stopped; their notices stay in \
+             the outbox for the next process",
             limit.as_secs()
         );
         tasks.abort_all();
@@ -254,10 +372,12 @@ mod tests {
         let alerting = Alerting::new(&settings, || {
             Ok(Box::new(FileStore::open(&path, settings.policy())))
         })
+        .await
         .expect("alerting")
         .expect("an alerter is configured");
         let job = Job::new("tcp", "127.0.0.1", Some(9));
-        alerting.spawn(JobResult::new(&job, Status::Failed, None, 1, 1));
+        let accepted = alerting.spawn(JobResult::new(&job, Status::Failed, None, 1, 1));
+        accepted.await.expect("the raise is stored before delivery");
         let started = tokio::time::Instant::now();
         let left = alerting
             .finish_within(std::time::Duration::from_millis(500))

@@ -3,15 +3,20 @@
 //! conflict), so two workers finishing the same check at once produce one notice, not two.
 //! When Redis cannot be used, the notice is still delivered: the result is stepped from the
 //! last state this worker saw persisted, and marked as not saved.
+//!
+//! The outbox lives beside the states: `<prefix>:outbox` maps a parcel id to its notice
+//! (JSON) and `<prefix>:outbox:claims` maps it to its claim; a notice is written in the same
+//! transaction as the state change that calls for it.
 
+use super::outbox::{parcel_id, Claim};
 use super::{Applied, StateStore};
 use crate::queue::resp::{cmd, Conn, Value};
 use crate::queue::RedisAuth;
 use anyhow::{bail, Context, Result};
-use custodian_core::state::{CheckState, Policy};
+use custodian_core::state::{AlertEvent, CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::sync::Mutex;
 
 /// Conflicting updates tolerated before giving up on one result.
@@ -53,6 +58,14 @@ impl RedisStore {
         format!("{}:state:{id}", self.prefix)
     }
 
+    fn outbox(&self) -> String {
+        format!("{}:outbox", self.prefix)
+    }
+
+    fn claims(&self) -> String {
+        format!("{}:outbox:claims", self.prefix)
+    }
+
     async fn connect(&self) -> Result<Conn> {
         let mut c = Conn::connect(&self.addr).await?;
         if let Some(a) = &self.auth {
@@ -68,18 +81,31 @@ impl RedisStore {
     }
 
     /// One optimistic attempt: `None` when another client changed the state meanwhile.
-    async fn attempt(&self, c: &mut Conn, result: &JobResult, now: u64) -> Result<Option<Applied>> {
+    async fn attempt(
+        &self,
+        c: &mut Conn,
+        result: &JobResult,
+        now: u64,
+        claim: &Claim,
+    ) -> Result<Option<Applied>> {
         let key = self.key(&result.id);
         c.call(cmd(["WATCH", &key])).await?;
         let mut st: CheckState = match c.call(cmd(["GET", &key])).await? {
             Value::Bytes(b) => serde_json::from_slice(&b).unwrap_or_default(),
             _ => CheckState::default(),
         };
-        let applied = Applied::step(&mut st, &self.policy, result, now);
+        let mut applied = Applied::step(&mut st, &self.policy, result, now);
         let json = serde_json::to_string(&st)?;
-        let replies = c
-            .pipeline(&[cmd(["MULTI"]), cmd(["SET", &key, &json]), cmd(["EXEC"])])
-            .await?;
+        let mut tx = vec![cmd(["MULTI"]), cmd(["SET", &key, &json])];
+        if let Some(event) = &applied.event {
+            let id = parcel_id(now);
+            let (outbox, claims) = (self.outbox(), self.claims());
+            tx.push(cmd(["HSET", &outbox, &id, &serde_json::to_string(event)?]));
+            tx.push(cmd(["HSET", &claims, &id, &serde_json::to_string(claim)?]));
+            applied.parcel = Some(id);
+        }
+        tx.push(cmd(["EXEC"]));
+        let replies = c.pipeline(&tx).await?;
         match replies.last() {
             Some(Value::Array(_)) => {
                 self.seen
@@ -93,7 +119,7 @@ impl RedisStore {
         }
     }
 
-    async fn update(&self, result: &JobResult, now: u64) -> Result<Applied> {
+    async fn update(&self, result: &JobResult, now: u64, claim: &Claim) -> Result<Applied> {
         let mut guard = self.conn.lock().await;
         for _ in 0..MAX_TRIES {
             let mut c = match guard.take() {
@@ -104,7 +130,7 @@ impl RedisStore {
                     .with_context(|| format!("state store {}", self.addr))?,
             };
             // A connection that failed mid-way is dropped, not reused.
-            let done = self.attempt(&mut c, result, now).await?;
+            let done = self.attempt(&mut c, result, now, claim).await?;
             *guard = Some(c);
             if let Some(applied) = done {
                 return Ok(applied);
@@ -112,12 +138,100 @@ impl RedisStore {
         }
         bail!("state of {} kept changing under us", result.id)
     }
+
+    /// The shared connection, connecting first if need be. The caller puts it back after a
+    /// successful exchange; one that failed mid-way is dropped, not reused.
+    async fn take_conn(&self, slot: &mut Option<Conn>) -> Result<Conn> {
+        match slot.take() {
+            Some(c) => Ok(c),
+            None => self
+                .connect()
+                .await
+                .with_context(|| format!("state store {}", self.addr)),
+        }
+    }
+
+    /// One optimistic pass over the claims (see [`StateStore::sweep`]): `None` on conflict.
+    async fn sweep_once(
+        &self,
+        c: &mut Conn,
+        now: u64,
+        claim: &Claim,
+        owned: &HashSet<String>,
+    ) -> Result<Option<Vec<(String, AlertEvent)>>> {
+        let (outbox, claims) = (self.outbox(), self.claims());
+        c.call(cmd(["WATCH", &claims])).await?;
+        let Value::Array(flat) = c.call(cmd(["HGETALL", &claims])).await? else {
+            bail!("HGETALL {claims} answered no array");
+        };
+        let mine = serde_json::to_string(claim)?;
+        let mut renew = Vec::new();
+        let mut taken = Vec::new();
+        for pair in flat.chunks(2) {
+            let [Value::Bytes(id), Value::Bytes(old)] = pair else {
+                continue;
+            };
+            let id = String::from_utf8_lossy(id).into_owned();
+            // An unreadable claim is treated as run out.
+            let abandoned =
+                serde_json::from_slice::<Claim>(old).map_or(true, |old| old.abandoned(now, claim));
+            if owned.contains(&id) || abandoned {
+                renew.push(id.clone());
+                if !owned.contains(&id) {
+                    taken.push(id);
+                }
+            }
+        }
+        if renew.is_empty() {
+            c.call(cmd(["UNWATCH"])).await?;
+            return Ok(Some(Vec::new()));
+        }
+        let mut tx = vec![cmd(["MULTI"])];
+        tx.extend(renew.iter().map(|id| cmd(["HSET", &claims, id, &mine])));
+        tx.push(cmd(["EXEC"]));
+        match c.pipeline(&tx).await?.last() {
+            Some(Value::Array(_)) => {}
+            Some(Value::Nil) => return Ok(None),
+            other => bail!("EXEC answered {other:?}"),
+        }
+        let mut events = Vec::with_capacity(taken.len());
+        for id in taken {
+            match c.call(cmd(["HGET", &outbox, &id])).await? {
+                Value::Bytes(b) => match serde_json::from_slice::<AlertEvent>(&b) {
+                    Ok(event) => events.push((id, event)),
+                    Err(e) => {
+                        tracing::error!("alert outbox: dropping unreadable notice {id}: {e}");
+                        self.remove(c, &id).await?;
+                    }
+                },
+                // Delivered meanwhile by its owner.
+                _ => {
+                    c.call(cmd(["HDEL", &claims, &id])).await?;
+                }
+            }
+        }
+        Ok(Some(events))
+    }
+
+    async fn remove(&self, c: &mut Conn, id: &str) -> Result<()> {
+        c.pipeline(&[
+            cmd(["HDEL", &self.outbox(), id]),
+            cmd(["HDEL", &self.claims(), id]),
+        ])
+        .await?;
+        Ok(())
+    }
 }
 
 impl StateStore for RedisStore {
-    fn apply<'a>(&'a self, result: &'a JobResult, now: u64) -> BoxFuture<'a, Result<Applied>> {
+    fn apply<'a>(
+        &'a self,
+        result: &'a JobResult,
+        now: u64,
+        claim: &'a Claim,
+    ) -> BoxFuture<'a, Result<Applied>> {
         Box::pin(async move {
-            match self.update(result, now).await {
+            match self.update(result, now, claim).await {
                 Ok(applied) => Ok(applied),
                 Err(e) => {
                     // A copy: the stepped state was not saved, so it must not be remembered.
@@ -133,6 +247,36 @@ impl StateStore for RedisStore {
                     Ok(applied)
                 }
             }
+        })
+    }
+
+    fn delivered<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut slot = self.conn.lock().await;
+            let mut c = self.take_conn(&mut slot).await?;
+            self.remove(&mut c, id).await?;
+            *slot = Some(c);
+            Ok(())
+        })
+    }
+
+    fn sweep<'a>(
+        &'a self,
+        now: u64,
+        claim: &'a Claim,
+        owned: HashSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<(String, AlertEvent)>>> {
+        Box::pin(async move {
+            let mut slot = self.conn.lock().await;
+            for _ in 0..MAX_TRIES {
+                let mut c = self.take_conn(&mut slot).await?;
+                let swept = self.sweep_once(&mut c, now, claim, &owned).await?;
+                *slot = Some(c);
+                if let Some(taken) = swept {
+                    return Ok(taken);
+                }
+            }
+            bail!("the alert outbox kept changing under us")
         })
     }
 }
@@ -159,7 +303,8 @@ mod tests {
         let mut raises = 0;
         for port in 1..=20 {
             let r = result(port, Status::Failed);
-            let (x, y) = tokio::join!(a.apply(&r, 100), b.apply(&r, 100));
+            let claim = Claim::mine(100);
+            let (x, y) = tokio::join!(a.apply(&r, 100, &claim), b.apply(&r, 100, &claim));
             let kinds = [x.expect("a"), y.expect("b")].map(|a| a.event.map(|e| e.kind));
             raises += kinds
                 .iter()
@@ -168,13 +313,13 @@ mod tests {
         }
         assert_eq!(raises, 20, "one raise per check, not two");
         let clear = a
-            .apply(&result(1, Status::Passed), 200)
+            .apply(&result(1, Status::Passed), 200, &Claim::mine(200))
             .await
             .expect("clear")
             .event;
         assert_eq!(clear.map(|e| e.kind), Some(EventKind::Clear));
         assert!(b
-            .apply(&result(1, Status::Passed), 201)
+            .apply(&result(1, Status::Passed), 201, &Claim::mine(201))
             .await
             .expect("b")
             .event
@@ -196,7 +341,7 @@ mod tests {
         );
         for t in [1, 2] {
             let a = store
-                .apply(&result(1, Status::Failed), t)
+                .apply(&result(1, Status::Failed), t, &Claim::mine(t))
                 .await
                 .expect("apply");
             assert_eq!(a.event.map(|e| e.kind), Some(EventKind::Raise));
@@ -218,17 +363,50 @@ mod tests {
         let prefix = format!("authstate{}", std::process::id());
         let with = RedisStore::new(&addr, 0, Some(auth), &prefix, Policy::default());
         let a = with
-            .apply(&result(7, Status::Failed), 100)
+            .apply(&result(7, Status::Failed), 100, &Claim::mine(100))
             .await
             .expect("apply");
         assert!(a.unsaved.is_none(), "{:?}", a.unsaved);
         let without = RedisStore::new(&addr, 0, None, &prefix, Policy::default());
         let b = without
-            .apply(&result(8, Status::Failed), 100)
+            .apply(&result(8, Status::Failed), 100, &Claim::mine(100))
             .await
             .expect("apply");
         assert_eq!(b.event.map(|e| e.kind), Some(EventKind::Raise));
         let why = format!("{:#}", b.unsaved.expect("refused without AUTH"));
         assert!(why.contains("NOAUTH") || why.contains("auth"), "{why}");
+    }
+
+    /// The outbox in Redis: a raise is stored with its state; a dead owner's parcel is taken
+    /// over by a sweep, and gone once delivered.
+    #[tokio::test]
+    async fn notices_wait_in_the_redis_outbox_until_delivered() {
+        let addr = custodian_testpeers::peers().get("redis_queue").to_string();
+        let prefix = format!("outbox{}", std::process::id());
+        let store = RedisStore::new(&addr, 9, None, &prefix, Policy::default());
+        let dead = Claim {
+            pid: 1 << 30,
+            ..Claim::mine(100)
+        };
+        let a = store
+            .apply(&result(3, Status::Failed), 100, &dead)
+            .await
+            .expect("apply");
+        assert!(a.unsaved.is_none(), "{:?}", a.unsaved);
+        let id = a.parcel.expect("stored");
+        let mine = Claim::mine(101);
+        let none = HashSet::new();
+        let taken = store.sweep(101, &mine, none.clone()).await.expect("sweep");
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].0, id);
+        assert_eq!(taken[0].1.kind, EventKind::Raise);
+        let again = store.sweep(102, &mine, none.clone()).await.expect("sweep");
+        assert!(again.is_empty(), "now ours, and we live");
+        store.delivered(&id).await.expect("delivered");
+        let later = store
+            .sweep(100_000, &Claim::mine(100_000), none)
+            .await
+            .expect("sweep");
+        assert!(later.is_empty(), "delivered: gone");
     }
 }

@@ -201,7 +201,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         worst: None,
         alerting: crate::alerting::Alerting::new(&settings, || {
             crate::alerting::shared_store(&settings, &url)
-        })?,
+        })
+        .await?,
     };
     let opts = Options {
         room: out.alerting.as_ref().map(|a| a.room()),
@@ -267,16 +268,15 @@ struct Output {
 
 impl Output {
     /// Every finished job passes through here before it is acknowledged; alerting takes it
-    /// on in the background (shared state, then the alerters).
-    fn hand_on(&mut self, result: JobResult) {
+    /// on in the background (shared state, then the alerters), and the job is acknowledged
+    /// once the returned [`crate::alerting::Accepted`] says its state and notice are stored.
+    fn hand_on(&mut self, result: JobResult) -> Option<crate::alerting::Accepted> {
         match (result.status, self.worst) {
             (Status::Failed, _) => self.worst = Some(Status::Failed),
             (Status::Unknown, None) => self.worst = Some(Status::Unknown),
             _ => {}
         }
-        if let Some(a) = &self.alerting {
-            a.spawn(result.clone());
-        }
+        let accepted = self.alerting.as_ref().map(|a| a.spawn(result.clone()));
         let line = if self.json {
             json_line(&result, &self.name)
         } else {
@@ -284,6 +284,7 @@ impl Output {
         };
         // A closed stdout must not stop the worker from acknowledging its jobs.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
+        accepted
     }
 }
 

@@ -276,7 +276,11 @@ async fn a_job_delivered_too_often_is_buried_and_never_handed_out_again() {
         };
         let engine = crate::worker::Engine::new(crate::settings::Settings::default());
         let mut results = 0;
-        let driven = drive(Arc::clone(&q), engine, opts, stop, |_| results += 1).await;
+        let driven = drive(Arc::clone(&q), engine, opts, stop, |_| {
+            results += 1;
+            None
+        })
+        .await;
         assert!(driven.is_ok(), "{name}: {driven:?}");
         assert_eq!(results, 0, "{name}: the poison job ran");
         let s = q.stats().await.expect("stats");

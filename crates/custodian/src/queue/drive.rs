@@ -4,6 +4,7 @@
 
 use super::memory::MemoryQueue;
 use super::{retry, Backoff, Outage};
+use crate::alerting::Accepted;
 use crate::worker::Engine;
 use custodian_core::queue::{self, JobQueue, Lease, QueueError};
 use custodian_core::{Job, JobResult, Status};
@@ -104,7 +105,7 @@ pub(crate) async fn embedded(
     concurrency: usize,
     jobs: Vec<Job>,
     room: Option<Arc<Semaphore>>,
-    on_result: impl FnMut(JobResult),
+    on_result: impl FnMut(JobResult) -> Option<Accepted>,
 ) {
     let queue = Arc::new(MemoryQueue::new(false));
     // Nothing else consumes this queue: a lease never needs to run out.
@@ -126,14 +127,15 @@ pub(crate) async fn embedded(
 }
 
 /// Drains `queue` until `stop` turns true (or, with `drain`, until it is empty), handing each
-/// result to `on_result` before acknowledging its job. A refusal by the broker (bad password,
+/// result to `on_result` and acknowledging its job only once what that returns has resolved
+/// (the result's state change and notice are stored). A refusal by the broker (bad password,
 /// no such database) stops taking jobs at once and is returned once those in flight are done.
 pub(crate) async fn drive(
     queue: Arc<dyn JobQueue>,
     engine: Arc<Engine>,
     opts: Options,
     stop: watch::Receiver<bool>,
-    mut on_result: impl FnMut(JobResult),
+    mut on_result: impl FnMut(JobResult) -> Option<Accepted>,
 ) -> Result<(), QueueError> {
     let shared = Arc::new(Shared {
         queue,
@@ -188,31 +190,40 @@ async fn keep_leases(shared: Arc<Shared>) {
     }
 }
 
-/// Hands results on, then acks finished jobs together and buries or releases the rest.
-async fn settle(shared: &Shared, batch: Vec<Done>, on_result: &mut impl FnMut(JobResult)) {
+/// Hands results on, waits until they are accepted, then acks finished jobs together and
+/// buries or releases the rest.
+async fn settle(
+    shared: &Shared,
+    batch: Vec<Done>,
+    on_result: &mut impl FnMut(JobResult) -> Option<Accepted>,
+) {
     let q = &shared.queue;
     let mut finished = Vec::with_capacity(batch.len());
+    let mut buried = Vec::new();
+    let mut accepted = Vec::new();
     for done in batch {
         if let (Some(room), Done::Finished(..) | Done::Crashed(..)) = (&shared.room, &done) {
             // Waits for a free slot; the permit itself is taken by whoever hands on.
             let _ = room.acquire().await;
         }
-        let (lease, reason) = match done {
+        match done {
             Done::Finished(lease, result) => {
-                on_result(result);
+                accepted.extend(on_result(result));
                 finished.push(lease);
-                continue;
             }
             Done::Abandoned(lease) => {
                 let _ = retry(&shared.outage, SETTLE_LIMIT, || q.release(&lease)).await;
-                continue;
             }
             Done::Crashed(lease, result, reason) => {
-                on_result(result);
-                (lease, reason)
+                accepted.extend(on_result(result));
+                buried.push((lease, reason));
             }
-            Done::Poison(lease, reason) => (lease, reason),
-        };
+            Done::Poison(lease, reason) => buried.push((lease, reason)),
+        }
+    }
+    // A sender dropped without a word (its task aborted) accepts nothing more: go on.
+    futures::future::join_all(accepted).await;
+    for (lease, reason) in buried {
         let reason = custodian_core::outcome::escape_controls(&reason);
         tracing::error!("burying job {}: {reason}", lease.handle);
         let _ = retry(&shared.outage, SETTLE_LIMIT, || q.bury(&lease, &reason)).await;
@@ -436,7 +447,7 @@ mod tests {
         // Without the refusal rule this drive would retry forever: the guard only ends a hang.
         let driven = tokio::time::timeout(
             LONG,
-            drive(Arc::new(Refusing), engine(), opts, stop, |_| {}),
+            drive(Arc::new(Refusing), engine(), opts, stop, |_| None),
         )
         .await
         .expect("the drive stops by itself");
@@ -455,7 +466,10 @@ mod tests {
             10,
             vec![job.clone(), job.clone(), job],
             None,
-            |r| seen.push(r.status),
+            |r| {
+                seen.push(r.status);
+                None
+            },
         )
         .await;
         assert_eq!(seen, [Status::Failed; 3]);
@@ -499,7 +513,10 @@ mod tests {
         let done = vec![Done::Finished(lease.clone(), result.clone())];
         let waited = tokio::time::timeout(
             Duration::from_millis(300),
-            settle(&shared, done, &mut |_| seen += 1),
+            settle(&shared, done, &mut |_| {
+                seen += 1;
+                None
+            }),
         )
         .await;
         assert!(waited.is_err(), "handed on without room");
@@ -511,7 +528,11 @@ mod tests {
         );
         drop(taken);
         let done = vec![Done::Finished(lease, result)];
-        settle(&shared, done, &mut |_| seen += 1).await;
+        settle(&shared, done, &mut |_| {
+            seen += 1;
+            None
+        })
+        .await;
         assert_eq!(seen, 1);
         assert_eq!(queue.stats().await.expect("stats").reserved, 0);
     }
@@ -534,7 +555,11 @@ mod tests {
         let result = JobResult::new(&job, Status::Failed, Some(why.clone()), 0, 1);
         let done = Done::Crashed(lease.expect("lease"), result, why);
         let mut seen = Vec::new();
-        settle(&shared, vec![done], &mut |r| seen.push(r.error)).await;
+        settle(&shared, vec![done], &mut |r| {
+            seen.push(r.error);
+            None
+        })
+        .await;
         assert_eq!(seen, [Some("probe crashed: task panicked".to_string())]);
         let s = queue.stats().await.expect("stats");
         assert_eq!((s.pending, s.reserved, s.buried), (0, 0, 1));
@@ -558,7 +583,11 @@ mod tests {
             room: None,
         };
         let mut results = 0;
-        let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        let driven = drive(queue.clone(), engine(), opts, stop, |_| {
+            results += 1;
+            None
+        })
+        .await;
         assert!(driven.is_ok());
         assert_eq!(results, 1);
         let s = queue.stats().await.expect("stats");
@@ -580,7 +609,11 @@ mod tests {
             room: None,
         };
         let mut results = 0;
-        let driven = drive(queue.clone(), engine(), opts, stop, |_| results += 1).await;
+        let driven = drive(queue.clone(), engine(), opts, stop, |_| {
+            results += 1;
+            None
+        })
+        .await;
         assert!(driven.is_ok());
         let s = queue.stats().await.expect("stats");
         assert_eq!((results, s.pending, s.reserved), (0, 5, 0));

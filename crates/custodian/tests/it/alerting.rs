@@ -216,3 +216,46 @@ fn the_default_state_file_honours_state_directory() {
     assert!(states.join("state.json").is_file());
     assert!(!dir.path().join("state.json").exists());
 }
+
+/// kill -9 after a raise was stored but before it was delivered (its webhook receiver never
+/// answers): the notice stays in the outbox, and the next run, although the check's state
+/// already says "raised", delivers it, once.
+#[test]
+fn a_notice_survives_kill_9_before_its_delivery() {
+    let hung = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hook = hung.local_addr().expect("addr").port();
+    let dir = setup(closed_port(), "");
+    let cfg = std::fs::read_to_string(dir.path().join("custodian.cfg")).expect("cfg");
+    let first = cfg.replace(
+        "alerter = file\n",
+        &format!("alerter = webhook\nwebhook_target = http://127.0.0.1:{hook}/\n"),
+    );
+    std::fs::write(dir.path().join("first.cfg"), first).expect("write cfg");
+    let mut args = RUN.to_vec();
+    args[2] = "first.cfg";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    // The delivery starts only after the raise is stored with its notice.
+    let (held, _) = hung.accept().expect("the webhook delivery arrives");
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    drop(held);
+    let state = std::fs::read_to_string(dir.path().join("state.json")).expect("state");
+    assert_eq!(state.matches("\"claim\"").count(), 1, "{state}");
+    let r = custodian(dir.path(), RUN);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("left undelivered"), "{}", r.stderr);
+    let lines = alerts(dir.path());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("RAISE: "), "{lines:?}");
+    let state = std::fs::read_to_string(dir.path().join("state.json")).expect("state");
+    assert_eq!(state.matches("\"claim\"").count(), 0, "{state}");
+    // Delivered once: a third run has nothing left to send.
+    assert_eq!(custodian(dir.path(), RUN).code, 1);
+    assert_eq!(alerts(dir.path()).len(), 1);
+}
