@@ -14,6 +14,10 @@ mod dispatch;
 mod http_json;
 mod resp;
 
+// The decoders of receivers' bytes behind one door, only for the fuzz targets in fuzz/.
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use dispatch::{Delivery, Dispatcher, Retry};
 
 /// Why an alerter could not be configured or could not deliver.

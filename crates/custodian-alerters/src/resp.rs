@@ -6,6 +6,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 /// Largest bulk reply read.
 const MAX_BULK: usize = 1 << 20;
 
+/// Deepest nesting of arrays followed: every level is a recursive poll, so a peer's `*1`
+/// repeated must not overflow our stack (our commands get flat replies).
+const MAX_DEPTH: usize = 8;
+
 /// One reply; errors (`-ERR ...`) become [`Error::Rejected`] when read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -28,8 +32,17 @@ pub(crate) fn encode(words: &[String]) -> Vec<u8> {
 
 /// Reads one reply.
 pub(crate) async fn read<R: AsyncBufRead + Unpin + Send>(io: &mut R) -> Result<Reply, Error> {
+    read_nested(io, 0).await
+}
+
+/// Reads one reply, `depth` arrays deep.
+async fn read_nested<R: AsyncBufRead + Unpin + Send>(
+    io: &mut R,
+    depth: usize,
+) -> Result<Reply, Error> {
     let line = read_line(io).await?;
-    let (kind, rest) = line.split_at(1.min(line.len()));
+    // Split after the first character, not byte: a peer's line may open with any UTF-8.
+    let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
     let num = || {
         rest.parse::<i64>()
             .map_err(|_| Error::Rejected(format!("bad RESP line {line:?}")))
@@ -39,10 +52,11 @@ pub(crate) async fn read<R: AsyncBufRead + Unpin + Send>(io: &mut R) -> Result<R
         "-" => Err(Error::Rejected(rest.to_string())),
         ":" => Ok(Reply::Int(num()?)),
         "$" => read_bulk(io, num()?).await,
+        "*" if depth >= MAX_DEPTH => Err(Error::Rejected("replies nested too deep".into())),
         "*" => {
             let mut items = Vec::new();
             for _ in 0..num()?.max(0) {
-                items.push(Box::pin(read(io)).await?);
+                items.push(Box::pin(read_nested(io, depth + 1)).await?);
             }
             Ok(Reply::Array(items))
         }
@@ -96,5 +110,33 @@ mod tests {
             encode(&["GET".into(), "k".into()]),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn deep_nesting_is_refused() {
+        let deep = b"*1\r\n".repeat(100_000);
+        let e = read(&mut deep.as_slice()).await.expect_err("too deep");
+        assert!(matches!(e, Error::Rejected(m) if m == "replies nested too deep"));
+        let nested = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
+        assert!(read(&mut nested.as_slice()).await.is_ok());
+        // A line opening with a multi-byte character is refused, not split inside it.
+        let e = read(&mut "ع1\r\n".as_bytes()).await.expect_err("bad type");
+        assert!(matches!(e, Error::Rejected(m) if m.starts_with("bad RESP line")));
+    }
+
+    /// Random and mutated replies, read back to back as the alerter reads them: never a
+    /// panic, and every reply bounded by the bytes it came from.
+    #[test]
+    fn fuzzed_replies_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"*3\r\n$7\r\nmessage\r\n$6\r\nalerts\r\n:1\r\n",
+            b"+OK\r\n:3\r\n$3\r\nabc\r\n$-1\r\n*-1\r\n",
+            b"*2\r\n*1\r\n$2\r\nhi\r\n-ERR no\r\n",
+        ];
+        let mut replies = 0;
+        custodian_testpeers::fuzz::inputs(0x6380, &seeds, |input| {
+            replies += crate::fuzzing::resp_replies(input);
+        });
+        assert!(replies > 1000, "{replies}");
     }
 }

@@ -51,10 +51,10 @@ pub(crate) async fn check(cx: &Ctx) -> Outcome {
 
 /// The question and the expected answer set, from the job's parsed options.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Question<'a> {
-    name: &'a Name,
-    rtype: RecordType,
-    expected: &'a BTreeSet<String>,
+pub(crate) struct Question<'a> {
+    pub(crate) name: &'a Name,
+    pub(crate) rtype: RecordType,
+    pub(crate) expected: &'a BTreeSet<String>,
 }
 
 /// The expected values as written after `as`, split and normalized both ways: the type they
@@ -210,7 +210,7 @@ fn values_fit_type(p: &Params) -> Result<(), Invalid> {
 }
 
 /// Compares the answer with the expectation.
-fn judge(q: &Question<'_>, m: &Message) -> Result<String, String> {
+pub(crate) fn judge(q: &Question<'_>, m: &Message) -> Result<String, String> {
     let name = display_name(q.name);
     let rtype = q.rtype;
     match m.response_code() {

@@ -75,7 +75,7 @@ fn database(name: &str) -> Result<Value, Invalid> {
 }
 
 /// The largest first packet we accept; a real handshake is about 100 bytes.
-const MAX_GREETING: usize = 16 * 1024;
+pub(crate) const MAX_GREETING: usize = 16 * 1024;
 
 /// The largest packet the login client accepts.
 const MAX_LOGIN_PACKET: usize = 64 * 1024;
@@ -121,7 +121,7 @@ fn closed(e: &std::io::Error) -> String {
 }
 
 /// The payload length from a packet header, refusing what no greeting needs.
-fn packet_len(head: [u8; 4]) -> Result<usize, String> {
+pub(crate) fn packet_len(head: [u8; 4]) -> Result<usize, String> {
     let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
     if len == 0 || len > MAX_GREETING {
         return Err(format!(
@@ -133,7 +133,7 @@ fn packet_len(head: [u8; 4]) -> Result<usize, String> {
 
 /// Judges the first packet: a protocol-10 handshake gives the server version; an ERR packet
 /// (`0xff`, code, optional `#SQLSTATE`, message) is the server refusing us.
-fn parse_greeting(p: &[u8]) -> Result<String, String> {
+pub(crate) fn parse_greeting(p: &[u8]) -> Result<String, String> {
     match p.first() {
         Some(10) => {
             let rest = &p[1..];

@@ -68,7 +68,7 @@ fn database(name: &str) -> Result<Value, Invalid> {
 const MAX_READ: usize = 1024 * 1024;
 
 /// The largest startup answer we read; real ones are under 200 bytes.
-const MAX_ANSWER: usize = 8 * 1024;
+pub(crate) const MAX_ANSWER: usize = 8 * 1024;
 
 pub(crate) async fn check(cx: &Ctx) -> Outcome {
     let result = match cx.params.text("username") {
@@ -129,7 +129,7 @@ fn startup_message(user: &str, database: &str) -> Vec<u8> {
 }
 
 /// The body length of a backend message (its length field counts itself).
-fn answer_len(head: [u8; 5]) -> Result<usize, String> {
+pub(crate) fn answer_len(head: [u8; 5]) -> Result<usize, String> {
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     if !(4..=MAX_ANSWER + 4).contains(&len) || !matches!(head[0], b'R' | b'E') {
         return Err(format!(
@@ -142,7 +142,7 @@ fn answer_len(head: [u8; 5]) -> Result<usize, String> {
 
 /// An authentication request or an error counts as an answer, unless the error says the
 /// server cannot take connections now.
-fn judge_answer(kind: u8, body: &[u8]) -> Result<String, String> {
+pub(crate) fn judge_answer(kind: u8, body: &[u8]) -> Result<String, String> {
     if kind == b'R' {
         return Ok("server asks for authentication".into());
     }

@@ -30,7 +30,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 /// Longest reply TPKT we accept; a real confirm is 19 bytes.
-const MAX_TPKT: usize = 1024;
+pub(crate) const MAX_TPKT: usize = 1024;
 
 /// Protocols we ask for: TLS (1) and CredSSP (2), which every current server offers.
 const REQUESTED_PROTOCOLS: u32 = 0x1 | 0x2;
@@ -71,7 +71,7 @@ pub(crate) fn connection_request() -> Vec<u8> {
 }
 
 /// Reads one TPKT and returns its payload (the X.224 TPDU).
-async fn read_tpkt<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_tpkt<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> Result<Vec<u8>, String> {
     let io = |e: std::io::Error| format!("{} while {what}", net::io_reason(&e));
     let mut head = [0u8; 4];
     r.read_exact(&mut head).await.map_err(io)?;

@@ -130,7 +130,7 @@ fn encode(q: &Query, id: u16) -> Result<Vec<u8>, String> {
 }
 
 /// Parses a reply and checks it answers our query (same ID and question).
-fn parse_reply(bytes: &[u8], id: u16, q: &Query) -> Result<Message, String> {
+pub(crate) fn parse_reply(bytes: &[u8], id: u16, q: &Query) -> Result<Message, String> {
     let m = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
     if m.message_type() != MessageType::Response || m.id() != id {
         return Err("reply to another query".into());

@@ -35,7 +35,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 pub(crate) const MAX_FILE: usize = 1024 * 1024;
 
 /// Data bytes per block (no blksize option is negotiated).
-const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 
 /// How long to wait for a packet before sending our last one again.
 const RESEND: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ const ERROR: u16 = 5;
 
 /// A packet from the server, parsed.
 #[derive(Debug, PartialEq, Eq)]
-enum Packet<'a> {
+pub(crate) enum Packet<'a> {
     Data(u16, &'a [u8]),
     Error(u16, String),
 }
@@ -115,7 +115,7 @@ fn cancel() -> Vec<u8> {
 }
 
 /// Parses a packet from the server; anything but DATA or ERROR is a protocol error.
-fn parse(p: &[u8]) -> Result<Packet<'_>, String> {
+pub(crate) fn parse(p: &[u8]) -> Result<Packet<'_>, String> {
     if p.len() < 4 {
         return Err(format!("malformed TFTP packet ({} bytes)", p.len()));
     }

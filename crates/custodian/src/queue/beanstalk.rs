@@ -37,9 +37,10 @@ pub(crate) fn tube_name(name: &str) -> anyhow::Result<String> {
 }
 
 /// One reply: its first line split into words, and its data block if it has one.
-struct Reply {
-    words: Vec<String>,
-    data: Option<Vec<u8>>,
+/// (Crate-visible, as is [`read_reply`], for the fuzz target, which includes this file.)
+pub(crate) struct Reply {
+    pub(crate) words: Vec<String>,
+    pub(crate) data: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -144,7 +145,9 @@ impl Conn {
 const MAX_LINE: u64 = 4096;
 
 /// Reads one reply: its line of words, then the data block the line announces.
-async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> std::io::Result<Reply> {
+pub(crate) async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    io: &mut R,
+) -> std::io::Result<Reply> {
     let mut line = Vec::new();
     let n = (&mut *io)
         .take(MAX_LINE)

@@ -159,8 +159,9 @@ fn bad(what: &str) -> std::io::Error {
 
 type Reply<'a> = Pin<Box<dyn Future<Output = std::io::Result<Value>> + Send + 'a>>;
 
-/// Reads one reply, `depth` arrays deep.
-fn read<R: AsyncBufRead + Unpin + Send>(io: &mut R, depth: usize) -> Reply<'_> {
+/// Reads one reply, `depth` arrays deep (crate-visible for the fuzz target, which includes
+/// this file).
+pub(crate) fn read<R: AsyncBufRead + Unpin + Send>(io: &mut R, depth: usize) -> Reply<'_> {
     Box::pin(async move {
         let mut line = Vec::new();
         let n = (&mut *io)
