@@ -307,20 +307,9 @@ mod tests {
         );
     }
 
+    /// A server hung before its greeting is a row of tests/hostile.rs; this one hangs later.
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = run_against(a, None, 2.0).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = run_against(a, None, 0.5).await;
-        assert_eq!(out, Outcome::down("timed out waiting for the greeting"));
-        assert!(t.elapsed() < Duration::from_secs(2));
+    async fn hung_login_fails_at_the_deadline() {
         let a = says(GREETING.as_bytes()).await;
         let out = run_against(a, Some(("u", "p")), 0.5).await;
         assert_eq!(
@@ -345,16 +334,6 @@ mod tests {
             Outcome::down("no tagged reply within 100 lines while waiting for the reply to LOGIN")
         );
         assert!(t.elapsed() < Duration::from_secs(5));
-    }
-
-    #[tokio::test]
-    async fn garbage_is_reported() {
-        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\x11\x00\x00\x00\x00\x00\x00\x00\x00").await;
-        let out = run_against(a, None, 2.0).await;
-        assert_eq!(
-            out,
-            Outcome::down("binary garbage instead of a text reply (16 bytes)")
-        );
     }
 
     mod tls {

@@ -813,25 +813,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_port() {
-        let a = refused().await;
-        let out = run_against(a, &[]).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = check(&cx(job(a.port(), &[]), 0.5)).await;
-        assert_eq!(
-            out,
-            Outcome::down("timed out waiting for the bind response")
-        );
-        assert!(t.elapsed() < Duration::from_secs(2));
-    }
-
-    #[tokio::test]
     async fn garbage_is_not_ldap() {
         let a = says(b"220 mail ESMTP\r\n").await;
         let out = run_against(a, &[]).await;

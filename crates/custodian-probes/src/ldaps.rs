@@ -139,13 +139,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hung_server_times_out_in_the_handshake() {
-        let a = crate::net::testutil::silent().await;
-        let out = check(&cx(job(a.port(), false), 0.5)).await;
-        assert_eq!(out, Outcome::down("timed out in the TLS handshake"));
-    }
-
-    #[tokio::test]
     async fn plain_server_fails_the_handshake() {
         let a = fake::plain().await;
         let prefix = format!("TLS handshake on port {} failed: ", a.port());

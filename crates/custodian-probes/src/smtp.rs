@@ -429,20 +429,9 @@ mod tests {
         );
     }
 
+    /// A server hung before its greeting is a row of tests/hostile.rs; this one hangs later.
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = run_against(a, None, 2.0).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = run_against(a, None, 0.5).await;
-        assert_eq!(out, Outcome::down("timed out waiting for the greeting"));
-        assert!(t.elapsed() < Duration::from_secs(2));
+    async fn hung_after_the_greeting_fails_at_the_deadline() {
         let a = says(b"220 ready\r\n").await;
         let out = run_against(a, None, 0.5).await;
         assert_eq!(
@@ -479,13 +468,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn garbage_is_reported() {
-        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\x11\x00\x00\x00\x00\x00\x00\x00\x00").await;
-        let out = run_against(a, None, 2.0).await;
-        assert_eq!(
-            out,
-            Outcome::down("binary garbage instead of a text reply (16 bytes)")
-        );
+    async fn a_tls_hello_on_the_plain_port_is_garbage() {
+        // Random binary is a row of tests/hostile.rs; this is a TLS record ending in a newline.
         let a = says(b"\x16\x03\x01\x00\xa5\x01\n").await;
         let out = run_against(a, None, 2.0).await;
         assert_eq!(

@@ -67,7 +67,7 @@ mod tests {
     use super::*;
     use crate::net::testutil::*;
     use custodian_core::Job;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn job(port: u16, banner: Option<&str>) -> Job {
         let mut j = Job::new("tcp", "127.0.0.1", Some(port));
@@ -84,13 +84,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = check(&cx(job(a.port(), None), 2.0)).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
     async fn banner_match_and_mismatch() {
         let a = says(b"SSH-2.0-OpenSSH_9.2\r\n").await;
         assert!(check(&cx(job(a.port(), Some("openssh")), 2.0))
@@ -98,15 +91,6 @@ mod tests {
             .is_up());
         let out = check(&cx(job(a.port(), Some("^220")), 2.0)).await;
         assert!(matches!(out, Outcome::Down { reason } if reason.contains("does not match")));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = check(&cx(job(a.port(), Some("x")), 0.5)).await;
-        assert_eq!(out, Outcome::down("timed out waiting for the banner"));
-        assert!(t.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]
@@ -124,12 +108,5 @@ mod tests {
         let a = trickle(b"abc", Duration::from_millis(200)).await;
         let out = check(&cx(job(a.port(), Some("x")), 0.7)).await;
         assert_eq!(out, Outcome::down("timed out waiting for the banner"));
-    }
-
-    #[tokio::test]
-    async fn garbage_is_reported() {
-        let a = says(b"\x00\x01\x02\x03\xff\xfe\x10\n").await;
-        let out = check(&cx(job(a.port(), Some("x")), 2.0)).await;
-        assert!(matches!(out, Outcome::Down { reason } if reason.contains("binary garbage")));
     }
 }

@@ -62,13 +62,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = run_against(a, 2.0).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
     async fn unanswered_handshake_fails_at_the_deadline() {
         let (a, _full) = unanswered().await;
         let t = Instant::now();

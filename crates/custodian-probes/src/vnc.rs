@@ -103,22 +103,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = run_against(a, 2.0).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = run_against(a, 0.5).await;
-        assert_eq!(out, Outcome::down("timed out waiting for the greeting"));
-        assert!(t.elapsed() < Duration::from_secs(2));
-    }
-
-    #[tokio::test]
     async fn flood_is_bounded() {
         let t = Instant::now();
         let a = flood(b"RFB ").await;
