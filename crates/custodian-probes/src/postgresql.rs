@@ -369,22 +369,11 @@ mod tests {
         );
     }
 
+    /// A server hung before its first answer is a row of tests/hostile.rs; this one hangs later.
     #[tokio::test]
-    async fn refused_port() {
-        let a = refused().await;
-        let out = check(&cx(job(a.port()), 2.0)).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_server_fails_at_the_deadline() {
+    async fn hung_login_fails_at_the_deadline() {
         let a = silent().await;
         let t = Instant::now();
-        let out = check(&cx(job(a.port()), 0.5)).await;
-        assert_eq!(
-            out,
-            Outcome::down("timed out waiting for the startup answer")
-        );
         let out = check(&cx(login_job(a.port()), 0.5)).await;
         assert_eq!(out, Outcome::down("timed out logging in"));
         assert!(t.elapsed() < Duration::from_secs(3));

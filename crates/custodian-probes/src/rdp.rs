@@ -233,23 +233,9 @@ mod tests {
         );
     }
 
+    /// A hung server is a row of tests/hostile.rs; this one sends half a confirm and closes.
     #[tokio::test]
-    async fn refused_port_fails() {
-        let a = refused().await;
-        let out = run_against(a, 2.0).await;
-        assert_eq!(out, refused_on(a.port()));
-    }
-
-    #[tokio::test]
-    async fn hung_and_short_replies_fail() {
-        let a = silent().await;
-        let t = Instant::now();
-        let out = run_against(a, 0.5).await;
-        assert_eq!(
-            out,
-            Outcome::down("timed out waiting for the connection confirm")
-        );
-        assert!(t.elapsed() < Duration::from_secs(2));
+    async fn short_replies_fail() {
         let a = serve(|mut s| async move {
             let mut req = [0u8; 19];
             let _ = s.read_exact(&mut req).await;

@@ -561,7 +561,7 @@ fn judge(row: &Row, shape: Shape, port: u16, out: Outcome) -> Result<String, Str
     // asserted the same), so reasons stay consistent across types.
     let needle = match (shape, &row.wire) {
         (Refused, _) => format!("connect to port {port}: connection refused"),
-        (Hung, _) => "timed out".into(),
+        (Hung | Silence, _) => "timed out".into(),
         (Garbage, Wire::Tcp { garbage, .. }) => garbage.to_string(),
         _ => String::new(),
     };
