@@ -11,6 +11,7 @@ use tokio::time::Instant;
 mod abuse;
 mod dialog;
 mod env;
+mod limits;
 mod net;
 mod resolver;
 mod secret;
@@ -27,6 +28,7 @@ pub mod fuzzing;
 
 pub use abuse::assess;
 pub use env::{Env, EnvOptions};
+pub use limits::Limits;
 pub use secret::resolve_url;
 pub use tls::Roots;
 
@@ -45,6 +47,8 @@ pub struct Ctx {
     pub deadline: Instant,
     /// Set when our own side failed (see [`Ctx::fault`]); shared by clones of one attempt.
     fault: Arc<OnceLock<String>>,
+    /// The worker's slots, for connections beyond the target's own (see [`Limits`]).
+    limits: Option<Arc<dyn Limits>>,
 }
 
 impl Ctx {
@@ -63,7 +67,22 @@ impl Ctx {
             addr,
             deadline,
             fault: Arc::default(),
+            limits: None,
         }
+    }
+
+    /// The same context under the worker's slots: a check that opens connections to other
+    /// hosts takes them for those (see [`Limits`]).
+    pub fn with_limits(self, limits: Arc<dyn Limits>) -> Self {
+        Ctx {
+            limits: Some(limits),
+            ..self
+        }
+    }
+
+    /// The worker's slots, if it installed any.
+    pub(crate) fn limits(&self) -> Option<&dyn Limits> {
+        self.limits.as_deref()
     }
 
     /// A context in the default [`Env`] (the system's trust store and nameservers) that

@@ -7,6 +7,10 @@
 //! port of every exchange; `ipv4_only`/`ipv6_only` limit which addresses are asked for. At most
 //! [`MAX_EXCHANGES`] exchanges (lowest preference first) and [`MAX_ADDRESSES`] addresses of each
 //! (in address order, IPv4 first) are tested, so one check opens at most 40 connections.
+//! Under a worker they also stay inside its limits, an exchange counting as one attempt
+//! against a host: the first exchange runs in the check's own slot, further ones in as many
+//! global slots as are free at the time (never waited for), so a check greets at most that
+//! many exchanges at once; with `per_host`, each exchange also waits for its name's slot.
 //! Down reasons: no MX records / NXDOMAIN; null MX (the domain takes no mail); an exchange has
 //! no address; `EXCHANGE (ADDRESS): <smtp reason>` for the first failing address.
 //! Unknown: the nameservers gave no usable answer (timeout, SERVFAIL, REFUSED).
@@ -15,6 +19,7 @@
 use crate::resolver::{self, display_name};
 use crate::{smtp, tcp, Ctx};
 use custodian_core::{Family, Outcome, ParamSpec, ProbeSpec, TargetKind};
+use futures::StreamExt;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::net::{IpAddr, SocketAddr};
@@ -75,14 +80,13 @@ async fn run(cx: &Ctx, servers: &[SocketAddr]) -> Result<String, Failure> {
     let exchanges = exchanges(cx, servers, &domain).await?;
     let mut hosts = Vec::new();
     for ex in &exchanges {
-        let addrs = addresses(cx, servers, ex).await?;
-        hosts.extend(addrs.into_iter().map(|ip| (display_name(ex), ip)));
+        hosts.push((display_name(ex), addresses(cx, servers, ex).await?));
     }
     greet_all(cx, &hosts).await?;
     Ok(format!(
         "{} exchanges, {} addresses answer",
         exchanges.len(),
-        hosts.len()
+        hosts.iter().map(|(_, ips)| ips.len()).sum::<usize>()
     ))
 }
 
@@ -144,14 +148,38 @@ async fn addresses(cx: &Ctx, servers: &[SocketAddr], ex: &Name) -> Result<Vec<Ip
     Ok(out)
 }
 
-/// Runs the smtp check against every address at once; the first failure (in MX order) wins.
-async fn greet_all(cx: &Ctx, hosts: &[(String, IpAddr)]) -> Result<(), Failure> {
-    let checks = hosts.iter().map(|(_, ip)| {
-        let one = cx.at(Some(*ip));
-        async move { smtp::check(&one).await }
-    });
-    let outcomes = futures::future::join_all(checks).await;
-    for ((host, ip), out) in hosts.iter().zip(outcomes) {
+/// Runs the smtp check against every address of every exchange, as many exchanges at once as
+/// the worker's slots allow (all without a worker); the first failure (in MX order) wins.
+async fn greet_all(cx: &Ctx, hosts: &[(String, Vec<IpAddr>)]) -> Result<(), Failure> {
+    let (width, _extra) = match cx.limits() {
+        Some(limits) => {
+            let extra: Vec<_> = (1..hosts.len())
+                .map_while(|_| limits.try_global())
+                .collect();
+            (1 + extra.len(), extra)
+        }
+        None => (hosts.len().max(1), Vec::new()),
+    };
+    // `width` exchanges at a time, results in MX order (a loop: a stream adaptor's closure
+    // trips the compiler's Send check of the boxed probe future).
+    let (mut queue, mut running) = (hosts.iter(), futures::stream::FuturesOrdered::new());
+    let mut outcomes = Vec::with_capacity(hosts.len());
+    loop {
+        while running.len() < width {
+            let Some((host, ips)) = queue.next() else {
+                break;
+            };
+            running.push_back(greet(cx, host, ips));
+        }
+        match running.next().await {
+            Some(out) => outcomes.push(out),
+            None => break,
+        }
+    }
+    let flat = hosts
+        .iter()
+        .flat_map(|(host, ips)| ips.iter().map(move |ip| (host, ip)));
+    for ((host, ip), out) in flat.zip(outcomes.into_iter().flatten()) {
         match out {
             Outcome::Up { .. } => {}
             Outcome::Down { reason } => {
@@ -165,6 +193,33 @@ async fn greet_all(cx: &Ctx, hosts: &[(String, IpAddr)]) -> Result<(), Failure> 
     Ok(())
 }
 
+/// Greets one exchange's addresses at once, in its host slot when hosts have a limit (unless
+/// it is the check's own target, whose slot the check already holds).
+async fn greet(cx: &Ctx, host: &str, ips: &[IpAddr]) -> Vec<Outcome> {
+    let own = cx
+        .job
+        .target
+        .trim_end_matches('.')
+        .eq_ignore_ascii_case(host);
+    let slot = cx.limits().and_then(|l| l.host(host)).filter(|_| !own);
+    let _held = match slot {
+        Some(s) => match tokio::time::timeout_at(cx.deadline, s.acquire_owned()).await {
+            Ok(permit) => permit.ok(),
+            Err(_) => {
+                // Our own limit ran out the clock: the exchange was never judged.
+                let why = format!("timed out waiting for a per_host slot for {host}");
+                return ips.iter().map(|_| Outcome::unknown(why.clone())).collect();
+            }
+        },
+        None => None,
+    };
+    let checks = ips.iter().map(|ip| {
+        let one = cx.at(Some(*ip));
+        async move { smtp::check(&one).await }
+    });
+    futures::future::join_all(checks).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,7 +228,11 @@ mod tests {
     use custodian_core::Job;
     use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::{A, AAAA, MX};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
+    use tokio::sync::Semaphore;
 
     fn mx(pref: u16, host: &str) -> RData {
         RData::MX(MX::new(pref, name(host)))
@@ -201,15 +260,17 @@ mod tests {
             ("mx2.test", RecordType::AAAA) => {
                 ok(vec![RData::AAAA(AAAA("::1".parse().expect("ip")))])
             }
+            ("self.test", RecordType::MX) => ok(vec![mx(10, "self.test.")]),
+            ("self.test", RecordType::A) => ok(vec![a("127.0.0.1")]),
             ("nx.test", _) => one(reply(q, ResponseCode::NXDomain, vec![])),
             ("fail.test", _) => one(reply(q, ResponseCode::ServFail, vec![])),
             ("silent.test", _) => vec![],
             ("many.test", RecordType::MX) => ok((0..50)
                 .map(|i| mx(10, &format!("mx{i}.many.test.")))
                 .collect()),
-            (host, RecordType::A) if host.ends_with(".many.test") => ok((1..=20)
-                .map(|i| a(&format!("127.0.0.{i}")))
-                .collect()),
+            (host, RecordType::A) if host.ends_with(".many.test") => {
+                ok((1..=20).map(|i| a(&format!("127.0.0.{i}"))).collect())
+            }
             _ => ok(vec![]),
         }
     }
@@ -351,7 +412,9 @@ mod tests {
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         // 0.0.0.0 so that 127.0.0.2 and up reach it; the test only connects over loopback.
-        let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.expect("bind");
+        let l = tokio::net::TcpListener::bind("0.0.0.0:0")
+            .await
+            .expect("bind");
         let port = l.local_addr().expect("addr").port();
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = count.clone();
@@ -363,7 +426,9 @@ mod tests {
                     let _ = w.write_all(b"220 mx ESMTP\r\n").await;
                     let mut lines = BufReader::new(r).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
-                        let Some(answer) = smtp_answer(&line) else { break };
+                        let Some(answer) = smtp_answer(&line) else {
+                            break;
+                        };
                         let _ = w.write_all(answer.as_bytes()).await;
                     }
                 });
@@ -387,6 +452,128 @@ mod tests {
             MAX_EXCHANGES * MAX_ADDRESSES,
             "connections opened"
         );
+    }
+
+    /// Slots as a worker hands them over: a global semaphore and fixed per-host ones.
+    #[derive(Debug)]
+    struct Slots {
+        global: Arc<Semaphore>,
+        hosts: HashMap<String, Arc<Semaphore>>,
+    }
+
+    impl crate::Limits for Slots {
+        fn try_global(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+            Arc::clone(&self.global).try_acquire_owned().ok()
+        }
+
+        fn host(&self, host: &str) -> Option<Arc<Semaphore>> {
+            self.hosts.get(host).cloned()
+        }
+    }
+
+    /// An SMTP server on every loopback address of one port that greets after `delay` and
+    /// records the most connections it held open at once (a connection ends at QUIT).
+    async fn slow_smtp(delay: Duration) -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let l = tokio::net::TcpListener::bind("0.0.0.0:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = Arc::clone(&most);
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.fetch_max(now, Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    tokio::time::sleep(delay).await;
+                    let _ = w.write_all(b"220 mx ESMTP\r\n").await;
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let Some(answer) = smtp_answer(&line) else {
+                            break;
+                        };
+                        let _ = w.write_all(answer.as_bytes()).await;
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, most)
+    }
+
+    #[tokio::test]
+    async fn exchanges_are_greeted_only_in_free_worker_slots() {
+        let dns = fake(zone).await;
+        let delay = Duration::from_millis(100);
+        let (port, most) = slow_smtp(delay).await;
+        // Three slots, one held by this check itself as the worker holds it: two are free.
+        let global = Arc::new(Semaphore::new(3));
+        let own = Arc::clone(&global).try_acquire_owned().expect("own slot");
+        let slots = Slots {
+            global: Arc::clone(&global),
+            hosts: HashMap::new(),
+        };
+        let c = job("many.test", port, true).with_limits(Arc::new(slots));
+        let t = Instant::now();
+        let out = probe(&c, dns).await;
+        let want = format!("{MAX_EXCHANGES} exchanges, 40 addresses answer");
+        assert_eq!(out, Outcome::Up { detail: Some(want) });
+        // Three exchanges of four addresses at a time, never the 40 a free check opens...
+        let most = most.load(Ordering::SeqCst);
+        assert!((5..=3 * MAX_ADDRESSES).contains(&most), "{most} at once");
+        // ...so ten exchanges take four rounds of greetings...
+        assert!(t.elapsed() >= 4 * delay, "{:?}", t.elapsed());
+        // ...and the extra slots are given back.
+        assert_eq!(global.available_permits(), 2);
+        drop(own);
+    }
+
+    #[tokio::test]
+    async fn a_busy_exchange_waits_for_its_host_slot_until_the_deadline() {
+        let dns = fake(zone).await;
+        let (smtp, _) = scripted("220 mx ESMTP\r\n", smtp_answer).await;
+        let busy = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&busy).try_acquire_owned().expect("held");
+        let slots = Slots {
+            global: Arc::new(Semaphore::new(10)),
+            hosts: HashMap::from([("mx2.test".to_string(), Arc::clone(&busy))]),
+        };
+        let mut c = job("two.test", smtp.port(), true).with_limits(Arc::new(slots));
+        c.deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        let out = probe(&c, dns).await;
+        let why = "mx2.test (127.0.0.1): timed out waiting for a per_host slot for mx2.test";
+        assert_eq!(out, Outcome::unknown(why));
+        // Once the host's other check is done, the same check passes.
+        drop(held);
+        let c = job("two.test", smtp.port(), true).with_limits(Arc::new(Slots {
+            global: Arc::new(Semaphore::new(10)),
+            hosts: HashMap::from([("mx2.test".to_string(), busy)]),
+        }));
+        let out = probe(&c, dns).await;
+        assert!(out.is_up(), "{out:?}");
+    }
+
+    /// A domain that is its own exchange: the check holds that host's slot already, so it
+    /// must not wait for it (per_host 1 would wait for itself until the deadline).
+    #[tokio::test]
+    async fn the_own_target_is_never_waited_for() {
+        let dns = fake(zone).await;
+        let (smtp, _) = scripted("220 mx ESMTP\r\n", smtp_answer).await;
+        let own = Arc::new(Semaphore::new(1));
+        let _held = Arc::clone(&own).try_acquire_owned().expect("held");
+        let slots = Slots {
+            global: Arc::new(Semaphore::new(1)),
+            hosts: HashMap::from([("self.test".to_string(), own)]),
+        };
+        let out = probe(
+            &job("self.test", smtp.port(), true).with_limits(Arc::new(slots)),
+            dns,
+        )
+        .await;
+        assert!(out.is_up(), "{out:?}");
     }
 
     #[test]
