@@ -133,9 +133,11 @@ fn read(reference: &SecretRef) -> Result<String, Invalid> {
     match reference {
         SecretRef::Env(name) => match std::env::var(name) {
             Ok(v) => Ok(v),
+            // The reference was checked when planned; the value lives where the worker runs.
             Err(std::env::VarError::NotPresent) => Err(Invalid::new(format!(
                 "environment variable {name} is not set"
-            ))),
+            ))
+            .hint("set it in the worker's environment, e.g. the unit's EnvironmentFile=")),
             Err(std::env::VarError::NotUnicode(_)) => Err(Invalid::new(format!(
                 "environment variable {name} is not UTF-8"
             ))),
