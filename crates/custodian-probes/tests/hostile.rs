@@ -10,7 +10,8 @@
 #[path = "hostile/servers.rs"]
 mod servers;
 
-use custodian_core::{Job, Outcome, TargetKind};
+use custodian_core::outcome::escape_controls;
+use custodian_core::{Job, JobResult, Outcome, TargetKind};
 use custodian_probes::{find, Ctx, Env, EnvOptions, Roots, PROBES};
 use servers::LOCAL;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,10 @@ enum Shape {
     Flood,
     FloodLines,
     Garbage,
+    /// A text line carrying terminal escape sequences (title, clear screen, colour).
+    Escapes,
+    /// A valid greeting with those escape sequences inside: it may pass, but cleanly.
+    EscapedGreeting,
     Absurd,
     HalfClose,
     Reset,
@@ -46,8 +51,22 @@ enum Shape {
 use Shape::*;
 
 const SHAPES: &[Shape] = &[
-    Refused, Hung, Drip, Flood, FloodLines, Garbage, Absurd, HalfClose, Reset, UdpRefused, Silence,
-    UdpGarbage, UdpFlood, UdpAbsurd,
+    Refused,
+    Hung,
+    Drip,
+    Flood,
+    FloodLines,
+    Garbage,
+    Escapes,
+    EscapedGreeting,
+    Absurd,
+    HalfClose,
+    Reset,
+    UdpRefused,
+    Silence,
+    UdpGarbage,
+    UdpFlood,
+    UdpAbsurd,
 ];
 
 impl Shape {
@@ -105,6 +124,9 @@ const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 const HTTP_ABSURD: Cell =
     Ok(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999999\r\n\r\nok");
 const TEXT: &str = "text protocol: no length fields";
+/// Mostly printable, so text checks let it through; reasons quoting it must not pass it on.
+const ESCAPES: &[u8] =
+    b"\x1b]0;owned\x07\x1b[2J\x1b[31mhello from a hostile server, nothing to see here\x1b[0m\r\n";
 
 fn host(probe: &str, port: u16) -> Job {
     Job::new(probe, "127.0.0.1", Some(port))
@@ -178,7 +200,16 @@ fn lenient(mut row: Row, shapes: &'static [Shape], why: &'static str) -> Row {
 
 /// Every shape past the accept: what a probe that only connects never sees.
 const ACCEPTED: &[Shape] = &[
-    Hung, Drip, Flood, FloodLines, Garbage, Absurd, HalfClose, Reset,
+    Hung,
+    Drip,
+    Flood,
+    FloodLines,
+    Garbage,
+    Escapes,
+    EscapedGreeting,
+    Absurd,
+    HalfClose,
+    Reset,
 ];
 
 fn connect_only(probe: &'static str, job: fn(u16) -> Job) -> Row {
@@ -298,7 +329,7 @@ fn rows() -> Vec<Row> {
         text("rsync", |p| host("rsync", p), b"@RSYNCD: 31.0\n"),
         lenient(
             text("finger", |p| host("finger", p), b"Login: root\r\n"),
-            &[Drip, Flood, FloodLines, Reset],
+            &[Drip, Flood, FloodLines, Escapes, EscapedGreeting, Reset],
             "any text answer passes, even cut short",
         ),
         tcp(
@@ -457,6 +488,19 @@ fn skip(row: &Row, shape: Shape) -> Option<&'static str> {
 /// Whatever must stay alive while a case runs (a reserved port's socket).
 type Keep = Option<Box<dyn std::any::Any + Send>>;
 
+/// `greeting` with [`ESCAPES`] inside its first line, line ending kept.
+fn escaped(greeting: &[u8]) -> Vec<u8> {
+    let end = greeting
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(greeting.len());
+    let mut out = greeting[..end].to_vec();
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(ESCAPES);
+    out.extend_from_slice(&greeting[end..]);
+    out
+}
+
 fn keep<S: Send + 'static>((port, socket): (u16, S)) -> (u16, Keep) {
     (port, Some(Box::new(socket)))
 }
@@ -481,6 +525,8 @@ async fn start(row: &Row, shape: Shape, seed: u64) -> (u16, Keep) {
         Flood => servers::flood(b"", b"A").await,
         FloodLines => servers::flood(lead, line).await,
         Garbage => servers::says(servers::garbage(4096, seed).into()).await,
+        Escapes => servers::says(ESCAPES.into()).await,
+        EscapedGreeting => servers::says(escaped(greeting).into()).await,
         Absurd => servers::says(absurd.unwrap_or_default().into()).await,
         HalfClose => servers::half_close().await,
         Reset => servers::reset_after(&greeting[..greeting.len().div_ceil(2)]).await,
@@ -517,7 +563,8 @@ async fn case(row: &Row, shape: Shape, seed: u64, good: Arc<Env>) -> Result<Stri
         _ => Some(IpAddr::V4(LOCAL)),
     };
     let begun = Instant::now();
-    let cx = Ctx::new_in(env, Arc::new(job), addr, begun + DEADLINE);
+    let job = Arc::new(job);
+    let cx = Ctx::new_in(env, job.clone(), addr, begun + DEADLINE);
     let limit = DEADLINE + Duration::from_secs(3);
     let out = tokio::time::timeout(limit, (probe.check)(&cx)).await;
     let took = begun.elapsed();
@@ -527,24 +574,31 @@ async fn case(row: &Row, shape: Shape, seed: u64, good: Arc<Env>) -> Result<Stri
             "returned after {took:?} (deadline {DEADLINE:?}): {out:?}"
         ));
     }
-    judge(row, shape, port, out)
+    judge(row, shape, port, &job, out)
 }
 
 /// The verdict's rules: never up (unless the row allows it for this shape), and a clean reason.
-fn judge(row: &Row, shape: Shape, port: u16, out: Outcome) -> Result<String, String> {
+fn judge(row: &Row, shape: Shape, port: u16, job: &Job, out: Outcome) -> Result<String, String> {
     let allowed = match row.wire {
         Wire::Tcp {
             lenient: (shapes, why),
             ..
         } if shapes.contains(&shape) => Some(why),
+        _ if shape == EscapedGreeting => Some("a valid greeting; its text must come out escaped"),
         _ => None,
     };
     let (kind, reason) = match (&out, allowed) {
         (Outcome::Up { detail }, Some(why)) => {
-            let detail = detail.as_deref().unwrap_or_default();
-            if detail.chars().any(char::is_control) {
-                return Err(format!("control characters in the detail: {detail:?}"));
+            // A pass's detail reaches output only through the result (`must not run`: "running
+            // but must not be (…)"), which escapes peer text once for all outputs: check that.
+            let (status, error) = custodian_core::judge(&out, true);
+            let shown = JobResult::new(job, status, error, 0, 1)
+                .error
+                .unwrap_or_default();
+            if shown.chars().any(char::is_control) {
+                return Err(format!("control characters in the result: {shown:?}"));
             }
+            let detail = escape_controls(detail.as_deref().unwrap_or_default());
             return Ok(format!("up, by design ({why}): {detail}"));
         }
         (Outcome::Up { detail }, None) => return Err(format!("passed: {detail:?}")),
