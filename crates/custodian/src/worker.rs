@@ -5,16 +5,18 @@
 //! Slots: an attempt first waits for its host's slot (only when `per_host` is set), then for a
 //! global one, so a job queued behind a slow host never holds a slot another host could use.
 //! The reported duration counts the attempts themselves, never the wait for a slot.
+//! Checks see the same slots (custodian_probes::Limits), so one that fans out to other hosts
+//! (`mx`) takes them for its extra connections too.
 
 use crate::resolve::{self, Resolver};
 use crate::settings::Settings;
 use custodian_core::{judge, Job, JobResult, Outcome, Params, Status, TargetKind};
-use custodian_probes::{Ctx, Env, Probe};
+use custodian_probes::{Ctx, Env, Limits, Probe};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Slack after the attempt's deadline before the worker cuts a probe off itself; probes end at
@@ -25,8 +27,8 @@ pub(crate) struct Engine {
     settings: Settings,
     /// Nameservers and TLS trust, shared by every attempt's context.
     env: Arc<Env>,
-    global: Semaphore,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The global and per-host slots, shared with every attempt's context.
+    slots: Arc<Slots>,
     /// Built once per run or worker, so its cache serves every check of the run.
     resolver: Resolver,
 }
@@ -53,8 +55,11 @@ impl Engine {
     fn assemble(settings: Settings, resolver: Resolver, env: Arc<Env>) -> Arc<Engine> {
         Arc::new(Engine {
             env,
-            global: Semaphore::new(settings.concurrency),
-            hosts: Mutex::new(HashMap::new()),
+            slots: Arc::new(Slots {
+                global: Arc::new(Semaphore::new(settings.concurrency)),
+                per_host: settings.per_host,
+                hosts: Mutex::new(HashMap::new()),
+            }),
             resolver,
             settings,
         })
@@ -140,11 +145,11 @@ impl Engine {
     ) -> (Status, Option<String>, Duration) {
         let host = resolve::host_of(job, probe.spec.target);
         // Host slot first: waiting for it must not hold a global slot.
-        let _host = match self.host_limit(&host) {
+        let _host = match self.slots.host(&host) {
             Some(limit) => limit.acquire_owned().await.ok(),
             None => None,
         };
-        let _global = self.global.acquire().await;
+        let _global = self.slots.global.acquire().await;
         let began = Instant::now();
         let deadline = began + timeout;
         let run = async {
@@ -160,7 +165,8 @@ impl Engine {
             };
             let checks = addrs.iter().map(|addr| async move {
                 let env = Arc::clone(&self.env);
-                let cx = Ctx::prepared(env, Arc::clone(job), Arc::clone(params), *addr, deadline);
+                let cx = Ctx::prepared(env, Arc::clone(job), Arc::clone(params), *addr, deadline)
+                    .with_limits(self.slots.clone());
                 (*addr, (probe.check)(&cx).await)
             });
             futures::future::join_all(checks).await
@@ -174,10 +180,24 @@ impl Engine {
         };
         (status, error, began.elapsed())
     }
+}
+
+/// The engine's slots: `concurrency` global ones, and `per_host` for each host when set.
+#[derive(Debug)]
+struct Slots {
+    global: Arc<Semaphore>,
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Limits for Slots {
+    fn try_global(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.global).try_acquire_owned().ok()
+    }
 
     /// The host's own limit, when `per_host` is set (0: none).
-    fn host_limit(&self, host: &str) -> Option<Arc<Semaphore>> {
-        let limit = self.settings.per_host;
+    fn host(&self, host: &str) -> Option<Arc<Semaphore>> {
+        let limit = self.per_host;
         if limit == 0 {
             return None;
         }
@@ -461,6 +481,27 @@ mod tests {
             };
             assert_eq!(r.status, want, "{:?}", r.error);
         }
+    }
+
+    /// What a check sees of the engine's slots: only global slots free now, and the same
+    /// per-host semaphore an attempt against that host waits for.
+    #[tokio::test]
+    async fn checks_see_the_engines_own_slots() {
+        let engine = Engine::new(Settings {
+            concurrency: 2,
+            per_host: 1,
+            ..settings(1, 1.0)
+        });
+        let held = engine.slots.global.acquire().await.expect("slot");
+        let extra = engine.slots.try_global().expect("one free");
+        assert!(engine.slots.try_global().is_none(), "over the global limit");
+        drop((held, extra));
+        assert!(engine.slots.try_global().is_some());
+        let a = engine.slots.host("mx1.test").expect("per_host set");
+        let b = engine.slots.host("mx1.test").expect("per_host set");
+        assert!(Arc::ptr_eq(&a, &b) && a.available_permits() == 1);
+        let free = Engine::new(settings(1, 1.0));
+        assert!(free.slots.host("mx1.test").is_none());
     }
 
     #[tokio::test]
