@@ -5,7 +5,13 @@
 //! are the same for all. Every (probe, shape) runs concurrently under a 1 s deadline and must
 //! end by the deadline plus a margin, never panic, never pass (also for `must not run` types,
 //! whose raw outcome is judged), and give a non-empty reason free of control characters.
-//! Shapes that cannot apply to a probe are listed with the reason in the printed matrix.
+//! Where a pass is by design (connect-only probes, finger's "any text", a valid greeting
+//! with escapes inside) the row says so and the pass must still be in time and print clean.
+//! Shapes that cannot apply to a probe are skipped with their reason, printed in the matrix
+//! (`cargo test -p custodian-probes --test hostile -- --nocapture` shows it whole).
+//!
+//! Adding a probe: add its row to [`rows`]. The fakes live beside this file, not in
+//! custodian-testpeers, which has no async runtime.
 
 #[path = "hostile/servers.rs"]
 mod servers;
