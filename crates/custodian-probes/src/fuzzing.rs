@@ -27,8 +27,8 @@ fn name(s: &str) -> Name {
     Name::from_str(s).unwrap_or_else(|_| Name::root())
 }
 
-/// A DNS reply, as `dns` and `mx`/`dnsbl` (through the resolver) read it. The first two
-/// bytes are the ID, so the fuzzer need not guess ours; the question is `a.test. A`.
+/// A DNS reply, as `dns`, `mx`/`dnsbl` (through the resolver) and `openresolver` read it. The
+/// first two bytes are the ID, so the fuzzer need not guess ours; the question is `a.test. A`.
 pub fn dns_reply(p: &[u8]) -> bool {
     let id = p.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     let a = name("a.test.");
@@ -65,6 +65,12 @@ pub fn dns_reply(p: &[u8]) -> bool {
         // Names in the reply are at most 255 bytes each, printed at most 4 times longer.
         bounded(&said, 200 + 8 * p.len());
     }
+    // The exchanges `mx` takes from the same reply, and what `openresolver` makes of it.
+    if let Ok(names) = crate::mx::mx_names(&m, "mx.test") {
+        assert!(!names.is_empty() && names.len() <= crate::mx::MAX_EXCHANGES);
+    }
+    let f = crate::openresolver::judge(&m, "192.0.2.1".parse().expect("address"));
+    bounded(&f.why, 200 + 8 * p.len());
     true
 }
 

@@ -43,7 +43,7 @@ pub(crate) static SPEC: ProbeSpec = ProbeSpec {
 };
 
 /// Most exchanges tested, lowest preference first; the rest are ignored.
-const MAX_EXCHANGES: usize = 10;
+pub(crate) const MAX_EXCHANGES: usize = 10;
 
 /// Most addresses tested per exchange; a hostile zone must not make one check open thousands of
 /// connections.
@@ -99,7 +99,7 @@ async fn exchanges(cx: &Ctx, servers: &[SocketAddr], domain: &Name) -> Result<Ve
 }
 
 /// The MX exchanges of an answer, sorted by preference and capped at [`MAX_EXCHANGES`].
-fn mx_names(m: &Message, domain: &str) -> Result<Vec<Name>, String> {
+pub(crate) fn mx_names(m: &Message, domain: &str) -> Result<Vec<Name>, String> {
     if m.response_code() == ResponseCode::NXDomain {
         return Err(format!("NXDOMAIN: {domain} does not exist"));
     }
