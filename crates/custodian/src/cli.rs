@@ -89,6 +89,11 @@ pub(crate) struct ScanArgs {
     /// Hide the progress bar even on a terminal.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Also POST the report (counts and findings as JSON) to a running `custodian serve`,
+    /// e.g. http://127.0.0.1:8080/api/scans, with `Authorization: Bearer $CUSTODIAN_TOKEN`
+    /// when that is set.
+    #[arg(long, value_name = "URL")]
+    pub(crate) report_to: Option<String>,
     /// openrelay: the outside sender address.
     #[arg(long, value_name = "ADDR")]
     pub(crate) sender: Option<String>,

@@ -326,6 +326,7 @@ async fn probe(plan: Arc<Plan>, env: Arc<Env>, t: Task) -> Row {
 
 pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
     let plan = plan(&args)?;
+    let report_to = args.report_to.as_deref().map(report_url).transpose()?;
     let blocks = blocks(&args.targets)?;
     let exclude = blocks_of_list(args.exclude.as_deref())?;
     let total: u64 = blocks.iter().map(Block::len).sum();
@@ -343,7 +344,13 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
             ports.into_iter().map(move |port| Task { ip, check, port })
         })
     });
-    let report = run(&args, plan, tasks, count).await;
+    let started = crate::alerting::unix_now();
+    let names: Vec<&'static str> = plan.checks.iter().map(|c| c.probe.spec.name).collect();
+    let report = run(&args, Arc::clone(&plan), tasks, count).await;
+    if let Some(url) = &report_to {
+        let body = report_json(&args, &names, &report, started);
+        send_report(url, &body, std::env::var("CUSTODIAN_TOKEN").ok()).await?;
+    }
     Ok(if report.open {
         ExitCode::FAILURE
     } else if report.unknown {
@@ -351,6 +358,92 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Largest report `--report-to` sends (serve takes up to 8 MiB): findings past it are
+/// left out, the least important ones (they are sorted best first), and counted.
+const MAX_REPORT: usize = 7 << 20;
+/// How long sending the report may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--report-to`, checked before anything is scanned: an http(s) URL.
+pub(crate) fn report_url(text: &str) -> Result<url::Url> {
+    let url = url::Url::parse(text)
+        .with_context(|| format!("--report-to {}: not a URL", custodian_core::mask_url(text)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        bail!(
+            "--report-to {}: want an http:// or https:// URL such as http://127.0.0.1:8080/api/scans",
+            custodian_core::mask_url(text)
+        );
+    }
+    Ok(url)
+}
+
+/// The report `--report-to` sends: what the table shows (counts of every verdict and every
+/// finding, the rows `--json` prints except no-answer and closed ones), with the scan's
+/// targets, checks and times.
+fn report_json(
+    args: &ScanArgs,
+    checks: &[&str],
+    report: &Report,
+    started: u64,
+) -> serde_json::Value {
+    let counts: BTreeMap<&str, usize> = report.counts.iter().map(|(v, n)| (v.word(), *n)).collect();
+    let mut size = 0;
+    let findings: Vec<&Row> = report
+        .findings
+        .iter()
+        .take_while(|r| {
+            size += serde_json::to_string(r).map_or(0, |s| s.len() + 1);
+            size <= MAX_REPORT
+        })
+        .collect();
+    serde_json::json!({
+        "version": 1,
+        "started_at": started,
+        "finished_at": crate::alerting::unix_now(),
+        "targets": args.targets,
+        "exclude": args.exclude,
+        "checks": checks,
+        "probes": report.counts.values().sum::<usize>(),
+        "counts": counts,
+        "findings_omitted": report.findings.len() - findings.len(),
+        "findings": findings,
+    })
+}
+
+/// POSTs the report to `url` (a running `custodian serve`); anything but a 2xx is an error.
+pub(crate) async fn send_report(
+    url: &url::Url,
+    body: &serde_json::Value,
+    token: Option<String>,
+) -> Result<()> {
+    let shown = custodian_core::mask_url(url.as_str());
+    let client = reqwest::Client::builder()
+        .timeout(REPORT_TIMEOUT)
+        .build()
+        .with_context(|| format!("sending the report to {shown}"))?;
+    let mut req = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(body)?);
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("sending the report to {shown}: {}", e.without_url()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        let text: String = text.trim().chars().take(200).collect();
+        bail!(
+            "{shown} refused the report: HTTP {status}: {}",
+            escape_controls(&text)
+        );
+    }
+    Ok(())
 }
 
 fn blocks_of_list(list: Option<&str>) -> Result<Vec<Block>> {

@@ -1,0 +1,220 @@
+//! `/metrics`: the board as Prometheus metrics, encoded by `prometheus-client` (OpenMetrics
+//! text, which Prometheus scrapes natively).
+//!
+//! A fresh registry per scrape: the set of checks changes with every reload, and a scrape of
+//! 10,000 checks is a few milliseconds of formatting.
+
+use super::Web;
+use crate::serve::board::{CheckView, Snapshot};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use custodian_core::Status;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// The labels of a check's series: one label set per check.
+type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics to clients that ask for it (Prometheus does), else the classic text format
+/// (curl, `promtool check metrics`).
+pub(super) async fn metrics(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let text = match render(&web.board.snapshot()) {
+        Ok(t) => t,
+        Err(e) => {
+            return super::Refusal::internal(anyhow::anyhow!("encoding metrics: {e}"))
+                .into_response()
+        }
+    };
+    let open = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if open {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
+
+/// The encoder's OpenMetrics text as the Prometheus text format 0.0.4: a counter's HELP and
+/// TYPE lines name its `_total` samples, and there is no `# EOF`. Our metrics are counters and
+/// gauges only, so that is the whole difference.
+pub(crate) fn prometheus_text(open: &str) -> String {
+    let counters: HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 64);
+    for line in open.lines().filter(|l| *l != "# EOF") {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn labels(c: &CheckView) -> Labels {
+    vec![
+        ("id", c.id.clone()),
+        ("type", c.probe.clone()),
+        ("target", c.target.clone()),
+        ("file", c.file.clone()),
+        ("line", c.lineno.to_string()),
+    ]
+}
+
+/// `custodian_check_state`'s value.
+pub(crate) fn state_value(s: Option<Status>) -> i64 {
+    match s {
+        Some(Status::Passed) => 0,
+        Some(Status::Failed) => 1,
+        Some(Status::Unknown) => 2,
+        Some(Status::Skipped) => 3,
+        None => -1,
+    }
+}
+
+/// The exposition text of `snap`.
+pub(crate) fn render(snap: &Snapshot) -> Result<String, std::fmt::Error> {
+    let mut reg = Registry::default();
+    let up = Family::<Labels, Gauge>::default();
+    let state = Family::<Labels, Gauge>::default();
+    let duration = Family::<Labels, FloatGauge>::default();
+    let last = Family::<Labels, Gauge>::default();
+    for c in &snap.checks {
+        let l = labels(c);
+        state.get_or_create(&l).set(state_value(c.status));
+        // Only a pass or a failure says whether the service is up; unknown, skipped and
+        // never-run checks have no `up` sample at all.
+        let passed = match c.status {
+            Some(Status::Passed) => Some(1),
+            Some(Status::Failed) => Some(0),
+            _ => None,
+        };
+        if let Some(v) = passed {
+            up.get_or_create(&l).set(v);
+        }
+        if let Some(ms) = c.duration_ms {
+            duration.get_or_create(&l).set(ms as f64 / 1000.0);
+        }
+        if let Some(at) = c.last_at {
+            last.get_or_create(&l).set(secs(at));
+        }
+    }
+    reg.register(
+        "custodian_check_up",
+        "1 when the check's latest result passed, 0 when it failed; no sample while unknown, skipped or never run",
+        up,
+    );
+    reg.register(
+        "custodian_check_state",
+        "The check's state: 0 passed, 1 failed, 2 unknown (we could not check), 3 skipped, -1 never run",
+        state,
+    );
+    reg.register(
+        "custodian_check_duration_seconds",
+        "How long the check's latest run took",
+        duration,
+    );
+    reg.register(
+        "custodian_check_last_result_timestamp_seconds",
+        "When the check's latest result arrived (unix time)",
+        last,
+    );
+    engine(&mut reg, snap);
+    let mut out = String::new();
+    encode(&mut out, &reg)?;
+    Ok(out)
+}
+
+fn secs(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Serve's own counters.
+fn engine(reg: &mut Registry, snap: &Snapshot) {
+    let e = &snap.engine;
+    let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    let gauge = |reg: &mut Registry, name: &str, help: &str, v: i64| {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        reg.register(name, help, g);
+    };
+    counter(
+        reg,
+        "custodian_results",
+        "Results received since start",
+        e.results,
+    );
+    counter(
+        reg,
+        "custodian_overruns",
+        "Runs skipped because the check's previous run was still going",
+        e.overruns,
+    );
+    counter(
+        reg,
+        "custodian_reloads",
+        "Successful loads of the test files since start",
+        e.reloads,
+    );
+    gauge(
+        reg,
+        "custodian_in_flight",
+        "Checks started and not finished, or enqueued and not answered",
+        i64::try_from(e.in_flight).unwrap_or(i64::MAX),
+    );
+    gauge(
+        reg,
+        "custodian_checks",
+        "Checks loaded",
+        count(snap.checks.len()),
+    );
+    gauge(
+        reg,
+        "custodian_config_errors",
+        "Errors of the last reload (0 when it loaded; the previous set keeps running otherwise)",
+        count(snap.errors.len()),
+    );
+    gauge(
+        reg,
+        "custodian_last_reload_success_timestamp_seconds",
+        "When the running set of checks was loaded (unix time)",
+        secs(e.loaded_at),
+    );
+    gauge(
+        reg,
+        "custodian_start_time_seconds",
+        "When serve started (unix time)",
+        secs(e.started_at),
+    );
+}

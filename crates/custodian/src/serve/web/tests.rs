@@ -1,0 +1,495 @@
+//! In-process tests of the web side: a board with a few checks, a real history in a tempdir,
+//! the server on 127.0.0.1:0 and reqwest as the client.
+
+use super::{loopback_post, run, Web};
+use crate::serve::board::{Board, CheckView};
+use crate::serve::history::{History, Retention};
+use custodian_core::state::{AlertEvent, EventKind};
+use custodian_core::{Job, JobResult, Status};
+use reqwest::header;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+struct Served {
+    base: String,
+    web: Arc<Web>,
+    ok: String,
+    bad: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn job(probe: &str, target: &str, file: &str, lineno: u32) -> Job {
+    let mut j = Job::new(probe, target, None);
+    j.file = file.into();
+    j.lineno = lineno;
+    j.line = format!("{target} must run {probe}");
+    j
+}
+
+/// Four checks: `ok` passing (with history), `bad` failing with a hostile reason, one
+/// unknown and one never run; served with `token`.
+async fn start(token: Option<&str>) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history =
+        Arc::new(History::open(&dir.path().join("h.sqlite"), Retention::default()).expect("db"));
+    let now = crate::alerting::unix_now();
+    let board = Arc::new(Board::new(vec!["a.cus".into(), "b.cus".into()], now));
+    let mut ok = job("tcp", "127.0.0.1", "a.cus", 1);
+    ok.port = Some(22);
+    let mut bad = job("http", "http://127.0.0.1:1/", "b.cus", 2);
+    bad.otherwise = Some("web down & <b>out</b>".into());
+    let unk = job("dns", "127.0.0.3", "b.cus", 3);
+    let never = job("smtp", "127.0.0.2", "a.cus", 4);
+    let jobs = [&ok, &bad, &unk, &never];
+    board.load(jobs.iter().map(|j| CheckView::new(j, 60)).collect(), now);
+    for (i, ms) in [120, 80, 100].into_iter().enumerate() {
+        let r = JobResult::new(&ok, Status::Passed, None, ms, 1);
+        history.record(&r, now - 7200 + i as u64 * 3600, "local");
+        board.record(&r, "local", now);
+    }
+    let failed = JobResult::new(&bad, Status::Failed, Some(HOSTILE.into()), 5, 1);
+    history.record(&failed, now - 10, "w1");
+    board.record(&failed, "w1", now);
+    history.notice(&AlertEvent {
+        kind: EventKind::Raise,
+        result: failed,
+        at: now - 10,
+        raised_at: Some(now - 10),
+    });
+    let r = JobResult::new(&unk, Status::Unknown, Some("no socket".into()), 1, 1);
+    history.record(&r, now - 5, "local");
+    board.record(&r, "local", now);
+    history.flush().await;
+
+    let web = Arc::new(Web {
+        board,
+        history,
+        token: token.map(str::to_string),
+        ready: Arc::new(AtomicBool::new(true)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run(listener, Arc::clone(&web), async {
+        let _ = stop_rx.await;
+    }));
+    Served {
+        base,
+        web,
+        ok: ok.id(),
+        bad: bad.id(),
+        _dir: dir,
+        _stop: stop_tx,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn get(s: &Served, path: &str) -> (u16, String) {
+    let r = client()
+        .get(format!("{}{path}", s.base))
+        .send()
+        .await
+        .expect("get");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+async fn json(s: &Served, path: &str) -> serde_json::Value {
+    let (code, body) = get(s, path).await;
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+#[tokio::test]
+async fn page_lists_failing_first_and_escapes_peer_text() {
+    let s = start(None).await;
+    let r = client().get(&s.base).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(
+        h[header::CONTENT_SECURITY_POLICY],
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    );
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let body = r.text().await.expect("body");
+    assert!(body.contains("<meta http-equiv=refresh content=30>"));
+    assert!(!body.contains("<script"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    assert!(body.contains("web down &amp; &lt;b&gt;out&lt;/b&gt;"));
+    let pos = |t: &str| body.find(t).unwrap_or_else(|| panic!("{t} missing"));
+    // Failing (failed, unknown) before passing before never run.
+    assert!(pos("http://127.0.0.1:1/") < pos("tcp 127.0.0.1"));
+    assert!(pos("dns 127.0.0.3") < pos("tcp 127.0.0.1"));
+    assert!(pos("tcp 127.0.0.1") < pos("smtp 127.0.0.2"));
+    // The passing check has results in two hours: uptime 100 % and a sparkline.
+    assert!(body.contains("100.00%"), "{body}");
+    assert!(body.contains("<polyline"), "{body}");
+    assert!(body.contains(&format!("href=\"/check/{}\"", s.ok)));
+}
+
+#[tokio::test]
+async fn filters_narrow_page_and_api() {
+    let s = start(None).await;
+    let (_, body) = get(&s, "/?state=failed").await;
+    assert!(body.contains("http://127.0.0.1:1/") && !body.contains("tcp 127.0.0.1"));
+    let (_, body) = get(&s, "/?state=failing&type=&target=&file=").await;
+    assert!(body.contains("dns 127.0.0.3") && body.contains("http://127.0.0.1:1/"));
+    assert!(!body.contains("smtp 127.0.0.2"));
+    let (_, body) = get(&s, "/?type=TCP").await;
+    assert!(body.contains("tcp 127.0.0.1") && !body.contains("dns 127.0.0.3"));
+    let (_, body) = get(&s, "/?file=a.cus&state=pending").await;
+    assert!(body.contains("smtp 127.0.0.2"));
+    assert!(!body.contains(&format!("/check/{}", s.ok)), "{body}");
+    let v = json(&s, "/api/checks?target=127.0.0.3").await;
+    let checks = v["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 1, "{v}");
+    assert_eq!(checks[0]["state"], "unknown");
+    assert_eq!(json(&s, "/api/checks").await["matched"], 4);
+    assert_eq!(get(&s, "/?state=bogus").await.0, 400);
+    let long = "x".repeat(300);
+    assert_eq!(get(&s, &format!("/?target={long}")).await.0, 400);
+    assert_eq!(
+        get(&s, &format!("/?target={}", "y".repeat(5000))).await.0,
+        414
+    );
+}
+
+#[tokio::test]
+async fn reload_errors_are_shown_first_and_escaped() {
+    let s = start(None).await;
+    s.web
+        .board
+        .load_failed(vec!["b.cus:3:1: unknown word `<i>`".into()]);
+    let (_, body) = get(&s, "/").await;
+    let err = body
+        .find("b.cus:3:1: unknown word `&lt;i&gt;`")
+        .expect("error");
+    assert!(err < body.find("<table>").expect("table"));
+}
+
+#[tokio::test]
+async fn check_page_and_api_show_history() {
+    let s = start(None).await;
+    let (code, body) = get(&s, &format!("/check/{}", s.bad)).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("http://127.0.0.1:1/ must run http"));
+    assert!(body.contains("b.cus:2"));
+    assert!(body.contains("<svg") && body.contains("<rect x="), "{body}");
+    assert!(body.contains("&lt;script&gt;") && !body.contains("<script"));
+    assert!(body.contains("<td>raise</td>"), "{body}");
+    assert_eq!(get(&s, "/check/nosuch").await.0, 404);
+
+    let one = json(&s, &format!("/api/checks/{}", s.ok)).await;
+    assert_eq!(one["state"], "passed");
+    assert_eq!(one["uptime"]["24h"], 1.0);
+    assert_eq!(one["type"], "tcp");
+    let h = json(&s, &format!("/api/checks/{}/history?limit=2", s.ok)).await;
+    let rows = h["results"].as_array().expect("results");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["duration_ms"], 100, "newest first: {h}");
+    let h = json(&s, &format!("/api/checks/{}/history?resolution=hour", s.ok)).await;
+    assert_eq!(h["buckets"].as_array().expect("buckets").len(), 3, "{h}");
+    let path = format!("/api/checks/{}/history?resolution=week", s.ok);
+    assert_eq!(get(&s, &path).await.0, 400);
+    let n = json(&s, &format!("/api/notices?check={}", s.bad)).await;
+    assert_eq!(n["notices"][0]["kind"], "raise", "{n}");
+    let n = json(&s, &format!("/api/notices?check={}", s.ok)).await;
+    assert_eq!(n["notices"].as_array().expect("notices").len(), 0);
+}
+
+#[tokio::test]
+async fn token_guards_pages_api_and_metrics() {
+    let s = start(Some("s3cret")).await;
+    for path in ["/", "/api/checks", "/metrics", "/scans", "/check/x"] {
+        assert_eq!(get(&s, path).await.0, 401, "{path}");
+    }
+    assert_eq!(get(&s, "/healthz").await.0, 200);
+    assert_eq!(get(&s, "/readyz").await.0, 200);
+    let c = client();
+    let with = |auth: &str| {
+        c.get(format!("{}/api/checks", s.base))
+            .header(header::AUTHORIZATION, auth)
+            .send()
+    };
+    assert_eq!(with("Bearer s3cret").await.expect("get").status(), 200);
+    assert_eq!(with("Bearer s3cre").await.expect("get").status(), 401);
+    assert_eq!(with("Bearer s3cretx").await.expect("get").status(), 401);
+
+    let login = |t: &str| {
+        c.post(format!("{}/login", s.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("token={t}"))
+            .send()
+    };
+    assert_eq!(login("nope").await.expect("post").status(), 401);
+    let r = login("s3cret").await.expect("post");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains("s3cret"),
+        "the cookie must not hold the token"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let r = c
+        .get(&s.base)
+        .header(header::COOKIE, &pair)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let flipped = if pair.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{flipped}", &pair[..pair.len() - 1]);
+    let r = c
+        .get(&s.base)
+        .header(header::COOKIE, forged)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn metrics_have_one_series_per_check() {
+    let s = start(None).await;
+    let r = client()
+        .get(format!("{}/metrics", s.base))
+        .header(
+            header::ACCEPT,
+            "application/openmetrics-text; version=1.0.0",
+        )
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let ctype = r.headers()[header::CONTENT_TYPE].to_str().expect("type");
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    let open = r.text().await.expect("body");
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE custodian_results counter\n"));
+    // Without asking for OpenMetrics: the classic text format, which promtool checks.
+    let r = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("get");
+    assert!(r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .expect("type")
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.expect("body");
+    assert!(!text.contains("# EOF"));
+    assert!(
+        text.contains("# TYPE custodian_results_total counter\n"),
+        "{text}"
+    );
+    let series = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect::<Vec<_>>()
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name_labels, value) = line.rsplit_once(' ').expect("sample");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(name_labels.starts_with("custodian_"), "{line}");
+    }
+    let state = series("custodian_check_state");
+    assert_eq!(state.len(), 4, "{text}");
+    let bad = state
+        .iter()
+        .find(|l| l.contains(&s.bad))
+        .expect("bad series");
+    assert!(bad.contains("type=\"http\"") && bad.contains("file=\"b.cus\""));
+    assert!(bad.contains("line=\"2\"") && bad.ends_with(" 1"), "{bad}");
+    assert!(state
+        .iter()
+        .any(|l| l.contains("smtp") && l.ends_with(" -1")));
+    // Up only for the passed and the failed one.
+    let up = series("custodian_check_up");
+    assert_eq!(up.len(), 2, "{text}");
+    assert!(up.iter().any(|l| l.contains(&s.ok) && l.ends_with(" 1")));
+    assert_eq!(series("custodian_check_duration_seconds").len(), 3);
+    assert!(text.contains("\ncustodian_results_total 5\n"), "{text}");
+    assert!(text.contains("\ncustodian_config_errors 0\n"));
+    if let Some(out) = promtool(&text) {
+        assert!(out.status.success(), "promtool: {out:?}");
+    }
+}
+
+/// `promtool check metrics` on `text`, when promtool is installed.
+fn promtool(text: &str) -> Option<std::process::Output> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    Some(child.wait_with_output().expect("promtool"))
+}
+
+#[tokio::test]
+async fn readyz_turns_ready() {
+    let s = start(None).await;
+    s.web.ready.store(false, Ordering::Relaxed);
+    assert_eq!(get(&s, "/readyz").await.0, 503);
+    assert_eq!(get(&s, "/healthz").await.0, 200);
+    s.web.ready.store(true, Ordering::Relaxed);
+    assert_eq!(get(&s, "/readyz").await.0, 200);
+}
+
+fn report() -> serde_json::Value {
+    serde_json::json!({
+        "version": 1,
+        "targets": ["127.0.0.0/30"],
+        "checks": ["openrelay"],
+        "probes": 4,
+        "counts": {"open": 1, "closed": 3},
+        "findings": [{
+            "target": "127.0.0.1", "port": 25, "check": "openrelay", "verdict": "open",
+            "reason": "relayed", "evidence": "S: 250 <img src=x>", "source": "127.0.0.1"
+        }]
+    })
+}
+
+#[tokio::test]
+async fn posted_scan_shows_on_scans_page() {
+    let s = start(None).await;
+    let c = client();
+    let post = |body: Vec<u8>, ctype: &'static str| {
+        c.post(format!("{}/api/scans", s.base))
+            .header(header::CONTENT_TYPE, ctype)
+            .body(body)
+            .send()
+    };
+    let body = serde_json::to_vec(&report()).expect("json");
+    let r = post(body.clone(), "text/plain").await.expect("post");
+    assert_eq!(r.status(), 415, "a cross-site form cannot post one");
+    assert_eq!(
+        post(b"[1]".to_vec(), "application/json")
+            .await
+            .expect("post")
+            .status(),
+        400
+    );
+    let big = vec![b' '; (8 << 20) + 1];
+    let r = post(big, "application/json").await.expect("post");
+    assert_eq!(r.status(), 413);
+    let r = post(body, "application/json").await.expect("post");
+    assert_eq!(r.status(), 201);
+    let (code, page) = get(&s, "/scans").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("S: 250 &lt;img src=x&gt;"), "{page}");
+    assert!(page.contains("127.0.0.1:25") && page.contains("openrelay"));
+    assert!(!page.contains("<img"));
+    let v = json(&s, "/api/scans").await;
+    assert_eq!(v["scans"][0]["report"]["counts"]["open"], 1, "{v}");
+}
+
+#[tokio::test]
+async fn scan_post_needs_the_token_when_set() {
+    let s = start(Some("tok")).await;
+    let url = url::Url::parse(&format!("{}/api/scans", s.base)).expect("url");
+    let err = crate::scan::send_report(&url, &report(), None)
+        .await
+        .expect_err("no token");
+    assert!(err.to_string().contains("401"), "{err}");
+    crate::scan::send_report(&url, &report(), Some("tok".into()))
+        .await
+        .expect("with the token");
+    let v = json_with(&s, "/api/scans", "tok").await;
+    assert_eq!(v["scans"].as_array().expect("scans").len(), 1);
+}
+
+async fn json_with(s: &Served, path: &str, token: &str) -> serde_json::Value {
+    let r = client()
+        .get(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    serde_json::from_str(&r.text().await.expect("body")).expect("json")
+}
+
+#[tokio::test]
+async fn scan_command_reports_to_serve() {
+    use clap::Parser;
+    let s = start(None).await;
+    // A port nothing listens on: the scan finds it closed and reports its counts.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let cli = crate::cli::Cli::try_parse_from([
+        "custodian",
+        "scan",
+        "--quiet",
+        "--json",
+        "--checks",
+        "opensocks",
+        "--port",
+        &format!("opensocks={port}"),
+        "--report-to",
+        &format!("{}/api/scans", s.base),
+        "127.0.0.1",
+    ])
+    .expect("args");
+    let crate::cli::Command::Scan(args) = cli.command else {
+        panic!("not scan");
+    };
+    crate::scan::scan(args).await.expect("scan");
+    let v = json(&s, "/api/scans").await;
+    let rep = &v["scans"][0]["report"];
+    assert_eq!(rep["probes"], 1, "{v}");
+    assert_eq!(rep["checks"][0], "opensocks");
+    assert_eq!(rep["targets"][0], "127.0.0.1");
+    assert_eq!(rep["counts"]["closed"], 1, "{v}");
+}
+
+#[test]
+fn unauthenticated_posts_come_from_loopback_names_only() {
+    let mut h = axum::http::HeaderMap::new();
+    let lo: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let far: std::net::SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+    for (host, peer, ok) in [
+        ("127.0.0.1:8080", lo, true),
+        ("localhost:8080", lo, true),
+        ("[::1]:8080", lo, true),
+        ("evil.example:8080", lo, false),
+        ("127.0.0.1:8080", far, false),
+    ] {
+        h.insert(header::HOST, host.parse().expect("host"));
+        assert_eq!(loopback_post(peer, &h), ok, "{host} from {peer}");
+    }
+}
+
+#[test]
+fn report_urls_are_checked_before_scanning() {
+    assert!(crate::scan::report_url("http://127.0.0.1:8080/api/scans").is_ok());
+    let err = crate::scan::report_url("ftp://u:pw@127.0.0.1/x").expect_err("ftp");
+    assert!(!err.to_string().contains("pw"), "{err}");
+    assert!(crate::scan::report_url("not a url").is_err());
+}
