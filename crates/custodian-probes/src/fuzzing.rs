@@ -16,6 +16,10 @@ use hickory_proto::rr::{Name, RecordType};
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
+/// The longest reason quoting a peer's text: clipped to 121 characters, each escaped by
+/// `{:?}` to at most 10 (`\u{10ffff}`), plus our own words.
+const QUOTED: usize = 121 * 10 + 200;
+
 /// A reason or verdict a decoder hands on stays within `max` characters.
 fn bounded(said: &str, max: usize) {
     let n = said.chars().count();
@@ -147,7 +151,7 @@ pub fn mysql_greeting(p: &[u8]) -> bool {
             true
         }
         Err(why) => {
-            bounded(&why, 200);
+            bounded(&why, QUOTED);
             false
         }
     }
@@ -166,7 +170,7 @@ pub fn postgresql_answer(p: &[u8]) -> bool {
     assert!(len <= MAX_ANSWER);
     let body = &p[5..p.len().min(5 + len)];
     let said = judge_answer(head[0], body).unwrap_or_else(|e| e);
-    bounded(&said, 200 + body.len());
+    bounded(&said, QUOTED);
     true
 }
 
@@ -245,5 +249,8 @@ mod tests {
             inputs(seed, &seeds, |p| accepted += usize::from(entry(p)));
             assert!(accepted > 100, "{accepted} accepted");
         }
+        // Quotes in a refusal double when quoted: over 200 characters, still bounded.
+        let quotes = [&b"\xc8\x00\x00\x00\xff\x01\x00"[..], &[b'"'; 200]].concat();
+        assert!(!mysql_greeting(&quotes));
     }
 }
