@@ -230,6 +230,10 @@ pub struct JobResult {
     /// Time the attempts took, retry delays included, time queued for a slot not.
     pub duration_ms: u64,
     pub attempts: u32,
+    /// The job asked for its result to be reported back to `serve` ([`crate::Job::report`]);
+    /// not part of any output.
+    #[serde(skip)]
+    pub report: bool,
 }
 
 impl JobResult {
@@ -256,6 +260,7 @@ impl JobResult {
             subject: job.subject.clone(),
             duration_ms,
             attempts,
+            report: job.report,
         }
     }
 }

@@ -23,6 +23,8 @@ enum Role {
     Family(Family, bool),
     Timeout,
     Retries,
+    /// `every 30s`: how often `serve` runs the line.
+    Every,
     /// A type-specific phrase: its index in the spec's params.
     Param(usize),
 }
@@ -34,6 +36,7 @@ const COMMON: &[(&str, Role)] = &[
     ("with ipv6", Role::Family(Family::V6, false)),
     ("with timeout {timeout:int}", Role::Timeout),
     ("with retries {retries:int}", Role::Retries),
+    ("every {every}", Role::Every),
 ];
 
 const PORT: &[&str] = &[
@@ -58,6 +61,24 @@ fn phrases(spec: &ProbeSpec) -> Vec<(Phrase, Role)> {
         .chain(params)
         .map(|(text, role)| (Phrase::new(text), role))
         .collect()
+}
+
+/// `30s`, `5m`, `1h`, `1d` or a bare number of seconds, from 5 s to a day.
+pub fn parse_every(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let secs = n.checked_mul(scale)?;
+    (5..=86_400).contains(&secs).then_some(secs)
 }
 
 /// Turns expanded tests into jobs. `strict` makes unrecognised words errors.
@@ -305,6 +326,20 @@ impl Planner<'_> {
             }
             (Role::Retries, Some((n, at))) => {
                 job.retries = self.ranged(cx, at, n, 1, 100, "retries")
+            }
+            (Role::Every, _) => {
+                if let Some(v) = m.values.first() {
+                    let text = v.value.as_str().unwrap_or_default();
+                    match parse_every(text) {
+                        Some(secs) => job.every = Some(secs),
+                        None => self.error(
+                            cx,
+                            v.token.span,
+                            format!("`{text}` is not an interval from 5s to 1d"),
+                            Some("write e.g. `every 30s`, `every 5m`, `every 1h` (seconds when no unit)".into()),
+                        ),
+                    }
+                }
             }
             (Role::Family(family, only), _) => self.family(cx, index, job, family, only, span),
             (Role::Param(p), _) => {

@@ -55,6 +55,13 @@ pub struct Job {
     pub timeout: Option<u64>,
     /// Per-line total attempts override (`with retries N`).
     pub retries: Option<u32>,
+    /// How often `serve` runs this line, in seconds (`every 30s`); its interval otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// Scheduled by `serve`: the worker sends the result back on the broker's results queue
+    /// and leaves alerting to serve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report: bool,
     /// Probe-specific options, validated by the planner against the probe's parameters.
     pub options: BTreeMap<String, serde_json::Value>,
     /// The source line with secrets masked.
@@ -78,6 +85,8 @@ impl Job {
             family: Family::Any,
             timeout: None,
             retries: None,
+            every: None,
+            report: false,
             options: BTreeMap::new(),
             line: format!("{target} must run {probe}."),
             file: "-".to_string(),

@@ -54,6 +54,55 @@ pub(crate) enum Command {
     /// is scanned), 3 when nothing is open but some probes could not be run (our own error,
     /// such as no socket: "unknown", never "closed").
     Scan(ScanArgs),
+    /// Run every check on a schedule and serve a status page, a JSON API and metrics.
+    ///
+    /// Each check runs every `--interval` (or its line's `every 30s`), spread over the interval
+    /// so that thousands do not start in the same second. Test files and settings are reloaded
+    /// when they change and on SIGHUP; an edit with errors keeps the previous set running and
+    /// shows the errors on the page. Results are kept in a SQLite history. Alerting works as in
+    /// `run`. SIGTERM or SIGINT stops it gracefully.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the status page, JSON API and /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Default time between two runs of a check: seconds, or with a unit (`30s`, `5m`, `1h`),
+    /// from 5 s to 1 d.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = flag_every)]
+    pub(crate) interval: u64,
+    /// Schedule by enqueueing on this queue (`beanstalk://` or `redis://`) for workers,
+    /// instead of running checks here; the workers' results come back to serve.
+    #[arg(long, value_name = "URL")]
+    pub(crate) queue: Option<String>,
+    /// History database [default: history.sqlite beside the state file].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) db: Option<PathBuf>,
+    /// Require this bearer token for pages and API (also read from $CUSTODIAN_TOKEN);
+    /// /healthz and /readyz stay open.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CUSTODIAN_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+    /// Treat unrecognised words as errors rather than warnings.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Test files to run.
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+/// `--interval`: as a line's `every`.
+fn flag_every(s: &str) -> Result<u64, String> {
+    custodian_core::plan::parse_every(s)
+        .ok_or_else(|| format!("`{s}` is not an interval from 5s to 1d (e.g. 30s, 5m, 1h)"))
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod queue;
 mod report;
 mod resolve;
 mod scan;
+mod serve;
 mod settings;
 mod worker;
 
@@ -72,6 +73,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Worker(args) => queue::commands::worker(args).await,
         Command::Queue(args) => queue::commands::queue(args).await,
         Command::Scan(args) => scan::scan(args).await,
+        Command::Serve(args) => serve::serve(args).await,
     }
 }
 

@@ -337,3 +337,26 @@ fn credential_header_and_data_values_are_masked_in_line() {
         "http://x/ must run http with header 'X-Probe: yes'."
     );
 }
+
+#[test]
+fn every_sets_the_lines_interval_and_keeps_the_id() {
+    let j = job("a must run ssh every 30s");
+    assert_eq!(j.every, Some(30));
+    assert_eq!(job("a must run ssh every 5m").every, Some(300));
+    assert_eq!(job("a must run ssh every 90").every, Some(90));
+    assert_eq!(
+        j.id(),
+        job("a must run ssh").id(),
+        "the schedule is not the check"
+    );
+    for bad in ["every 2s", "every 2d", "every soon", "every 5x"] {
+        let d = diag(&format!("a must run ssh {bad}"), false);
+        assert!(
+            d.message.contains("not an interval"),
+            "{bad}: {}",
+            d.message
+        );
+    }
+    assert_eq!(super::parse_every("1h"), Some(3600));
+    assert_eq!(super::parse_every(""), None);
+}

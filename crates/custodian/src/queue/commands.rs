@@ -199,6 +199,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         name,
         json: args.json,
         worst: None,
+        reports: url.results()?.open(),
         alerting: crate::alerting::Alerting::new(&settings, || {
             crate::alerting::shared_store(&settings, &url)
         })
@@ -264,6 +265,8 @@ struct Output {
     /// Failed if any job failed, else Unknown if any could not be judged.
     worst: Option<Status>,
     alerting: Option<std::sync::Arc<crate::alerting::Alerting>>,
+    /// Where results of jobs scheduled by `serve` go back ([`QueueUrl::results`]).
+    reports: std::sync::Arc<dyn queue::JobQueue>,
 }
 
 impl Output {
@@ -276,7 +279,13 @@ impl Output {
             (Status::Unknown, None) => self.worst = Some(Status::Unknown),
             _ => {}
         }
-        let accepted = self.alerting.as_ref().map(|a| a.spawn(result.clone()));
+        let accepted = if result.report {
+            // serve scheduled it: serve keeps its state and alerts; the job is acknowledged
+            // once the result is on the results queue.
+            Some(self.report(&result))
+        } else {
+            self.alerting.as_ref().map(|a| a.spawn(result.clone()))
+        };
         let line = if self.json {
             json_line(&result, &self.name)
         } else {
@@ -284,6 +293,30 @@ impl Output {
         };
         // A closed stdout must not stop the worker from acknowledging its jobs.
         let _ = writeln!(std::io::stdout().lock(), "{line}");
+        accepted
+    }
+}
+
+impl Output {
+    /// Sends `result` back to serve; resolves once the broker took it (or gave up, logged:
+    /// the job is then acknowledged without its result, as a worker's own alert would be
+    /// lost on the same outage).
+    fn report(&self, result: &JobResult) -> crate::alerting::Accepted {
+        let report = super::Report {
+            at: crate::alerting::unix_now(),
+            worker: self.name.clone(),
+            result: result.clone(),
+        };
+        let q = std::sync::Arc::clone(&self.reports);
+        let (done, accepted) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let pending = [report.pending()];
+            let outage = Outage::default();
+            if let Err(e) = retry(&outage, BROKER_PATIENCE, || q.put(&pending)).await {
+                tracing::error!("sending a result back to serve: {e}");
+            }
+            let _ = done.send(());
+        });
         accepted
     }
 }

@@ -75,6 +75,30 @@ fn percent_decode(text: &str) -> Result<String> {
     String::from_utf8(out).context("queue URL credentials are not UTF-8")
 }
 
+/// A result sent back to `serve` on the results queue ([`QueueUrl::results`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Report {
+    /// When the worker finished it (unix seconds).
+    pub(crate) at: u64,
+    /// The worker's name.
+    pub(crate) worker: String,
+    pub(crate) result: custodian_core::JobResult,
+}
+
+impl Report {
+    /// As a queue entry: unique, so that two equal results are never merged as twins.
+    pub(crate) fn pending(&self) -> custodian_core::queue::Pending {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        custodian_core::queue::Pending {
+            id: format!("{}-{}-{}-{seq}", self.result.id, self.worker, self.at),
+            body: serde_json::to_vec(self).unwrap_or_default(),
+            // serve acknowledges as it reads; a long lease only matters if serve dies mid-batch.
+            lease: Duration::from_secs(300),
+        }
+    }
+}
+
 impl QueueUrl {
     /// `beanstalk://HOST:PORT[/TUBE]` or `redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=NAME]`.
     pub(crate) fn parse(text: &str) -> Result<QueueUrl> {
@@ -117,6 +141,28 @@ impl QueueUrl {
             }
             other => bail!("unknown queue scheme {other:?}: use beanstalk:// or redis://"),
         }
+    }
+
+    /// Where workers send back the results of jobs that `serve` scheduled: the tube
+    /// `<tube>.results`, or the Redis prefix `<prefix>.results`, on the same broker.
+    pub(crate) fn results(&self) -> Result<QueueUrl> {
+        Ok(match self {
+            QueueUrl::Beanstalk { addr, tube } => QueueUrl::Beanstalk {
+                addr: addr.clone(),
+                tube: beanstalk::tube_name(&format!("{tube}.results"))?,
+            },
+            QueueUrl::Redis {
+                addr,
+                db,
+                prefix,
+                auth,
+            } => QueueUrl::Redis {
+                addr: addr.clone(),
+                db: *db,
+                prefix: format!("{prefix}.results"),
+                auth: auth.clone(),
+            },
+        })
     }
 
     /// A client for this queue; it connects lazily and reconnects after failures.

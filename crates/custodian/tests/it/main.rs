@@ -11,4 +11,5 @@ mod queue_broker;
 mod run;
 mod scan;
 mod secret_refs;
+mod serve;
 mod tls;

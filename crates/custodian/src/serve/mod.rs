@@ -1,0 +1,473 @@
+//! `custodian serve`: runs every check on a schedule, reloads the test files when they change,
+//! keeps history, alerts as `run` does, and serves the status page, JSON API and metrics.
+
+mod board;
+mod history;
+mod schedule;
+mod web;
+
+use crate::cli::ServeArgs;
+use crate::queue::QueueUrl;
+use crate::settings::Settings;
+use anyhow::{Context, Result};
+use board::{Board, CheckView};
+use custodian_core::queue::{self, JobQueue};
+use custodian_core::{Job, JobResult};
+use history::History;
+use schedule::Schedule;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+
+/// How often the test and settings files are looked at for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// After a stop signal, how long checks in flight may still finish.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What a settings file decides, rebuilt when it changes.
+struct Live {
+    settings: Settings,
+    engine: Arc<crate::worker::Engine>,
+    alerting: Option<Arc<crate::alerting::Alerting>>,
+}
+
+impl Live {
+    async fn build(args: &ServeArgs) -> Result<Live> {
+        let settings = Settings::load(args.common.settings.as_deref())?;
+        settings.validate()?;
+        let env = crate::probe_env(&settings)?;
+        let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
+        let alerting = crate::alerting::Alerting::new(&settings, || {
+            let store = crate::alerting::FileStore::open(&settings.state_file(), settings.policy());
+            Ok(Box::new(store))
+        })
+        .await?;
+        let engine = crate::worker::Engine::with_env(settings.clone(), env);
+        Ok(Live {
+            settings,
+            engine,
+            alerting,
+        })
+    }
+
+    /// Lets the alerts of a replaced set finish in the background.
+    fn retire(self) {
+        if let Some(a) = self.alerting {
+            tokio::spawn(async move { a.finish().await });
+        }
+    }
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut live = Live::build(&args).await?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| beside(&live.settings.state_file(), "history.sqlite"));
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let history = Arc::new(
+        History::open(&db, history::Retention::default())
+            .with_context(|| format!("history database {}", db.display()))?,
+    );
+    let files: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    let board = Arc::new(Board::new(files, crate::alerting::unix_now()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let (stop_tx, stop) = watch::channel(false);
+    let web = Arc::new(web::Web {
+        board: Arc::clone(&board),
+        history: Arc::clone(&history),
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        ready: Arc::clone(&ready),
+    });
+    let web_task = tokio::spawn(web::run(listener, web, stopped(stop.clone())));
+    tracing::info!("serving on http://{}/", args.listen);
+
+    let (results_tx, mut results) = mpsc::channel::<(JobResult, String)>(1024);
+    // With a queue, due jobs go to the workers and their results come back on the results
+    // queue; serve keeps state, history and alerting for the whole fleet.
+    let queue = match &args.queue {
+        Some(text) => {
+            let url = QueueUrl::parse(text)?;
+            let results = url.results()?.open();
+            tokio::spawn(collect(results, results_tx.clone(), stop.clone()));
+            Some(url.open())
+        }
+        None => None,
+    };
+    let mut schedule = Schedule::new(args.interval);
+    let mut reload = Reload::new(&args);
+    let (hup_tx, mut hup) = mpsc::channel::<()>(1);
+    tokio::spawn(signals(stop_tx, hup_tx));
+    let mut stop_rx = stop.clone();
+
+    // The first load must succeed: nothing else could run.
+    match reload.load(&args, &live.settings).await {
+        Ok(jobs) => install(&board, &mut schedule, jobs, args.interval),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}\n");
+            }
+            anyhow::bail!(
+                "{} error(s) in the test files: nothing is served",
+                errors.len()
+            );
+        }
+    }
+    ready.store(true, Ordering::Relaxed);
+    notify_systemd("READY=1");
+
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let due = schedule.due(tokio::time::Instant::now());
+                match &queue {
+                    Some(q) => {
+                        // The broker holds them now; a job still pending is not added twice.
+                        for job in &due {
+                            schedule.done(&job.id());
+                        }
+                        if !due.is_empty() {
+                            tokio::spawn(enqueue(Arc::clone(q), live.settings.clone(), due));
+                        }
+                    }
+                    None => {
+                        for job in due {
+                            let engine = Arc::clone(&live.engine);
+                            let tx = results_tx.clone();
+                            board.engine(|e| e.in_flight += 1);
+                            tokio::spawn(async move {
+                                let r = engine.run_job(&job).await;
+                                let _ = tx.send((r, "local".to_string())).await;
+                            });
+                        }
+                    }
+                }
+                let overruns = schedule.take_overruns();
+                if overruns > 0 {
+                    board.engine(|e| e.overruns += overruns);
+                }
+            }
+            Some((r, worker)) = results.recv() => {
+                if worker == "local" {
+                    board.engine(|e| e.in_flight = e.in_flight.saturating_sub(1));
+                }
+                finish(&board, &history, live.alerting.as_ref(), &mut schedule, r, &worker);
+            }
+            _ = watch.tick() => {
+                if reload.changed() {
+                    tracing::info!("test files or settings changed: reloading");
+                    reload_now(&mut reload, &args, &mut live, &board, &mut schedule).await;
+                }
+            }
+            Some(()) = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                reload_now(&mut reload, &args, &mut live, &board, &mut schedule).await;
+            }
+            _ = stopped(stop_rx.clone()) => break,
+        }
+        if *stop_rx.borrow_and_update() {
+            break;
+        }
+    }
+    notify_systemd("STOPPING=1");
+    tracing::warn!("stopping: no new checks; finishing those in flight");
+    drop(results_tx);
+    let grace = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(grace);
+    while schedule.running() > 0 {
+        tokio::select! {
+            Some((r, worker)) = results.recv() => {
+                finish(&board, &history, live.alerting.as_ref(), &mut schedule, r, &worker);
+            }
+            _ = &mut grace => {
+                tracing::warn!("{} checks still running: abandoned", schedule.running());
+                break;
+            }
+        }
+    }
+    history.flush().await;
+    if let Some(a) = &live.alerting {
+        a.finish().await;
+    }
+    let _ = web_task.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Puts scheduled jobs on the queue, marked to be reported back.
+async fn enqueue(q: Arc<dyn JobQueue>, settings: Settings, due: Vec<Arc<Job>>) {
+    let pending: Vec<_> = due
+        .iter()
+        .map(|j| {
+            let job = Job {
+                report: true,
+                ..Job::clone(j)
+            };
+            let lease = crate::queue::lease_for(
+                &job,
+                settings.timeout(),
+                settings.retries,
+                settings.retry_delay(),
+            );
+            queue::encode(&job, lease)
+        })
+        .collect();
+    let outage = crate::queue::Outage::default();
+    // Within one interval: the next round enqueues them again anyway.
+    let patience = Duration::from_secs(30);
+    if let Err(e) = crate::queue::retry(&outage, patience, || q.put(&pending)).await {
+        tracing::error!("enqueueing {} due checks: {e}", pending.len());
+    }
+}
+
+/// Reads the workers' results from the results queue until `stop`, handing each on and then
+/// acknowledging it.
+async fn collect(
+    q: Arc<dyn JobQueue>,
+    tx: mpsc::Sender<(JobResult, String)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let outage = crate::queue::Outage::default();
+    let mut backoff = crate::queue::Backoff::new();
+    while !*stop.borrow_and_update() {
+        let leases = tokio::select! {
+            got = q.reserve(64, Duration::from_millis(500)) => got,
+            _ = stopped(stop.clone()) => break,
+        };
+        let leases = match leases {
+            Ok(l) => {
+                outage.ok();
+                backoff = crate::queue::Backoff::new();
+                l
+            }
+            Err(e) => {
+                outage.failed(&e);
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        for lease in &leases {
+            match serde_json::from_slice::<crate::queue::Report>(&lease.body) {
+                Ok(r) => {
+                    if tx.send((r.result, r.worker)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("dropping an unreadable result: {e}"),
+            }
+        }
+        if !leases.is_empty() {
+            let _ = crate::queue::retry(&outage, Duration::from_secs(30), || q.ack(&leases)).await;
+        }
+    }
+}
+
+/// Where a result goes: the board, the history, alerting; and its check may run again.
+fn finish(
+    board: &Board,
+    history: &History,
+    alerting: Option<&Arc<crate::alerting::Alerting>>,
+    schedule: &mut Schedule,
+    r: JobResult,
+    worker: &str,
+) {
+    let now = crate::alerting::unix_now();
+    schedule.done(&r.id);
+    board.record(&r, worker, now);
+    history.record(&r, now, worker);
+    if let Some(a) = alerting {
+        // serve acknowledges nothing: it need not wait for the state to be stored.
+        drop(a.spawn(r));
+    }
+}
+
+/// Replaces the running set with `jobs`.
+fn install(board: &Board, schedule: &mut Schedule, jobs: Vec<Job>, interval: u64) {
+    let views = jobs
+        .iter()
+        .map(|j| CheckView::new(j, j.every.unwrap_or(interval)))
+        .collect();
+    board.load(views, crate::alerting::unix_now());
+    let n = schedule.replace(jobs);
+    tracing::info!("{n} checks loaded");
+}
+
+/// Reloads settings (when their file changed) and test files; on any error the running set
+/// stays as it was and the errors are shown.
+async fn reload_now(
+    reload: &mut Reload,
+    args: &ServeArgs,
+    live: &mut Live,
+    board: &Board,
+    schedule: &mut Schedule,
+) {
+    let settings_changed = reload.settings_changed();
+    let fresh = match settings_changed {
+        true => match Live::build(args).await {
+            Ok(fresh) => Some(fresh),
+            Err(e) => {
+                let e = format!("settings: {e:#}");
+                tracing::error!("{e}; the previous set keeps running");
+                reload.mark_seen();
+                board.load_failed(vec![e]);
+                return;
+            }
+        },
+        false => None,
+    };
+    let settings = fresh.as_ref().map_or(&live.settings, |f| &f.settings);
+    match reload.load(args, settings).await {
+        Ok(jobs) => {
+            if let Some(fresh) = fresh {
+                std::mem::replace(live, fresh).retire();
+                tracing::info!("settings reloaded");
+            }
+            install(board, schedule, jobs, args.interval);
+        }
+        Err(errors) => {
+            tracing::error!(
+                "{} error(s) in the test files: the previous set keeps running",
+                errors.len()
+            );
+            for e in &errors {
+                tracing::error!("{e}");
+            }
+            if let Some(fresh) = fresh {
+                fresh.retire();
+            }
+            board.load_failed(errors);
+        }
+    }
+}
+
+/// The watched files and what they looked like at the last load.
+struct Reload {
+    /// The test files, then the settings file when one was given.
+    paths: Vec<PathBuf>,
+    settings: bool,
+    seen: Vec<Option<SystemTime>>,
+}
+
+impl Reload {
+    fn new(args: &ServeArgs) -> Self {
+        let mut paths = args.files.clone();
+        paths.extend(args.common.settings.clone());
+        Reload {
+            seen: Vec::new(),
+            settings: args.common.settings.is_some(),
+            paths,
+        }
+    }
+
+    fn stamps(&self) -> Vec<Option<SystemTime>> {
+        self.paths
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+
+    /// Whether any watched file changed (or appeared, or went) since the last load.
+    fn changed(&self) -> bool {
+        self.stamps() != self.seen
+    }
+
+    /// Whether the settings file (the last watched path, when given) changed.
+    fn settings_changed(&self) -> bool {
+        self.settings && self.stamps().last() != self.seen.last()
+    }
+
+    /// Takes the files as they are now as seen, so an unchanged bad edit is not retried.
+    fn mark_seen(&mut self) {
+        self.seen = self.stamps();
+    }
+
+    /// Loads the test files: the jobs, or every error as `file:line:col: message` text.
+    async fn load(
+        &mut self,
+        args: &ServeArgs,
+        settings: &Settings,
+    ) -> std::result::Result<Vec<Job>, Vec<String>> {
+        self.seen = self.stamps();
+        let loaded = crate::load::load(
+            &args.files,
+            args.strict,
+            settings.fetch_timeout(),
+            settings.max_jobs,
+        )
+        .await
+        .map_err(|e| vec![format!("{e:#}")])?;
+        for d in loaded.diagnostics.iter().filter(|d| !d.is_error()) {
+            tracing::warn!("{d}");
+        }
+        if loaded.errors() > 0 {
+            return Err(loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.to_string())
+                .collect());
+        }
+        Ok(loaded.jobs)
+    }
+}
+
+/// `name` in the directory of `path`.
+fn beside(path: &Path, name: &str) -> PathBuf {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// SIGTERM/SIGINT set `stop`; SIGHUP asks for a reload.
+async fn signals(stop: watch::Sender<bool>, hup: mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop serve with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hangup.recv() => {
+                // One pending reload is enough.
+                let _ = hup.try_send(());
+            }
+        }
+    }
+    let _ = stop.send(true);
+}
+
+/// Tells systemd (`Type=notify`) about readiness and stopping; nothing without systemd.
+fn notify_systemd(state: &str) {
+    let state = match state {
+        "READY=1" => sd_notify::NotifyState::Ready,
+        _ => sd_notify::NotifyState::Stopping,
+    };
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
