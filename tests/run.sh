@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full test command: starts the real test daemons (tests/peers, installing their
 # Debian packages if needed), runs every workspace test with their addresses exported, and stops
-# the daemons again whatever happened. Exits with cargo's status.
+# the daemons again whatever happened. Exits with cargo's status, or 1 if a daemon survived.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -13,7 +13,13 @@ fi
 command -v cargo >/dev/null || { echo "run.sh: cargo not found" >&2; exit 127; }
 
 export CUSTODIAN_PEERS_DIR=${CUSTODIAN_PEERS_DIR:-/tmp/custodian-peers}
-trap 'tests/peers/down.sh' EXIT
+# Stop the daemons whatever happened; one that survives (down.sh names it) fails the run.
+stop_peers() {
+    local status=$?
+    tests/peers/down.sh || [ "$status" -ne 0 ] || status=1
+    exit "$status"
+}
+trap stop_peers EXIT
 trap 'exit 130' INT TERM
 
 # up.sh prints its failure (with the daemon's log) on stderr; set -e stops us then.

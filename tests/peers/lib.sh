@@ -27,11 +27,13 @@ die() {
 render() { sed "s|@DIR@|$DIR|g" "$1" >"$2"; }
 
 # alive PIDFILE EXE: whether the pid file names a live process running EXE (guards pid reuse).
+# Both sides are resolved: /proc/PID/exe names the real file, and EXE may be a symlink (Debian's
+# /usr/bin/redis-server -> redis-check-rdb), which compared unresolved never matched.
 alive() {
     local pid
     pid=$(head -n1 "$1" 2>/dev/null | tr -dc 0-9)
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$2" ]
+    [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$2")" ]
 }
 
 # launch LOG CMD...: run CMD detached from our stdio and from the up.sh lock (fd 9), so a
