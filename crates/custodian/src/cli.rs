@@ -15,6 +15,17 @@ use std::path::PathBuf;
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Log format on stderr: `text` (colour only on a terminal, never with NO_COLOR) or `json`
+    /// (one object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "CUSTODIAN_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: crate::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,7 +51,8 @@ pub(crate) enum Command {
     Enqueue(EnqueueArgs),
     /// Run jobs from a queue until stopped (SIGTERM/SIGINT: finish what is in flight, exit 0).
     ///
-    /// Prints one line per finished job. A job is acknowledged only after its result was
+    /// Logs a summary every 60 s (jobs, failed, unknown); `--verbose` prints one line per
+    /// finished job, `--json` one object. A job is acknowledged only after its result was
     /// handed on, so a worker that dies loses nothing: its jobs are delivered again.
     Worker(WorkerArgs),
     /// Show a queue's counts (pending, reserved, buried, oldest age) or flush it.
@@ -62,6 +74,11 @@ pub(crate) enum Command {
     /// shows the errors on the page. Results are kept in a SQLite history. Alerting works as in
     /// `run`. SIGTERM or SIGINT stops it gracefully.
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(crate::docs::CompletionsArgs),
+    /// Write man pages for custodian and every subcommand into DIR (used to build packages).
+    #[command(hide = true)]
+    Manpages(crate::docs::ManpagesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +280,10 @@ pub(crate) struct WorkerArgs {
     /// Print one JSON object per finished job: the `run --json` fields plus `worker`.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print one text line per finished job (`FAIL tcp 192.0.2.1 — reason — t.cfg:3`);
+    /// without it (or --json) a worker logs only a summary every 60 s.
+    #[arg(long, short)]
+    pub(crate) verbose: bool,
     /// This worker's name in results [default: HOSTNAME-PID].
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,

@@ -2,6 +2,7 @@
 
 mod alerting;
 mod cli;
+mod docs;
 mod load;
 mod queue;
 mod report;
@@ -39,15 +40,80 @@ fn exit_for(results: &[JobResult]) -> ExitCode {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// How logs are written on stderr (`--log-format`, `CUSTODIAN_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Starts logging on stderr. `CUSTODIAN_LOG` (an env-filter) overrides the level: warnings by
+/// default, plus custodian's own info lines (start, reloads, the worker's summary) for the
+/// long-running commands, which is what a journal should hold.
+fn init_logging(format: LogFormat, command: &Command) {
+    let default = match command {
+        Command::Worker(_) | Command::Serve(_) => "warn,custodian=info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+        .unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            let ansi = colour_wanted(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
+            let logs = logs.with_ansi(ansi);
+            // journald stamps every line itself; a second timestamp only takes room.
+            if stderr_is_journal() {
+                logs.without_time().init();
+            } else {
+                logs.init();
+            }
+        }
+    }
+}
+
+/// Whether stderr is the journal stream systemd set up: `JOURNAL_STREAM` holds its
+/// `DEVICE:INODE`, and a child whose stderr was redirected elsewhere inherits the variable.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let meta = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata().ok());
+    meta.is_some_and(|m| same_stream(&var.to_string_lossy(), m.dev(), m.ino()))
+}
+
+/// Whether `JOURNAL_STREAM`'s `DEVICE:INODE` names the file with `dev` and `ino`.
+fn same_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
+    let Some((d, i)) = journal_stream.split_once(':') else {
+        return false;
+    };
+    d.parse() == Ok(dev) && i.parse() == Ok(ino)
+}
+
+/// Colour codes only for a person at a terminal, and never when `NO_COLOR` is set to
+/// something (no-color.org): journald and log files would store them as garbage.
+fn colour_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && !matches!(no_color, Some(v) if !v.is_empty())
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -74,6 +140,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Queue(args) => queue::commands::queue(args).await,
         Command::Scan(args) => scan::scan(args).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Completions(args) => Ok(docs::completions(&args)),
+        Command::Manpages(args) => docs::manpages(&args),
     }
 }
 
@@ -295,6 +363,24 @@ fn cap_concurrency(mut settings: Settings, fd_limit: Option<u64>) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_wanted(true, None));
+        assert!(!colour_wanted(false, None));
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(colour_wanted(true, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn journal_stream_must_name_stderr_itself() {
+        assert!(same_stream("8:4711", 8, 4711));
+        assert!(!same_stream("8:4711", 8, 4712));
+        assert!(!same_stream("8:4711", 9, 4711));
+        assert!(!same_stream("garbage", 8, 4711));
+    }
 
     #[test]
     fn concurrency_stays_under_the_open_file_limit() {

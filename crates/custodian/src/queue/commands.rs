@@ -8,7 +8,7 @@ use anyhow::Result;
 use custodian_core::{mask_url, queue, JobResult, Status};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long `enqueue` and `queue` keep retrying an unreachable broker before giving up.
@@ -198,6 +198,9 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let mut out = Output {
         name,
         json: args.json,
+        verbose: args.verbose,
+        tally: Tally::default(),
+        since: Instant::now(),
         worst: None,
         reports: url.results()?.open(),
         alerting: crate::alerting::Alerting::new(&settings, || {
@@ -214,6 +217,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     if let Some(a) = &out.alerting {
         a.finish().await;
     }
+    out.summarise();
     driven.map_err(|e| refusal(&e, "worker", &args.queue))?;
     Ok(match (args.drain, out.worst) {
         (true, Some(Status::Failed)) => ExitCode::FAILURE,
@@ -258,10 +262,50 @@ fn default_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// How often a worker logs its [`Tally`] (when jobs arrive; an idle worker stays quiet).
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// What a worker finished since its last summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    jobs: u64,
+    failed: u64,
+    unknown: u64,
+}
+
+impl Tally {
+    fn count(&mut self, status: Status) {
+        self.jobs += 1;
+        match status {
+            Status::Failed => self.failed += 1,
+            Status::Unknown => self.unknown += 1,
+            _ => {}
+        }
+    }
+
+    /// `last 60s: 120 job(s), 3 failed, 1 unknown`.
+    fn line(&self, over: Duration) -> String {
+        format!(
+            "last {}s: {} job(s), {} failed, {} unknown",
+            over.as_secs(),
+            self.jobs,
+            self.failed,
+            self.unknown
+        )
+    }
+}
+
 /// Where a worker's results go.
 struct Output {
     name: String,
+    /// One JSON object per job on stdout (`--json`).
     json: bool,
+    /// One text line per job on stdout (`--verbose`); otherwise only the periodic summary,
+    /// so a journal is not flooded with a line per passing check.
+    verbose: bool,
+    tally: Tally,
+    /// Start of the period `tally` counts.
+    since: Instant,
     /// Failed if any job failed, else Unknown if any could not be judged.
     worst: Option<Status>,
     alerting: Option<std::sync::Arc<crate::alerting::Alerting>>,
@@ -287,13 +331,37 @@ impl Output {
             self.alerting.as_ref().map(|a| a.spawn(result.clone()))
         };
         let line = if self.json {
-            json_line(&result, &self.name)
+            Some(json_line(&result, &self.name))
+        } else if self.verbose {
+            Some(text_line(&result))
         } else {
-            text_line(&result)
+            None
         };
-        // A closed stdout must not stop the worker from acknowledging its jobs.
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        if let Some(line) = line {
+            // A closed stdout must not stop the worker from acknowledging its jobs.
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+        self.tally.count(result.status);
+        if self.since.elapsed() >= SUMMARY_EVERY {
+            self.summarise();
+        }
         accepted
+    }
+
+    /// Logs what was finished since the last summary (nothing if no job was) and starts a
+    /// new period.
+    fn summarise(&mut self) {
+        let tally = std::mem::take(&mut self.tally);
+        let over = std::mem::replace(&mut self.since, Instant::now()).elapsed();
+        if tally.jobs > 0 {
+            tracing::info!(
+                jobs = tally.jobs,
+                failed = tally.failed,
+                unknown = tally.unknown,
+                "{}",
+                tally.line(over)
+            );
+        }
     }
 }
 
@@ -423,6 +491,31 @@ mod tests {
         assert_eq!(v["worker"], "w1");
         assert_eq!(v["status"], "failed");
         assert_eq!(v["attempts"], 1);
+    }
+
+    #[test]
+    fn the_summary_counts_jobs_failures_and_unknowns() {
+        let mut t = Tally::default();
+        for s in [
+            Status::Passed,
+            Status::Failed,
+            Status::Unknown,
+            Status::Failed,
+        ] {
+            t.count(s);
+        }
+        assert_eq!(
+            t,
+            Tally {
+                jobs: 4,
+                failed: 2,
+                unknown: 1
+            }
+        );
+        assert_eq!(
+            t.line(Duration::from_secs(61)),
+            "last 61s: 4 job(s), 2 failed, 1 unknown"
+        );
     }
 
     #[test]

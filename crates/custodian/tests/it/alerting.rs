@@ -75,16 +75,30 @@ fn workers_keep_states_in_redis() {
         &url,
         "--drain",
     ];
-    for _ in 0..2 {
+    for verbose in [true, false] {
         let r = custodian(dir.path(), &["enqueue", "--queue", &url, "t.cfg"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        let r = custodian(dir.path(), &worker);
-        assert!(
-            r.stdout.contains("FAIL tcp 127.0.0.1"),
-            "{}{}",
-            r.stdout,
-            r.stderr
-        );
+        let mut args = worker.to_vec();
+        if verbose {
+            args.push("--verbose");
+        }
+        let r = custodian(dir.path(), &args);
+        if verbose {
+            assert!(
+                r.stdout.contains("FAIL tcp 127.0.0.1"),
+                "{}{}",
+                r.stdout,
+                r.stderr
+            );
+        } else {
+            // Quiet by default: no line per job, a summary in the log instead.
+            assert_eq!(r.stdout, "", "{}", r.stderr);
+            assert!(
+                r.stderr.contains("1 job(s), 1 failed, 0 unknown"),
+                "{}",
+                r.stderr
+            );
+        }
     }
     let lines = alerts(dir.path());
     assert_eq!(lines.len(), 1, "one raise over two workers: {lines:?}");
