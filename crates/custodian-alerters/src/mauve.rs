@@ -3,11 +3,14 @@
 //! `raise_time`, a clear `clear_time`; firing notices carry `suppress_until`: now plus
 //! `working_suppress` minutes inside working hours (Monday–Friday, `day_start` to `day_end`
 //! local time), else plus `oncall_suppress` minutes (defaults 10, 18, 4, 10).
-//! Settings: `mauve_target = IP[:PORT]`, or `[alerters.mauve]` with `address`, `day_start`,
-//! `day_end`, `working_suppress`, `oncall_suppress`; the source is `alert_source`.
-//! The few fields are encoded and decoded by hand (no protoc at build time).
+//! Settings: `mauve_target = HOST[:PORT]`, or `[alerters.mauve]` with `address`, `day_start`,
+//! `day_end`, `working_suppress`, `oncall_suppress`; the source is `alert_source`. HOST is an
+//! IP or a name (as in the original's `mauve_target = alert.example.com`), resolved when an
+//! alert is sent ([`resolve`]), never while settings load.
+//! The few fields are encoded and decoded by hand (no protoc at build time), numbered as
+//! mauve's published schema (proto/mauve.proto).
 
-use crate::{headline, socket_addr, Alerter, Common, Error};
+use crate::{headline, Alerter, Common, Error};
 use chrono::{Datelike, Timelike};
 use custodian_core::state::{AlertEvent, EventKind};
 use futures::future::BoxFuture;
@@ -22,6 +25,7 @@ const MAX_SUPPRESS: u64 = 10 * 365 * 24 * 60;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MauveConfig {
+    /// `IP`, `IP:PORT`, `NAME` or `NAME:PORT` of the mauve server.
     pub address: String,
     /// First hour of the working day, local time.
     #[serde(default = "day_start")]
@@ -62,7 +66,7 @@ impl MauveConfig {
     }
 
     pub fn validate(&self) -> Result<(), Error> {
-        socket_addr(&self.address, DEFAULT_PORT)?;
+        resolve::parse(&self.address, DEFAULT_PORT)?;
         if self.day_start >= self.day_end || self.day_end > 24 {
             return Err(Error::Config("need 0 <= day_start < day_end <= 24".into()));
         }
@@ -111,21 +115,23 @@ pub struct AlertUpdate {
     pub source: String,
     pub replace: bool,
     pub alert: Vec<Alert>,
+    /// Not sent by custodian (mauve checks it only when configured to).
+    pub signature: Option<Vec<u8>>,
     pub transmission_time: Option<u64>,
 }
 
 pub struct MauveAlerter {
     config: MauveConfig,
-    addr: SocketAddr,
+    target: resolve::Target,
     source: String,
 }
 
 impl MauveAlerter {
     pub fn new(config: MauveConfig, common: &Common) -> Result<Self, Error> {
-        let addr = socket_addr(&config.address, DEFAULT_PORT)?;
+        let target = resolve::Target::new(resolve::parse(&config.address, DEFAULT_PORT)?);
         Ok(MauveAlerter {
             config,
-            addr,
+            target,
             source: common.source.clone(),
         })
     }
@@ -160,6 +166,7 @@ pub fn render(
         source: source.to_string(),
         replace: false,
         alert: vec![alert],
+        signature: None,
         transmission_time: Some(event.at),
     }
 }
@@ -188,19 +195,23 @@ impl Alerter for MauveAlerter {
             let when = (local.weekday().num_days_from_monday(), local.hour());
             let id = rand::random::<u64>();
             let packet = wire::encode(&render(event, &self.config, &self.source, id, when));
-            let bind: SocketAddr = if self.addr.is_ipv4() {
+            let addr = self.target.addr().await?;
+            let bind: SocketAddr = if addr.is_ipv4() {
                 ([0, 0, 0, 0], 0).into()
             } else {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             };
             let sock = tokio::net::UdpSocket::bind(bind).await?;
-            sock.send_to(&packet, self.addr).await?;
+            sock.send_to(&packet, addr).await?;
             Ok(())
         })
     }
 }
 
+pub mod resolve;
 pub mod wire;
+#[cfg(test)]
+mod published;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Protobuf encoding of [`AlertUpdate`] and [`Alert`] by hand: varints and length-delimited
-//! fields, the only two wire types mauve.proto uses. The decoder skips unknown fields.
+//! fields, the only two wire types mauve.proto uses, numbered as mauve's published schema
+//! (`proto/mauve.proto`). The decoder skips unknown fields.
 
 use super::{Alert, AlertUpdate};
 use crate::Error;
@@ -7,7 +8,7 @@ use crate::Error;
 const VARINT: u8 = 0;
 const LEN: u8 = 2;
 
-/// The packet bytes of `update`.
+/// The packet bytes of `update`, numbered as mauve's published schema (proto/mauve.proto).
 pub fn encode(update: &AlertUpdate) -> Vec<u8> {
     let mut out = Vec::new();
     varint_field(&mut out, 1, update.transmission_id);
@@ -16,27 +17,34 @@ pub fn encode(update: &AlertUpdate) -> Vec<u8> {
     for a in &update.alert {
         bytes_field(&mut out, 4, &encode_alert(a));
     }
+    if let Some(sig) = &update.signature {
+        bytes_field(&mut out, 5, sig);
+    }
     if let Some(t) = update.transmission_time {
-        varint_field(&mut out, 5, t);
+        varint_field(&mut out, 8, t);
     }
     out
 }
 
+/// Fields in number order, as protobuf encoders write them.
 fn encode_alert(a: &Alert) -> Vec<u8> {
     let mut out = Vec::new();
     bytes_field(&mut out, 1, a.id.as_bytes());
-    for (n, s) in [(2, &a.subject), (3, &a.summary), (4, &a.detail)] {
-        if let Some(s) = s {
-            bytes_field(&mut out, n, s.as_bytes());
-        }
-    }
-    for (n, v) in [(5, a.raise_time), (6, a.clear_time), (7, a.suppress_until)] {
+    for (n, v) in [(2, a.raise_time), (3, a.clear_time)] {
         if let Some(v) = v {
             varint_field(&mut out, n, v);
         }
     }
+    for (n, s) in [(4, &a.subject), (5, &a.summary), (6, &a.detail)] {
+        if let Some(s) = s {
+            bytes_field(&mut out, n, s.as_bytes());
+        }
+    }
     if let Some(i) = a.importance {
-        varint_field(&mut out, 8, u64::from(i));
+        varint_field(&mut out, 7, u64::from(i));
+    }
+    if let Some(v) = a.suppress_until {
+        varint_field(&mut out, 8, v);
     }
     out
 }
@@ -119,7 +127,8 @@ pub fn decode(buf: &[u8]) -> Result<AlertUpdate, Error> {
             (2, Value::Bytes(b)) => u.source = text(b)?,
             (3, Value::Int(i)) => u.replace = i != 0,
             (4, Value::Bytes(b)) => u.alert.push(decode_alert(b)?),
-            (5, Value::Int(i)) => u.transmission_time = Some(i),
+            (5, Value::Bytes(b)) => u.signature = Some(b.to_vec()),
+            (8, Value::Int(i)) => u.transmission_time = Some(i),
             _ => {}
         }
     }
@@ -131,13 +140,13 @@ fn decode_alert(buf: &[u8]) -> Result<Alert, Error> {
     for (n, v) in fields(buf)? {
         match (n, v) {
             (1, Value::Bytes(b)) => a.id = text(b)?,
-            (2, Value::Bytes(b)) => a.subject = Some(text(b)?),
-            (3, Value::Bytes(b)) => a.summary = Some(text(b)?),
-            (4, Value::Bytes(b)) => a.detail = Some(text(b)?),
-            (5, Value::Int(i)) => a.raise_time = Some(i),
-            (6, Value::Int(i)) => a.clear_time = Some(i),
-            (7, Value::Int(i)) => a.suppress_until = Some(i),
-            (8, Value::Int(i)) => a.importance = u32::try_from(i).ok(),
+            (2, Value::Int(i)) => a.raise_time = Some(i),
+            (3, Value::Int(i)) => a.clear_time = Some(i),
+            (4, Value::Bytes(b)) => a.subject = Some(text(b)?),
+            (5, Value::Bytes(b)) => a.summary = Some(text(b)?),
+            (6, Value::Bytes(b)) => a.detail = Some(text(b)?),
+            (7, Value::Int(i)) => a.importance = u32::try_from(i).ok(),
+            (8, Value::Int(i)) => a.suppress_until = Some(i),
             _ => {}
         }
     }
@@ -176,6 +185,9 @@ mod tests {
                 source: text(&mut rng),
                 replace: rng.gen(),
                 alert: vec![alert; rng.gen_range(0..3)],
+                signature: rng
+                    .gen::<bool>()
+                    .then(|| text(&mut rng).into_bytes()),
                 transmission_time: rng.gen::<bool>().then(|| rng.gen()),
             };
             let bytes = encode(&u);
@@ -219,6 +231,7 @@ mod tests {
                 importance: Some(2),
                 ..Alert::default()
             }],
+            signature: None,
             transmission_time: Some(1_700_000_000_000),
         };
         let bytes = encode(&u);
