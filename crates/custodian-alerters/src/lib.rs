@@ -12,7 +12,6 @@ use std::time::Duration;
 
 mod dispatch;
 mod http_json;
-mod resp;
 
 // The decoders of receivers' bytes behind one door, only for the fuzz targets in fuzz/.
 #[doc(hidden)]
@@ -205,10 +204,10 @@ mod tests {
 
     /// Files in src/ that are plumbing, not alerters.
     const PLUMBING: &[&str] = &[
+        "fuzzing",
         "lib",
         "dispatch",
         "http_json",
-        "resp",
         "testutil",
         "testutil_http",
     ];

@@ -461,7 +461,8 @@ async fn redis_password_from_the_environment_or_a_file() {
     match host("redis", addr, &[("password", unset)]).await {
         Outcome::Unknown { error } => assert_eq!(
             error,
-            "bad option: password: environment variable CUSTODIAN_TEST_NEVER_SET_PW is not set"
+            "bad option: password: environment variable CUSTODIAN_TEST_NEVER_SET_PW is not set \
+             (set it in the worker's environment, e.g. the unit's EnvironmentFile=)"
         ),
         other => panic!("expected unknown, got {other:?}"),
     }

@@ -228,6 +228,7 @@ fn passwords_from_the_environment_are_read_by_the_worker_and_never_shown() {
     assert_eq!(rows[1]["status"], "unknown", "{}", rows[1]);
     assert_eq!(
         rows[1]["error"],
-        "could not check: bad option: password: environment variable CUSTODIAN_IT_NEVER_SET_PW is not set"
+        "could not check: bad option: password: environment variable CUSTODIAN_IT_NEVER_SET_PW is not set \
+             (set it in the worker's environment, e.g. the unit's EnvironmentFile=)"
     );
 }
