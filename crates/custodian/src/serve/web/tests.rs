@@ -493,3 +493,64 @@ fn report_urls_are_checked_before_scanning() {
     assert!(!err.to_string().contains("pw"), "{err}");
     assert!(crate::scan::report_url("not a url").is_err());
 }
+
+#[test]
+fn metrics_text_of_a_fixed_board() {
+    use crate::serve::board::{Engine, Snapshot};
+    let view = |probe: &str, target: &str, line: u32, status: Option<Status>| {
+        let mut v = CheckView::new(&job(probe, target, "t.cus", line), 60);
+        v.status = status;
+        v.duration_ms = status.map(|_| 1500);
+        v.last_at = status.map(|_| 1_700_000_000);
+        v
+    };
+    let snap = Snapshot {
+        checks: vec![
+            view("http", "http://127.0.0.1/a\"b\\c", 1, Some(Status::Failed)),
+            view("tcp", "127.0.0.1", 2, Some(Status::Passed)),
+            view("dns", "127.0.0.3", 3, Some(Status::Unknown)),
+            view("smtp", "127.0.0.2", 4, None),
+        ],
+        errors: vec!["t.cus:9:1: nope".into()],
+        engine: Engine {
+            results: 7,
+            in_flight: 2,
+            overruns: 1,
+            reloads: 3,
+            loaded_at: 1_700_000_100,
+            started_at: 1_699_999_000,
+        },
+        files: vec!["t.cus".into()],
+    };
+    // Ids are hashes of the job's fields: named by type here, so the snapshot does not
+    // change with the id scheme.
+    let mut open = super::metrics::render(&snap).expect("render");
+    for c in &snap.checks {
+        open = open.replace(&c.id, &format!("ID-{}", c.probe));
+    }
+    insta::assert_snapshot!("metrics_openmetrics", samples_sorted(&open));
+    let text = super::metrics::prometheus_text(&open);
+    insta::assert_snapshot!("metrics_prometheus_text", samples_sorted(&text));
+    if let Some(out) = promtool(&text) {
+        assert!(out.status.success(), "promtool: {out:?}");
+    }
+}
+
+/// The exposition with each family's samples sorted: a family keeps its series in a hash
+/// map, so their order changes from run to run.
+fn samples_sorted(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            run.sort_unstable();
+            out.append(&mut run);
+            out.push(line);
+        } else {
+            run.push(line);
+        }
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n")
+}
