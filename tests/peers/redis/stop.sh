@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Stops both test Redis servers by their pid files; safe when they are not running.
+# Stops the test Redis servers by their pid files; safe when they are not running.
 set -euo pipefail
 # shellcheck source=tests/peers/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
-stop_pid "$DIR/redis/auth.pid" /usr/bin/redis-server
-stop_pid "$DIR/redis/open.pid" /usr/bin/redis-server
+# /usr/bin/redis-server is a symlink: /proc/PID/exe names its target.
+EXE=$(readlink -f /usr/bin/redis-server)
+for name in auth open tls sock; do
+    stop_pid "$DIR/redis/$name.pid" "$EXE"
+done
