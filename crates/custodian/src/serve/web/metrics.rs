@@ -29,7 +29,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// OpenMetrics to clients that ask for it (Prometheus does), else the classic text format
 /// (curl, `promtool check metrics`).
 pub(super) async fn metrics(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let text = match render(&web.board.snapshot()) {
+    let text = match render(&web.board.snapshot(), web.history.dropped()) {
         Ok(t) => t,
         Err(e) => {
             return super::Refusal::internal(anyhow::anyhow!("encoding metrics: {e}"))
@@ -95,8 +95,8 @@ pub(crate) fn state_value(s: Option<Status>) -> i64 {
     }
 }
 
-/// The exposition text of `snap`.
-pub(crate) fn render(snap: &Snapshot) -> Result<String, std::fmt::Error> {
+/// The exposition text of `snap`, with `dropped` history rows.
+pub(crate) fn render(snap: &Snapshot, dropped: u64) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
     let up = Family::<Labels, Gauge>::default();
     let state = Family::<Labels, Gauge>::default();
@@ -142,7 +142,7 @@ pub(crate) fn render(snap: &Snapshot) -> Result<String, std::fmt::Error> {
         "When the check's latest result arrived (unix time)",
         last,
     );
-    engine(&mut reg, snap);
+    engine(&mut reg, snap, dropped);
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)
@@ -157,7 +157,7 @@ fn count(n: usize) -> i64 {
 }
 
 /// Serve's own counters.
-fn engine(reg: &mut Registry, snap: &Snapshot) {
+fn engine(reg: &mut Registry, snap: &Snapshot, dropped: u64) {
     let e = &snap.engine;
     let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
         let c = Counter::<u64>::default();
@@ -186,6 +186,12 @@ fn engine(reg: &mut Registry, snap: &Snapshot) {
         "custodian_reloads",
         "Successful loads of the test files since start",
         e.reloads,
+    );
+    counter(
+        reg,
+        "custodian_history_dropped",
+        "Results not written to the history because its writer could not keep up",
+        dropped,
     );
     gauge(
         reg,

@@ -327,6 +327,10 @@ async fn metrics_have_one_series_per_check() {
     assert_eq!(series("custodian_check_duration_seconds").len(), 3);
     assert!(text.contains("\ncustodian_results_total 5\n"), "{text}");
     assert!(text.contains("\ncustodian_config_errors 0\n"));
+    assert!(
+        text.contains("\ncustodian_history_dropped_total 0\n"),
+        "{text}"
+    );
     if let Some(out) = promtool(&text) {
         assert!(out.status.success(), "promtool: {out:?}");
     }
@@ -524,7 +528,7 @@ fn metrics_text_of_a_fixed_board() {
     };
     // Ids are hashes of the job's fields: named by type here, so the snapshot does not
     // change with the id scheme.
-    let mut open = super::metrics::render(&snap).expect("render");
+    let mut open = super::metrics::render(&snap, 0).expect("render");
     for c in &snap.checks {
         open = open.replace(&c.id, &format!("ID-{}", c.probe));
     }
