@@ -208,10 +208,10 @@ impl Alerter for MauveAlerter {
     }
 }
 
-pub mod resolve;
-pub mod wire;
 #[cfg(test)]
 mod published;
+pub mod resolve;
+pub mod wire;
 
 #[cfg(test)]
 mod tests {

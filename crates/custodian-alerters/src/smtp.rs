@@ -1,36 +1,74 @@
-//! `smtp`: one email per notice through a relay. Subject: the headline (`RAISE: <subject or
-//! target> (<type>) - <reason>`); body: type, target, reason, `otherwise` text, line and
-//! timing. A small client: EHLO, optional STARTTLS (rustls, verified against the web roots
-//! plus `ca_file`), AUTH PLAIN (only inside TLS), MAIL, RCPT per recipient, DATA, QUIT.
+//! `smtp`: one email per notice through a relay, sent with lettre. Subject: the headline
+//! (`RAISE: <subject or target> (<type>) - <reason>`, RFC 2047-encoded when not ASCII); body:
+//! type, target, reason, `otherwise` text, line and timing; `Date` (the event's time) and a
+//! unique `Message-ID`. TLS is rustls, verified against the system's roots plus `ca_file`:
+//! implicit TLS for `smtps://` or port 465, else STARTTLS `required`, `opportunistic` (when
+//! offered) or `none`. AUTH PLAIN or LOGIN, only inside TLS; the password may be
+//! `${env:NAME}` or `${file:/path}`, read at each send.
 //! Settings: `smtp_target = ADDR[,ADDR...]` (relay 127.0.0.1:25), or `[alerters.smtp]` with
-//! `relay` (IP[:PORT]), `starttls`, `tls_name`, `ca_file`, `username`, `password`, `from`,
-//! `to`, `helo`.
+//! `relay` (`[smtp://|smtps://]IP[:PORT]`), `starttls`, `tls_name`, `ca_file`, `username`,
+//! `password`, `from`, `to`, `helo`.
 
 use crate::{headline, human_duration, socket_addr, Alerter, Common, Error};
-use base64::Engine;
+use custodian_core::secret::{self, SecretRef};
 use custodian_core::state::AlertEvent;
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use lettre::message::{header::ContentType, Mailbox, Message};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 
 pub const DEFAULT_PORT: u16 = 25;
+/// Submission over implicit TLS (RFC 8314).
+pub const SMTPS_PORT: u16 = 465;
+
+/// Whether to upgrade a plain connection with STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartTls {
+    /// Refuse to send unless the relay offers STARTTLS and the upgrade succeeds.
+    Required,
+    /// Upgrade when the relay offers it (a failed upgrade is an error), else send in clear.
+    Opportunistic,
+    /// Never upgrade.
+    None,
+}
+
+/// `starttls = true|false` (the earlier form) or `"required"|"opportunistic"|"none"`.
+fn starttls_setting<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StartTls>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bool(bool),
+        Mode(StartTls),
+    }
+    Ok(Some(match Either::deserialize(d)? {
+        Either::Bool(true) => StartTls::Required,
+        Either::Bool(false) => StartTls::None,
+        Either::Mode(m) => m,
+    }))
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
-    /// `IP` or `IP:PORT` of the relay.
+    /// `IP`, `IP:PORT`, `smtp://IP[:PORT]` or `smtps://IP[:PORT]` (implicit TLS, port 465).
     #[serde(default = "default_relay")]
     pub relay: String,
-    /// Upgrade with STARTTLS before sending (required when set).
-    #[serde(default)]
-    pub starttls: bool,
+    /// STARTTLS on a plain connection (default: `opportunistic`, but `none` for a loopback
+    /// relay, whose certificate could not match its address and whose mail stays on the host).
+    #[serde(default, deserialize_with = "starttls_setting")]
+    pub starttls: Option<StartTls>,
     /// Name the relay's certificate must carry (default: its IP address).
     pub tls_name: Option<String>,
-    /// Extra PEM CA bundle trusted for the relay.
+    /// Extra PEM CA bundle trusted for the relay, besides the system's roots.
     pub ca_file: Option<PathBuf>,
     pub username: Option<String>,
+    /// The password, or `${env:NAME}` / `${file:/path}` naming where it is read at each send.
     pub password: Option<String>,
     #[serde(default = "default_from")]
     pub from: String,
@@ -49,76 +87,177 @@ fn default_helo() -> String {
     "localhost".into()
 }
 
+/// How the connection is secured, resolved from `relay` and `starttls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Implicit,
+    StartTls(StartTls),
+}
+
 impl SmtpConfig {
     pub fn from_target(target: &str) -> Result<Self, Error> {
         Ok(SmtpConfig {
             relay: default_relay(),
-            starttls: false,
+            starttls: None,
             tls_name: None,
             ca_file: None,
             username: None,
             password: None,
             from: default_from(),
-            to: target.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            to: target
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             helo: default_helo(),
         })
     }
 
+    /// The relay's address and whether it speaks TLS from the first byte.
+    pub fn relay_addr(&self) -> Result<(SocketAddr, bool), Error> {
+        let (rest, smtps) = match (
+            self.relay.strip_prefix("smtps://"),
+            self.relay.strip_prefix("smtp://"),
+        ) {
+            (Some(r), _) => (r, true),
+            (_, Some(r)) => (r, false),
+            _ => (self.relay.as_str(), false),
+        };
+        let addr = socket_addr(rest, if smtps { SMTPS_PORT } else { DEFAULT_PORT })?;
+        Ok((addr, smtps || addr.port() == SMTPS_PORT))
+    }
+
+    /// Implicit TLS, or the STARTTLS mode in force.
+    pub fn security(&self) -> Result<Security, Error> {
+        let (addr, implicit) = self.relay_addr()?;
+        match (implicit, self.starttls) {
+            (true, None) => Ok(Security::Implicit),
+            (true, Some(_)) => Err(Error::Config(
+                "`starttls` does not apply to implicit TLS (smtps:// or port 465)".into(),
+            )),
+            (false, Some(mode)) => Ok(Security::StartTls(mode)),
+            (false, None) if addr.ip().is_loopback() => Ok(Security::StartTls(StartTls::None)),
+            (false, None) => Ok(Security::StartTls(StartTls::Opportunistic)),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
-        socket_addr(&self.relay, DEFAULT_PORT)?;
+        let security = self.security()?;
         if self.to.is_empty() {
             return Err(Error::Config("no recipient (`to`)".into()));
         }
         for a in self.to.iter().chain([&self.from]) {
-            if !a.contains('@') || a.contains(['<', '>', '\r', '\n', ' ']) {
-                return Err(Error::Config(format!("{a:?} is not a mail address")));
-            }
+            mailbox(a)?;
         }
         if self.username.is_some() != self.password.is_some() {
             return Err(Error::Config("username and password go together".into()));
         }
-        if self.username.is_some() && !self.starttls {
-            return Err(Error::Config("AUTH needs starttls = true (no passwords in clear)".into()));
+        if let Some(pw) = &self.password {
+            secret::reference(pw).map_err(|e| Error::Config(format!("password: {e}")))?;
+        }
+        let tls_certain = matches!(
+            security,
+            Security::Implicit | Security::StartTls(StartTls::Required)
+        );
+        if self.username.is_some() && !tls_certain {
+            return Err(Error::Config(
+                "AUTH needs TLS: starttls = \"required\" or smtps:// (no passwords in clear)"
+                    .into(),
+            ));
+        }
+        if let Some(name) = &self.tls_name {
+            rustls::pki_types::ServerName::try_from(name.as_str())
+                .map_err(|e| Error::Config(format!("tls_name {name:?}: {e}")))?;
         }
         Ok(())
     }
 }
 
+/// A mail address (`ops@example.com` or `Ops <ops@example.com>`), as lettre parses it.
+fn mailbox(text: &str) -> Result<Mailbox, Error> {
+    text.parse::<Mailbox>()
+        .map_err(|e| Error::Config(format!("{text:?} is not a mail address: {e}")))
+}
+
 pub struct SmtpAlerter {
     config: SmtpConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    addr: SocketAddr,
+    tls: Tls,
+    password: Option<SecretRef>,
 }
 
 impl SmtpAlerter {
     pub fn new(config: SmtpConfig, _: &Common) -> Result<Self, Error> {
-        let tls = if config.starttls {
-            Some(tls_config(config.ca_file.as_deref())?)
-        } else {
-            None
+        config.validate()?;
+        let (addr, _) = config.relay_addr()?;
+        let tls = match config.security()? {
+            Security::StartTls(StartTls::None) => Tls::None,
+            Security::StartTls(StartTls::Required) => Tls::Required(tls_params(&config, addr)?),
+            Security::StartTls(StartTls::Opportunistic) => {
+                Tls::Opportunistic(tls_params(&config, addr)?)
+            }
+            Security::Implicit => Tls::Wrapper(tls_params(&config, addr)?),
         };
-        Ok(SmtpAlerter { config, tls })
+        let password = match &config.password {
+            Some(p) => secret::reference(p).map_err(|e| Error::Config(format!("password: {e}")))?,
+            None => None,
+        };
+        Ok(SmtpAlerter {
+            addr,
+            tls,
+            password,
+            config,
+        })
+    }
+
+    /// The password as configured, or read now from its reference.
+    fn password(&self) -> Result<Option<String>, Error> {
+        let Some(pw) = &self.config.password else {
+            return Ok(None);
+        };
+        let value = match &self.password {
+            None => pw.clone(),
+            Some(SecretRef::Env(name)) => std::env::var(name)
+                .map_err(|_| Error::Config(format!("password: ${{env:{name}}} is not set")))?,
+            Some(SecretRef::File(path)) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("password: {}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        };
+        Ok(Some(value))
+    }
+
+    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, Error> {
+        let c = &self.config;
+        let mut b =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.addr.ip().to_string())
+                .port(self.addr.port())
+                .tls(self.tls.clone())
+                .hello_name(ClientId::Domain(c.helo.clone()));
+        if let (Some(user), Some(pw)) = (&c.username, self.password()?) {
+            b = b
+                .credentials(Credentials::new(user.clone(), pw))
+                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+        }
+        Ok(b.build())
     }
 }
 
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, Error> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
+fn tls_params(config: &SmtpConfig, addr: SocketAddr) -> Result<TlsParameters, Error> {
+    let name = config
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| addr.ip().to_string());
+    let mut b = TlsParameters::builder(name);
+    if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-            roots.add(cert).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        }
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        b = b.add_root_certificate(cert);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    b.build_rustls()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))
 }
 
 /// Header values on one line: CR and LF would start new headers.
@@ -126,12 +265,10 @@ fn header_safe(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
 }
 
-/// The message (headers and body, CRLF line ends, not yet dot-stuffed) for `event`.
-pub fn render(event: &AlertEvent, config: &SmtpConfig) -> String {
+/// The message for `event`: headers (Subject encoded by lettre when needed, Date, Message-ID)
+/// and a plain-text body.
+pub fn render(event: &AlertEvent, config: &SmtpConfig) -> Result<Message, Error> {
     let r = &event.result;
-    let date = chrono::DateTime::from_timestamp(event.at.min(i64::MAX as u64) as i64, 0)
-        .unwrap_or_default()
-        .to_rfc2822();
     let mut body = vec![
         format!("Event:     {}", event.kind.word()),
         format!("Type:      {}", r.probe),
@@ -140,119 +277,45 @@ pub fn render(event: &AlertEvent, config: &SmtpConfig) -> String {
     body.extend(r.subject.as_ref().map(|s| format!("Subject:   {s}")));
     body.extend(r.error.as_ref().map(|e| format!("Reason:    {e}")));
     body.extend(r.otherwise.as_ref().map(|o| format!("Otherwise: {o}")));
-    body.extend(event.failing_for().map(|d| format!("Failing:   {}", human_duration(d))));
+    body.extend(
+        event
+            .failing_for()
+            .map(|d| format!("Failing:   {}", human_duration(d))),
+    );
     body.push(format!("Test:      {} ({}:{})", r.line, r.file, r.lineno));
-    let headers = [
-        format!("From: {}", config.from),
-        format!("To: {}", config.to.join(", ")),
-        format!("Subject: {}", header_safe(&headline(event))),
-        format!("Date: {date}"),
-        "MIME-Version: 1.0".to_string(),
-        "Content-Type: text/plain; charset=utf-8".to_string(),
-        "Content-Transfer-Encoding: 8bit".to_string(),
-    ];
     let body: Vec<String> = body.iter().map(|l| l.replace(['\r', '\n'], " ")).collect();
-    format!("{}\r\n\r\n{}\r\n", headers.join("\r\n"), body.join("\r\n"))
-}
-
-/// Dot-stuffs `message` and ends it with the lone dot.
-pub fn data_block(message: &str) -> String {
-    let mut out = String::new();
-    for line in message.split("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
+    let from = mailbox(&config.from)?;
+    // The right-hand side names the sender's domain, as RFC 5322 suggests.
+    let id = format!(
+        "<{}.{:016x}.custodian@{}>",
+        event.at,
+        rand::random::<u64>(),
+        from.email.domain()
+    );
+    let mut m = Message::builder()
+        .from(from)
+        .subject(header_safe(&headline(event)))
+        .date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(event.at))
+        .message_id(Some(id))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &config.to {
+        m = m.to(mailbox(to)?);
     }
-    // `split` leaves one empty piece after the final CRLF: drop its extra CRLF.
-    out.truncate(out.len() - 2);
-    out.push_str(".\r\n");
-    out
-}
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-type Conn = BufStream<Box<dyn Io>>;
-
-/// Reads one (possibly multi-line) reply; returns its code and text.
-async fn reply(io: &mut Conn) -> Result<(u16, String), Error> {
-    let mut text = String::new();
-    loop {
-        let mut line = String::new();
-        if (&mut *io).take(4096).read_line(&mut line).await? == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        let code = line.get(..3).and_then(|c| c.parse().ok());
-        let Some(code) = code else {
-            return Err(Error::Rejected(format!("bad SMTP reply {:?}", line.trim_end())));
-        };
-        text.push_str(line.get(4..).unwrap_or("").trim_end());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((code, text));
-        }
-        text.push('\n');
-    }
-}
-
-/// Sends `line` (CRLF added) and wants a reply of class `want` (2 or 3).
-async fn command(io: &mut Conn, line: &str, want: u16) -> Result<String, Error> {
-    io.write_all(format!("{line}\r\n").as_bytes()).await?;
-    io.flush().await?;
-    expect(io, want, line).await
-}
-
-async fn expect(io: &mut Conn, want: u16, after: &str) -> Result<String, Error> {
-    let (code, text) = reply(io).await?;
-    if code / 100 != want {
-        // The AUTH line carries the password: never quote it.
-        let what = if after.starts_with("AUTH") { "AUTH" } else { after };
-        return Err(Error::Rejected(format!("{what}: {code} {text}")));
-    }
-    Ok(text)
+    m.body(body.join("\r\n") + "\r\n")
+        .map_err(|e| Error::Config(format!("message: {e}")))
 }
 
 impl SmtpAlerter {
-    async fn connect(&self) -> Result<Conn, Error> {
-        let addr = socket_addr(&self.config.relay, DEFAULT_PORT)?;
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let mut io: Conn = BufStream::new(Box::new(tcp));
-        expect(&mut io, 2, "greeting").await?;
-        let ehlo = format!("EHLO {}", self.config.helo);
-        let features = command(&mut io, &ehlo, 2).await?;
-        let Some(tls) = &self.tls else { return Ok(io) };
-        if !features.lines().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
-            return Err(Error::Rejected("relay does not offer STARTTLS".into()));
-        }
-        command(&mut io, "STARTTLS", 2).await?;
-        let name = self.config.tls_name.clone().unwrap_or_else(|| addr.ip().to_string());
-        let server = rustls::pki_types::ServerName::try_from(name)
-            .map_err(|e| Error::Config(format!("tls_name: {e}")))?;
-        let plain = io.into_inner();
-        let secured = tokio_rustls::TlsConnector::from(Arc::clone(tls)).connect(server, plain).await?;
-        let mut io: Conn = BufStream::new(Box::new(secured));
-        command(&mut io, &ehlo, 2).await?;
-        Ok(io)
-    }
-
     async fn send(&self, event: &AlertEvent) -> Result<(), Error> {
-        let c = &self.config;
-        let mut io = self.connect().await?;
-        if let (Some(user), Some(pw)) = (&c.username, &c.password) {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
-            command(&mut io, &format!("AUTH PLAIN {token}"), 2).await?;
-        }
-        command(&mut io, &format!("MAIL FROM:<{}>", c.from), 2).await?;
-        for to in &c.to {
-            command(&mut io, &format!("RCPT TO:<{to}>"), 2).await?;
-        }
-        command(&mut io, "DATA", 3).await?;
-        io.write_all(data_block(&render(event, c)).as_bytes()).await?;
-        io.flush().await?;
-        expect(&mut io, 2, "end of data").await?;
-        // The mail is accepted; a failing QUIT changes nothing.
-        let _ = command(&mut io, "QUIT", 2).await;
+        let message = render(event, &self.config)?;
+        let transport = self.transport()?;
+        transport.send(message).await.map_err(|e| {
+            if e.is_permanent() || e.is_transient() {
+                Error::Rejected(e.to_string())
+            } else {
+                Error::Io(std::io::Error::other(e.to_string()))
+            }
+        })?;
         Ok(())
     }
 }

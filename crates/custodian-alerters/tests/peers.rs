@@ -190,16 +190,17 @@ fn mails(maildir: &Path, tok: &str) -> Vec<String> {
         .collect()
 }
 
-/// Decodes one mauve packet with protoc, independently of our decoder.
+/// Decodes one mauve packet with protoc and mauve's published schema (a test-only copy),
+/// independently of our decoder and of proto/mauve.proto.
 fn protoc_decode(packet: &[u8]) -> String {
     let protoc = custodian_testpeers::peers().get("protoc");
-    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
     let mut child = Command::new(protoc)
         .args([
             "--decode=mauve.proto.AlertUpdate",
             "-I",
             proto_dir,
-            "mauve.proto",
+            "mauve-published.proto",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -419,11 +420,13 @@ async fn an_unreachable_receiver_fails_alone() {
 
 /// The submission Postfix of the probe tests (STARTTLS required, then AUTH through Dovecot);
 /// it discards what it accepts, so only the dialogue is checked here.
-fn submission(password: &str) -> custodian_alerters::smtp::SmtpAlerter {
+fn submission(relay: &str, password: &str) -> custodian_alerters::smtp::SmtpAlerter {
+    use custodian_alerters::smtp::StartTls;
     let peers = custodian_testpeers::peers();
+    let implicit = relay.starts_with("smtps://");
     let config = custodian_alerters::smtp::SmtpConfig {
-        relay: peers.get("submission").to_string(),
-        starttls: true,
+        relay: relay.to_string(),
+        starttls: (!implicit).then_some(StartTls::Required),
         tls_name: None,
         ca_file: Some(PathBuf::from(peers.get("ca"))),
         username: Some(peers.get("mail_user").to_string()),
@@ -446,16 +449,71 @@ async fn smtp_upgrades_with_starttls_and_authenticates() {
         at: 1,
         raised_at: Some(1),
     };
-    let good = custodian_testpeers::peers().get("mail_password");
-    submission(good)
-        .deliver(&event)
-        .await
-        .expect("accepted after STARTTLS and AUTH");
-    let err = submission("wrong-pw-123")
-        .deliver(&event)
-        .await
-        .expect_err("bad password");
-    let text = err.to_string();
-    assert!(text.starts_with("rejected: AUTH: 535"), "{text}");
-    assert!(!text.contains("wrong-pw-123"), "{text}");
+    let peers = custodian_testpeers::peers();
+    let good = peers.get("mail_password");
+    let starttls = peers.get("submission").to_string();
+    let implicit = format!("smtps://{}", peers.get("smtps"));
+    for relay in [starttls, implicit] {
+        submission(&relay, good)
+            .deliver(&event)
+            .await
+            .unwrap_or_else(|e| panic!("{relay}: accepted after TLS and AUTH: {e}"));
+        let err = submission(&relay, "wrong-pw-123")
+            .deliver(&event)
+            .await
+            .expect_err("bad password");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("rejected: ") && text.contains("535"),
+            "{text}"
+        );
+        assert!(!text.contains("wrong-pw-123"), "{text}");
+    }
+}
+
+/// A non-ASCII subject reaches Postfix's Maildir RFC 2047-encoded, with Date and Message-ID.
+#[tokio::test]
+async fn a_non_ascii_subject_arrives_encoded_with_date_and_message_id() {
+    use custodian_alerters::Alerter;
+    let peers = custodian_testpeers::peers();
+    let tok = token();
+    let mut config =
+        custodian_alerters::smtp::SmtpConfig::from_target(&format!("{tok}@custodian.test"))
+            .expect("cfg");
+    config.relay = peers.get("mailsink").to_string();
+    config.from = "custodian@custodian.test".into();
+    let a = custodian_alerters::smtp::SmtpAlerter::new(config, &Common { source: "s".into() })
+        .expect("alerter");
+    let mut result = results(&tok)[1].clone();
+    result.subject = Some(format!("{tok} Zürich ☃"));
+    let event = AlertEvent {
+        kind: EventKind::Raise,
+        result,
+        at: 1,
+        raised_at: Some(1),
+    };
+    a.deliver(&event).await.expect("delivered");
+    let maildir = PathBuf::from(peers.get("mailsink_maildir"));
+    eventually("the mail", || mails(&maildir, &tok).len() == 1).await;
+    let mail = mails(&maildir, &tok).remove(0);
+    let head = mail
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .replace("\n ", " ");
+    let subject = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .expect("Subject");
+    assert!(
+        subject.is_ascii() && subject.contains("=?utf-8?b?"),
+        "{subject}"
+    );
+    assert!(!mail.contains("Zürich"), "raw 8-bit subject: {mail}");
+    assert!(head.lines().any(|l| l.starts_with("Date: ")), "{head}");
+    assert!(
+        head.lines()
+            .any(|l| l.starts_with("Message-ID: <") && l.contains("@custodian.test>")),
+        "{head}"
+    );
 }

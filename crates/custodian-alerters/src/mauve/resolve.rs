@@ -42,10 +42,9 @@ pub fn parse(text: &str, default_port: u16) -> Result<Host, Error> {
         Some((name, port)) => (name, port.parse::<u16>().map_err(|_| bad())?),
         None => (text, default_port),
     };
-    let labels_ok = name
-        .trim_end_matches('.')
-        .split('.')
-        .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let labels_ok = name.trim_end_matches('.').split('.').all(|l| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
     if name.is_empty() || name.len() > 253 || !labels_ok || port == 0 {
         return Err(bad());
     }
@@ -156,14 +155,31 @@ mod tests {
 
     #[test]
     fn hosts_parse_without_resolving() {
-        assert_eq!(parse("127.0.0.9", 7).expect("ip"), Host::Ip("127.0.0.9:7".parse().expect("a")));
-        assert_eq!(parse("[::1]:8", 7).expect("v6"), Host::Ip("[::1]:8".parse().expect("a")));
+        assert_eq!(
+            parse("127.0.0.9", 7).expect("ip"),
+            Host::Ip("127.0.0.9:7".parse().expect("a"))
+        );
+        assert_eq!(
+            parse("[::1]:8", 7).expect("v6"),
+            Host::Ip("[::1]:8".parse().expect("a"))
+        );
         assert_eq!(
             parse("alert.example.com", 7).expect("name"),
             Host::Name("alert.example.com".into(), 7)
         );
-        assert_eq!(parse("mauve:99", 7).expect("name"), Host::Name("mauve".into(), 99));
-        for bad in ["", "a b", "x:0", "x:port", "bad_name.example", "a..b", "::1:99999"] {
+        assert_eq!(
+            parse("mauve:99", 7).expect("name"),
+            Host::Name("mauve".into(), 99)
+        );
+        for bad in [
+            "",
+            "a b",
+            "x:0",
+            "x:port",
+            "bad_name.example",
+            "a..b",
+            "::1:99999",
+        ] {
             assert!(parse(bad, 7).is_err(), "{bad}");
         }
     }
@@ -175,6 +191,9 @@ mod tests {
         let a = t.addr().await.expect("resolved");
         assert!(a.ip().is_loopback() && a.port() == 4000, "{a}");
         let t = Target::new(parse("127.0.0.5", 7).expect("ip"));
-        assert_eq!(t.addr().await.expect("ip"), "127.0.0.5:7".parse().expect("a"));
+        assert_eq!(
+            t.addr().await.expect("ip"),
+            "127.0.0.5:7".parse().expect("a")
+        );
     }
 }

@@ -185,9 +185,7 @@ mod tests {
                 source: text(&mut rng),
                 replace: rng.gen(),
                 alert: vec![alert; rng.gen_range(0..3)],
-                signature: rng
-                    .gen::<bool>()
-                    .then(|| text(&mut rng).into_bytes()),
+                signature: rng.gen::<bool>().then(|| text(&mut rng).into_bytes()),
                 transmission_time: rng.gen::<bool>().then(|| rng.gen()),
             };
             let bytes = encode(&u);
