@@ -249,12 +249,13 @@ pub(crate) struct ExamplesArgs {
 
 /// `--queue URL`, shared by the queue commands.
 const QUEUE_HELP: &str = "Queue: beanstalk://HOST:PORT[/TUBE] (default tube custodian) or \
-                          redis://HOST:PORT[/DB][?prefix=NAME] (default prefix custodian)";
+                          redis://HOST:PORT[/DB][?prefix=NAME] (default prefix custodian) \
+                          [settings: queue_type + queue_host]";
 
 #[derive(Debug, Args)]
 pub(crate) struct EnqueueArgs {
     #[arg(long, value_name = "URL", help = QUEUE_HELP)]
-    pub(crate) queue: String,
+    pub(crate) queue: Option<String>,
     /// Treat unrecognised words as errors rather than warnings.
     #[arg(long)]
     pub(crate) strict: bool,
@@ -268,7 +269,7 @@ pub(crate) struct EnqueueArgs {
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     #[arg(long, value_name = "URL", help = QUEUE_HELP)]
-    pub(crate) queue: String,
+    pub(crate) queue: Option<String>,
     /// Jobs held and run at once, 1 to 1000000 [settings: concurrency; default 5000, capped
     /// by the open-file limit].
     #[arg(long, value_name = "N", value_parser = |s: &str| flag_int::<usize>("concurrency", s))]
@@ -294,7 +295,7 @@ pub(crate) struct WorkerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct QueueArgs {
     #[arg(long, value_name = "URL", help = QUEUE_HELP)]
-    pub(crate) queue: String,
+    pub(crate) queue: Option<String>,
     #[command(subcommand)]
     pub(crate) action: QueueAction,
     #[command(flatten)]

@@ -73,6 +73,15 @@ pub(crate) struct Settings {
     /// Unknown results in a row ("could not check": our own error) before one "cannot
     /// check" notice; they never raise or clear a service alert; 0 for no notice (default 3).
     pub(crate) unknown_threshold: u32,
+    /// The original's queue kind, `beanstalk` (or `beanstalkd`) or `redis`: with `queue_host`
+    /// it names the queue `enqueue`, `worker` and `queue` use when `--queue` is not given.
+    pub(crate) queue_type: Option<QueueType>,
+    /// The original's queue server, `HOST` or `HOST:PORT` (default port 11300 for beanstalk,
+    /// 6379 for redis); a name is resolved when the queue is opened, not here.
+    pub(crate) queue_host: Option<String>,
+    /// The original's log file. Accepted so an existing custodian.cfg loads, but logs go to
+    /// stderr (the journal under systemd); a warning says so when it is set.
+    pub(crate) log_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -100,6 +109,9 @@ impl Default for Settings {
             flap_flips: 5,
             flap_window: 3600,
             unknown_threshold: 3,
+            queue_type: None,
+            queue_host: None,
+            log_file: None,
         }
     }
 }
@@ -115,6 +127,13 @@ impl Settings {
         settings
             .validate()
             .with_context(|| format!("in settings file {}", path.display()))?;
+        if let Some(log) = &settings.log_file {
+            tracing::warn!(
+                "log_file = {}: ignored, logs go to stderr (the journal under systemd); \
+                 redirect stderr to keep a file",
+                log.display()
+            );
+        }
         Ok(settings)
     }
 
@@ -195,7 +214,10 @@ impl Settings {
             "flap_flips" => self.flap_flips = cfg_int(key, value)?,
             "flap_window" => self.flap_window = cfg_int(key, value)?,
             "unknown_threshold" => self.unknown_threshold = cfg_int(key, value)?,
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, max_deliveries, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            "queue_type" => self.queue_type = Some(QueueType::parse(value)?),
+            "queue_host" => self.queue_host = Some(value.to_string()),
+            "log_file" => self.log_file = Some(PathBuf::from(value)),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, max_deliveries, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, queue_type, queue_host, log_file, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -232,7 +254,29 @@ impl Settings {
         }
         self.policy().validate().map_err(anyhow::Error::msg)?;
         self.alerters.validate()?;
+        if let Some(host) = &self.queue_host {
+            queue_host(host)?;
+        }
         Ok(())
+    }
+
+    /// The queue URL: `--queue` when given, else `queue_type` + `queue_host` (the original's
+    /// keys; `queue_host` alone means beanstalk, the original's default).
+    pub(crate) fn queue_url(&self, flag: Option<&str>) -> Result<String> {
+        if let Some(url) = flag {
+            return Ok(url.to_string());
+        }
+        let Some(host) = &self.queue_host else {
+            bail!(
+                "no queue: give --queue URL, or set queue_type and queue_host in the settings \
+                 (e.g. queue_type = beanstalk, queue_host = 127.0.0.1:11300)"
+            );
+        };
+        let scheme = match self.queue_type.unwrap_or(QueueType::Beanstalk) {
+            QueueType::Beanstalk => "beanstalk",
+            QueueType::Redis => "redis",
+        };
+        Ok(format!("{scheme}://{}", queue_host(host)?))
     }
 
     /// What the probes' shared environment is built from.
@@ -328,6 +372,36 @@ impl TlsRoots {
             "bundled" => Ok(TlsRoots::Bundled),
             _ => bail!("tls_roots must be `system` or `bundled`, not {value:?}"),
         }
+    }
+}
+
+/// `queue_type`: the original's queue kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueueType {
+    #[serde(alias = "beanstalkd")]
+    Beanstalk,
+    Redis,
+}
+
+impl QueueType {
+    fn parse(value: &str) -> Result<QueueType> {
+        match value {
+            "beanstalk" | "beanstalkd" => Ok(QueueType::Beanstalk),
+            "redis" => Ok(QueueType::Redis),
+            _ => bail!("queue_type must be `beanstalk` or `redis`, not {value:?}"),
+        }
+    }
+}
+
+/// `queue_host` checked as `HOST` or `HOST:PORT` (IPv6 in brackets), without resolving it.
+fn queue_host(text: &str) -> Result<&str> {
+    let url = url::Url::parse(&format!("x://{text}"))
+        .ok()
+        .filter(|u| u.host_str().is_some() && u.path().is_empty() && u.username().is_empty());
+    match url {
+        Some(_) if !text.contains(['/', '?', '#', '@']) => Ok(text),
+        _ => bail!("queue_host must be HOST or HOST:PORT, not {text:?}"),
     }
 }
 
@@ -526,6 +600,105 @@ mod tests {
             Settings::from_cfg("alerter = pager\npager_target = 1\n").expect_err("unknown")
         );
         assert!(err.contains("unknown alerter `pager`"), "{err}");
+    }
+
+    /// The original's shipped custodian.cfg, with its values set: it must load unchanged.
+    const ORIGINAL_CFG: &str = "\
+#
+# custodian.cfg: the settings of the custodian tools.
+#
+
+# How long a test may take, and how often it is tried.
+timeout = 30
+retries = 5
+retry_delay = 0
+
+# The queue the enqueuer fills and the workers drain.
+queue_type = beanstalk
+queue_host = localhost
+
+log_file = /var/log/custodian/custodian.log
+
+# Where alerts go.
+alerter = mauve
+alert_source = custodian.example.com
+mauve_target = alert.example.com
+smtp_target = ops@example.com
+
+# Suppression of mauve alerts, in and out of working hours.
+day_start = 10
+day_end = 18
+working_suppress = 4
+oncall_suppress = 10
+";
+
+    #[test]
+    fn the_original_custodian_cfg_loads_unchanged() {
+        let s = Settings::from_cfg(ORIGINAL_CFG).expect("loads");
+        s.validate().expect("valid");
+        assert_eq!((s.timeout, s.retries, s.retry_delay), (30.0, 5, 0.0));
+        assert_eq!(
+            (s.queue_type, s.queue_host.as_deref()),
+            (Some(QueueType::Beanstalk), Some("localhost"))
+        );
+        assert_eq!(
+            s.log_file.as_deref(),
+            Some(Path::new("/var/log/custodian/custodian.log"))
+        );
+        let mauve = s.alerters.mauve.as_ref().expect("mauve");
+        assert_eq!(
+            mauve.address, "alert.example.com",
+            "a name, kept unresolved"
+        );
+        assert_eq!((mauve.day_start, mauve.day_end), (10, 18));
+        assert_eq!((mauve.working_suppress, mauve.oncall_suppress), (4, 10));
+        assert_eq!(s.alert_source, "custodian.example.com");
+        assert_eq!(s.queue_url(None).expect("url"), "beanstalk://localhost");
+        assert_eq!(
+            s.queue_url(Some("redis://127.0.0.1:6379"))
+                .expect("flag wins"),
+            "redis://127.0.0.1:6379"
+        );
+        // The file as written on disk, through the same path `--settings` takes.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("custodian.cfg");
+        std::fs::write(&path, ORIGINAL_CFG).expect("write");
+        assert_eq!(Settings::load(Some(&path)).expect("load"), s);
+    }
+
+    #[test]
+    fn queue_keys_make_the_queue_url() {
+        let s = Settings::from_cfg("queue_type = redis\nqueue_host = 127.0.0.1:16380\n")
+            .expect("valid");
+        assert_eq!(s.queue_url(None).expect("url"), "redis://127.0.0.1:16380");
+        let s = Settings::from_cfg("queue_type = beanstalkd\nqueue_host = [::1]:11300\n")
+            .expect("valid");
+        assert_eq!(s.queue_url(None).expect("url"), "beanstalk://[::1]:11300");
+        let s = Settings::from_toml("queue_type = \"redis\"\nqueue_host = \"q1\"\n").expect("toml");
+        assert_eq!(s.queue_url(None).expect("url"), "redis://q1");
+        let err = Settings::default()
+            .queue_url(None)
+            .expect_err("none")
+            .to_string();
+        assert!(
+            err.contains("give --queue URL, or set queue_type and queue_host"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Settings::from_cfg("queue_type = kafka\n").expect_err("bad")
+        );
+        assert!(
+            err.contains("queue_type must be `beanstalk` or `redis`"),
+            "{err}"
+        );
+        for bad in ["a/b", "h:port", "u@h", ""] {
+            let s = Settings {
+                queue_host: Some(bad.into()),
+                ..Settings::default()
+            };
+            assert!(s.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,8 +16,9 @@ const BROKER_PATIENCE: Duration = Duration::from_secs(120);
 
 /// `custodian enqueue`: parse everything, then put every job (all or nothing on bad input).
 pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
-    let url = QueueUrl::parse(&args.queue)?;
     let settings = Settings::load(args.common.settings.as_deref())?;
+    let queue = settings.queue_url(args.queue.as_deref())?;
+    let url = QueueUrl::parse(&queue)?;
     let Some(jobs) = crate::load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
@@ -40,15 +41,15 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
     // A job whose twin is buried would only be buried again: it waits for `queue dead`.
     let dead = retry(&outage, BROKER_PATIENCE, || q.dead())
         .await
-        .map_err(|e| refusal(&e, "enqueueing", &args.queue))?;
+        .map_err(|e| refusal(&e, "enqueueing", &queue))?;
     let (pending, twins) = without_buried_twins(pending, &dead);
     let report = retry(&outage, BROKER_PATIENCE, || q.put(&pending))
         .await
-        .map_err(|e| refusal(&e, "enqueueing", &args.queue))?;
+        .map_err(|e| refusal(&e, "enqueueing", &queue))?;
     println!(
         "enqueued {} job(s) on {} ({} already pending)",
         report.added,
-        mask_url(&args.queue),
+        mask_url(&queue),
         report.duplicates
     );
     if twins > 0 {
@@ -88,13 +89,18 @@ fn dead_line(letter: &queue::DeadLetter) -> String {
 
 /// `custodian queue status|flush`.
 pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
-    let q = QueueUrl::parse(&args.queue)?.open();
+    // Settings are read only when --queue is missing: `status` needs nothing else from them.
+    let queue = match &args.queue {
+        Some(q) => q.clone(),
+        None => Settings::load(args.common.settings.as_deref())?.queue_url(None)?,
+    };
+    let q = QueueUrl::parse(&queue)?.open();
     let outage = Outage::default();
     match args.action {
         QueueAction::Status => {
             let s = retry(&outage, BROKER_PATIENCE, || q.stats())
                 .await
-                .map_err(|e| refusal(&e, "queue status", &args.queue))?;
+                .map_err(|e| refusal(&e, "queue status", &queue))?;
             let oldest = s
                 .oldest
                 .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
@@ -106,11 +112,11 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
         QueueAction::Flush => {
             let n = retry(&outage, BROKER_PATIENCE, || q.flush())
                 .await
-                .map_err(|e| refusal(&e, "queue flush", &args.queue))?;
-            println!("flushed {n} job(s) from {}", mask_url(&args.queue));
+                .map_err(|e| refusal(&e, "queue flush", &queue))?;
+            println!("flushed {n} job(s) from {}", mask_url(&queue));
         }
         QueueAction::Dead { requeue, drop } => {
-            let fail = |e| refusal(&e, "queue dead", &args.queue);
+            let fail = |e| refusal(&e, "queue dead", &queue);
             let dead = retry(&outage, BROKER_PATIENCE, || q.dead())
                 .await
                 .map_err(fail)?;
@@ -178,8 +184,9 @@ fn requeueable(dead: &[queue::DeadLetter], settings: &Settings) -> (Vec<queue::P
 
 /// `custodian worker`: drain the queue until stopped (or empty, with `--drain`).
 pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    let url = QueueUrl::parse(&args.queue)?;
     let mut settings = Settings::load(args.common.settings.as_deref())?;
+    let queue = settings.queue_url(args.queue.as_deref())?;
+    let url = QueueUrl::parse(&queue)?;
     if let Some(n) = args.concurrency {
         settings.concurrency = n;
     }
@@ -218,7 +225,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         a.finish().await;
     }
     out.summarise();
-    driven.map_err(|e| refusal(&e, "worker", &args.queue))?;
+    driven.map_err(|e| refusal(&e, "worker", &queue))?;
     Ok(match (args.drain, out.worst) {
         (true, Some(Status::Failed)) => ExitCode::FAILURE,
         (true, Some(Status::Unknown)) => ExitCode::from(crate::EXIT_UNKNOWN),
