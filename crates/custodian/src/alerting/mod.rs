@@ -103,7 +103,12 @@ pub(crate) struct Alerting {
     owned: Mutex<HashSet<String>>,
     /// The periodic sweep, stopped by `finish`.
     sweeper: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Told of every notice as it is delivered (serve keeps them in its history).
+    observer: Mutex<Option<Observer>>,
 }
+
+/// See [`Alerting::observe`].
+pub(crate) type Observer = Arc<dyn Fn(&AlertEvent) + Send + Sync>;
 
 /// Longest `finish` waits for pending deliveries: below the worker unit's `TimeoutStopSec=30`
 /// minus the worker's 10 s shutdown grace for jobs in flight.
@@ -123,17 +128,9 @@ pub(crate) fn shared_store(settings: &Settings, queue: &QueueUrl) -> Result<Box<
         Some(text) => QueueUrl::parse(text).context("state_redis")?,
         None => queue.clone(),
     };
-    if let QueueUrl::Redis {
-        addr,
-        db,
-        prefix,
-        auth,
-    } = url
-    {
+    if let QueueUrl::Redis { server, prefix } = url {
         return Ok(Box::new(RedisStore::new(
-            &addr,
-            db,
-            auth,
+            server,
             &prefix,
             settings.policy(),
         )));
@@ -187,6 +184,7 @@ impl Alerting {
             pending: Arc::new(Semaphore::new(MAX_PENDING)),
             owned: Mutex::default(),
             sweeper: Mutex::default(),
+            observer: Mutex::default(),
         });
         me.sweep().await;
         let weak = Arc::downgrade(&me);
@@ -230,6 +228,11 @@ impl Alerting {
                 me.delivered(&id).await;
             });
         }
+    }
+
+    /// Calls `observer` with every notice delivered from now on.
+    pub(crate) fn observe(&self, observer: Observer) {
+        *lock(&self.observer) = Some(observer);
     }
 
     /// Removes a delivered parcel from the outbox.
@@ -289,6 +292,10 @@ impl Alerting {
         let _permit = Arc::clone(&self.limit).acquire_owned().await;
         let sends = metric.iter().chain(event.as_ref());
         futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
+        let observer = lock(&self.observer).clone();
+        if let (Some(observe), Some(e)) = (observer, &event) {
+            observe(e);
+        }
         if let Some(id) = &applied.parcel {
             self.delivered(id).await;
         }

@@ -268,7 +268,6 @@ impl History {
     }
 
     /// Queues a notice (per-result `Result` events are not notices and are ignored).
-    #[allow(dead_code)] // until alerting hands serve its notices
     pub(crate) fn notice(&self, event: &AlertEvent) {
         let kind = match event.kind {
             EventKind::Raise => "raise",

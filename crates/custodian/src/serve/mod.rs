@@ -35,7 +35,8 @@ struct Live {
 }
 
 impl Live {
-    async fn build(args: &ServeArgs) -> Result<Live> {
+    /// Notices go to `history` as they are delivered.
+    async fn build(args: &ServeArgs, history: &Arc<History>) -> Result<Live> {
         let settings = Settings::load(args.common.settings.as_deref())?;
         settings.validate()?;
         let env = crate::probe_env(&settings)?;
@@ -45,6 +46,10 @@ impl Live {
             Ok(Box::new(store))
         })
         .await?;
+        if let Some(a) = &alerting {
+            let history = Arc::clone(history);
+            a.observe(Arc::new(move |e| history.notice(e)));
+        }
         let engine = crate::worker::Engine::with_env(settings.clone(), env);
         Ok(Live {
             settings,
@@ -62,11 +67,11 @@ impl Live {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut live = Live::build(&args).await?;
+    let first = Settings::load(args.common.settings.as_deref())?;
     let db = args
         .db
         .clone()
-        .unwrap_or_else(|| beside(&live.settings.state_file(), "history.sqlite"));
+        .unwrap_or_else(|| beside(&first.state_file(), "history.sqlite"));
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -74,6 +79,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         History::open(&db, history::Retention::default())
             .with_context(|| format!("history database {}", db.display()))?,
     );
+    let mut live = Live::build(&args, &history).await?;
     let files: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
     let board = Arc::new(Board::new(files, crate::alerting::unix_now()));
     let ready = Arc::new(AtomicBool::new(false));
@@ -168,12 +174,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             _ = watch.tick() => {
                 if reload.changed() {
                     tracing::info!("test files or settings changed: reloading");
-                    reload_now(&mut reload, &args, &mut live, &board, &mut schedule).await;
+                    reload_now(&mut reload, &args, &mut live, &board, &mut schedule, &history).await;
                 }
             }
             Some(()) = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
-                reload_now(&mut reload, &args, &mut live, &board, &mut schedule).await;
+                reload_now(&mut reload, &args, &mut live, &board, &mut schedule, &history).await;
             }
             _ = stopped(stop_rx.clone()) => break,
         }
@@ -311,10 +317,11 @@ async fn reload_now(
     live: &mut Live,
     board: &Board,
     schedule: &mut Schedule,
+    history: &Arc<History>,
 ) {
     let settings_changed = reload.settings_changed();
     let fresh = match settings_changed {
-        true => match Live::build(args).await {
+        true => match Live::build(args, history).await {
             Ok(fresh) => Some(fresh),
             Err(e) => {
                 let e = format!("settings: {e:#}");

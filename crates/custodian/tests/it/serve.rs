@@ -157,6 +157,9 @@ fn serve_schedules_alerts_reloads_and_stops() {
             .unwrap_or_default()
             .contains(&format!("RAISE: 127.0.0.1 must run tcp on {down}"))
     });
+    serve.wait_for("the notice in the history", |s| {
+        s.get("/api/notices").1.contains("\"raise\"")
+    });
 
     // An edit with an error keeps the running set and shows the error.
     std::fs::write(
