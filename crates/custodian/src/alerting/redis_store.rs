@@ -10,25 +10,41 @@
 
 use super::outbox::{parcel_id, Claim};
 use super::{Applied, StateStore};
-use crate::queue::resp::{cmd, Conn, Value};
-use crate::queue::RedisAuth;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use custodian_alerters::redis::{error_text, RedisServer};
 use custodian_core::state::{AlertEvent, CheckState, Policy};
 use custodian_core::JobResult;
 use futures::future::BoxFuture;
+use redis::aio::MultiplexedConnection as Conn;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::Mutex;
 
 /// Conflicting updates tolerated before giving up on one result.
 const MAX_TRIES: usize = 20;
 
+/// A client error in the server's words (`NOAUTH Authentication required.`).
+fn failed(e: redis::RedisError) -> anyhow::Error {
+    anyhow!(error_text(&e))
+}
+
+/// One command's reply, its error in the server's words.
+async fn call<T: redis::FromRedisValue>(c: &mut Conn, cmd: &redis::Cmd) -> Result<T> {
+    cmd.query_async(c).await.map_err(failed)
+}
+
+/// A MULTI/EXEC transaction: `false` when EXEC was aborted because a watched key changed.
+async fn commit(c: &mut Conn, tx: &redis::Pipeline) -> Result<bool> {
+    let done: Option<()> = tx.query_async(c).await.map_err(failed)?;
+    Ok(done.is_some())
+}
+
 pub(crate) struct RedisStore {
-    addr: String,
-    db: u32,
-    /// The URL's credentials, sent as `AUTH` on every new connection.
-    auth: Option<RedisAuth>,
+    /// Where, with the URL's credentials and database (never printed with its password).
+    server: RedisServer,
     prefix: String,
     policy: Policy,
+    /// One connection of our own: WATCH belongs to a connection, so no other request may
+    /// slip in between WATCH and EXEC.
     conn: Mutex<Option<Conn>>,
     /// The last state of each check this worker read or wrote in Redis: what an update steps
     /// from while Redis is unreachable. Never ahead of Redis, since only saved states go here.
@@ -36,17 +52,9 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
-    pub(crate) fn new(
-        addr: &str,
-        db: u32,
-        auth: Option<RedisAuth>,
-        prefix: &str,
-        policy: Policy,
-    ) -> Self {
+    pub(crate) fn new(server: RedisServer, prefix: &str, policy: Policy) -> Self {
         RedisStore {
-            addr: addr.to_string(),
-            db,
-            auth,
+            server,
             prefix: prefix.to_string(),
             policy,
             conn: Mutex::new(None),
@@ -66,18 +74,9 @@ impl RedisStore {
         format!("{}:outbox:claims", self.prefix)
     }
 
+    /// A new connection, logged in (AUTH) and on our database (SELECT) by the client.
     async fn connect(&self) -> Result<Conn> {
-        let mut c = Conn::connect(&self.addr).await?;
-        if let Some(a) = &self.auth {
-            let mut words = vec!["AUTH"];
-            words.extend(a.user.as_deref());
-            words.push(&a.password);
-            c.call(cmd(words)).await.context("AUTH")?;
-        }
-        if self.db != 0 {
-            c.call(cmd(["SELECT", &self.db.to_string()])).await?;
-        }
-        Ok(c)
+        self.server.connect().await.map_err(failed)
     }
 
     /// One optimistic attempt: `None` when another client changed the state meanwhile.
@@ -89,46 +88,38 @@ impl RedisStore {
         claim: &Claim,
     ) -> Result<Option<Applied>> {
         let key = self.key(&result.id);
-        c.call(cmd(["WATCH", &key])).await?;
-        let mut st: CheckState = match c.call(cmd(["GET", &key])).await? {
-            Value::Bytes(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            _ => CheckState::default(),
-        };
+        call::<()>(c, redis::cmd("WATCH").arg(&key)).await?;
+        let got: Option<Vec<u8>> = call(c, redis::cmd("GET").arg(&key)).await?;
+        let mut st: CheckState = got
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let mut applied = Applied::step(&mut st, &self.policy, result, now);
         let json = serde_json::to_string(&st)?;
-        let mut tx = vec![cmd(["MULTI"]), cmd(["SET", &key, &json])];
+        let mut tx = redis::pipe();
+        tx.atomic().set(&key, &json).ignore();
         if let Some(event) = &applied.event {
             let id = parcel_id(now);
             let (outbox, claims) = (self.outbox(), self.claims());
-            tx.push(cmd(["HSET", &outbox, &id, &serde_json::to_string(event)?]));
-            tx.push(cmd(["HSET", &claims, &id, &serde_json::to_string(claim)?]));
+            tx.hset(&outbox, &id, serde_json::to_string(event)?)
+                .ignore();
+            tx.hset(&claims, &id, serde_json::to_string(claim)?)
+                .ignore();
             applied.parcel = Some(id);
         }
-        tx.push(cmd(["EXEC"]));
-        let replies = c.pipeline(&tx).await?;
-        match replies.last() {
-            Some(Value::Array(_)) => {
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(result.id.clone(), st);
-                Ok(Some(applied))
-            }
-            Some(Value::Nil) => Ok(None),
-            other => bail!("EXEC answered {other:?}"),
+        if !commit(c, &tx).await? {
+            return Ok(None);
         }
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(result.id.clone(), st);
+        Ok(Some(applied))
     }
 
     async fn update(&self, result: &JobResult, now: u64, claim: &Claim) -> Result<Applied> {
         let mut guard = self.conn.lock().await;
         for _ in 0..MAX_TRIES {
-            let mut c = match guard.take() {
-                Some(c) => c,
-                None => self
-                    .connect()
-                    .await
-                    .with_context(|| format!("state store {}", self.addr))?,
-            };
+            let mut c = self.take_conn(&mut guard).await?;
             // A connection that failed mid-way is dropped, not reused.
             let done = self.attempt(&mut c, result, now, claim).await?;
             *guard = Some(c);
@@ -147,7 +138,7 @@ impl RedisStore {
             None => self
                 .connect()
                 .await
-                .with_context(|| format!("state store {}", self.addr)),
+                .with_context(|| format!("state store {}", self.server)),
         }
     }
 
@@ -160,21 +151,18 @@ impl RedisStore {
         owned: &HashSet<String>,
     ) -> Result<Option<Vec<(String, AlertEvent)>>> {
         let (outbox, claims) = (self.outbox(), self.claims());
-        c.call(cmd(["WATCH", &claims])).await?;
-        let Value::Array(flat) = c.call(cmd(["HGETALL", &claims])).await? else {
-            bail!("HGETALL {claims} answered no array");
-        };
+        call::<()>(c, redis::cmd("WATCH").arg(&claims)).await?;
+        let all: Vec<(Vec<u8>, Vec<u8>)> = call(c, redis::cmd("HGETALL").arg(&claims))
+            .await
+            .with_context(|| format!("HGETALL {claims}"))?;
         let mine = serde_json::to_string(claim)?;
         let mut renew = Vec::new();
         let mut taken = Vec::new();
-        for pair in flat.chunks(2) {
-            let [Value::Bytes(id), Value::Bytes(old)] = pair else {
-                continue;
-            };
-            let id = String::from_utf8_lossy(id).into_owned();
+        for (id, old) in all {
+            let id = String::from_utf8_lossy(&id).into_owned();
             // An unreadable claim is treated as run out.
             let abandoned =
-                serde_json::from_slice::<Claim>(old).map_or(true, |old| old.abandoned(now, claim));
+                serde_json::from_slice::<Claim>(&old).map_or(true, |old| old.abandoned(now, claim));
             if owned.contains(&id) || abandoned {
                 renew.push(id.clone());
                 if !owned.contains(&id) {
@@ -183,21 +171,22 @@ impl RedisStore {
             }
         }
         if renew.is_empty() {
-            c.call(cmd(["UNWATCH"])).await?;
+            call::<()>(c, &redis::cmd("UNWATCH")).await?;
             return Ok(Some(Vec::new()));
         }
-        let mut tx = vec![cmd(["MULTI"])];
-        tx.extend(renew.iter().map(|id| cmd(["HSET", &claims, id, &mine])));
-        tx.push(cmd(["EXEC"]));
-        match c.pipeline(&tx).await?.last() {
-            Some(Value::Array(_)) => {}
-            Some(Value::Nil) => return Ok(None),
-            other => bail!("EXEC answered {other:?}"),
+        let mut tx = redis::pipe();
+        tx.atomic();
+        for id in &renew {
+            tx.hset(&claims, id, &mine).ignore();
+        }
+        if !commit(c, &tx).await? {
+            return Ok(None);
         }
         let mut events = Vec::with_capacity(taken.len());
         for id in taken {
-            match c.call(cmd(["HGET", &outbox, &id])).await? {
-                Value::Bytes(b) => match serde_json::from_slice::<AlertEvent>(&b) {
+            let notice: Option<Vec<u8>> = call(c, redis::cmd("HGET").arg(&outbox).arg(&id)).await?;
+            match notice {
+                Some(b) => match serde_json::from_slice::<AlertEvent>(&b) {
                     Ok(event) => events.push((id, event)),
                     Err(e) => {
                         tracing::error!("alert outbox: dropping unreadable notice {id}: {e}");
@@ -205,21 +194,17 @@ impl RedisStore {
                     }
                 },
                 // Delivered meanwhile by its owner.
-                _ => {
-                    c.call(cmd(["HDEL", &claims, &id])).await?;
-                }
+                None => call::<()>(c, redis::cmd("HDEL").arg(&claims).arg(&id)).await?,
             }
         }
         Ok(Some(events))
     }
 
     async fn remove(&self, c: &mut Conn, id: &str) -> Result<()> {
-        c.pipeline(&[
-            cmd(["HDEL", &self.outbox(), id]),
-            cmd(["HDEL", &self.claims(), id]),
-        ])
-        .await?;
-        Ok(())
+        let mut both = redis::pipe();
+        both.hdel(self.outbox(), id).ignore();
+        both.hdel(self.claims(), id).ignore();
+        both.query_async::<()>(c).await.map_err(failed)
     }
 }
 
@@ -287,6 +272,13 @@ mod tests {
     use custodian_core::state::EventKind;
     use custodian_core::{Job, Status};
 
+    /// A plain-TCP server at `addr` (`IP:PORT`), on database `db`.
+    fn server(addr: &str, db: u32) -> RedisServer {
+        let mut s = RedisServer::parse(&format!("redis://{addr}")).expect("server");
+        s.db = db;
+        s
+    }
+
     fn result(n: u16, status: Status) -> JobResult {
         JobResult::new(&Job::new("tcp", "127.0.0.1", Some(n)), status, None, 1, 1)
     }
@@ -297,8 +289,8 @@ mod tests {
         let prefix = format!("alertstate{}", std::process::id());
         let policy = Policy::default();
         let (a, b) = (
-            RedisStore::new(&addr, 9, None, &prefix, policy),
-            RedisStore::new(&addr, 9, None, &prefix, policy),
+            RedisStore::new(server(&addr, 9), &prefix, policy),
+            RedisStore::new(server(&addr, 9), &prefix, policy),
         );
         let mut raises = 0;
         for port in 1..=20 {
@@ -333,9 +325,7 @@ mod tests {
             .expect("port")
             .port();
         let store = RedisStore::new(
-            &format!("127.0.0.1:{port}"),
-            0,
-            None,
+            server(&format!("127.0.0.1:{port}"), 0),
             "x",
             Policy::default(),
         );
@@ -356,18 +346,16 @@ mod tests {
         let peers = custodian_testpeers::peers();
         let addr = peers.get("redis_auth").to_string();
         let password = peers.get("redis_password").to_string();
-        let auth = RedisAuth {
-            user: None,
-            password,
-        };
+        let mut auth = server(&addr, 0);
+        auth.password = Some(password);
         let prefix = format!("authstate{}", std::process::id());
-        let with = RedisStore::new(&addr, 0, Some(auth), &prefix, Policy::default());
+        let with = RedisStore::new(auth, &prefix, Policy::default());
         let a = with
             .apply(&result(7, Status::Failed), 100, &Claim::mine(100))
             .await
             .expect("apply");
         assert!(a.unsaved.is_none(), "{:?}", a.unsaved);
-        let without = RedisStore::new(&addr, 0, None, &prefix, Policy::default());
+        let without = RedisStore::new(server(&addr, 0), &prefix, Policy::default());
         let b = without
             .apply(&result(8, Status::Failed), 100, &Claim::mine(100))
             .await
@@ -383,7 +371,7 @@ mod tests {
     async fn notices_wait_in_the_redis_outbox_until_delivered() {
         let addr = custodian_testpeers::peers().get("redis_queue").to_string();
         let prefix = format!("outbox{}", std::process::id());
-        let store = RedisStore::new(&addr, 9, None, &prefix, Policy::default());
+        let store = RedisStore::new(server(&addr, 9), &prefix, Policy::default());
         let dead = Claim {
             pid: 1 << 30,
             ..Claim::mine(100)

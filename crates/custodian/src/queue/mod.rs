@@ -29,50 +29,10 @@ pub(crate) enum QueueUrl {
         tube: String,
     },
     Redis {
-        addr: String,
-        db: u32,
+        /// Where and how: address or socket, TLS, database, credentials (never printed).
+        server: custodian_alerters::redis::RedisServer,
         prefix: String,
-        /// From the URL's `user:password@`; sent as `AUTH` on every new connection.
-        auth: Option<RedisAuth>,
     },
-}
-
-/// Redis credentials. Debug output masks the password.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct RedisAuth {
-    pub(crate) user: Option<String>,
-    pub(crate) password: String,
-}
-
-impl std::fmt::Debug for RedisAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisAuth")
-            .field("user", &self.user)
-            .field("password", &"***")
-            .finish()
-    }
-}
-
-/// Undoes the URL's percent-encoding of a user name or password.
-fn percent_decode(text: &str) -> Result<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .context("bad %-escape in the queue URL's credentials")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).context("queue URL credentials are not UTF-8")
 }
 
 /// A result sent back to `serve` on the results queue ([`QueueUrl::results`]).
@@ -100,46 +60,33 @@ impl Report {
 }
 
 impl QueueUrl {
-    /// `beanstalk://HOST:PORT[/TUBE]` or `redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=NAME]`.
+    /// `beanstalk://HOST:PORT[/TUBE]`, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB][?prefix=NAME]`,
+    /// `rediss://...` (TLS; `&ca_file=PEM` adds CAs to the system's) or
+    /// `unix:///PATH?db=N&pass=PASSWORD&prefix=NAME`.
     pub(crate) fn parse(text: &str) -> Result<QueueUrl> {
         let url = url::Url::parse(text)
             .with_context(|| format!("bad queue URL {:?}", custodian_core::mask_url(text)))?;
-        let host = url.host_str().context("queue URL needs a host")?;
         let path = url.path().trim_matches('/');
-        let addr = |default: u16| format!("{host}:{}", url.port().unwrap_or(default));
+        let addr = |default: u16| -> Result<String> {
+            let host = url.host_str().context("queue URL needs a host")?;
+            Ok(format!("{host}:{}", url.port().unwrap_or(default)))
+        };
         match url.scheme() {
             "beanstalk" => Ok(QueueUrl::Beanstalk {
-                addr: addr(11300),
+                addr: addr(11300)?,
                 tube: beanstalk::tube_name(if path.is_empty() { "custodian" } else { path })?,
             }),
-            "redis" => {
-                let db = if path.is_empty() {
-                    0
-                } else {
-                    path.parse().context("Redis DB must be a number")?
-                };
+            "redis" | "rediss" | "unix" | "redis+unix" => {
+                let server = custodian_alerters::redis::RedisServer::parse(text)?;
                 let prefix = url
                     .query_pairs()
                     .find(|(k, _)| k == "prefix")
                     .map_or("custodian".to_string(), |(_, v)| v.into_owned());
-                let auth = match url.password() {
-                    Some(p) => Some(RedisAuth {
-                        user: Some(url.username())
-                            .filter(|u| !u.is_empty())
-                            .map(percent_decode)
-                            .transpose()?,
-                        password: percent_decode(p)?,
-                    }),
-                    None => None,
-                };
-                Ok(QueueUrl::Redis {
-                    addr: addr(6379),
-                    db,
-                    prefix,
-                    auth,
-                })
+                Ok(QueueUrl::Redis { server, prefix })
             }
-            other => bail!("unknown queue scheme {other:?}: use beanstalk:// or redis://"),
+            other => bail!(
+                "unknown queue scheme {other:?}: use beanstalk://, redis://, rediss:// or unix://"
+            ),
         }
     }
 
@@ -151,16 +98,9 @@ impl QueueUrl {
                 addr: addr.clone(),
                 tube: beanstalk::tube_name(&format!("{tube}.results"))?,
             },
-            QueueUrl::Redis {
-                addr,
-                db,
-                prefix,
-                auth,
-            } => QueueUrl::Redis {
-                addr: addr.clone(),
-                db: *db,
+            QueueUrl::Redis { server, prefix } => QueueUrl::Redis {
+                server: server.clone(),
                 prefix: format!("{prefix}.results"),
-                auth: auth.clone(),
             },
         })
     }
@@ -169,12 +109,9 @@ impl QueueUrl {
     pub(crate) fn open(&self) -> Arc<dyn JobQueue> {
         match self {
             QueueUrl::Beanstalk { addr, tube } => Arc::new(beanstalk::Beanstalk::new(addr, tube)),
-            QueueUrl::Redis {
-                addr,
-                db,
-                prefix,
-                auth,
-            } => Arc::new(redis::RedisQueue::new(addr, *db, prefix, auth.clone())),
+            QueueUrl::Redis { server, prefix } => {
+                Arc::new(redis::RedisQueue::new(server.clone(), prefix))
+            }
         }
     }
 }
@@ -281,30 +218,25 @@ mod tests {
                 tube: "night".into()
             })
         );
-        assert_eq!(
-            QueueUrl::parse("redis://127.0.0.1:6380/2?prefix=t1").ok(),
-            Some(QueueUrl::Redis {
-                addr: "127.0.0.1:6380".into(),
-                db: 2,
-                prefix: "t1".into(),
-                auth: None,
-            })
-        );
-        let auth = |u: &str| match QueueUrl::parse(u) {
-            Ok(QueueUrl::Redis { auth, .. }) => auth,
+        let redis = |u: &str| match QueueUrl::parse(u) {
+            Ok(QueueUrl::Redis { server, prefix }) => Some((server, prefix)),
             _ => None,
         };
+        let (server, prefix) = redis("redis://127.0.0.1:6380/2?prefix=t1").expect("redis");
+        assert_eq!(server.to_string(), "redis://127.0.0.1:6380/2");
+        assert_eq!(prefix, "t1");
+        let (server, _) = redis("redis://:p%40ss@127.0.0.1/1").expect("auth");
         assert_eq!(
-            auth("redis://:p%40ss@127.0.0.1/1"),
-            Some(RedisAuth {
-                user: None,
-                password: "p@ss".into()
-            })
+            (server.user, server.password.as_deref()),
+            (None, Some("p@ss"))
         );
-        assert_eq!(
-            auth("redis://ops:pw@127.0.0.1/1").and_then(|a| a.user),
-            Some("ops".into())
-        );
+        let (server, _) = redis("redis://ops:pw@127.0.0.1/1").expect("user");
+        assert_eq!(server.user.as_deref(), Some("ops"));
+        let (server, prefix) = redis("rediss://127.0.0.1:6390/3").expect("tls");
+        assert!(server.tls && server.db == 3 && prefix == "custodian");
+        let (server, prefix) = redis("unix:///run/r.sock?db=2&prefix=p").expect("unix");
+        assert_eq!(server.to_string(), "unix:///run/r.sock?db=2");
+        assert_eq!(prefix, "p");
         assert!(
             !format!("{:?}", QueueUrl::parse("redis://:sekrit@127.0.0.1/1").ok())
                 .contains("sekrit")

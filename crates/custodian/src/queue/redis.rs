@@ -6,17 +6,25 @@
 //! `ID LEASE_MS ENQUEUED_MS`), `tries` (hash by handle: reservations so far), `ids` (set of pending job ids, for de-duplication), `leased`
 //! (sorted set, handle → lease expiry in ms), `dead` (list of JSON `{reason, body}`), `seq`.
 //! Times come from the broker's clock, so workers' clocks need not agree.
+//! Scripts run by SHA (EVALSHA, loading them again when the broker has forgotten them).
 
-use super::resp::{self, cmd, Conn, Value};
-use super::RedisAuth;
+use super::resp::{classify, unavailable};
+use custodian_alerters::redis::{error_text, RedisServer};
 use custodian_core::queue::{
     DeadLetter, JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
 };
+use redis::aio::MultiplexedConnection;
+use redis::{Script, Value};
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// Jobs per put script call.
 const PUT_BATCH: usize = 500;
+
+/// Largest job body taken or handed out (a job is a few hundred bytes): the crate bounds the
+/// protocol, this bounds what we keep.
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
 
@@ -116,80 +124,140 @@ const DROP_DEAD: &str = "local n = 0
 for _, v in ipairs(ARGV) do n = n + redis.call('LREM', KEYS[1], 1, v) end
 return n";
 
+/// Every script once, with the broker's time in `now`: hashed once, sent by SHA.
+struct Scripts {
+    put: Script,
+    reserve: Script,
+    ack: Script,
+    touch: Script,
+    release: Script,
+    bury: Script,
+    stats: Script,
+    flush: Script,
+    dead: Script,
+    drop_dead: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
+    let s = |body: &str| Script::new(&format!("{NOW}{body}"));
+    Scripts {
+        put: s(PUT),
+        reserve: s(RESERVE),
+        ack: s(ACK),
+        touch: s(TOUCH),
+        release: s(RELEASE),
+        bury: s(BURY),
+        stats: s(STATS),
+        flush: s(FLUSH),
+        dead: s(DEAD),
+        drop_dead: s(DROP_DEAD),
+    }
+});
+
+/// Sorts a client error: refusals (credentials, database) stop at once, a lost or silent
+/// broker is waited out, anything else is a protocol error. Names the broker, never its
+/// password.
+fn queue_error(server: &RedisServer, e: &redis::RedisError) -> QueueError {
+    let text = error_text(e);
+    let named = |t: String| format!("{server}: {t}");
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return QueueError::Refused(named(text));
+    }
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return unavailable(named(text));
+    }
+    match classify(text) {
+        QueueError::Refused(t) => QueueError::Refused(named(t)),
+        QueueError::Unavailable(t) => QueueError::Unavailable(named(t)),
+        other => other,
+    }
+}
+
+fn protocol(want: &str, got: &Value) -> QueueError {
+    QueueError::Protocol(format!("expected {want}, got {got:?}"))
+}
+
+fn int(v: &Value) -> Result<i64, QueueError> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| protocol("a number", v)),
+        _ => Err(protocol("a number", v)),
+    }
+}
+
 pub(crate) struct RedisQueue {
-    addr: String,
-    db: u32,
+    server: RedisServer,
     prefix: String,
-    auth: Option<RedisAuth>,
-    conn: Mutex<Option<Conn>>,
+    conn: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl RedisQueue {
-    pub(crate) fn new(addr: &str, db: u32, prefix: &str, auth: Option<RedisAuth>) -> Self {
+    pub(crate) fn new(server: RedisServer, prefix: &str) -> Self {
         RedisQueue {
-            addr: addr.to_string(),
-            db,
+            server,
             prefix: prefix.to_string(),
-            auth,
             conn: Mutex::new(None),
         }
-    }
-
-    /// A new connection, authenticated and on our database. A refusal names the broker and
-    /// the database (never the password).
-    async fn connect(&self) -> Result<Conn, QueueError> {
-        let mut c = Conn::connect(&self.addr).await?;
-        let named = |what: String| {
-            move |e: QueueError| match e {
-                QueueError::Refused(r) => {
-                    QueueError::Refused(format!("{}: {what}: {r}", self.addr))
-                }
-                other => other,
-            }
-        };
-        if let Some(a) = &self.auth {
-            let mut words = vec!["AUTH"];
-            words.extend(a.user.as_deref());
-            words.push(&a.password);
-            c.call(cmd(words)).await.map_err(named("AUTH".into()))?;
-        }
-        let db = self.db.to_string();
-        c.call(cmd(["SELECT", &db]))
-            .await
-            .map_err(named(format!("database {db}")))?;
-        Ok(c)
     }
 
     fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)
     }
 
-    /// Runs one script (with the broker's time in `now`) on the shared connection.
+    /// The shared connection, made (logged in, on our database) when there is none.
+    async fn conn(&self) -> Result<MultiplexedConnection, QueueError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self
+            .server
+            .connect()
+            .await
+            .map_err(|e| queue_error(&self.server, &e))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one script; a connection that failed is dropped so that the next call reconnects.
     async fn eval(
         &self,
-        script: &str,
+        script: &Script,
         keys: &[&str],
         args: Vec<Vec<u8>>,
     ) -> Result<Value, QueueError> {
-        let mut words = vec![b"EVAL".to_vec(), format!("{NOW}{script}").into_bytes()];
-        words.push(keys.len().to_string().into_bytes());
-        words.extend(keys.iter().map(|k| self.key(k).into_bytes()));
-        words.extend(args);
-        let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.connect().await?);
+        let mut conn = self.conn().await?;
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(self.key(k));
         }
-        let Some(conn) = slot.as_mut() else {
-            return Err(resp::unavailable("not connected"));
-        };
-        let reply = conn.call(words).await;
-        if matches!(reply, Err(QueueError::Unavailable(_))) {
-            *slot = None;
+        for a in args {
+            call.arg(a);
         }
-        reply
+        let reply = call.invoke_async::<Value>(&mut conn).await;
+        reply.map_err(|e| {
+            let e = queue_error(&self.server, &e);
+            if matches!(e, QueueError::Unavailable(_)) {
+                // try_lock: another caller may hold the slot; it will find out for itself.
+                if let Ok(mut slot) = self.conn.try_lock() {
+                    *slot = None;
+                }
+            }
+            e
+        })
     }
 
     async fn put_batch(&self, jobs: &[Pending]) -> Result<u64, QueueError> {
+        if let Some(big) = jobs.iter().find(|p| p.body.len() > MAX_BODY) {
+            return Err(QueueError::Protocol(format!(
+                "job {} is {} bytes, over the {MAX_BODY}-byte limit",
+                big.id,
+                big.body.len()
+            )));
+        }
         let args = jobs
             .iter()
             .flat_map(|p| {
@@ -200,29 +268,31 @@ impl RedisQueue {
                 ]
             })
             .collect();
-        let added = self
-            .eval(PUT, &["ids", "seq", "body", "meta", "ready"], args)
-            .await?;
-        Ok(added.int()? as u64)
+        let keys = ["ids", "seq", "body", "meta", "ready"];
+        let added = self.eval(&SCRIPTS.put, &keys, args).await?;
+        Ok(int(&added)? as u64)
     }
 
     async fn reserve_once(&self, max: usize) -> Result<Vec<Lease>, QueueError> {
         let keys = ["ids", "body", "meta", "ready", "leased", "tries"];
         let reply = self
-            .eval(RESERVE, &keys, vec![max.to_string().into_bytes()])
+            .eval(&SCRIPTS.reserve, &keys, vec![max.to_string().into_bytes()])
             .await?;
         let Value::Array(items) = reply else {
-            return Err(resp::protocol("reserved jobs", &reply));
+            return Err(protocol("reserved jobs", &reply));
         };
         items
             .chunks(3)
             .map(|triple| match triple {
-                [h, Value::Bytes(body), n] => Ok(Lease {
-                    handle: h.int()?.to_string(),
+                [_, Value::BulkString(body), _] if body.len() > MAX_BODY => Err(
+                    QueueError::Protocol(format!("a job body of {} bytes", body.len())),
+                ),
+                [h, Value::BulkString(body), n] => Ok(Lease {
+                    handle: int(h)?.to_string(),
                     body: body.clone(),
-                    deliveries: u32::try_from(n.int()?).unwrap_or(u32::MAX),
+                    deliveries: u32::try_from(int(n)?).unwrap_or(u32::MAX),
                 }),
-                _ => Err(resp::protocol(
+                _ => Err(protocol(
                     "handle, body and delivery count",
                     &Value::Array(triple.to_vec()),
                 )),
@@ -232,7 +302,7 @@ impl RedisQueue {
 
     async fn by_handle(
         &self,
-        script: &str,
+        script: &Script,
         keys: &[&str],
         lease: &Lease,
         extra: &str,
@@ -280,9 +350,8 @@ impl JobQueue for RedisQueue {
                 .iter()
                 .map(|l| l.handle.clone().into_bytes())
                 .collect();
-            self.eval(ACK, &["body", "meta", "leased", "tries"], handles)
-                .await
-                .map(drop)
+            let keys = ["body", "meta", "leased", "tries"];
+            self.eval(&SCRIPTS.ack, &keys, handles).await.map(drop)
         })
     }
 
@@ -292,39 +361,36 @@ impl JobQueue for RedisQueue {
                 .iter()
                 .map(|l| l.handle.clone().into_bytes())
                 .collect();
-            self.eval(TOUCH, &["leased", "meta"], handles)
+            self.eval(&SCRIPTS.touch, &["leased", "meta"], handles)
                 .await
                 .map(drop)
         })
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
-        Box::pin(self.by_handle(RELEASE, &["ids", "meta", "ready", "leased"], lease, ""))
+        let keys = &["ids", "meta", "ready", "leased"];
+        Box::pin(self.by_handle(&SCRIPTS.release, keys, lease, ""))
     }
 
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
-        Box::pin(self.by_handle(
-            BURY,
-            &["body", "meta", "leased", "dead", "tries"],
-            lease,
-            reason,
-        ))
+        let keys = &["body", "meta", "leased", "dead", "tries"];
+        Box::pin(self.by_handle(&SCRIPTS.bury, keys, lease, reason))
     }
 
     fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
         Box::pin(async move {
-            let v = self.eval(DEAD, &["dead"], vec![]).await?;
+            let v = self.eval(&SCRIPTS.dead, &["dead"], vec![]).await?;
             let Value::Array(items) = v else {
-                return Err(resp::protocol("dead letters", &v));
+                return Err(protocol("dead letters", &v));
             };
             items
                 .into_iter()
                 .map(|item| match item {
-                    Value::Bytes(raw) => Ok(DeadLetter::parse(
+                    Value::BulkString(raw) => Ok(DeadLetter::parse(
                         String::from_utf8_lossy(&raw).into_owned(),
                         &raw,
                     )),
-                    other => Err(resp::protocol("a dead letter", &other)),
+                    other => Err(protocol("a dead letter", &other)),
                 })
                 .collect()
         })
@@ -336,22 +402,21 @@ impl JobQueue for RedisQueue {
                 .iter()
                 .map(|l| l.handle.clone().into_bytes())
                 .collect();
-            let n = self.eval(DROP_DEAD, &["dead"], args).await?;
-            Ok(n.int()? as u64)
+            let n = self.eval(&SCRIPTS.drop_dead, &["dead"], args).await?;
+            Ok(int(&n)? as u64)
         })
     }
 
     fn stats(&self) -> QueueFuture<'_, QueueStats> {
         Box::pin(async move {
-            let v = self
-                .eval(STATS, &["ready", "meta", "leased", "dead"], vec![])
-                .await?;
+            let keys = ["ready", "meta", "leased", "dead"];
+            let v = self.eval(&SCRIPTS.stats, &keys, vec![]).await?;
             let Value::Array(n) = &v else {
-                return Err(resp::protocol("four counts", &v));
+                return Err(protocol("four counts", &v));
             };
-            let n: Vec<i64> = n.iter().map(Value::int).collect::<Result<_, _>>()?;
+            let n: Vec<i64> = n.iter().map(int).collect::<Result<_, _>>()?;
             let [pending, reserved, buried, age] = n[..] else {
-                return Err(resp::protocol("four counts", &v));
+                return Err(protocol("four counts", &v));
             };
             Ok(QueueStats {
                 pending: pending as u64,
@@ -364,14 +429,9 @@ impl JobQueue for RedisQueue {
 
     fn flush(&self) -> QueueFuture<'_, u64> {
         Box::pin(async move {
-            let n = self
-                .eval(
-                    FLUSH,
-                    &["ready", "body", "meta", "dead", "ids", "tries"],
-                    vec![],
-                )
-                .await?;
-            Ok(n.int()? as u64)
+            let keys = ["ready", "body", "meta", "dead", "ids", "tries"];
+            let n = self.eval(&SCRIPTS.flush, &keys, vec![]).await?;
+            Ok(int(&n)? as u64)
         })
     }
 }
