@@ -407,3 +407,42 @@ fn jobs_waiting_their_turn_keep_their_lease() {
     assert_eq!(tally(&lines).len(), 10);
     assert_eq!(lines.len(), 10, "no job ran twice");
 }
+
+/// The original's custodian.cfg names the queue with `queue_type` + `queue_host`: `--queue`
+/// may then be left out; with neither, the queue commands stop with a clear error (exit 2).
+#[test]
+fn the_original_queue_keys_stand_in_for_dash_dash_queue() {
+    let peers = custodian_testpeers::peers();
+    for (kind, host) in [
+        ("beanstalk", peers.get("beanstalk")),
+        ("redis", peers.get("redis_queue")),
+    ] {
+        let cfg =
+            format!("queue_type = {kind}\nqueue_host = {host}\nlog_file = /nonexistent/c.log\n");
+        let (dir, path) = file("custodian.cfg", &cfg);
+        let settings = path.to_str().expect("utf8");
+        let r = custodian(dir.path(), &["queue", "--settings", settings, "status"]);
+        assert_eq!(r.code, 0, "{kind}: {}", r.stderr);
+        assert!(r.stdout.contains("pending"), "{kind}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("log_file"),
+            "the ignored key is named: {}",
+            r.stderr
+        );
+    }
+    let (dir, path) = file("custodian.cfg", "timeout = 5\n");
+    let settings = path.to_str().expect("utf8");
+    for args in [
+        &["queue", "--settings", settings, "status"][..],
+        &["worker", "--settings", settings, "--drain"],
+        &["enqueue", "--settings", settings, "custodian.cfg"],
+    ] {
+        let r = custodian(dir.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("no queue: give --queue URL"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}
