@@ -331,28 +331,28 @@ async fn metrics_have_one_series_per_check() {
         text.contains("\ncustodian_history_dropped_total 0\n"),
         "{text}"
     );
-    if let Some(out) = promtool(&text) {
-        assert!(out.status.success(), "promtool: {out:?}");
-    }
+    let out = promtool(&text);
+    assert!(out.status.success(), "promtool: {out:?}");
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed.
-fn promtool(text: &str) -> Option<std::process::Output> {
+/// `promtool check metrics` on `text` (the test peers install Prometheus' promtool).
+fn promtool(text: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
+    let promtool = custodian_testpeers::peers().get("promtool").to_string();
+    let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .ok()?;
+        .expect("promtool runs");
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(text.as_bytes())
         .expect("write");
-    Some(child.wait_with_output().expect("promtool"))
+    child.wait_with_output().expect("promtool")
 }
 
 #[tokio::test]
@@ -535,9 +535,8 @@ fn metrics_text_of_a_fixed_board() {
     insta::assert_snapshot!("metrics_openmetrics", samples_sorted(&open));
     let text = super::metrics::prometheus_text(&open);
     insta::assert_snapshot!("metrics_prometheus_text", samples_sorted(&text));
-    if let Some(out) = promtool(&text) {
-        assert!(out.status.success(), "promtool: {out:?}");
-    }
+    let out = promtool(&text);
+    assert!(out.status.success(), "promtool: {out:?}");
 }
 
 /// The exposition with each family's samples sorted: a family keeps its series in a hash

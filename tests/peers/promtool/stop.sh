@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# Nothing runs for promtool: nothing to stop.
+exit 0
