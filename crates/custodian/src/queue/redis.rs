@@ -159,16 +159,20 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
 /// password.
 fn queue_error(server: &RedisServer, e: &redis::RedisError) -> QueueError {
     let text = error_text(e);
-    let named = |t: String| format!("{server}: {t}");
     if e.kind() == redis::ErrorKind::AuthenticationFailed {
-        return QueueError::Refused(named(text));
+        // The client keeps the server's words to itself; WRONGPASS is what Redis answers.
+        return QueueError::Refused(format!(
+            "{server}: AUTH refused (WRONGPASS: wrong user name or password)"
+        ));
     }
     if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        return unavailable(named(text));
+        return unavailable(format!("{server}: {text}"));
     }
     match classify(text) {
-        QueueError::Refused(t) => QueueError::Refused(named(t)),
-        QueueError::Unavailable(t) => QueueError::Unavailable(named(t)),
+        QueueError::Refused(t) => {
+            QueueError::Refused(format!("{server} (database {}): {t}", server.db))
+        }
+        QueueError::Unavailable(t) => QueueError::Unavailable(format!("{server}: {t}")),
         other => other,
     }
 }
@@ -433,5 +437,79 @@ impl JobQueue for RedisQueue {
             let n = self.eval(&SCRIPTS.flush, &keys, vec![]).await?;
             Ok(int(&n)? as u64)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::QueueUrl;
+    use custodian_core::queue::{JobQueue, Pending, QueueError};
+    use std::time::Duration;
+
+    /// One job in, reserved, acked: the queue works through `url`.
+    async fn round_trip(url: &str) -> Result<(), QueueError> {
+        let q = QueueUrl::parse(url).expect("url").open();
+        q.flush().await?;
+        let job = Pending {
+            id: "j1".into(),
+            body: b"{}".to_vec(),
+            lease: Duration::from_secs(30),
+        };
+        assert_eq!(q.put(&[job]).await?.added, 1);
+        let got = q.reserve(1, Duration::from_secs(1)).await?;
+        assert_eq!(got.len(), 1, "{url}");
+        assert_eq!(got[0].body, b"{}");
+        q.ack(&got).await?;
+        assert_eq!(q.stats().await?.pending, 0);
+        Ok(())
+    }
+
+    /// TLS verified against the test CA with an ACL user, and a unix socket on database 2.
+    #[tokio::test]
+    async fn rediss_and_unix_socket_queues_work() {
+        let p = custodian_testpeers::peers();
+        let prefix = format!("tlsq{}", std::process::id());
+        let tls = format!(
+            "rediss://{}:{}@{}/1?prefix={prefix}&ca_file={}",
+            p.get("redis_acl_user"),
+            p.get("redis_acl_password"),
+            p.get("redis_tls"),
+            p.get("ca")
+        );
+        round_trip(&tls).await.expect("rediss");
+        let sock = format!("unix://{}?db=2&prefix={prefix}", p.get("redis_socket"));
+        round_trip(&sock).await.expect("unix");
+    }
+
+    /// Refusals (a wrong password, a database that does not exist, an untrusted certificate
+    /// aside) are told apart from outages, and never repeat the password.
+    #[tokio::test]
+    async fn refusals_are_refused_and_mask_the_password() {
+        let p = custodian_testpeers::peers();
+        let wrong = format!(
+            "rediss://{}:not-the-pw@{}/0?ca_file={}",
+            p.get("redis_acl_user"),
+            p.get("redis_tls"),
+            p.get("ca")
+        );
+        match round_trip(&wrong).await {
+            Err(QueueError::Refused(why)) => {
+                assert!(why.contains("WRONGPASS"), "{why}");
+                assert!(!why.contains("not-the-pw"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_db = format!("unix://{}?db=99", p.get("redis_socket"));
+        match round_trip(&no_db).await {
+            Err(QueueError::Refused(why)) => assert!(why.contains("database 99"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let untrusted = format!(
+            "rediss://{}:{}@{}/0",
+            p.get("redis_acl_user"),
+            p.get("redis_acl_password"),
+            p.get("redis_tls")
+        );
+        assert!(round_trip(&untrusted).await.is_err());
     }
 }
