@@ -148,13 +148,13 @@ impl RedisServer {
                 let mut s = RedisServer::tcp(&host, url.port().unwrap_or(DEFAULT_PORT));
                 s.tls = url.scheme() == "rediss";
                 s.db = if path.is_empty() { 0 } else { number(path)? };
-                s.user = Some(percent_decode(url.username()).map_err(|e| bad(e))?)
-                    .filter(|u| !u.is_empty());
+                s.user =
+                    Some(percent_decode(url.username()).map_err(&bad)?).filter(|u| !u.is_empty());
                 s.password = url
                     .password()
                     .map(percent_decode)
                     .transpose()
-                    .map_err(|e| bad(e))?;
+                    .map_err(&bad)?;
                 s
             }
             "unix" | "redis+unix" => {

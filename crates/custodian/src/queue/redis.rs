@@ -443,7 +443,7 @@ impl JobQueue for RedisQueue {
 #[cfg(test)]
 mod tests {
     use super::super::QueueUrl;
-    use custodian_core::queue::{JobQueue, Pending, QueueError};
+    use custodian_core::queue::{Pending, QueueError};
     use std::time::Duration;
 
     /// One job in, reserved, acked: the queue works through `url`.
