@@ -13,7 +13,7 @@ use crate::queue::QueueUrl;
 use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use custodian_alerters::{Common, Dispatcher};
-use custodian_core::state::AlertEvent;
+use custodian_core::state::{AlertEvent, EventKind};
 use custodian_core::{JobResult, Status};
 use futures::future::BoxFuture;
 use outbox::Claim;
@@ -105,10 +105,18 @@ pub(crate) struct Alerting {
     sweeper: Mutex<Option<tokio::task::AbortHandle>>,
     /// Told of every notice as it is delivered (serve keeps them in its history).
     observer: Mutex<Option<Observer>>,
+    /// Asked before a notice goes out (serve's silences).
+    mute: Mutex<Option<Mute>>,
+    /// Checks whose raise was muted: raised late once a result finds them still failing and
+    /// no longer muted (see [`Alerting::mute`]).
+    held: Mutex<HashSet<String>>,
 }
 
-/// See [`Alerting::observe`].
-pub(crate) type Observer = Arc<dyn Fn(&AlertEvent) + Send + Sync>;
+/// See [`Alerting::observe`]: the notice, and whether it was muted instead of delivered.
+pub(crate) type Observer = Arc<dyn Fn(&AlertEvent, bool) + Send + Sync>;
+
+/// See [`Alerting::mute`]: whether this notice is kept from every alerter.
+pub(crate) type Mute = Arc<dyn Fn(&AlertEvent) -> bool + Send + Sync>;
 
 /// Longest `finish` waits for pending deliveries: below the worker unit's `TimeoutStopSec=30`
 /// minus the worker's 10 s shutdown grace for jobs in flight.
@@ -185,6 +193,8 @@ impl Alerting {
             owned: Mutex::default(),
             sweeper: Mutex::default(),
             observer: Mutex::default(),
+            mute: Mutex::default(),
+            held: Mutex::default(),
         });
         me.sweep().await;
         let weak = Arc::downgrade(&me);
@@ -224,15 +234,79 @@ impl Alerting {
             self.tasks().spawn(async move {
                 let _pending = pending;
                 let _permit = Arc::clone(&me.limit).acquire_owned().await;
-                me.dispatcher.send(&event).await;
+                let mute = lock(&me.mute).clone();
+                if !mute.is_some_and(|m| m(&event)) {
+                    me.dispatcher.send(&event).await;
+                }
                 me.delivered(&id).await;
             });
         }
     }
 
-    /// Calls `observer` with every notice delivered from now on.
+    /// Calls `observer` with every notice delivered (or muted) from now on.
     pub(crate) fn observe(&self, observer: Observer) {
         *lock(&self.observer) = Some(observer);
+    }
+
+    /// Asks `mute` before every notice from now on: a muted one goes to no alerter (its state
+    /// change is stored all the same, its outbox parcel removed as handled). A muted raise is
+    /// held: the first later result that finds the check still failing and the notice no
+    /// longer muted raises it then; a clear of a held raise is not sent (nobody heard the
+    /// raise). Held raises live in this process only. Metrics results are never muted.
+    pub(crate) fn mute(&self, mute: Mute) {
+        *lock(&self.mute) = Some(mute);
+    }
+
+    /// The notice to deliver for `event` (None: muted or none due) and the muted one, given
+    /// the mute hook; see [`Alerting::mute`].
+    fn silence(
+        &self,
+        event: Option<AlertEvent>,
+        result: &JobResult,
+        raised_at: Option<u64>,
+        now: u64,
+    ) -> (Option<AlertEvent>, Option<AlertEvent>) {
+        let Some(mute) = lock(&self.mute).clone() else {
+            return (event, None);
+        };
+        let mut held = lock(&self.held);
+        let Some(e) = event else {
+            // Still failing after a muted raise: raise now unless still muted.
+            if raised_at.is_some() && held.contains(&result.id) {
+                let late = AlertEvent {
+                    kind: EventKind::Raise,
+                    result: result.clone(),
+                    at: now,
+                    raised_at,
+                };
+                if !mute(&late) {
+                    held.remove(&result.id);
+                    return (Some(late), None);
+                }
+            }
+            return (None, None);
+        };
+        if mute(&e) {
+            match e.kind {
+                EventKind::Raise => held.insert(result.id.clone()),
+                EventKind::Clear => held.remove(&result.id),
+                _ => false,
+            };
+            return (None, Some(e));
+        }
+        let was_held = held.remove(&result.id);
+        match e.kind {
+            // Receivers never heard of this failure.
+            EventKind::Clear if was_held => (None, Some(e)),
+            EventKind::StillFailing if was_held => (
+                Some(AlertEvent {
+                    kind: EventKind::Raise,
+                    ..e
+                }),
+                None,
+            ),
+            _ => (Some(e), None),
+        }
     }
 
     /// Removes a delivered parcel from the outbox.
@@ -280,7 +354,7 @@ impl Alerting {
                 result.line
             );
         }
-        let event = applied.event;
+        let (event, muted) = self.silence(applied.event, &result, applied.raised_at, now);
         // Skipped checks took no measurement. The raise time tells alerters that keep alerts
         // alive (Alertmanager) that the check is still failing.
         let metric = (result.status != Status::Skipped).then(|| AlertEvent {
@@ -292,9 +366,13 @@ impl Alerting {
         let _permit = Arc::clone(&self.limit).acquire_owned().await;
         let sends = metric.iter().chain(event.as_ref());
         futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
-        let observer = lock(&self.observer).clone();
-        if let (Some(observe), Some(e)) = (observer, &event) {
-            observe(e);
+        if let Some(observe) = lock(&self.observer).clone() {
+            if let Some(e) = &event {
+                observe(e, false);
+            }
+            if let Some(e) = &muted {
+                observe(e, true);
+            }
         }
         if let Some(id) = &applied.parcel {
             self.delivered(id).await;

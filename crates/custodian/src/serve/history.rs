@@ -9,6 +9,13 @@
 //! connection and commits what is queued once a second (or every [`BATCH_ROWS`] rows) in one
 //! transaction; reads use their own connections on the blocking pool (WAL lets them run while
 //! the writer commits).
+//!
+//! Schema version 2 adds `silences` (see [`silences`]) and the `muted` flag of `notices`;
+//! a version 1 database is upgraded in place when opened.
+
+mod silences;
+
+pub(crate) use silences::{Silence, Silences, Subject};
 
 use anyhow::{bail, Context, Result};
 use custodian_core::state::{AlertEvent, EventKind};
@@ -24,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// The schema this code writes; a database with a higher one is refused.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Results that may wait for the writer before new ones are dropped (about 5 minutes of
 /// 10,000 checks a minute).
 const QUEUE_CAP: usize = 50_000;
@@ -74,6 +81,16 @@ CREATE TABLE notices (
 CREATE INDEX notices_chk_at ON notices (chk, at);
 CREATE INDEX notices_at ON notices (at);
 CREATE TABLE scans (n INTEGER PRIMARY KEY, at INTEGER NOT NULL, report TEXT NOT NULL);
+";
+
+/// From schema version 1 to 2: silences, and notices kept from the alerters by one.
+const SCHEMA_2: &str = "
+ALTER TABLE notices ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE silences (
+    id INTEGER PRIMARY KEY, pattern TEXT NOT NULL, created_at INTEGER NOT NULL,
+    until INTEGER NOT NULL, author TEXT NOT NULL, comment TEXT NOT NULL
+);
+CREATE INDEX silences_until ON silences (until);
 ";
 
 /// How long each kind of record is kept.
@@ -131,6 +148,8 @@ pub(crate) struct NoticeRow {
     pub(crate) kind: String,
     pub(crate) line: String,
     pub(crate) reason: Option<String>,
+    /// Kept from every alerter by a silence.
+    pub(crate) muted: bool,
 }
 
 /// One scan report as received.
@@ -156,6 +175,7 @@ enum Msg {
         kind: &'static str,
         line: String,
         reason: Option<String>,
+        muted: bool,
     },
     Scan {
         at: u64,
@@ -205,6 +225,8 @@ pub(crate) struct History {
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Arc<Reader>,
+    /// The active silences, cached for alerting and the pages.
+    silences: Arc<Silences>,
 }
 
 impl History {
@@ -244,11 +266,14 @@ impl History {
         });
         // Open one reader now so a path readers cannot use fails at start, not on first view.
         reader.with(|_| Ok(()))?;
+        let silences = Arc::new(Silences::default());
+        silences.replace(reader.with(|c| silences::active(c, unix_now()))?);
         Ok(History {
             shared,
             committed,
             writer: Mutex::new(Some(handle)),
             reader,
+            silences,
         })
     }
 
@@ -269,6 +294,15 @@ impl History {
 
     /// Queues a notice (per-result `Result` events are not notices and are ignored).
     pub(crate) fn notice(&self, event: &AlertEvent) {
+        self.notice_as(event, false);
+    }
+
+    /// Queues a notice a silence kept from the alerters.
+    pub(crate) fn notice_muted(&self, event: &AlertEvent) {
+        self.notice_as(event, true);
+    }
+
+    fn notice_as(&self, event: &AlertEvent, muted: bool) {
         let kind = match event.kind {
             EventKind::Raise => "raise",
             EventKind::StillFailing => "still_failing",
@@ -284,6 +318,7 @@ impl History {
                 kind,
                 line: event.result.line.clone(),
                 reason: event.result.error.clone(),
+                muted,
             },
             false,
         );
@@ -473,7 +508,7 @@ impl History {
                 None => None,
             };
             let mut stmt = c.prepare_cached(
-                "SELECT c.name, o.at, o.kind, o.line, o.reason
+                "SELECT c.name, o.at, o.kind, o.line, o.reason, o.muted
                  FROM notices o JOIN checks c ON c.n = o.chk
                  WHERE ?1 IS NULL OR o.chk = ?1
                  ORDER BY o.at DESC, o.rowid DESC LIMIT ?2",
@@ -485,6 +520,7 @@ impl History {
                     kind: row.get(2)?,
                     line: row.get(3)?,
                     reason: row.get(4)?,
+                    muted: row.get(5)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -508,6 +544,93 @@ impl History {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    /// The active silences (cached).
+    pub(crate) fn silences(&self) -> &Arc<Silences> {
+        &self.silences
+    }
+
+    /// Stores a silence of `pattern` for `secs` from now, then refreshes the cache; the
+    /// pattern must parse ([`silences::Pattern`]).
+    pub(crate) async fn add_silence(
+        &self,
+        pattern: &str,
+        secs: u64,
+        author: &str,
+        comment: &str,
+    ) -> Result<Silence> {
+        if let Err(e) = silences::Pattern::parse(pattern) {
+            bail!("{e}");
+        }
+        let now = unix_now();
+        let silence = Silence {
+            id: 0,
+            pattern: pattern.trim().to_owned(),
+            created_at: now,
+            until: now.saturating_add(secs),
+            author: author.to_owned(),
+            comment: comment.to_owned(),
+        };
+        let mut stored = silence.clone();
+        stored.id = self
+            .write_silences(move |c| {
+                silences::insert(
+                    c,
+                    &silence.pattern,
+                    now,
+                    silence.until,
+                    &silence.author,
+                    &silence.comment,
+                )
+            })
+            .await?;
+        self.refresh_silences().await?;
+        Ok(stored)
+    }
+
+    /// Ends silence `id` now; whether it was active.
+    pub(crate) async fn end_silence(&self, id: i64) -> Result<bool> {
+        let ended = self
+            .write_silences(move |c| silences::end(c, id, unix_now()))
+            .await?;
+        self.refresh_silences().await?;
+        Ok(ended)
+    }
+
+    /// Reloads the cache of active silences from the database.
+    pub(crate) async fn refresh_silences(&self) -> Result<()> {
+        let rows = self.read(|_, c| silences::active(c, unix_now())).await?;
+        self.silences.replace(rows);
+        Ok(())
+    }
+
+    /// Refreshes the silence cache every 30 s (another process may have changed the table)
+    /// while the history is in use.
+    pub(crate) async fn keep_silences_fresh(me: std::sync::Weak<History>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let Some(h) = me.upgrade() else { return };
+            if let Err(e) = h.refresh_silences().await {
+                tracing::warn!("history: reading silences: {e:#}");
+            }
+        }
+    }
+
+    /// Runs `f` on a connection of its own that may write (silences are rare and must be
+    /// stored before the answer, so they do not go through the batching writer).
+    async fn write_silences<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.reader.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            f(&conn)
+        })
+        .await
+        .context("history silence task")?
     }
 
     fn push(&self, msg: Msg, is_result: bool) {
@@ -725,13 +848,14 @@ impl Writer {
                     kind,
                     line,
                     reason,
+                    muted,
                 } => {
                     let chk = intern(&tx, &mut self.checks, "checks", id)?;
                     tx.prepare_cached(
-                        "INSERT INTO notices (chk, at, kind, line, reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO notices (chk, at, kind, line, reason, muted)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
-                    .execute(params![chk, at, kind, line, reason])?;
+                    .execute(params![chk, at, kind, line, reason, muted])?;
                 }
                 Msg::Scan { at, report } => {
                     tx.prepare_cached("INSERT INTO scans (at, report) VALUES (?1, ?2)")?
@@ -893,6 +1017,14 @@ fn open_writer(path: &Path) -> Result<Connection> {
             let tx = conn.transaction()?;
             tx.execute_batch(SCHEMA)
                 .context("creating the schema (is this a custodian history database?)")?;
+            tx.execute_batch(SCHEMA_2)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            tx.commit()?;
+        }
+        1 => {
+            let tx = conn.transaction()?;
+            tx.execute_batch(SCHEMA_2)
+                .context("upgrading the history schema to version 2")?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             tx.commit()?;
         }

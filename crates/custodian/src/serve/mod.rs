@@ -47,8 +47,17 @@ impl Live {
         })
         .await?;
         if let Some(a) = &alerting {
-            let history = Arc::clone(history);
-            a.observe(Arc::new(move |e| history.notice(e)));
+            let h = Arc::clone(history);
+            a.observe(Arc::new(move |e, muted| match muted {
+                true => h.notice_muted(e),
+                false => h.notice(e),
+            }));
+            // Silences: a notice of a check some active one matches goes to no alerter.
+            let silences = Arc::clone(history.silences());
+            a.mute(Arc::new(move |e| {
+                let now = crate::alerting::unix_now();
+                silences.matching(&(&e.result).into(), now).is_some()
+            }));
         }
         let engine = crate::worker::Engine::with_env(settings.clone(), env);
         Ok(Live {
@@ -79,6 +88,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         History::open(&db, history::Retention::default())
             .with_context(|| format!("history database {}", db.display()))?,
     );
+    tokio::spawn(History::keep_silences_fresh(Arc::downgrade(&history)));
     let mut live = Live::build(&args, &history).await?;
     let files: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
     let board = Arc::new(Board::new(files, crate::alerting::unix_now()));
