@@ -4,6 +4,7 @@ mod alerting;
 mod check;
 mod cli;
 mod common;
+mod examples;
 mod mistakes;
 mod peers;
 mod queue;
