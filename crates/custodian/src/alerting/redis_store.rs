@@ -397,4 +397,43 @@ mod tests {
             .expect("sweep");
         assert!(later.is_empty(), "delivered: gone");
     }
+
+    /// `state_redis` over TLS (ACL user, the test CA as `ca_file`) and over a unix socket:
+    /// states are saved, and a second raise is not repeated.
+    #[tokio::test]
+    async fn states_are_kept_over_tls_and_a_unix_socket() {
+        let p = custodian_testpeers::peers();
+        let urls = [
+            format!(
+                "rediss://{}:{}@{}/4?ca_file={}",
+                p.get("redis_acl_user"),
+                p.get("redis_acl_password"),
+                p.get("redis_tls"),
+                p.get("ca")
+            ),
+            format!("unix://{}?db=4", p.get("redis_socket")),
+        ];
+        for url in urls {
+            let server = RedisServer::parse(&url).expect("url");
+            let prefix = format!("tlsstate{}", std::process::id());
+            let store = RedisStore::new(server, &prefix, Policy::default());
+            let first = store
+                .apply(&result(5, Status::Failed), 100, &Claim::mine(100))
+                .await
+                .expect("apply");
+            assert!(first.unsaved.is_none(), "{url}: {:?}", first.unsaved);
+            assert_eq!(first.event.map(|e| e.kind), Some(EventKind::Raise));
+            let again = store
+                .apply(&result(5, Status::Failed), 101, &Claim::mine(101))
+                .await
+                .expect("apply");
+            assert!(
+                again.event.map(|e| e.kind) != Some(EventKind::Raise),
+                "{url}"
+            );
+            if let Some(id) = first.parcel {
+                store.delivered(&id).await.expect("delivered");
+            }
+        }
+    }
 }
