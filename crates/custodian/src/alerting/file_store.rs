@@ -218,8 +218,8 @@ fn lock(path: &Path) -> Result<File> {
         .write(true)
         .open(&lp)
         .with_context(|| format!("opening {}", lp.display()))?;
-    // flock(2) through libc: std's `File::lock` needs Rust 1.89, above our MSRV, and libc is
-    // already a dependency. flock is advisory and released when the file is closed, also when
+    // flock(2) through libc, which std's `File::lock` (Rust 1.89, our MSRV) also uses; the
+    // loop retries EINTR explicitly. flock is advisory and released when the file is closed, also when
     // the process dies, so a killed run never leaves a stale lock behind.
     loop {
         // SAFETY: the descriptor is owned by `f`, open for the whole call.
