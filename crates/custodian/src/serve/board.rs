@@ -33,6 +33,9 @@ pub(crate) struct CheckView {
     pub(crate) duration_ms: Option<u64>,
     /// Who ran the latest result: `local` on the embedded pool, else the worker's name.
     pub(crate) worker: Option<String>,
+    /// Until when a silence keeps its notices from the alerters (unix seconds); set by the
+    /// web side as it lists the check.
+    pub(crate) silenced_until: Option<u64>,
 }
 
 impl CheckView {
@@ -52,6 +55,7 @@ impl CheckView {
             reason: None,
             duration_ms: None,
             worker: None,
+            silenced_until: None,
         }
     }
 

@@ -13,7 +13,7 @@
 //! Schema version 2 adds `silences` (see [`silences`]) and the `muted` flag of `notices`;
 //! a version 1 database is upgraded in place when opened.
 
-mod silences;
+pub(crate) mod silences;
 
 pub(crate) use silences::{Silence, Silences, Subject};
 

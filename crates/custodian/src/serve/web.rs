@@ -1,12 +1,13 @@
 //! The HTTP side of `serve`: status pages, the JSON API, `/metrics`, `/healthz`, `/readyz`.
 //!
-//! Read-only except `POST /api/scans`. With a token every route but `/healthz`, `/readyz` and
-//! `/login` needs `Authorization: Bearer TOKEN` or the login form's cookie; without one,
-//! `POST /api/scans` is taken from loopback peers only.
+//! Read-only except `POST /api/scans` and the silences ([`silence`]). With a token every route
+//! but `/healthz`, `/readyz` and `/login` needs `Authorization: Bearer TOKEN` or the login
+//! form's cookie; without one, those writes are taken from loopback peers only.
 
 mod api;
 mod metrics;
 mod page;
+mod silence;
 #[cfg(test)]
 mod tests;
 
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Form, Router};
 use custodian_core::Status;
 use futures::StreamExt;
@@ -76,6 +77,11 @@ fn router(web: Arc<Web>) -> Router {
         .route("/api/checks/{id}", get(api::check))
         .route("/api/checks/{id}/history", get(api::history))
         .route("/api/notices", get(api::notices))
+        .route("/silences", get(silence::page))
+        .route("/api/silences", get(silence::list).post(silence::post))
+        .route("/api/silences/{id}", delete(silence::delete))
+        .route("/silence", post(silence::form_post))
+        .route("/silences/{id}/end", post(silence::form_end))
         .route(
             "/api/scans",
             get(api::scans)
@@ -374,7 +380,9 @@ pub(crate) struct Listed {
 
 /// The history of one check as listed; a history error is logged and shown as no data (the
 /// page must still come up).
-async fn lookup(history: &History, view: CheckView, now: u64) -> Listed {
+async fn lookup(web: &Web, mut view: CheckView, now: u64) -> Listed {
+    let history = &web.history;
+    view.silenced_until = silence::covering(web, &view, now).map(|s| s.until);
     let uptime = |secs: u64| {
         let id = view.id.clone();
         async move {
@@ -410,7 +418,7 @@ async fn listed(web: &Web, filter: &Filter, checks: Vec<CheckView>) -> (Vec<List
     let matching: Vec<CheckView> = checks.into_iter().filter(|c| filter.matches(c)).collect();
     let total = matching.len();
     let rows = futures::stream::iter(matching.into_iter().take(MAX_LISTED))
-        .map(|v| lookup(&web.history, v, now))
+        .map(|v| lookup(web, v, now))
         .buffered(LOOKUPS)
         .collect()
         .await;

@@ -52,9 +52,7 @@ pub(super) async fn check(
     Path(id): Path<String>,
 ) -> Result<Json<Listed>, Refusal> {
     let v = view(&web, &id)?;
-    Ok(Json(
-        lookup(&web.history, v, crate::alerting::unix_now()).await,
-    ))
+    Ok(Json(lookup(&web, v, crate::alerting::unix_now()).await))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,11 +40,11 @@ fn url_part(s: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:1em;color:#222}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}\
 .failed{background:#fdd}.unknown{background:#ffd}.passed{background:#efe}.pending,.skipped{background:#eee}\
-.errors{border:2px solid #c00;padding:0 1em;background:#fee}pre{white-space:pre-wrap;margin:0}\
+.errors{border:2px solid #c00;padding:0 1em;background:#fee}.silenced{font-style:italic}pre{white-space:pre-wrap;margin:0}\
 td.num{text-align:right}";
 
 /// The page around `body`; `refresh` adds the 30 s auto-refresh.
-fn layout(title: &str, refresh: bool, body: &str) -> String {
+pub(super) fn layout(title: &str, refresh: bool, body: &str) -> String {
     let meta = if refresh {
         "<meta http-equiv=refresh content=30>"
     } else {
@@ -55,13 +55,14 @@ fn layout(title: &str, refresh: bool, body: &str) -> String {
          <meta name=viewport content=\"width=device-width\">\
          <title>{} - custodian</title><style>{STYLE}</style></head><body>\n\
          <p><a href=\"/\">checks</a> | <a href=\"/scans\">scans</a> | \
+         <a href=\"/silences\">silences</a> | \
          <a href=\"/metrics\">metrics</a></p>\n{body}</body></html>\n",
         esc(title)
     )
 }
 
 /// Unix seconds as UTC text.
-fn when(at: u64) -> String {
+pub(super) fn when(at: u64) -> String {
     i64::try_from(at)
         .ok()
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
@@ -180,9 +181,15 @@ fn row(body: &mut String, r: &Listed, now: u64) {
     let since = c
         .since
         .map_or_else(String::new, |s| format!("{} ({})", ago(now, s), when(s)));
+    let silenced = c.silenced_until.map_or_else(String::new, |u| {
+        format!(
+            " <span class=silenced title=\"silenced until {}\">(silenced)</span>",
+            when(u)
+        )
+    });
     let _ = writeln!(
         body,
-        "<tr class={state}><td>{state}</td><td><a href=\"/check/{id}\">{probe} {target}</a></td>\
+        "<tr class={state}><td>{state}</td><td><a href=\"/check/{id}\">{probe} {target}</a>{silenced}</td>\
          <td>{since}</td><td>{reason}</td><td>{otherwise}</td><td class=num>{d}</td>\
          <td class=num>{w}</td><td class=num>{m}</td><td>{spark}</td><td>{file}:{line}</td></tr>",
         state = r.state,
@@ -246,7 +253,8 @@ pub(super) async fn check(
     let c = view(&web, &id)?;
     let now = crate::alerting::unix_now();
     let week = now.saturating_sub(7 * 86_400);
-    let listed = super::lookup(&web.history, c.clone(), now).await;
+    let silence = super::silence::covering(&web, &c, now);
+    let listed = super::lookup(&web, c.clone(), now).await;
     let buckets = web
         .history
         .buckets(&id, week, now, true)
@@ -264,6 +272,7 @@ pub(super) async fn check(
         .map_err(Refusal::internal)?;
     let mut body = String::new();
     summary(&mut body, &c, &listed, now);
+    super::silence::check_part(&mut body, &c, silence.as_ref());
     let _ = writeln!(
         body,
         "<h2>Last 7 days, hourly</h2>\n{}",
