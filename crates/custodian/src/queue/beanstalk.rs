@@ -1,10 +1,33 @@
 //! The beanstalkd backend: a hand-written client for its small text protocol.
 //!
 //! Jobs go into one tube (default `custodian`) with TTR = the job's lease, so beanstalkd itself
-//! hands a job to another worker when its worker dies or runs late. A body is `ID\nJSON`: the
-//! id lets `put` skip jobs already ready (beanstalkd has no lookup by content, so `put` scans the
-//! tube's ready jobs by id range first). Dead letters go to the tube `TUBE.dead` as JSON
-//! `{reason, body}`, since beanstalkd's own `bury` cannot record a reason.
+//! hands a job to another worker when its worker dies or runs late. A body is `ID\nJSON`. Dead
+//! letters go to the tube `TUBE.dead` as JSON `{reason, body}`, since beanstalkd's own `bury`
+//! cannot record a reason.
+//!
+//! **Connections.** beanstalkd accepts `delete`, `touch`, `release` and `bury` of a reserved
+//! job only from the connection that reserved it, and a connection blocked in `reserve` answers
+//! nothing else. So `put`, stats and dead letters use one connection, and reservations a small
+//! pool ([`Lessors`]): each lease is settled on the connection that took it, and only a
+//! connection holding no lease waits in a blocking `reserve-with-timeout 1` (in a task of its
+//! own, so a caller with a shorter wait returns in time and the next caller takes the wait
+//! over). An idle worker thus sends one command a second, and acks never queue behind a wait.
+//!
+//! **Duplicates.** `put` skips jobs whose id is already ready in the tube. beanstalkd cannot
+//! list a tube, look a job up by content, or hold a side index we could keep exact (tubes are
+//! found by a linear search, so a tube per id would not scale; a job body is capped at
+//! `max-job-size`). What it can do is hand out every ready job of a tube: the duplicate check
+//! reserves them all on a connection of its own (`stats-tube` says how many), reads their ids,
+//! then buries them and kicks them back, which returns them to ready in their old order (ready
+//! jobs go out by priority, then id, and both are kept). That costs a few commands per job
+//! *pending in this tube*, however many jobs other tubes hold or ids were used (the old scan
+//! asked `stats-job` for every id from the oldest ready job to the newest anywhere, which grew
+//! with the broker's whole traffic). A job reserved by a worker meanwhile is not pending, so
+//! it is rightly not counted. The scan's reservation is visible in `stats-job` as one more
+//! `reserves` and one `kicks`; deliveries are therefore `reserves - kicks`. A scan cut off
+//! between bury and kick leaves jobs buried in the main tube, where nothing else buries: the
+//! next scan kicks them back first. A scan cut off before that only holds reservations, which
+//! beanstalkd puts back when its connection closes (counted as one delivery).
 
 use super::resp::unavailable;
 use anyhow::bail;
@@ -15,7 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
 
 /// Longest one exchange may take before the connection counts as dead.
 const IO_LIMIT: Duration = Duration::from_secs(10);
@@ -197,11 +220,117 @@ fn bad_data(what: &str) -> std::io::Error {
 pub(crate) struct Beanstalk {
     addr: String,
     tube: String,
+    /// Everything but reservations and their settlement: put, stats, peeks, dead letters.
     conn: Mutex<Option<Conn>>,
+    /// The connections that reserve jobs, and which job each holds.
+    lessors: Mutex<Lessors>,
 }
 
+/// Reserving connections. beanstalkd lets only the connection that reserved a job delete,
+/// touch, release or bury it, so each lease remembers its connection, and a connection that
+/// holds leases never blocks in `reserve`: its acks would wait behind the reserve.
+#[derive(Default)]
+struct Lessors {
+    slots: Vec<Lessor>,
+    /// Lease handle (the job id) to the slot that holds it.
+    owner: HashMap<String, usize>,
+    /// Blocking reserves still in flight, left by callers whose wait ran out first: the next
+    /// reserve takes over the oldest, so a job it gets is handed out, not stranded.
+    waiting: Vec<Waiting>,
+}
+
+#[derive(Default)]
+struct Lessor {
+    /// `None` while closed (opened on next use) or while a blocking reserve holds it.
+    conn: Option<Conn>,
+    /// A blocking reserve has this connection.
+    busy: bool,
+    /// Leases held on this connection.
+    held: usize,
+}
+
+/// A blocking `reserve-with-timeout` running in its own task; it hands back the connection
+/// (none if it broke) and the reply.
+struct Waiting {
+    slot: usize,
+    reply: oneshot::Receiver<(Option<Conn>, Result<Reply, QueueError>)>,
+}
+
+impl Lessors {
+    /// Forgets a slot's connection and its leases: beanstalkd puts a closed connection's
+    /// reserved jobs back on its own, so they are no longer ours to settle.
+    fn lost(&mut self, slot: usize) {
+        self.owner.retain(|_, s| *s != slot);
+        if let Some(l) = self.slots.get_mut(slot) {
+            *l = Lessor::default();
+        }
+    }
+
+    /// Records leases taken on `slot`. A handle seen before (its lease ran out and the job
+    /// came back) now belongs to this slot alone.
+    fn own(&mut self, slot: usize, leases: &[Lease]) {
+        for l in leases {
+            if let Some(old) = self.owner.insert(l.handle.clone(), slot) {
+                if let Some(s) = self.slots.get_mut(old) {
+                    s.held = s.held.saturating_sub(1);
+                }
+            }
+            if let Some(s) = self.slots.get_mut(slot) {
+                s.held += 1;
+            }
+        }
+    }
+
+    /// Drops leases that are settled (deleted, released or buried).
+    fn settled(&mut self, handles: &[&str]) {
+        for h in handles {
+            if let Some(slot) = self.owner.remove(*h) {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.held = s.held.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// The held leases grouped by slot, in their order; handles not held here are left out
+    /// (their connection broke, so the job already went back to the queue).
+    fn by_slot<'l>(&self, leases: &'l [Lease]) -> Vec<(usize, Vec<&'l Lease>)> {
+        let mut groups: Vec<(usize, Vec<&Lease>)> = Vec::new();
+        for l in leases {
+            let Some(&slot) = self.owner.get(&l.handle) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, g)) => g.push(l),
+                None => groups.push((slot, vec![l])),
+            }
+        }
+        groups
+    }
+
+    /// A free slot for a blocking reserve (holding nothing, not busy), opening one if the
+    /// pool has room; `None` when every slot holds leases and the pool is full.
+    fn free_slot(&mut self) -> Option<usize> {
+        if let Some(i) = self.slots.iter().position(|l| !l.busy && l.held == 0) {
+            return Some(i);
+        }
+        (self.slots.len() < MAX_LESSORS).then(|| {
+            self.slots.push(Lessor::default());
+            self.slots.len() - 1
+        })
+    }
+}
+
+/// Most reserving connections per client; past it, reserves poll on the least-loaded one.
+const MAX_LESSORS: usize = 16;
+/// Seconds one blocking reserve waits for a job: long enough that an idle worker sends one
+/// command a second, short enough that a connection is back soon after a stop.
+const BLOCK_SECS: u64 = 1;
+/// Priority of every job we put (beanstalkd's default); release and bury keep it.
+const PRI: u32 = 1024;
+
 fn put_cmd(ttr: u64, body: &[u8]) -> Vec<u8> {
-    let mut c = format!("put 1024 0 {ttr} {}\r\n", body.len()).into_bytes();
+    let mut c = format!("put {PRI} 0 {ttr} {}\r\n", body.len()).into_bytes();
     c.extend_from_slice(body);
     c
 }
@@ -210,12 +339,53 @@ fn text(s: String) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Runs commands on the connection in `slot`, opening it first if needed. The connection is
+/// out of the slot during the exchange, so one cut off half-way (its future dropped) or
+/// broken is closed, never reused with replies still unread.
+async fn on(
+    slot: &mut Option<Conn>,
+    addr: &str,
+    tube: &str,
+    cmds: Vec<Vec<u8>>,
+) -> Result<Vec<Reply>, QueueError> {
+    let mut conn = match slot.take() {
+        Some(c) => c,
+        None => Conn::open(addr, tube).await?,
+    };
+    let replies = conn.exchange(cmds).await?;
+    *slot = Some(conn);
+    Ok(replies)
+}
+
+/// One blocking reserve on its own task (see [`Waiting`]).
+async fn wait_for_job(
+    addr: String,
+    tube: String,
+    conn: Option<Conn>,
+) -> (Option<Conn>, Result<Reply, QueueError>) {
+    let mut slot = conn;
+    let cmd = text(format!("reserve-with-timeout {BLOCK_SECS}"));
+    match on(&mut slot, &addr, &tube, vec![cmd]).await {
+        Ok(mut r) => (slot, r.pop().ok_or_else(|| unavailable("no reply"))),
+        Err(e) => (None, Err(e)),
+    }
+}
+
+/// What a scan does with the jobs it reserved.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Back to ready, in their order (bury, then kick).
+    Keep,
+    Delete,
+}
+
 impl Beanstalk {
     pub(crate) fn new(addr: &str, tube: &str) -> Self {
         Beanstalk {
             addr: addr.to_string(),
             tube: tube.to_string(),
             conn: Mutex::new(None),
+            lessors: Mutex::new(Lessors::default()),
         }
     }
 
@@ -226,17 +396,7 @@ impl Beanstalk {
     /// Runs commands on the shared connection, reconnecting first if it broke.
     async fn exchange(&self, cmds: Vec<Vec<u8>>) -> Result<Vec<Reply>, QueueError> {
         let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            *slot = Some(Conn::open(&self.addr, &self.tube).await?);
-        }
-        let Some(conn) = slot.as_mut() else {
-            return Err(unavailable("not connected"));
-        };
-        let replies = conn.exchange(cmds).await;
-        if replies.is_err() {
-            *slot = None;
-        }
-        replies
+        on(&mut slot, &self.addr, &self.tube, cmds).await
     }
 
     /// The connected broker's `max-job-size`.
@@ -255,113 +415,247 @@ impl Beanstalk {
             .ok_or_else(|| unavailable("no reply"))
     }
 
+    /// Runs commands on a reserving connection; a failure forgets its leases.
+    async fn on_lessor(
+        &self,
+        pool: &mut Lessors,
+        slot: usize,
+        cmds: Vec<Vec<u8>>,
+    ) -> Result<Vec<Reply>, QueueError> {
+        let Some(lessor) = pool.slots.get_mut(slot) else {
+            return Err(unavailable("no such connection"));
+        };
+        let r = on(&mut lessor.conn, &self.addr, &self.tube, cmds).await;
+        if r.is_err() {
+            pool.lost(slot);
+        }
+        r
+    }
+
+    /// Every job ready in `tube` (ids and bodies, oldest first), by reserving them all on a
+    /// connection of its own, then putting them back in order (or deleting them). Costs four
+    /// commands per ready job in that tube, whatever else the broker holds (see the module
+    /// docs). A job a worker reserves meanwhile is not pending, and is rightly not listed.
+    async fn scan(&self, tube: &str, then: Then) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let mut conn = Conn::open(&self.addr, tube).await?;
+        let stats = conn
+            .exchange(vec![text(format!("stats-tube {tube}"))])
+            .await?;
+        let stats = stats.first().map(Reply::yaml).unwrap_or_default();
+        // Buried jobs here can only be a scan's that was cut off between bury and kick:
+        // they were pending, and are again.
+        let buried = count(&stats, "current-jobs-buried");
+        if buried > 0 {
+            conn.exchange(vec![text(format!("kick {buried}"))]).await?;
+        }
+        let ready = count(&stats, "current-jobs-ready") + buried;
+        if ready == 0 {
+            return Ok(Vec::new());
+        }
+        let cmds = (0..ready).map(|_| text("reserve-with-timeout 0".into()));
+        let mut jobs = Vec::new();
+        for r in conn.exchange(cmds.collect()).await? {
+            // TIMED_OUT: workers took the rest. DEADLINE_SOON cannot come (nothing held).
+            if r.is("RESERVED") {
+                let id = r.num(1)?;
+                jobs.push((id, r.data.unwrap_or_default()));
+            }
+        }
+        let settle = jobs.iter().map(|(id, _)| match then {
+            Then::Keep => text(format!("bury {id} {PRI}")),
+            Then::Delete => text(format!("delete {id}")),
+        });
+        let mut cmds: Vec<_> = settle.collect();
+        if then == Then::Keep && !jobs.is_empty() {
+            // kick moves buried jobs back to ready; ready jobs go out by (priority, id), so
+            // the queue's order is what it was.
+            cmds.push(text(format!("kick {}", jobs.len())));
+        }
+        conn.exchange(cmds).await?;
+        Ok(jobs)
+    }
+
     /// Ids (`Job::id`) of the jobs ready in our tube.
     async fn ready_ids(&self) -> Result<HashSet<String>, QueueError> {
         Ok(self
-            .ready_in(&self.tube)
+            .scan(&self.tube, Then::Keep)
             .await?
             .iter()
             .filter_map(|(_, data)| split_body(data).map(|(id, _)| id))
             .collect())
     }
 
-    /// The jobs ready in `tube` with their bodies, oldest first. beanstalkd cannot list a
-    /// tube, so every job id from the tube's first ready one to the newest is looked at.
-    async fn ready_in(&self, tube: &str) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        let stats = self.tube_stats(tube).await?;
-        if count(&stats, "current-jobs-ready") == 0 {
-            return Ok(Vec::new());
+    /// Up to `max` jobs, waiting for the first on a blocking reserve (see [`Lessors`]).
+    async fn reserve_blocking(&self, max: usize, wait: Duration) -> Result<Vec<Lease>, QueueError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(mut waiting) = self.start_waiting().await else {
+                return self.reserve_polling(max, until).await;
+            };
+            let done = tokio::time::timeout_at(until, &mut waiting.reply).await;
+            let mut pool = self.lessors.lock().await;
+            let slot = waiting.slot;
+            let (conn, reply) = match done {
+                Err(_) => {
+                    // Still waiting: the next reserve takes it over.
+                    pool.waiting.push(waiting);
+                    return Ok(Vec::new());
+                }
+                Ok(Err(_)) => (None, Err(unavailable("the reserving task ended"))),
+                Ok(Ok(got)) => got,
+            };
+            match conn {
+                Some(c) => {
+                    if let Some(l) = pool.slots.get_mut(slot) {
+                        l.conn = Some(c);
+                        l.busy = false;
+                    }
+                }
+                None => pool.lost(slot),
+            }
+            let reply = reply?;
+            if reply.is("RESERVED") {
+                let first = lease_of(&reply)?;
+                return self.top_up(&mut pool, slot, vec![first], max).await;
+            }
+            if !reply.is("TIMED_OUT") {
+                return Err(reply.unexpected());
+            }
+            self.nudge_holders(&mut pool).await;
+            if tokio::time::Instant::now() >= until {
+                return Ok(Vec::new());
+            }
         }
-        let r = self
-            .exchange(vec![
-                text(format!("use {tube}")),
-                text("peek-ready".into()),
-                text(format!("use {}", self.tube)),
-            ])
-            .await?;
-        let Some(first) = r.get(1).filter(|r| r.is("FOUND")) else {
-            return Ok(Vec::new());
-        };
-        let lo = first.num(1)?;
-        let hi = self.newest_id().await?;
-        let states = self
-            .exchange(
-                (lo..=hi)
-                    .map(|id| text(format!("stats-job {id}")))
-                    .collect(),
-            )
-            .await?;
-        let mine: Vec<u64> = (lo..=hi)
-            .zip(&states)
-            .filter(|(_, r)| {
-                let y = r.yaml();
-                y.get("tube").is_some_and(|t| t == tube)
-                    && y.get("state").is_some_and(|s| s == "ready")
-            })
-            .map(|(id, _)| id)
+    }
+
+    /// Sends a no-op on each idle connection holding leases. beanstalkd (1.12) was seen to
+    /// leave a reserved job past its TTR when its connection stayed silent after a `touch`
+    /// while another connection waited; any command makes it look at the deadline again.
+    async fn nudge_holders(&self, pool: &mut Lessors) {
+        let idle: Vec<usize> = (0..pool.slots.len())
+            .filter(|&i| pool.slots[i].held > 0 && pool.slots[i].conn.is_some())
             .collect();
-        let bodies = self
-            .exchange(mine.iter().map(|id| text(format!("peek {id}"))).collect())
-            .await?;
-        // A job deleted between the scan and its peek answers NOT_FOUND: skipped.
-        Ok(mine
-            .into_iter()
-            .zip(bodies)
-            .filter_map(|(id, r)| Some((id, r.data?)))
-            .collect())
+        for slot in idle {
+            // A failure forgets the slot's leases, as beanstalkd has put them back.
+            let _ = self
+                .on_lessor(pool, slot, vec![text("list-tube-used".into())])
+                .await;
+        }
     }
 
-    /// The highest job id so far: put and delete a marker in a side tube.
-    async fn newest_id(&self) -> Result<u64, QueueError> {
-        let r = self
-            .exchange(vec![
-                text(format!("use {}.seq", self.tube)),
-                put_cmd(1, b""),
-                text(format!("use {}", self.tube)),
-            ])
-            .await?;
-        let id = r.get(1).ok_or_else(|| unavailable("no reply"))?.num(1)?;
-        self.one(format!("delete {id}")).await?;
-        Ok(id)
+    /// A blocking reserve in flight to wait on: one left over, or a new one on a free slot;
+    /// `None` when no slot is free.
+    async fn start_waiting(&self) -> Option<Waiting> {
+        let mut pool = self.lessors.lock().await;
+        if !pool.waiting.is_empty() {
+            return Some(pool.waiting.remove(0));
+        }
+        let slot = pool.free_slot()?;
+        let lessor = pool.slots.get_mut(slot)?;
+        lessor.busy = true;
+        let conn = lessor.conn.take();
+        let (tx, reply) = oneshot::channel();
+        let (addr, tube) = (self.addr.clone(), self.tube.clone());
+        tokio::spawn(async move {
+            // Nobody listening (the client is gone): the connection closes, and beanstalkd
+            // puts back whatever it reserved.
+            let _ = tx.send(wait_for_job(addr, tube, conn).await);
+        });
+        Some(Waiting { slot, reply })
     }
 
-    /// Up to `max` reservations in one round trip.
-    async fn reserve_once(&self, max: usize) -> Result<Vec<Lease>, QueueError> {
-        let cmds = vec![text("reserve-with-timeout 0".into()); max.max(1)];
-        let mut out = Vec::new();
-        for r in self.exchange(cmds).await? {
-            if r.is("TIMED_OUT") || r.is("DEADLINE_SOON") {
-                continue;
+    /// With every connection holding leases: polls on the least-loaded one until `until`.
+    async fn reserve_polling(
+        &self,
+        max: usize,
+        until: tokio::time::Instant,
+    ) -> Result<Vec<Lease>, QueueError> {
+        let mut nap = Duration::from_millis(5);
+        loop {
+            {
+                let mut pool = self.lessors.lock().await;
+                let slot = (0..pool.slots.len())
+                    .filter(|&i| !pool.slots[i].busy)
+                    .min_by_key(|&i| pool.slots[i].held);
+                if let Some(slot) = slot {
+                    let got = self.top_up(&mut pool, slot, Vec::new(), max).await?;
+                    if !got.is_empty() {
+                        return Ok(got);
+                    }
+                }
             }
-            if !r.is("RESERVED") {
-                return Err(r.unexpected());
+            if tokio::time::Instant::now() + nap > until {
+                return Ok(Vec::new());
             }
-            let data = r.data.clone().unwrap_or_default();
-            let body = split_body(&data).map_or(data.clone(), |(_, b)| b.to_vec());
-            out.push(Lease {
-                handle: r.num(1)?.to_string(),
-                body,
-                deliveries: 1,
-            });
+            tokio::time::sleep(nap).await;
+            nap = (nap * 2).min(Duration::from_millis(100));
         }
-        if out.is_empty() {
-            return Ok(out);
-        }
-        // beanstalkd counts reservations itself (`reserves`, surviving TTR expiry and release):
-        // one pipelined round trip per batch reads them.
-        let stats = self
-            .exchange(
-                out.iter()
-                    .map(|l| text(format!("stats-job {}", l.handle)))
-                    .collect(),
-            )
-            .await?;
-        for (lease, s) in out.iter_mut().zip(&stats) {
-            if let Some(n) = s.yaml().get("reserves").and_then(|v| v.parse().ok()) {
-                lease.deliveries = n;
+    }
+
+    /// Adds up to `max` leases in all to `got` without waiting, on `slot`, reads every
+    /// lease's delivery count and records them as held there.
+    async fn top_up(
+        &self,
+        pool: &mut Lessors,
+        slot: usize,
+        mut got: Vec<Lease>,
+        max: usize,
+    ) -> Result<Vec<Lease>, QueueError> {
+        let more = max.max(1).saturating_sub(got.len());
+        if more > 0 {
+            let cmds = vec![text("reserve-with-timeout 0".into()); more];
+            for r in self.on_lessor(pool, slot, cmds).await? {
+                // DEADLINE_SOON: a lease held here is about to run out; no more for now.
+                if r.is("RESERVED") {
+                    got.push(lease_of(&r)?);
+                } else if !(r.is("TIMED_OUT") || r.is("DEADLINE_SOON")) {
+                    return Err(r.unexpected());
+                }
             }
         }
-        Ok(out)
+        if got.is_empty() {
+            return Ok(got);
+        }
+        // beanstalkd counts reservations itself (`reserves`, surviving TTR expiry and
+        // release); a scan by `enqueue` reserves too, and kicks each job once to say so.
+        let cmds = got
+            .iter()
+            .map(|l| text(format!("stats-job {}", l.handle)))
+            .collect();
+        let stats = self.on_lessor(pool, slot, cmds).await?;
+        for (lease, s) in got.iter_mut().zip(&stats) {
+            let y = s.yaml();
+            let n = count(&y, "reserves").saturating_sub(count(&y, "kicks"));
+            lease.deliveries = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        pool.own(slot, &got);
+        Ok(got)
+    }
+
+    /// Sends one command per lease (built by `cmd`) on the connection holding it; returns the
+    /// handles sent, so the caller can mark them settled.
+    async fn to_holders(
+        &self,
+        leases: &[Lease],
+        settles: bool,
+        cmd: impl Fn(&Lease) -> String,
+    ) -> Result<(), QueueError> {
+        let mut pool = self.lessors.lock().await;
+        let groups = pool.by_slot(leases);
+        let mut failed = None;
+        for (slot, group) in groups {
+            let cmds = group.iter().map(|l| text(cmd(l))).collect();
+            // NOT_FOUND: the lease ran out and the job went back; nothing more to do.
+            match self.on_lessor(&mut pool, slot, cmds).await {
+                Ok(_) if settles => {
+                    let handles: Vec<&str> = group.iter().map(|l| l.handle.as_str()).collect();
+                    pool.settled(&handles);
+                }
+                Ok(_) => {}
+                Err(e) => failed = Some(e),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Deletes every job `peek_cmd` finds in `tube`; returns how many.
@@ -402,6 +696,17 @@ impl Beanstalk {
     }
 }
 
+/// The lease in a RESERVED reply: handle = job id, body without our id line.
+fn lease_of(r: &Reply) -> Result<Lease, QueueError> {
+    let data = r.data.clone().unwrap_or_default();
+    let body = split_body(&data).map_or(data.clone(), |(_, b)| b.to_vec());
+    Ok(Lease {
+        handle: r.num(1)?.to_string(),
+        body,
+        deliveries: 1,
+    })
+}
+
 /// A body over the broker's `max-job-size`, refused before anything is sent (beanstalkd would
 /// answer JOB_TOO_BIG), named by the line it came from.
 fn too_big(p: &Pending, size: usize, max: usize) -> QueueError {
@@ -435,7 +740,9 @@ impl JobQueue for Beanstalk {
             let bodies: Vec<Vec<u8>> = jobs
                 .iter()
                 .map(|p| {
-                    let mut body = format!("{}\n", p.id).into_bytes();
+                    let mut body = Vec::with_capacity(p.id.len() + 1 + p.body.len());
+                    body.extend_from_slice(p.id.as_bytes());
+                    body.push(b'\n');
                     body.extend_from_slice(&p.body);
                     body
                 })
@@ -470,48 +777,21 @@ impl JobQueue for Beanstalk {
     }
 
     fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>> {
-        // Polls rather than blocking the one connection, which acks also need.
-        Box::pin(async move {
-            let until = tokio::time::Instant::now() + wait;
-            let mut nap = Duration::from_millis(5);
-            loop {
-                let got = self.reserve_once(max).await?;
-                if !got.is_empty() || tokio::time::Instant::now() + nap > until {
-                    return Ok(got);
-                }
-                tokio::time::sleep(nap).await;
-                nap = (nap * 2).min(Duration::from_millis(100));
-            }
-        })
+        Box::pin(self.reserve_blocking(max, wait))
     }
 
     fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
-        // NOT_FOUND: the lease ran out or the connection was lost, and the job went back.
-        Box::pin(async move {
-            let cmds = leases
-                .iter()
-                .map(|l| text(format!("delete {}", l.handle)))
-                .collect();
-            self.exchange(cmds).await.map(drop)
-        })
+        Box::pin(self.to_holders(leases, true, |l| format!("delete {}", l.handle)))
     }
 
     fn touch<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()> {
-        Box::pin(async move {
-            let cmds = leases
-                .iter()
-                .map(|l| text(format!("touch {}", l.handle)))
-                .collect();
-            self.exchange(cmds).await.map(drop)
-        })
+        Box::pin(self.to_holders(leases, false, |l| format!("touch {}", l.handle)))
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
-        Box::pin(async move {
-            self.one(format!("release {} 1024 0", lease.handle))
-                .await
-                .map(drop)
-        })
+        Box::pin(self.to_holders(std::slice::from_ref(lease), true, |l| {
+            format!("release {} {PRI} 0", l.handle)
+        }))
     }
 
     fn bury<'a>(&'a self, lease: &'a Lease, reason: &'a str) -> QueueFuture<'a, ()> {
@@ -531,25 +811,29 @@ impl JobQueue for Beanstalk {
                     "body": "",
                 });
             }
+            // The letter first: a failure between the two leaves the job to come back, not lost.
             let r = self
                 .exchange(vec![
                     text(format!("use {}", self.dead_tube())),
                     put_cmd(1, letter.to_string().as_bytes()),
                     text(format!("use {}", self.tube)),
-                    text(format!("delete {}", lease.handle)),
                 ])
                 .await?;
             match r.get(1) {
-                Some(put) if put.is("INSERTED") => Ok(()),
-                Some(other) => Err(other.unexpected()),
-                None => Err(unavailable("no reply")),
+                Some(put) if put.is("INSERTED") => {}
+                Some(other) => return Err(other.unexpected()),
+                None => return Err(unavailable("no reply")),
             }
+            self.to_holders(std::slice::from_ref(lease), true, |l| {
+                format!("delete {}", l.handle)
+            })
+            .await
         })
     }
 
     fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
         Box::pin(async move {
-            let letters = self.ready_in(&self.dead_tube()).await?;
+            let letters = self.scan(&self.dead_tube(), Then::Keep).await?;
             Ok(letters
                 .into_iter()
                 .map(|(id, raw)| DeadLetter::parse(id.to_string(), &raw))
@@ -583,10 +867,12 @@ impl JobQueue for Beanstalk {
 
     fn flush(&self) -> QueueFuture<'_, u64> {
         Box::pin(async move {
-            let mut n = 0;
+            // Ready jobs go in one pipelined pass; the rest (rare) one at a time.
+            let mut n = self.scan(&self.tube, Then::Delete).await?.len() as u64;
             for peek in ["peek-ready", "peek-delayed", "peek-buried"] {
                 n += self.delete_all(&self.tube, peek).await?;
             }
+            n += self.scan(&self.dead_tube(), Then::Delete).await?.len() as u64;
             n += self.delete_all(&self.dead_tube(), "peek-ready").await?;
             Ok(n)
         })
