@@ -470,4 +470,96 @@ mod tests {
         assert_eq!(left, 1);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
+
+    /// A file alerter with a mute hook switched by the returned flag; the observer's calls
+    /// (kind, muted) are collected.
+    async fn muted_file(
+        dir: &tempfile::TempDir,
+    ) -> (
+        Arc<Alerting>,
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<Mutex<Vec<(EventKind, bool)>>>,
+    ) {
+        let log = dir.path().join("alerts.log");
+        let settings = Settings::from_toml(&format!(
+            "[alerters.file]\npath = {:?}\n",
+            log.display().to_string()
+        ))
+        .expect("settings");
+        let path = dir.path().join("state.json");
+        let alerting = Alerting::new(&settings, || {
+            Ok(Box::new(FileStore::open(&path, settings.policy())))
+        })
+        .await
+        .expect("alerting")
+        .expect("an alerter is configured");
+        let on = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = Arc::clone(&on);
+        alerting.mute(Arc::new(move |_| {
+            flag.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&seen);
+        alerting.observe(Arc::new(move |e, muted| lock(&into).push((e.kind, muted))));
+        (alerting, on, seen)
+    }
+
+    /// Feeds one result and waits until it is delivered (or muted).
+    async fn feed(alerting: &Arc<Alerting>, status: Status) {
+        let mut job = Job::new("tcp", "127.0.0.1", Some(9));
+        job.line = "127.0.0.1 must run tcp on 9".into();
+        let error = (status == Status::Failed).then(|| "refused".to_string());
+        let accepted = alerting.spawn(JobResult::new(&job, status, error, 1, 1));
+        accepted.await.expect("stored");
+        assert_eq!(
+            alerting
+                .finish_within(std::time::Duration::from_secs(10))
+                .await,
+            0
+        );
+    }
+
+    fn log(dir: &tempfile::TempDir) -> String {
+        std::fs::read_to_string(dir.path().join("alerts.log")).unwrap_or_default()
+    }
+
+    /// A muted raise reaches no alerter but the state is raised (a second failure raises
+    /// nothing while muted); once the silence ends, the next failure raises it, and the
+    /// recovery clears it.
+    #[tokio::test]
+    async fn muted_raise_is_held_until_the_silence_ends() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (alerting, on, seen) = muted_file(&dir).await;
+        feed(&alerting, Status::Failed).await;
+        assert_eq!(*lock(&seen), vec![(EventKind::Raise, true)]);
+        assert!(!log(&dir).contains("RAISE"), "{}", log(&dir));
+        feed(&alerting, Status::Failed).await;
+        assert_eq!(lock(&seen).len(), 1, "the state stayed raised: no new raise");
+        on.store(false, SeqCst);
+        feed(&alerting, Status::Failed).await;
+        assert_eq!(lock(&seen).last(), Some(&(EventKind::Raise, false)));
+        assert_eq!(log(&dir).matches("RAISE: ").count(), 1, "{}", log(&dir));
+        feed(&alerting, Status::Failed).await;
+        assert_eq!(log(&dir).matches("RAISE: ").count(), 1, "raised once");
+        feed(&alerting, Status::Passed).await;
+        assert!(log(&dir).contains("CLEAR: "), "{}", log(&dir));
+    }
+
+    /// A check that recovers after a muted raise clears without a word: its raise was never
+    /// heard.
+    #[tokio::test]
+    async fn clear_of_a_muted_raise_is_not_sent() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (alerting, on, seen) = muted_file(&dir).await;
+        feed(&alerting, Status::Failed).await;
+        on.store(false, SeqCst);
+        feed(&alerting, Status::Passed).await;
+        assert_eq!(
+            *lock(&seen),
+            vec![(EventKind::Raise, true), (EventKind::Clear, true)]
+        );
+        assert_eq!(log(&dir), "");
+    }
 }
