@@ -535,7 +535,11 @@ mod tests {
         assert_eq!(*lock(&seen), vec![(EventKind::Raise, true)]);
         assert!(!log(&dir).contains("RAISE"), "{}", log(&dir));
         feed(&alerting, Status::Failed).await;
-        assert_eq!(lock(&seen).len(), 1, "the state stayed raised: no new raise");
+        assert_eq!(
+            lock(&seen).len(),
+            1,
+            "the state stayed raised: no new raise"
+        );
         on.store(false, SeqCst);
         feed(&alerting, Status::Failed).await;
         assert_eq!(lock(&seen).last(), Some(&(EventKind::Raise, false)));

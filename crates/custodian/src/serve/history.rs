@@ -1552,4 +1552,80 @@ mod tests {
             checks as f64 * per_daily / 1e6
         );
     }
+
+    /// Silences survive a reopen, apply to what they match until their `until`, and end
+    /// when asked (once); muted notices keep their flag.
+    #[tokio::test]
+    async fn silences_round_trip_and_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(&dir);
+        assert!(h.add_silence("web1", 60, "token", "").await.is_err());
+        let s = h
+            .add_silence(" target:127.0.0.* ", 7200, "token", "maintenance")
+            .await
+            .expect("add");
+        assert_eq!(s.pattern, "target:127.0.0.*");
+        let other = h
+            .add_silence("type:ssh", 60, "loopback 127.0.0.1", "")
+            .await
+            .expect("add");
+        let r = result("a", Status::Failed, 1, Some("refused"));
+        let now = unix_now();
+        assert_eq!(
+            h.silences().matching(&(&r).into(), now).map(|m| m.id),
+            Some(s.id)
+        );
+        assert!(h.silences().matching(&(&r).into(), s.until).is_none());
+        h.notice_muted(&AlertEvent {
+            kind: EventKind::Raise,
+            result: r.clone(),
+            at: now,
+            raised_at: Some(now),
+        });
+        h.flush().await;
+        drop(h);
+
+        let h = open(&dir);
+        let listed = h.silences().list(unix_now());
+        assert_eq!(listed, vec![other.clone(), s.clone()]);
+        let notices = h.notices(Some("a"), 10).await.expect("notices");
+        assert!(notices[0].muted);
+        assert!(h.end_silence(s.id).await.expect("end"));
+        assert!(
+            !h.end_silence(s.id).await.expect("end again"),
+            "already ended"
+        );
+        assert!(h.silences().matching(&(&r).into(), unix_now()).is_none());
+        assert_eq!(h.silences().list(unix_now()), vec![other.clone()]);
+        let at_end = h
+            .read(move |_, c| silences::active(c, other.until))
+            .await
+            .expect("active");
+        assert!(at_end.is_empty(), "expired at its until");
+    }
+
+    /// A version 1 database is upgraded: its notices stay (not muted), silences work.
+    #[tokio::test]
+    async fn version_1_is_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.sqlite");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(SCHEMA).expect("schema 1");
+            c.execute_batch(
+                "INSERT INTO checks (n, name) VALUES (1, 'a');
+                 INSERT INTO notices VALUES (1, 5, 'raise', 'l', NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .expect("rows");
+        }
+        let h = History::open(&path, Retention::default()).expect("upgraded");
+        let notices = h.notices(Some("a"), 10).await.expect("notices");
+        assert_eq!(notices.len(), 1);
+        assert!(!notices[0].muted);
+        h.add_silence("type:tcp", 60, "token", "")
+            .await
+            .expect("add");
+        assert_eq!(h.silences().list(unix_now()).len(), 1);
+    }
 }
