@@ -1,6 +1,7 @@
 //! One integration binary for the `custodian` command (uv/ripgrep style).
 
 mod alerting;
+mod browser;
 mod check;
 mod cli;
 mod common;
