@@ -557,3 +557,189 @@ fn samples_sorted(text: &str) -> String {
     out.append(&mut run);
     out.join("\n")
 }
+
+/// `POST /api/silences` with `body`, the token when given, and extra headers.
+async fn post_silence(
+    s: &Served,
+    token: Option<&str>,
+    body: &serde_json::Value,
+    extra: &[(header::HeaderName, &str)],
+) -> (u16, String) {
+    let mut req = client()
+        .post(format!("{}/api/silences", s.base))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in extra {
+        req = req.header(k.clone(), *v);
+    }
+    let r = req.send().await.expect("post");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// With a token, silences need it; a silence marks the checks it matches in the API and on
+/// the page, and ends on DELETE (once).
+#[tokio::test]
+async fn silences_api_needs_the_token_and_marks_checks() {
+    let s = start(Some("s3cret")).await;
+    let body =
+        serde_json::json!({"pattern": "file:b.cus", "duration": "2h", "comment": "<b>x</b>"});
+    assert_eq!(post_silence(&s, None, &body, &[]).await.0, 401);
+    assert_eq!(post_silence(&s, Some("nope"), &body, &[]).await.0, 401);
+    assert_eq!(get(&s, "/api/silences").await.0, 401);
+    let bad = serde_json::json!({"pattern": "web1", "duration": "2h"});
+    assert_eq!(post_silence(&s, Some("s3cret"), &bad, &[]).await.0, 400);
+    let bad = serde_json::json!({"pattern": "type:tcp", "duration": "2x"});
+    assert_eq!(post_silence(&s, Some("s3cret"), &bad, &[]).await.0, 400);
+    let (code, text) = post_silence(&s, Some("s3cret"), &body, &[]).await;
+    assert_eq!(code, 201, "{text}");
+    let made: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let id = made["id"].as_i64().expect("id");
+    let until = made["until"].as_u64().expect("until");
+    assert!(until >= crate::alerting::unix_now() + 7000);
+    assert_eq!(made["author"], "token");
+
+    let v = json_with(&s, "/api/silences", "s3cret").await;
+    assert_eq!(v["silences"][0]["pattern"], "file:b.cus");
+    let v = json_with(&s, "/api/checks", "s3cret").await;
+    let checks = v["checks"].as_array().expect("checks");
+    let of = |id: &str| {
+        checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["silenced_until"].clone())
+    };
+    assert_eq!(
+        of(&s.bad),
+        Some(serde_json::json!(until)),
+        "b.cus is silenced"
+    );
+    assert_eq!(of(&s.ok), Some(serde_json::Value::Null), "a.cus is not");
+    let page = client()
+        .get(&s.base)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(page.matches("(silenced)").count(), 2, "{page}");
+
+    let del = |token: Option<&'static str>| {
+        let mut r = client().delete(format!("{}/api/silences/{id}", s.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(del(None).await.expect("delete").status(), 401);
+    assert_eq!(del(Some("s3cret")).await.expect("delete").status(), 200);
+    assert_eq!(del(Some("s3cret")).await.expect("delete").status(), 404);
+    let v = json_with(&s, "/api/silences", "s3cret").await;
+    assert_eq!(v["silences"], serde_json::json!([]));
+    assert!(s.web.history.silences().list(0).is_empty());
+}
+
+/// Without a token, silences are set from loopback names only, and as JSON only.
+#[tokio::test]
+async fn silences_without_a_token_come_from_loopback_only() {
+    let s = start(None).await;
+    let body = serde_json::json!({"pattern": "type:tcp", "duration": 3600});
+    let (code, _) = post_silence(&s, None, &body, &[(header::HOST, "evil.example")]).await;
+    assert_eq!(code, 403);
+    let r = client()
+        .post(format!("{}/api/silences", s.base))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 415, "a cross-site form cannot send JSON");
+    assert!(get(&s, "/api/silences").await.1.contains("[]"));
+    let (code, text) = post_silence(&s, None, &body, &[]).await;
+    assert_eq!(code, 201, "{text}");
+    assert!(text.contains("\"author\":\"loopback 127.0.0.1\""), "{text}");
+}
+
+/// The check page's buttons silence it (same-origin posts only) and show it; `/silences`
+/// lists it and ends it.
+#[tokio::test]
+async fn silence_forms_need_their_own_origin() {
+    let s = start(None).await;
+    let form = |origin: Option<&str>| {
+        let mut r = client()
+            .post(format!("{}/silence", s.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!(
+                "pattern={id}&check={id}&comment=deploy&duration=4h",
+                id = s.bad
+            ));
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        r.send()
+    };
+    let (_, page) = get(&s, &format!("/check/{}", s.bad)).await;
+    assert!(page.contains("silence for 1h") && page.contains("action=\"/silence\""));
+    assert!(!page.contains("Silenced until"));
+    assert_eq!(form(None).await.expect("post").status(), 403);
+    let evil = form(Some("http://evil.example")).await.expect("post");
+    assert_eq!(evil.status(), 403);
+    assert!(s.web.history.silences().list(0).is_empty());
+    let r = form(Some(&s.base)).await.expect("post");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[header::LOCATION], format!("/check/{}", s.bad));
+    let (_, page) = get(&s, &format!("/check/{}", s.bad)).await;
+    assert!(page.contains("Silenced until"), "{page}");
+    let (_, other) = get(&s, &format!("/check/{}", s.ok)).await;
+    assert!(!other.contains("Silenced until"));
+
+    let (code, list) = get(&s, "/silences").await;
+    assert_eq!(code, 200);
+    assert!(list.contains(&s.bad) && list.contains("end now") && list.contains("deploy"));
+    let id = s.web.history.silences().list(0)[0].id;
+    let end = |origin: &str| {
+        client()
+            .post(format!("{}/silences/{id}/end", s.base))
+            .header(header::REFERER, origin)
+            .send()
+    };
+    assert_eq!(
+        end("http://evil.example/").await.expect("post").status(),
+        403
+    );
+    let r = end(&format!("{}/silences", s.base)).await.expect("post");
+    assert_eq!(r.status(), 303);
+    assert!(get(&s, "/silences").await.1.contains("None active."));
+}
+
+/// With a token, the login cookie (SameSite=Strict) carries the form; a foreign Origin is
+/// still refused.
+#[tokio::test]
+async fn silence_form_with_the_login_cookie() {
+    let s = start(Some("tok")).await;
+    let cookie = format!("{}={}", super::COOKIE, super::cookie_value("tok"));
+    let post = |origin: Option<&str>, cookie: Option<&str>| {
+        let mut r = client()
+            .post(format!("{}/silence", s.base))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("pattern=type%3Adns&duration=1h");
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        if let Some(c) = cookie {
+            r = r.header(header::COOKIE, c);
+        }
+        r.send()
+    };
+    assert_eq!(post(None, None).await.expect("post").status(), 401);
+    let foreign = post(Some("http://evil.example"), Some(&cookie)).await;
+    assert_eq!(foreign.expect("post").status(), 403);
+    let r = post(None, Some(&cookie)).await.expect("post");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[header::LOCATION], "/silences");
+    assert_eq!(s.web.history.silences().list(0)[0].pattern, "type:dns");
+}
