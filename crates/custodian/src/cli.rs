@@ -79,6 +79,13 @@ pub(crate) enum Command {
     /// Write man pages for custodian and every subcommand into DIR (used to build packages).
     #[command(hide = true)]
     Manpages(crate::docs::ManpagesArgs),
+    /// Run one check once, as a monitoring plugin (Nagios, Icinga, Sensu): one line
+    /// `TYPE STATE - text | perfdata`.
+    ///
+    /// The words after TYPE and TARGET are a test-file line's options, e.g.
+    /// `custodian probe ssh 127.0.0.1 on port 2222`. Exit 0 OK, 2 CRITICAL, 3 UNKNOWN (our own
+    /// error, or bad options: nothing is probed then).
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -317,4 +324,29 @@ pub(crate) enum QueueAction {
         #[arg(long)]
         drop: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// Check `must not run`: OK when the service does not answer.
+    #[arg(long)]
+    pub(crate) not: bool,
+    /// Deadline of one attempt, in seconds [settings: timeout]. Taken as text: a bad value is
+    /// an UNKNOWN (exit 3), as plugins report bad arguments.
+    #[arg(long, value_name = "S")]
+    pub(crate) timeout: Option<String>,
+    /// Total attempts before the check counts as failed [settings: retries].
+    #[arg(long, value_name = "N")]
+    pub(crate) retries: Option<String>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Check type (see `custodian examples`).
+    #[arg(value_name = "TYPE")]
+    pub(crate) probe: String,
+    /// Host, address or URL, as in a test file.
+    #[arg(value_name = "TARGET")]
+    pub(crate) target: String,
+    /// Options as in a test-file line (`on port 2222`, `with content 'ok'`).
+    #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) words: Vec<String>,
 }

@@ -4,6 +4,7 @@ mod alerting;
 mod cli;
 mod docs;
 mod load;
+mod plugin;
 mod queue;
 mod report;
 mod resolve;
@@ -142,6 +143,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Manpages(args) => docs::manpages(&args),
+        Command::Probe(args) => plugin::probe(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod common;
 mod examples;
 mod mistakes;
 mod peers;
+mod plugin;
 mod queue;
 mod queue_broker;
 mod run;
