@@ -250,3 +250,93 @@ fn serve_schedules_onto_redis_workers() {
     );
     serve_with_workers(&url);
 }
+
+/// `METHOD path` with a JSON body to serve on `port`: status and body.
+fn send_json(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, body.to_string())
+}
+
+/// A silenced failing check raises nothing in alerts.log (its notice is kept, marked muted)
+/// while an unsilenced one does; once the silence ends, the still failing check is raised.
+#[test]
+fn serve_silences_keep_raises_from_the_alerters() {
+    let (up, _) = greeter("hello\r\n");
+    let quiet = closed_port();
+    let loud = closed_port();
+    let first = format!("127.0.0.1 must run tcp on {}.\n", up.port());
+    let (dir, _) = file("t.cfg", &first);
+    let cfg = format!(
+        "alerter = file\nfile_target = {}\nstate_file = {}\nretries = 1\ntimeout = 2\n",
+        dir.path().join("alerts.log").display(),
+        dir.path().join("state.json").display()
+    );
+    std::fs::write(dir.path().join("custodian.cfg"), cfg).expect("cfg");
+    let serve = Serve::start(dir.path(), &["--settings", "custodian.cfg"], &["t.cfg"]);
+    let (code, made) = send_json(
+        serve.port,
+        "POST",
+        "/api/silences",
+        r#"{"pattern": "target:127.0.0.2", "duration": "1h", "comment": "maintenance"}"#,
+    );
+    assert_eq!(code, 201, "{made}");
+    let id = serde_json::from_str::<Value>(&made).expect("json")["id"]
+        .as_i64()
+        .expect("id");
+
+    // Both failing lines join after the silence is in place.
+    std::fs::write(
+        dir.path().join("t.cfg"),
+        format!("{first}127.0.0.2 must run tcp on {quiet}.\n127.0.0.1 must run tcp on {loud}.\n"),
+    )
+    .expect("edit");
+    let alerts = || std::fs::read_to_string(dir.path().join("alerts.log")).unwrap_or_default();
+    serve.wait_for("the unsilenced raise delivered", |_| {
+        alerts().contains(&format!("RAISE: 127.0.0.1 must run tcp on {loud}"))
+    });
+    serve.wait_for("the silenced raise kept as muted", |s| {
+        let (_, body) = s.get("/api/notices");
+        serde_json::from_str::<Value>(&body).is_ok_and(|v| {
+            v["notices"].as_array().is_some_and(|n| {
+                n.iter().any(|n| {
+                    n["muted"] == true
+                        && n["kind"] == "raise"
+                        && n["line"].as_str().is_some_and(|l| l.contains("127.0.0.2"))
+                })
+            })
+        })
+    });
+    assert!(!alerts().contains("127.0.0.2"), "{}", alerts());
+    let checks = serve.checks();
+    assert!(field(&checks, quiet, "silenced_until").is_u64());
+    assert!(field(&checks, loud, "silenced_until").is_null());
+    assert!(serve.get("/").1.contains("(silenced)"));
+
+    // Ended while still failing: the next result raises it.
+    let (code, _) = send_json(serve.port, "DELETE", &format!("/api/silences/{id}"), "");
+    assert_eq!(code, 200);
+    serve.wait_for("the late raise", |_| {
+        alerts().contains(&format!("RAISE: 127.0.0.2 must run tcp on {quiet}"))
+    });
+    assert_eq!(serve.stop(), Some(0));
+    assert_eq!(alerts().matches("RAISE").count(), 2, "{}", alerts());
+}
