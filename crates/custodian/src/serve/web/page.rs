@@ -289,9 +289,10 @@ pub(super) async fn check(
         for n in &notices {
             let _ = writeln!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}{}</td><td>{}</td></tr>",
                 when(n.at),
                 esc(&n.kind),
+                if n.muted { " (muted: silenced)" } else { "" },
                 opt(n.reason.as_deref())
             );
         }
