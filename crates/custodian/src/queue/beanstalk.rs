@@ -14,20 +14,13 @@
 //! over). An idle worker thus sends one command a second, and acks never queue behind a wait.
 //!
 //! **Duplicates.** `put` skips jobs whose id is already ready in the tube. beanstalkd cannot
-//! list a tube, look a job up by content, or hold a side index we could keep exact (tubes are
-//! found by a linear search, so a tube per id would not scale; a job body is capped at
-//! `max-job-size`). What it can do is hand out every ready job of a tube: the duplicate check
-//! reserves them all on a connection of its own (`stats-tube` says how many), reads their ids,
-//! then buries them and kicks them back, which returns them to ready in their old order (ready
-//! jobs go out by priority, then id, and both are kept). That costs a few commands per job
-//! *pending in this tube*, however many jobs other tubes hold or ids were used (the old scan
-//! asked `stats-job` for every id from the oldest ready job to the newest anywhere, which grew
-//! with the broker's whole traffic). A job reserved by a worker meanwhile is not pending, so
-//! it is rightly not counted. The scan's reservation is visible in `stats-job` as one more
-//! `reserves` and one `kicks`; deliveries are therefore `reserves - kicks`. A scan cut off
-//! between bury and kick leaves jobs buried in the main tube, where nothing else buries: the
-//! next scan kicks them back first. A scan cut off before that only holds reservations, which
-//! beanstalkd puts back when its connection closes (counted as one delivery).
+//! list a tube or look a job up by content, so `put` asks `stats-job` for every id from the
+//! tube's oldest ready job to the newest id anywhere: its cost grows with the broker's traffic
+//! since that job, not only with this tube (see issue 12; still open). Tried and dropped:
+//! reserving every ready job on one connection and kicking them back is bounded by the tube's
+//! size in commands, but beanstalkd (1.12) scans a connection's reservations on every
+//! `reserve`, so 100,000 of them on one connection took it minutes of CPU; a tube per id as an
+//! index fails too, as tubes are found by a linear search. Deliveries are `reserves - kicks`.
 
 use super::resp::unavailable;
 use anyhow::bail;
@@ -371,14 +364,6 @@ async fn wait_for_job(
     }
 }
 
-/// What a scan does with the jobs it reserved.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Then {
-    /// Back to ready, in their order (bury, then kick).
-    Keep,
-    Delete,
-}
-
 impl Beanstalk {
     pub(crate) fn new(addr: &str, tube: &str) -> Self {
         Beanstalk {
@@ -432,57 +417,74 @@ impl Beanstalk {
         r
     }
 
-    /// Every job ready in `tube` (ids and bodies, oldest first), by reserving them all on a
-    /// connection of its own, then putting them back in order (or deleting them). Costs four
-    /// commands per ready job in that tube, whatever else the broker holds (see the module
-    /// docs). A job a worker reserves meanwhile is not pending, and is rightly not listed.
-    async fn scan(&self, tube: &str, then: Then) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        let mut conn = Conn::open(&self.addr, tube).await?;
-        let stats = conn
-            .exchange(vec![text(format!("stats-tube {tube}"))])
-            .await?;
-        let stats = stats.first().map(Reply::yaml).unwrap_or_default();
-        // Buried jobs here can only be a scan's that was cut off between bury and kick:
-        // they were pending, and are again.
-        let buried = count(&stats, "current-jobs-buried");
-        if buried > 0 {
-            conn.exchange(vec![text(format!("kick {buried}"))]).await?;
-        }
-        let ready = count(&stats, "current-jobs-ready") + buried;
-        if ready == 0 {
-            return Ok(Vec::new());
-        }
-        let cmds = (0..ready).map(|_| text("reserve-with-timeout 0".into()));
-        let mut jobs = Vec::new();
-        for r in conn.exchange(cmds.collect()).await? {
-            // TIMED_OUT: workers took the rest. DEADLINE_SOON cannot come (nothing held).
-            if r.is("RESERVED") {
-                let id = r.num(1)?;
-                jobs.push((id, r.data.unwrap_or_default()));
-            }
-        }
-        let settle = jobs.iter().map(|(id, _)| match then {
-            Then::Keep => text(format!("bury {id} {PRI}")),
-            Then::Delete => text(format!("delete {id}")),
-        });
-        let mut cmds: Vec<_> = settle.collect();
-        if then == Then::Keep && !jobs.is_empty() {
-            // kick moves buried jobs back to ready; ready jobs go out by (priority, id), so
-            // the queue's order is what it was.
-            cmds.push(text(format!("kick {}", jobs.len())));
-        }
-        conn.exchange(cmds).await?;
-        Ok(jobs)
-    }
-
     /// Ids (`Job::id`) of the jobs ready in our tube.
     async fn ready_ids(&self) -> Result<HashSet<String>, QueueError> {
         Ok(self
-            .scan(&self.tube, Then::Keep)
+            .ready_in(&self.tube)
             .await?
             .iter()
             .filter_map(|(_, data)| split_body(data).map(|(id, _)| id))
             .collect())
+    }
+
+    /// The jobs ready in `tube` with their bodies, oldest first. beanstalkd cannot list a
+    /// tube, so every job id from the tube's first ready one to the newest is looked at.
+    async fn ready_in(&self, tube: &str) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let stats = self.tube_stats(tube).await?;
+        if count(&stats, "current-jobs-ready") == 0 {
+            return Ok(Vec::new());
+        }
+        let r = self
+            .exchange(vec![
+                text(format!("use {tube}")),
+                text("peek-ready".into()),
+                text(format!("use {}", self.tube)),
+            ])
+            .await?;
+        let Some(first) = r.get(1).filter(|r| r.is("FOUND")) else {
+            return Ok(Vec::new());
+        };
+        let lo = first.num(1)?;
+        let hi = self.newest_id().await?;
+        let states = self
+            .exchange(
+                (lo..=hi)
+                    .map(|id| text(format!("stats-job {id}")))
+                    .collect(),
+            )
+            .await?;
+        let mine: Vec<u64> = (lo..=hi)
+            .zip(&states)
+            .filter(|(_, r)| {
+                let y = r.yaml();
+                y.get("tube").is_some_and(|t| t == tube)
+                    && y.get("state").is_some_and(|s| s == "ready")
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let bodies = self
+            .exchange(mine.iter().map(|id| text(format!("peek {id}"))).collect())
+            .await?;
+        // A job deleted between the scan and its peek answers NOT_FOUND: skipped.
+        Ok(mine
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(id, r)| Some((id, r.data?)))
+            .collect())
+    }
+
+    /// The highest job id so far: put and delete a marker in a side tube.
+    async fn newest_id(&self) -> Result<u64, QueueError> {
+        let r = self
+            .exchange(vec![
+                text(format!("use {}.seq", self.tube)),
+                put_cmd(1, b""),
+                text(format!("use {}", self.tube)),
+            ])
+            .await?;
+        let id = r.get(1).ok_or_else(|| unavailable("no reply"))?.num(1)?;
+        self.one(format!("delete {id}")).await?;
+        Ok(id)
     }
 
     /// Up to `max` jobs, waiting for the first on a blocking reserve (see [`Lessors`]).
@@ -833,7 +835,7 @@ impl JobQueue for Beanstalk {
 
     fn dead(&self) -> QueueFuture<'_, Vec<DeadLetter>> {
         Box::pin(async move {
-            let letters = self.scan(&self.dead_tube(), Then::Keep).await?;
+            let letters = self.ready_in(&self.dead_tube()).await?;
             Ok(letters
                 .into_iter()
                 .map(|(id, raw)| DeadLetter::parse(id.to_string(), &raw))
@@ -867,12 +869,10 @@ impl JobQueue for Beanstalk {
 
     fn flush(&self) -> QueueFuture<'_, u64> {
         Box::pin(async move {
-            // Ready jobs go in one pipelined pass; the rest (rare) one at a time.
-            let mut n = self.scan(&self.tube, Then::Delete).await?.len() as u64;
+            let mut n = 0;
             for peek in ["peek-ready", "peek-delayed", "peek-buried"] {
                 n += self.delete_all(&self.tube, peek).await?;
             }
-            n += self.scan(&self.dead_tube(), Then::Delete).await?.len() as u64;
             n += self.delete_all(&self.dead_tube(), "peek-ready").await?;
             Ok(n)
         })
