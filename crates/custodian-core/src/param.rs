@@ -173,8 +173,33 @@ fn text_of(v: &serde_json::Value) -> String {
     }
 }
 
+/// Most distinct patterns kept compiled; past it the cache starts afresh.
+const REGEX_CACHE: usize = 4096;
+
 /// Compiles a user's regex with our size limit; the error quotes the pattern.
+///
+/// Compiled patterns are shared: a worker prepares every job it runs, and thousands of checks
+/// use the same few patterns, so each is built once and its clones share one match cache
+/// (the lazy DFA is then not determinised again for every check).
 pub fn regex(pattern: &str, ignore_case: bool) -> Result<Regex, Invalid> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<(String, bool), Regex>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (pattern.to_string(), ignore_case);
+    if let Some(re) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(re.clone());
+    }
+    let re = compile(pattern, ignore_case)?;
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= REGEX_CACHE {
+        cache.clear();
+    }
+    cache.insert(key, re.clone());
+    Ok(re)
+}
+
+fn compile(pattern: &str, ignore_case: bool) -> Result<Regex, Invalid> {
     RegexBuilder::new(pattern)
         .case_insensitive(ignore_case)
         .size_limit(REGEX_SIZE_LIMIT)
@@ -308,6 +333,17 @@ impl Params {
 
 #[cfg(test)]
 mod tests {
+
+    /// Shared compiled patterns never mix up the case-sensitive and insensitive forms.
+    #[test]
+    fn cached_regexes_keep_their_case_rule() {
+        for _ in 0..2 {
+            assert!(regex("cached-abc", true).expect("re").is_match("CACHED-ABC"));
+            assert!(!regex("cached-abc", false).expect("re").is_match("CACHED-ABC"));
+        }
+        assert!(regex("cached-(", false).is_err(), "errors are not cached as patterns");
+    }
+
     use super::*;
     use serde_json::json;
 
