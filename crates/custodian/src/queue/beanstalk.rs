@@ -356,9 +356,16 @@ async fn wait_for_job(
     tube: String,
     conn: Option<Conn>,
 ) -> (Option<Conn>, Result<Reply, QueueError>) {
+    let reused = conn.is_some();
     let mut slot = conn;
-    let cmd = text(format!("reserve-with-timeout {BLOCK_SECS}"));
-    match on(&mut slot, &addr, &tube, vec![cmd]).await {
+    let cmd = || vec![text(format!("reserve-with-timeout {BLOCK_SECS}"))];
+    let mut got = on(&mut slot, &addr, &tube, cmd()).await;
+    if got.is_err() && reused {
+        // A kept connection the broker closed (it restarted): one fresh try, so an outage
+        // that is already over is not reported once per pooled connection.
+        got = on(&mut slot, &addr, &tube, cmd()).await;
+    }
+    match got {
         Ok(mut r) => (slot, r.pop().ok_or_else(|| unavailable("no reply"))),
         Err(e) => (None, Err(e)),
     }
@@ -634,8 +641,8 @@ impl Beanstalk {
         Ok(got)
     }
 
-    /// Sends one command per lease (built by `cmd`) on the connection holding it; returns the
-    /// handles sent, so the caller can mark them settled.
+    /// Sends one command per lease (built by `cmd`) on the connection holding it; with
+    /// `settles`, the leases are no longer held afterwards.
     async fn to_holders(
         &self,
         leases: &[Lease],
@@ -644,7 +651,7 @@ impl Beanstalk {
     ) -> Result<(), QueueError> {
         let mut pool = self.lessors.lock().await;
         let groups = pool.by_slot(leases);
-        let mut failed = None;
+        let mut orphans = leases.len() - groups.iter().map(|(_, g)| g.len()).sum::<usize>();
         for (slot, group) in groups {
             let cmds = group.iter().map(|l| text(cmd(l))).collect();
             // NOT_FOUND: the lease ran out and the job went back; nothing more to do.
@@ -654,10 +661,18 @@ impl Beanstalk {
                     pool.settled(&handles);
                 }
                 Ok(_) => {}
-                Err(e) => failed = Some(e),
+                Err(_) => orphans += group.len(),
             }
         }
-        failed.map_or(Ok(()), Err)
+        drop(pool);
+        if orphans == 0 {
+            return Ok(());
+        }
+        // Leases whose connection broke: beanstalkd has put their jobs back, so nothing is
+        // left to settle, but whether the broker is there decides the outage: ask it.
+        self.exchange(vec![text("list-tube-used".into())])
+            .await
+            .map(drop)
     }
 
     /// Deletes every job `peek_cmd` finds in `tube`; returns how many.
