@@ -338,10 +338,17 @@ mod tests {
     #[test]
     fn cached_regexes_keep_their_case_rule() {
         for _ in 0..2 {
-            assert!(regex("cached-abc", true).expect("re").is_match("CACHED-ABC"));
-            assert!(!regex("cached-abc", false).expect("re").is_match("CACHED-ABC"));
+            assert!(regex("cached-abc", true)
+                .expect("re")
+                .is_match("CACHED-ABC"));
+            assert!(!regex("cached-abc", false)
+                .expect("re")
+                .is_match("CACHED-ABC"));
         }
-        assert!(regex("cached-(", false).is_err(), "errors are not cached as patterns");
+        assert!(
+            regex("cached-(", false).is_err(),
+            "errors are not cached as patterns"
+        );
     }
 
     use super::*;

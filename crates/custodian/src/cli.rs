@@ -347,6 +347,10 @@ pub(crate) struct ProbeArgs {
     #[arg(value_name = "TARGET")]
     pub(crate) target: String,
     /// Options as in a test-file line (`on port 2222`, `with content 'ok'`).
-    #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "WORDS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub(crate) words: Vec<String>,
 }
