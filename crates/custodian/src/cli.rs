@@ -312,7 +312,12 @@ pub(crate) struct QueueArgs {
 #[derive(Debug, Clone, Copy, Subcommand)]
 pub(crate) enum QueueAction {
     /// Print pending, reserved and buried counts and the oldest pending job's age.
-    Status,
+    Status {
+        /// One JSON object: `pending`, `reserved`, `buried`, `oldest_seconds` (null when
+        /// nothing is pending), for monitoring scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Drop every pending and buried job (reserved ones still finish).
     Flush,
     /// List buried jobs (dead letters) with the reason, or requeue or drop them all.

@@ -97,10 +97,20 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode> {
     let q = QueueUrl::parse(&queue)?.open();
     let outage = Outage::default();
     match args.action {
-        QueueAction::Status => {
+        QueueAction::Status { json } => {
             let s = retry(&outage, BROKER_PATIENCE, || q.stats())
                 .await
                 .map_err(|e| refusal(&e, "queue status", &queue))?;
+            if json {
+                let v = serde_json::json!({
+                    "pending": s.pending,
+                    "reserved": s.reserved,
+                    "buried": s.buried,
+                    "oldest_seconds": s.oldest.map(|d| d.as_secs_f64()),
+                });
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let oldest = s
                 .oldest
                 .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));

@@ -305,6 +305,11 @@ fn enqueue_is_all_or_nothing_and_skips_pending_duplicates() {
     let s = status(dir.path(), &url);
     assert_eq!((s["pending"].as_str(), s["reserved"].as_str()), ("1", "0"));
     assert_ne!(s["oldest"], "-");
+    let r = custodian(dir.path(), &["queue", "--queue", &url, "status", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).expect("status --json");
+    assert_eq!((j["pending"].as_u64(), j["reserved"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(j["buried"].as_u64(), Some(0));
+    assert!(j["oldest_seconds"].as_f64().is_some(), "{j}");
     let r = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
     assert!(r.stdout.starts_with("flushed 1 job(s)"), "{}", r.stdout);
     assert_eq!(status(dir.path(), &url)["pending"], "0");
