@@ -307,7 +307,10 @@ fn enqueue_is_all_or_nothing_and_skips_pending_duplicates() {
     assert_ne!(s["oldest"], "-");
     let r = custodian(dir.path(), &["queue", "--queue", &url, "status", "--json"]);
     let j: serde_json::Value = serde_json::from_str(&r.stdout).expect("status --json");
-    assert_eq!((j["pending"].as_u64(), j["reserved"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (j["pending"].as_u64(), j["reserved"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(j["buried"].as_u64(), Some(0));
     assert!(j["oldest_seconds"].as_f64().is_some(), "{j}");
     let r = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
