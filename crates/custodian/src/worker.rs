@@ -206,9 +206,12 @@ impl Limits for Slots {
         if hosts.len() > 4096 {
             hosts.retain(|_, s| s.available_permits() < limit);
         }
+        // Names are case-insensitive and may end in a dot: `Mail.Example.COM.` written as a
+        // target and `mail.example.com` found as an MX exchange share one slot.
+        let key = host.trim_end_matches('.').to_ascii_lowercase();
         Some(Arc::clone(
             hosts
-                .entry(host.to_string())
+                .entry(key)
                 .or_insert_with(|| Arc::new(Semaphore::new(limit))),
         ))
     }
@@ -500,6 +503,8 @@ mod tests {
         let a = engine.slots.host("mx1.test").expect("per_host set");
         let b = engine.slots.host("mx1.test").expect("per_host set");
         assert!(Arc::ptr_eq(&a, &b) && a.available_permits() == 1);
+        let c = engine.slots.host("MX1.Test.").expect("per_host set");
+        assert!(Arc::ptr_eq(&a, &c), "one slot per name, whatever its case");
         let free = Engine::new(settings(1, 1.0));
         assert!(free.slots.host("mx1.test").is_none());
     }
