@@ -200,34 +200,11 @@ fn take_auth(url: &mut Url) -> Option<(String, String)> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
-    let user = percent_decode(url.username());
-    let pass = percent_decode(url.password().unwrap_or(""));
+    let user = custodian_core::secret::percent_decode(url.username());
+    let pass = custodian_core::secret::percent_decode(url.password().unwrap_or(""));
     let _ = url.set_username("");
     let _ = url.set_password(None);
     Some((user, pass))
-}
-
-/// Decodes `%XX` escapes (invalid escapes stay as written).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(v) if b[i] == b'%' => {
-                out.push(v);
-                i += 3;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The request headers from the options: for every hop, User-Agent (ours by default); for the
@@ -1152,7 +1129,7 @@ mod tests {
             (p.url.as_str(), p.method),
             ("http://h.example/?x", Method::HEAD)
         );
-        assert_eq!(percent_decode("%41%zz%"), "A%zz%");
+        assert_eq!(custodian_core::secret::percent_decode("%41%zz%"), "A%zz%");
     }
     /// `/KIND/PORT/REST` redirects to `http://127.0.0.1:PORT/REST`: `other` with 302, `keep`
     /// with 307 (method and body kept), `as-eve` with a password in the URL; `/same` redirects

@@ -164,17 +164,7 @@ pub(super) async fn post_scan(
             msg: "without a token, scan reports are taken from loopback only".into(),
         });
     }
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(Refusal {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            msg: "want Content-Type: application/json".into(),
-        });
-    }
+    json_body(&headers)?;
     let report: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| Refusal::bad(format!("not a JSON scan report: {e}")))?;
     if !report.is_object() {
@@ -189,4 +179,20 @@ pub(super) async fn post_scan(
         Json(json!({ "stored": true, "at": at })),
     )
         .into_response())
+}
+
+/// A write's body must be declared JSON: a cross-site HTML form cannot send that type.
+pub(super) fn json_body(headers: &HeaderMap) -> Result<(), Refusal> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json_type {
+        return Ok(());
+    }
+    Err(Refusal {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        msg: "want Content-Type: application/json".into(),
+    })
 }

@@ -149,17 +149,7 @@ pub(super) async fn post(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let author = writer(&web, peer, &headers)?;
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(Refusal {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            msg: "want Content-Type: application/json".into(),
-        });
-    }
+    super::api::json_body(&headers)?;
     let new: NewSilence =
         serde_json::from_slice(&body).map_err(|e| Refusal::bad(format!("not a silence: {e}")))?;
     let s = add(&web, new, &author).await?;
