@@ -7,6 +7,7 @@ mod outbox;
 mod redis_store;
 
 pub(crate) use file_store::FileStore;
+pub(crate) use outbox::host;
 pub(crate) use redis_store::RedisStore;
 
 use crate::queue::QueueUrl;

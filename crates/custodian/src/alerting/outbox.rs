@@ -64,8 +64,8 @@ pub(crate) fn parcel_id(now: u64) -> String {
     )
 }
 
-/// This host's name, read once.
-fn host() -> &'static str {
+/// This host's name, read once (`localhost` when the kernel has none).
+pub(crate) fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

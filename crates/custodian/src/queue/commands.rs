@@ -270,13 +270,7 @@ async fn signals(stop: watch::Sender<bool>) {
 
 /// `host-pid`, unique enough to tell workers apart in results.
 fn default_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = if host.trim().is_empty() {
-        "worker"
-    } else {
-        host.trim()
-    };
-    format!("{host}-{}", std::process::id())
+    format!("{}-{}", crate::alerting::host(), std::process::id())
 }
 
 /// How often a worker logs its [`Tally`] (when jobs arrive; an idle worker stays quiet).

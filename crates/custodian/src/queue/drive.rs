@@ -355,7 +355,7 @@ async fn run_one(
 }
 
 /// Resolves when a stop was requested; never if the sender is gone without one.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
     }

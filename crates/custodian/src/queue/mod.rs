@@ -10,7 +10,7 @@ pub(crate) mod memory;
 mod redis;
 pub(crate) mod resp;
 
-pub(crate) use drive::embedded;
+pub(crate) use drive::{embedded, stopped};
 
 use anyhow::{bail, Context, Result};
 use custodian_core::queue::{JobQueue, QueueError};

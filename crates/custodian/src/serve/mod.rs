@@ -447,11 +447,9 @@ fn beside(path: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// Resolves when `stop` turns true.
+/// Resolves when `stop` turns true (the queue's own wait, on a receiver of its own).
 async fn stopped(mut stop: watch::Receiver<bool>) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    crate::queue::stopped(&mut stop).await
 }
 
 /// SIGTERM/SIGINT set `stop`; SIGHUP asks for a reload.
