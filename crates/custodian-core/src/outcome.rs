@@ -230,6 +230,10 @@ pub struct JobResult {
     /// Time the attempts took, retry delays included, time queued for a slot not.
     pub duration_ms: u64,
     pub attempts: u32,
+    /// When the peer's TLS certificate expires (its notAfter, unix seconds), for the checks
+    /// whose probe completed a TLS handshake; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry: Option<i64>,
     /// The job asked for its result to be reported back to `serve` ([`crate::Job::report`]);
     /// not part of any output.
     #[serde(skip)]
@@ -260,6 +264,7 @@ impl JobResult {
             subject: job.subject.clone(),
             duration_ms,
             attempts,
+            certificate_expiry: None,
             report: job.report,
         }
     }

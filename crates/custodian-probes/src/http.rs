@@ -134,6 +134,7 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
     let mut at = Trail {
         url: plan.url.clone(),
         redirects: 0,
+        not_after: None,
     };
     let fetched = net::within(
         cx,
@@ -141,6 +142,9 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
         fetch(&client, &plan, &expect, &mut at),
     )
     .await;
+    if let Some(t) = at.not_after {
+        cx.saw_certificate_expiry(t);
+    }
     let judged = match fetched {
         Ok(resp) => judge(cx, resp, &expect).await,
         Err(e) => Err(e),
@@ -352,6 +356,8 @@ fn client(cx: &Ctx, plan: &Plan, ip: IpAddr) -> Result<Client, String> {
 struct Trail {
     url: Url,
     redirects: usize,
+    /// The first response's certificate's notAfter (unix seconds), for `/metrics`.
+    not_after: Option<i64>,
 }
 
 /// Sends the request and follows redirects allowed by [`next_hop`]; returns the final response
@@ -368,7 +374,7 @@ async fn fetch(
         let resp = send(client, plan, &at.url, &method).await?;
         if hop == 0 {
             if let Some(verify) = &expect.verify {
-                check_certificate(&resp, verify)?;
+                at.not_after = check_certificate(&resp, verify)?;
             }
         }
         let Some(loc) = redirect_location(&resp, plan.follow) else {
@@ -479,13 +485,16 @@ fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String
 }
 
 /// Judges the leaf certificate's expiry as `verify` says (the chain and name were verified in
-/// the handshake, unless skipped).
-fn check_certificate(resp: &Response, verify: &Verify) -> Result<(), String> {
+/// the handshake, unless skipped); its notAfter when there was one.
+fn check_certificate(resp: &Response, verify: &Verify) -> Result<Option<i64>, String> {
     let info = resp.extensions().get::<reqwest::tls::TlsInfo>();
     match info.and_then(|i| i.peer_certificate()) {
-        Some(der) => verify.judge(der, tls::unix_now()),
+        Some(der) => {
+            verify.judge(der, tls::unix_now())?;
+            Ok(tls::not_after(der))
+        }
         None if resp.url().scheme() == "https" => Err("the server sent no certificate".into()),
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Ctx {
     pub deadline: Instant,
     /// Set when our own side failed (see [`Ctx::fault`]); shared by clones of one attempt.
     fault: Arc<OnceLock<String>>,
+    /// The notAfter (unix seconds) of the first certificate a TLS handshake of this attempt
+    /// saw; shared by clones like `fault`.
+    certificate: Arc<OnceLock<i64>>,
     /// The worker's slots, for connections beyond the target's own (see [`Limits`]).
     limits: Option<Arc<dyn Limits>>,
 }
@@ -67,6 +70,7 @@ impl Ctx {
             addr,
             deadline,
             fault: Arc::default(),
+            certificate: Arc::default(),
             limits: None,
         }
     }
@@ -122,6 +126,17 @@ impl Ctx {
     /// Our own failure in this attempt, if any.
     pub fn faulted(&self) -> Option<&str> {
         self.fault.get().map(String::as_str)
+    }
+
+    /// Records the peer certificate's notAfter (unix seconds); the first one counts.
+    pub(crate) fn saw_certificate_expiry(&self, not_after: i64) {
+        let _ = self.certificate.set(not_after);
+    }
+
+    /// When the certificate this attempt's TLS handshake saw expires (unix seconds), if any
+    /// (`/metrics` of `serve`).
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        self.certificate.get().copied()
     }
 
     /// A probe's outcome, corrected for our own faults: a failure after a fault of ours is

@@ -237,6 +237,12 @@ pub(crate) fn expiry(der: &[u8], now: i64) -> Result<Expiry, String> {
     })
 }
 
+/// The notAfter of a DER certificate (unix seconds), if it parses.
+pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// `YYYY-MM-DD HH:MM UTC`.
 fn date(t: ASN1Time) -> String {
     let dt = t.to_datetime();
@@ -352,7 +358,11 @@ pub(crate) async fn handshake<S: Io>(
         })
     })
     .await?;
-    verify.judge(peer_leaf(&tls)?, unix_now())?;
+    let der = peer_leaf(&tls)?;
+    if let Some(t) = not_after(der) {
+        cx.saw_certificate_expiry(t);
+    }
+    verify.judge(der, unix_now())?;
     Ok(tls)
 }
 
@@ -811,6 +821,15 @@ mod tests {
             .expect_err("30");
         assert!(err.contains("less than 30 (verification skipped"), "{err}");
         assert_eq!(shake(&[insecure, ("expire_days", json!(2))]).await, Ok(()));
+        // The certificate's notAfter is kept for serve's /metrics, pass or fail.
+        let mut j = Job::new("smtps", "127.0.0.1", Some(a.port()));
+        j.options.insert("with_tls_insecure".into(), json!(true));
+        let cx = cx(j, 3.0);
+        let tcp = net::connect(&cx).await.expect("connect");
+        let _ = handshake(&cx, tcp, Verify::of(&cx)).await;
+        let want = unix_now() + 3 * DAY + 3600;
+        let got = cx.certificate_expiry().expect("expiry seen");
+        assert!((got - want).abs() < 300, "{got} vs {want}");
     }
 
     #[test]

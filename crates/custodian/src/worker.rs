@@ -120,13 +120,15 @@ impl Engine {
         let mut spent = Duration::ZERO;
         loop {
             attempt += 1;
-            let (status, error, took) = self.attempt(probe, job, &params, timeout).await;
+            let (status, error, took, cert) = self.attempt(probe, job, &params, timeout).await;
             spent += took;
             if status == Status::Passed || attempt >= max {
                 let ms = spent.as_millis() as u64;
                 // Secrets read for `${env:..}` references are known to the params, not the job.
                 let error = error.map(|e| params.scrub(&e));
-                return JobResult::new(job, status, error, ms, attempt);
+                let mut r = JobResult::new(job, status, error, ms, attempt);
+                r.certificate_expiry = cert;
+                return r;
             }
             let delay = self.settings.retry_delay();
             tokio::time::sleep(delay).await;
@@ -135,14 +137,15 @@ impl Engine {
     }
 
     /// One attempt against every address of the target, under one deadline; also returns
-    /// how long it took once it had its slots.
+    /// how long it took once it had its slots, and the earliest certificate expiry a TLS
+    /// handshake saw.
     async fn attempt(
         &self,
         probe: &Probe,
         job: &Arc<Job>,
         params: &Arc<Params>,
         timeout: Duration,
-    ) -> (Status, Option<String>, Duration) {
+    ) -> (Status, Option<String>, Duration, Option<i64>) {
         let host = resolve::host_of(job, probe.spec.target);
         // Host slot first: waiting for it must not hold a global slot.
         let _host = match self.slots.host(&host) {
@@ -159,7 +162,7 @@ impl Engine {
                     let limit = self.settings.resolve_timeout().min(timeout);
                     match self.resolver.addresses(&host, job.family, limit).await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
-                        Err(outcome) => return vec![(None, outcome)],
+                        Err(outcome) => return (vec![(None, outcome)], None),
                     }
                 }
             };
@@ -167,18 +170,25 @@ impl Engine {
                 let env = Arc::clone(&self.env);
                 let cx = Ctx::prepared(env, Arc::clone(job), Arc::clone(params), *addr, deadline)
                     .with_limits(self.slots.clone());
-                (*addr, (probe.check)(&cx).await)
+                let outcome = (probe.check)(&cx).await;
+                ((*addr, outcome), cx.certificate_expiry())
             });
-            futures::future::join_all(checks).await
+            let (outcomes, certs): (Vec<_>, Vec<_>) =
+                futures::future::join_all(checks).await.into_iter().unzip();
+            (outcomes, certs.into_iter().flatten().min())
         };
-        let (status, error) = match tokio::time::timeout_at(deadline + GRACE, run).await {
-            Ok(outcomes) => verdict(&host, job.inverted, &outcomes),
+        let (status, error, cert) = match tokio::time::timeout_at(deadline + GRACE, run).await {
+            Ok((outcomes, cert)) => {
+                let (status, error) = verdict(&host, job.inverted, &outcomes);
+                (status, error, cert)
+            }
             Err(_) => (
                 Status::Failed,
                 Some(format!("timed out after {:.1}s", timeout.as_secs_f64())),
+                None,
             ),
         };
-        (status, error, began.elapsed())
+        (status, error, began.elapsed(), cert)
     }
 }
 

@@ -1096,6 +1096,7 @@ mod tests {
             subject: None,
             duration_ms,
             attempts: 1,
+            certificate_expiry: None,
             report: false,
         }
     }
