@@ -9,6 +9,7 @@
 //! failure of its `expires within` option.
 
 use crate::cli::ProbeArgs;
+use crate::commands::startup::{Overrides, Startup};
 use crate::settings::{flag_int, flag_secs, Settings};
 use custodian_core::dsl::{self, Diagnostic};
 use custodian_core::spec::{secret_ranges, MASK};
@@ -89,8 +90,11 @@ async fn prepare(args: &ProbeArgs) -> Result<Prepared, String> {
     settings.validate().map_err(|e| format!("{e:#}"))?;
     let text = line_text(&args.target, &args.probe, &args.words, args.not)?;
     let jobs = plan_line(&text, settings.max_jobs)?;
-    let env = crate::probe_env(&settings).map_err(|e| format!("{e:#}"))?;
-    let engine = crate::worker::Engine::with_env(settings, env);
+    // Already validated above; this builds the probes' environment. One check needs no
+    // raised open-file limit.
+    let start =
+        Startup::from_settings(settings, Overrides::default()).map_err(|e| format!("{e:#}"))?;
+    let engine = start.engine();
     Ok((engine, jobs.into_iter().map(Arc::new).collect()))
 }
 

@@ -117,6 +117,32 @@ pub(crate) fn summary(results: &[JobResult], elapsed: Duration) -> String {
     )
 }
 
+/// A result as one `run --json` line.
+pub(crate) fn json_line(r: &JobResult) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+/// The `check --json` object of a job, secrets masked.
+pub(crate) fn job_json(job: &custodian_core::Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id(),
+        "type": job.probe,
+        "target": job.display_target(),
+        "port": job.port,
+        "inverted": job.inverted,
+        "otherwise": job.otherwise,
+        "subject": job.subject,
+        "window": job.window,
+        "family": job.family,
+        "timeout": job.timeout,
+        "retries": job.retries,
+        "options": job.masked_options(),
+        "line": job.line,
+        "file": job.file,
+        "lineno": job.lineno,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

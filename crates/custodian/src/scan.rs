@@ -479,20 +479,6 @@ impl Report {
     }
 }
 
-/// `--concurrency`, lowered so that `conns` sockets per probe fit the open-file limit
-/// (raised first).
-fn concurrency(wanted: usize, conns: u32) -> usize {
-    let per = u64::from(conns.max(1));
-    match crate::raise_fd_limit() {
-        Some(limit) => {
-            let fit = (limit.saturating_sub(crate::RESERVED_FDS) / per).max(1);
-            wanted.min(usize::try_from(fit).unwrap_or(usize::MAX))
-        }
-        None => wanted,
-    }
-    .max(1)
-}
-
 /// Runs every task at `--rate` new connections per second, `--concurrency` at once; JSON and
 /// CSV rows are printed as they come, the table at the end.
 async fn run(
@@ -511,6 +497,8 @@ async fn run(
         println!("target,port,check,verdict,source,reason,evidence");
     }
     let most_conns = plan.checks.iter().map(|c| c.conns).max().unwrap_or(1);
+    // `--concurrency`, lowered so that `most_conns` sockets per probe fit the open-file limit.
+    let width = crate::commands::startup::fit_fd_limit(plan.concurrency, most_conns);
     let mut report = Report::default();
     let p = Arc::clone(&plan);
     let rows = futures::stream::iter(tasks)
@@ -526,7 +514,7 @@ async fn run(
             }
         })
         .map(|t| probe(Arc::clone(&plan), Arc::clone(&env), t))
-        .buffer_unordered(concurrency(plan.concurrency, most_conns));
+        .buffer_unordered(width);
     let mut rows = std::pin::pin!(rows);
     while let Some(row) = rows.next().await {
         bar.inc(1);

@@ -3,6 +3,7 @@
 use super::drive::{self, Options};
 use super::{lease_for, retry, Outage, QueueUrl};
 use crate::cli::{EnqueueArgs, QueueAction, QueueArgs, WorkerArgs};
+use crate::commands::startup::{load_jobs, Overrides, Startup};
 use crate::settings::Settings;
 use anyhow::Result;
 use custodian_core::{mask_url, queue, JobResult, Status};
@@ -19,7 +20,7 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
     let settings = Settings::load(args.common.settings.as_deref())?;
     let queue = settings.queue_url(args.queue.as_deref())?;
     let url = QueueUrl::parse(&queue)?;
-    let Some(jobs) = crate::load_jobs(&args.files, args.strict, &settings).await? else {
+    let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
     let pending: Vec<_> = jobs
@@ -194,15 +195,15 @@ fn requeueable(dead: &[queue::DeadLetter], settings: &Settings) -> (Vec<queue::P
 
 /// `custodian worker`: drain the queue until stopped (or empty, with `--drain`).
 pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    let mut settings = Settings::load(args.common.settings.as_deref())?;
+    let settings = Settings::load(args.common.settings.as_deref())?;
     let queue = settings.queue_url(args.queue.as_deref())?;
     let url = QueueUrl::parse(&queue)?;
-    if let Some(n) = args.concurrency {
-        settings.concurrency = n;
-    }
-    settings.validate()?;
-    let env = crate::probe_env(&settings)?;
-    let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
+    let flags = Overrides {
+        concurrency: args.concurrency,
+        ..Overrides::default()
+    };
+    let start = Startup::from_settings(settings, flags)?.with_fd_limit();
+    let settings = &start.settings;
     let opts = Options {
         concurrency: settings.concurrency,
         drain: args.drain,
@@ -220,16 +221,15 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         since: Instant::now(),
         worst: None,
         reports: url.results()?.open(),
-        alerting: crate::alerting::Alerting::new(&settings, || {
-            crate::alerting::shared_store(&settings, &url)
-        })
-        .await?,
+        alerting: start
+            .alerting(|| crate::alerting::shared_store(settings, &url))
+            .await?,
     };
     let opts = Options {
         room: out.alerting.as_ref().map(|a| a.room()),
         ..opts
     };
-    let engine = crate::worker::Engine::with_env(settings, env);
+    let engine = start.engine();
     let driven = drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
     if let Some(a) = &out.alerting {
         a.finish().await;

@@ -1,0 +1,73 @@
+//! `custodian run`: every check once on the embedded queue, then the table and the summary.
+
+use super::startup::{load_jobs, Overrides, Startup};
+use crate::cli::RunArgs;
+use crate::report;
+use anyhow::Result;
+use custodian_core::{JobResult, Status};
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
+    let flags = Overrides {
+        concurrency: args.concurrency,
+        timeout: args.timeout,
+        retries: args.retries,
+        retry_delay: args.retry_delay,
+    };
+    let start = Startup::new(&args.common, flags)?;
+    let Some(jobs) = load_jobs(&args.files, args.strict, &start.settings).await? else {
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let start = start.with_fd_limit();
+    let alerting = start.local_alerting().await?;
+    let started = Instant::now();
+    let bar = report::progress(jobs.len(), args.quiet);
+    let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
+    let engine = start.engine();
+    let json = args.json;
+    engine
+        .run_all(jobs, alerting.as_ref().map(|a| a.room()), |r| {
+            if json {
+                println!("{}", report::json_line(&r));
+            }
+            if r.status == Status::Failed {
+                bar.set_message(format!(
+                    "{} failed",
+                    results
+                        .iter()
+                        .filter(|x| x.status == Status::Failed)
+                        .count()
+                        + 1
+                ));
+            }
+            bar.inc(1);
+            let accepted = alerting.as_ref().map(|a| a.spawn(r.clone()));
+            results.push(r);
+            accepted
+        })
+        .await;
+    bar.finish_and_clear();
+    if let Some(a) = &alerting {
+        a.finish().await;
+    }
+    let summary = report::summary(&results, started.elapsed());
+    if json {
+        eprintln!("{summary}");
+    } else {
+        print!("{}", report::table(&results));
+        println!("{summary}");
+    }
+    Ok(exit_for(&results))
+}
+
+/// The exit status of a set of results: 1 if any failed, else 3 if any is unknown, else 0.
+fn exit_for(results: &[JobResult]) -> ExitCode {
+    if results.iter().any(|r| r.status == Status::Failed) {
+        ExitCode::FAILURE
+    } else if results.iter().any(|r| r.status == Status::Unknown) {
+        ExitCode::from(crate::EXIT_UNKNOWN)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
