@@ -15,4 +15,4 @@ pub use custodian_dsl as dsl;
 pub use outcome::{judge, Finding, JobResult, Outcome, Status, Verdict};
 pub use param::{Invalid, Kind, Params, Value};
 pub use probe::{ParamSpec, ProbeSpec, ScanSpec, TargetKind};
-pub use spec::{mask_url, Family, Job, WIRE_VERSION};
+pub use spec::{mask_url, valid_location_name, Family, Job, Locations, WIRE_VERSION};

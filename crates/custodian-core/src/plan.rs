@@ -2,6 +2,7 @@
 //! words to phrases, fills defaults and checks targets, and yields [`Job`]s or spanned
 //! diagnostics. Any error means the caller runs nothing.
 
+mod locations;
 mod phrase;
 #[cfg(test)]
 mod tests;
@@ -11,7 +12,7 @@ use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
 use crate::secret;
 use crate::spec::{mask_url, secret_ranges, Family, Job, MASK, SECRET_KEYS};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
-use custodian_dsl::{Diagnostic, Expanded, Severity, SourceFile};
+use custodian_dsl::{Diagnostic, Expanded, Location, Severity, SourceFile};
 use phrase::{Fit, Phrase, SlotValue};
 use std::collections::btree_map::Entry;
 
@@ -25,6 +26,8 @@ enum Role {
     Retries,
     /// `every 30s`: how often `serve` runs the line.
     Every,
+    /// `with quorum N`: how many locations must see a failure.
+    Quorum,
     /// A type-specific phrase: its index in the spec's params.
     Param(usize),
 }
@@ -37,6 +40,7 @@ const COMMON: &[(&str, Role)] = &[
     ("with timeout {timeout:int}", Role::Timeout),
     ("with retries {retries:int}", Role::Retries),
     ("every {every}", Role::Every),
+    ("with quorum {quorum:int}", Role::Quorum),
 ];
 
 const PORT: &[&str] = &[
@@ -95,6 +99,7 @@ pub fn plan(
         diags: Vec::new(),
         spans: Vec::new(),
         parsed: Vec::new(),
+        quorum_at: None,
     };
     for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
         planner.statement(group);
@@ -112,6 +117,8 @@ struct Planner<'s> {
     spans: Vec<(String, Span)>,
     /// The statement's option values as parsed while matching, for its line-wide check.
     parsed: Vec<(String, Value)>,
+    /// Where the statement's `with quorum N` was written.
+    quorum_at: Option<Span>,
 }
 
 /// The statement being planned.
@@ -120,6 +127,8 @@ struct Cx<'a> {
     file: &'a SourceFile,
     stmt: &'a Statement,
     test: &'a TestStmt,
+    /// The `from` clause's names, macros expanded.
+    locations: Option<&'a [Location]>,
 }
 
 impl Planner<'_> {
@@ -153,6 +162,7 @@ impl Planner<'_> {
             file: e.file,
             stmt: e.stmt,
             test: e.test,
+            locations: e.locations.as_deref(),
         };
         let Some(index) = self.resolve(cx) else {
             return;
@@ -204,7 +214,9 @@ impl Planner<'_> {
         let before = self.errors();
         self.spans.clear();
         self.parsed.clear();
+        self.quorum_at = None;
         let secrets = self.match_args(cx, index, &mut job);
+        self.locations(cx, &mut job);
         // A bad `on N` was reported already; "needs a port" would repeat it.
         if spec.port_required && job.port.is_none() && self.errors() == before {
             let msg = format!("`{}` needs a port", spec.name);
@@ -341,6 +353,7 @@ impl Planner<'_> {
                     }
                 }
             }
+            (Role::Quorum, Some((n, _))) => self.quorum(cx, job, n, span),
             (Role::Family(family, only), _) => self.family(cx, index, job, family, only, span),
             (Role::Param(p), _) => {
                 let param = self.specs[index].params[p];

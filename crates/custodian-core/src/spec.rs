@@ -32,6 +32,36 @@ pub enum Family {
     V6,
 }
 
+/// Where a check runs under `serve --queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locations {
+    /// `from N locations`: any N locations that have live workers.
+    Any(u32),
+    /// `from lon1 and ams1`: these locations, sorted and without repeats.
+    Named(Vec<String>),
+}
+
+impl Locations {
+    /// How many locations run the check.
+    pub fn count(&self) -> u32 {
+        match self {
+            Locations::Any(n) => *n,
+            Locations::Named(names) => u32::try_from(names.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Whether `s` can name a location: 1-32 characters, lower-case ASCII letters, digits, `-` and
+/// `_`, starting with a letter or digit. Names become beanstalkd tube and Redis key suffixes.
+pub fn valid_location_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=32).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
 /// One check to run: what the planner produces and what the worker consumes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -58,6 +88,12 @@ pub struct Job {
     /// How often `serve` runs this line, in seconds (`every 30s`); its interval otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<u64>,
+    /// Where `serve --queue` runs this check (`from 3 locations`, `from lon1 and ams1`); `None`: the default location only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Locations>,
+    /// `with quorum N`: how many locations must see the check fail for it to be down; `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
     /// Scheduled by `serve`: the worker sends the result back on the broker's results queue
     /// and leaves alerting to serve.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -86,6 +122,8 @@ impl Job {
             timeout: None,
             retries: None,
             every: None,
+            from: None,
+            quorum: None,
             report: false,
             options: BTreeMap::new(),
             line: format!("{target} must run {probe}."),
@@ -102,17 +140,39 @@ impl Job {
         hex::encode(Sha1::digest(self.id_input().as_bytes()))
     }
 
-    /// What [`Job::id`] hashes: type, target, port, inversion, family and options, secrets masked.
+    /// What [`Job::id`] hashes: type, target, port, inversion, family and options, secrets masked;
+    /// then the locations and a quorum other than all of them, only when given, so the ids of
+    /// checks without them stay as they were.
     fn id_input(&self) -> String {
-        serde_json::json!([
-            self.probe,
-            self.display_target(),
-            self.port,
-            self.inverted,
-            self.family,
-            self.masked_options()
-        ])
-        .to_string()
+        let mut parts = vec![
+            serde_json::json!(self.probe),
+            serde_json::json!(self.display_target()),
+            serde_json::json!(self.port),
+            serde_json::json!(self.inverted),
+            serde_json::json!(self.family),
+            serde_json::json!(self.masked_options()),
+        ];
+        if let Some(from) = &self.from {
+            parts.push(serde_json::json!({ "from": from }));
+        }
+        // `with quorum 2` of two locations is what the line means without it.
+        let default = self.from.as_ref().map(Locations::count);
+        if let Some(q) = self.quorum.filter(|q| Some(*q) != default) {
+            parts.push(serde_json::json!({ "quorum": q }));
+        }
+        serde_json::Value::Array(parts).to_string()
+    }
+
+    /// How many locations must see the check fail for it to be down: the quorum, else all of
+    /// them; 1 for a check without `from`. Kept within 1..=count for hand-made jobs.
+    pub fn quorum_needed(&self) -> u32 {
+        match &self.from {
+            None => 1,
+            Some(from) => {
+                let all = from.count().max(1);
+                self.quorum.unwrap_or(all).clamp(1, all)
+            }
+        }
     }
 
     /// The target with any URL password masked.
@@ -301,6 +361,96 @@ mod tests {
         let mut e = a.clone();
         e.options.insert("username".into(), "root".into());
         assert_ne!(a.id(), e.id());
+    }
+
+    /// Ids of checks without `from` are what they were before locations existed (the hash of
+    /// the old six-part input), so upgrading keeps every check's state and open alerts.
+    #[test]
+    fn ids_without_locations_are_unchanged() {
+        let a = Job::new("ssh", "db1", Some(22));
+        assert_eq!(a.id(), "0c1816026a01237e7799f85268d71e7b9d2b1466");
+        let mut b = Job::new("http", "http://bob:pw@web1/x", None);
+        b.options.insert("password".into(), "pw".into());
+        assert_eq!(b.id(), "bb2d2b8af70fbb728bd54591032c51ce649a26f0");
+        let mut c = a.clone();
+        c.from = Some(Locations::Any(3));
+        assert_ne!(c.id(), a.id());
+        let mut d = c.clone();
+        d.from = Some(Locations::Any(2));
+        assert_ne!(
+            d.id(),
+            c.id(),
+            "the number of locations is part of the check"
+        );
+        let mut e = c.clone();
+        e.quorum = Some(2);
+        assert_ne!(e.id(), c.id(), "a quorum below all changes the verdict");
+        e.quorum = Some(3);
+        assert_eq!(e.id(), c.id(), "a quorum of all is the default spelled out");
+    }
+
+    #[test]
+    fn quorum_needed_defaults_to_all_chosen_locations() {
+        let mut j = Job::new("ssh", "db1", Some(22));
+        assert_eq!(j.quorum_needed(), 1);
+        j.quorum = Some(2);
+        assert_eq!(j.quorum_needed(), 1, "no `from`: the default location only");
+        j.from = Some(Locations::Named(vec![
+            "ams1".into(),
+            "lon1".into(),
+            "nyc1".into(),
+        ]));
+        assert_eq!(j.quorum_needed(), 2);
+        j.quorum = None;
+        assert_eq!(j.quorum_needed(), 3);
+        j.quorum = Some(7);
+        assert_eq!(j.quorum_needed(), 3, "never more than there are locations");
+        j.from = Some(Locations::Any(5));
+        assert_eq!(j.from.as_ref().map(Locations::count), Some(5));
+        assert_eq!(j.quorum_needed(), 5);
+    }
+
+    #[test]
+    fn location_names_are_lower_case_tube_safe_words() {
+        for good in ["lon1", "1dc", "eu-west_2", "a", &"x".repeat(32)] {
+            assert!(valid_location_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Lon1",
+            "-a",
+            "_a",
+            "a.b",
+            "a b",
+            "a/b",
+            "é",
+            &"x".repeat(33),
+        ] {
+            assert!(!valid_location_name(bad), "{bad}");
+        }
+    }
+
+    /// A job without `from` serialises exactly as before; with it, it survives the round trip.
+    #[test]
+    fn locations_round_trip_and_stay_out_of_old_jobs() {
+        let plain = Job::new("ssh", "db1", Some(22));
+        let text = serde_json::to_string(&plain).expect("json");
+        assert!(!text.contains("from") && !text.contains("quorum"), "{text}");
+        let back: Job = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, plain);
+        let mut j = plain.clone();
+        j.from = Some(Locations::Named(vec!["ams1".into(), "lon1".into()]));
+        j.quorum = Some(1);
+        let text = serde_json::to_string(&j).expect("json");
+        assert!(
+            text.contains(r#""from":{"named":["ams1","lon1"]},"quorum":1"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Job>(&text).expect("parse"), j);
+        j.from = Some(Locations::Any(3));
+        let text = serde_json::to_string(&j).expect("json");
+        assert!(text.contains(r#""from":{"any":3}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Job>(&text).expect("parse"), j);
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub struct MacroDef {
     pub body: MacroBody,
 }
 
+/// Where a check runs: `from N locations` or `from lon1 and ams1`. The planner checks the
+/// number and the names; macro names are replaced by their members in [`crate::Expanded`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromClause {
+    /// `from N location(s)`: the number as written (digits only).
+    Count(Spanned<String>),
+    /// Location names and macro names as written, in order.
+    Names(Vec<Spanned<String>>),
+}
+
 /// `TARGET must [not] run TYPE ...` or `TARGET must ping ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestStmt {
@@ -79,6 +89,8 @@ pub struct TestStmt {
     pub otherwise: Option<Spanned<String>>,
     pub subject: Option<Spanned<String>>,
     pub window: Option<Spanned<Window>>,
+    /// `from ...`, spanning the whole clause.
+    pub from: Option<Spanned<FromClause>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +156,15 @@ impl StatementKind {
                 otherwise: t.otherwise.as_ref().map(Spanned::unspanned),
                 subject: t.subject.as_ref().map(Spanned::unspanned),
                 window: t.window.as_ref().map(Spanned::unspanned),
+                from: t.from.as_ref().map(|f| Spanned {
+                    value: match &f.value {
+                        FromClause::Count(n) => FromClause::Count(n.unspanned()),
+                        FromClause::Names(ns) => {
+                            FromClause::Names(ns.iter().map(Spanned::unspanned).collect())
+                        }
+                    },
+                    span: Span::default(),
+                }),
             }),
         }
     }

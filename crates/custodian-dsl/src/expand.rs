@@ -2,12 +2,17 @@
 //! test expands to one test per member. `fetched from` bodies come through the caller's fetcher.
 //! A target (or member) that is a CIDR block or range expands to one test per address.
 //! [`expand_at_most`] stops at a total number of tests, so a list of large blocks is an error
-//! naming the line that crossed it, not a memory exhaustion.
+//! naming the line that crossed it, not a memory exhaustion. Macro names in a `from` clause
+//! are replaced by their members too (see [`Location`]).
 
-use crate::ast::{MacroBody, MacroDef, SourceFile, Spanned, Statement, StatementKind, TestStmt};
+use crate::ast::{
+    FromClause, MacroBody, MacroDef, SourceFile, Span, Spanned, Statement, StatementKind, TestStmt,
+};
 use crate::blocks::{self, LARGE};
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::parser::is_macro_name;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One test line applied to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +22,19 @@ pub struct Expanded<'a> {
     pub test: &'a TestStmt,
     /// The macro member, or the target as written.
     pub target: String,
+    /// The names of a `from lon1 and EUROPE` clause, macros replaced by their members, in
+    /// order; `None` without such a clause. Shared by every target of the statement.
+    pub locations: Option<Arc<[Location]>>,
+}
+
+/// One location a `from` clause names, after macro expansion. The planner checks the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub name: String,
+    /// The word of the clause it comes from (the macro's name for a member).
+    pub span: Span,
+    /// The macro it is a member of.
+    pub via: Option<String>,
 }
 
 /// Fetches a URL's body as lines; Err is a message for the user.
@@ -45,11 +63,19 @@ pub fn expand_at_most<'a>(
             match &stmt.kind {
                 StatementKind::Macro(m) => define(file, m, &mut macros, fetch, &mut diags),
                 StatementKind::Test(test) => {
+                    let locations = match locations(file, test, &macros) {
+                        Ok(l) => l,
+                        Err(d) => {
+                            diags.push(d);
+                            continue;
+                        }
+                    };
                     let make = |target: String| Expanded {
                         file,
                         stmt,
                         test,
                         target,
+                        locations: locations.clone(),
                     };
                     let literal = std::slice::from_ref(&test.target.value);
                     let targets = macros
@@ -75,6 +101,43 @@ pub fn expand_at_most<'a>(
         }
     }
     (out, diags)
+}
+
+/// The locations of a `from` name list. A word shaped like a macro name (upper case) must be a
+/// macro defined above: location names are lower case, so it cannot be meant literally.
+fn locations(
+    file: &SourceFile,
+    test: &TestStmt,
+    macros: &HashMap<&str, Vec<String>>,
+) -> Result<Option<Arc<[Location]>>, Diagnostic> {
+    let Some(FromClause::Names(words)) = test.from.as_ref().map(|f| &f.value) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for w in words {
+        let is_macro = is_macro_name(&w.value) && w.value.bytes().any(|b| b.is_ascii_uppercase());
+        match macros.get(w.value.as_str()) {
+            Some(members) => out.extend(members.iter().map(|m| Location {
+                name: m.clone(),
+                span: w.span,
+                via: Some(w.value.clone()),
+            })),
+            None if is_macro => {
+                let msg = format!("unknown macro `{}` in `from`", w.value);
+                let d = Diagnostic::error(&file.name, &file.source, w.span, msg);
+                return Err(d.with_hint(format!(
+                    "define it above this line (`{} are lon1 and ams1.`); location names are lower case",
+                    w.value
+                )));
+            }
+            None => out.push(Location {
+                name: w.value.clone(),
+                span: w.span,
+                via: None,
+            }),
+        }
+    }
+    Ok(Some(out.into()))
 }
 
 fn too_many(file: &SourceFile, test: &TestStmt, max: usize) -> Diagnostic {

@@ -3,8 +3,8 @@
 //! and dropped; parsing goes on with the next one.
 
 use crate::ast::{
-    MacroBody, MacroDef, SourceFile, Span, Spanned, Statement, StatementKind, TestStmt, Token,
-    Window,
+    FromClause, MacroBody, MacroDef, SourceFile, Span, Spanned, Statement, StatementKind, TestStmt,
+    Token, Window,
 };
 use crate::diagnostic::Diagnostic;
 use crate::lexer::{self, Line};
@@ -92,7 +92,7 @@ fn spanned(t: &Token) -> Spanned<String> {
     }
 }
 
-fn is_macro_name(s: &str) -> bool {
+pub(crate) fn is_macro_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
@@ -184,6 +184,7 @@ fn test(toks: Vec<Token>) -> Result<TestStmt> {
         otherwise: None,
         subject: None,
         window: None,
+        from: None,
     };
     // Arguments are moved out at the end rather than cloned: this is the hot path.
     let first = toks.len() - rest.len();
@@ -252,7 +253,73 @@ fn clause(toks: &[Token], stmt: &mut TestStmt) -> Result<usize> {
             window(e, b, rest, true, stmt).map(|n| n + usize::from(n > 0))
         }
         [b, rest @ ..] if is_word(b, "between") => window(b, b, rest, false, stmt),
+        [f, rest @ ..] if is_word(f, "from") => from_clause(f, rest, stmt),
         _ => Ok(0),
+    }
+}
+
+const FROM_USAGE: &str = "write `from 3 locations` or `from lon1 and ams1`";
+
+/// `from N location(s)` or `from NAME[, NAME ...] [and NAME]`; returns the words used.
+/// Unlike the original's clauses a repeat is an error: two lists cannot both be meant.
+fn from_clause(f: &Token, rest: &[Token], stmt: &mut TestStmt) -> Result<usize> {
+    if stmt.from.is_some() {
+        return Err(Error::new(f.span, "a second `from` on one line")
+            .hint("name every location in one clause: `from lon1 and ams1`"));
+    }
+    let (clause, used) = match rest {
+        [n, loc, ..] if !n.quoted && (is_word(loc, "location") || is_word(loc, "locations")) => {
+            if !n.text.bytes().all(|b| b.is_ascii_digit()) {
+                let msg = format!("`{}` is not a number of locations", n.text);
+                return Err(Error::new(n.span, msg).hint(FROM_USAGE));
+            }
+            (FromClause::Count(spanned(n)), 2)
+        }
+        _ => {
+            let (names, used) = location_list(f, rest)?;
+            (FromClause::Names(names), used)
+        }
+    };
+    let end = rest.get(used - 1).map_or(f.span.end, |t| t.span.end);
+    stmt.from = Some(Spanned {
+        value: clause,
+        span: Span::new(f.span.start, end),
+    });
+    Ok(used + 1)
+}
+
+/// Names after `from`, split on commas and `and` as macro members are; the list ends at the
+/// first name followed by neither. Returns the names and the words used.
+fn location_list(f: &Token, rest: &[Token]) -> Result<(Vec<Spanned<String>>, usize)> {
+    let mut names = Vec::new();
+    let mut after = f;
+    let mut i = 0;
+    loop {
+        let t = match rest.get(i) {
+            Some(t) if !is_word(t, "and") => t,
+            _ => {
+                let msg = format!("missing a location after `{}`", after.text);
+                return Err(Error::new(after.span, msg).hint(FROM_USAGE));
+            }
+        };
+        i += 1;
+        let more = if t.quoted {
+            names.push(spanned(t));
+            false
+        } else {
+            comma_members(t, &mut names)?;
+            t.text.ends_with(',')
+        };
+        match rest.get(i) {
+            _ if more => after = t,
+            // `lon1 , ams1` or `lon1 ,ams1`: the comma carries the list on.
+            Some(c) if !c.quoted && c.text.starts_with(',') => after = t,
+            Some(a) if is_word(a, "and") => {
+                after = a;
+                i += 1;
+            }
+            _ => return Ok((names, i)),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! AST dump, canonical print and expansion are snapshotted; every `fixtures/err/*.cfg` yields at
 //! least one error and its rendered diagnostics are snapshotted.
 
-use custodian_dsl::ast::{MacroBody, Statement, StatementKind, Token};
+use custodian_dsl::ast::{FromClause, MacroBody, Statement, StatementKind, Token};
 use custodian_dsl::{expand, parse, print, SourceFile, Span};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,18 @@ fn dump(file: &SourceFile, s: &Statement, out: &mut String) {
             if let Some(w) = &t.window {
                 writeln!(out, "  window {:?} @{}", w.value, at(file, w.span)).unwrap();
             }
+            match t.from.as_ref().map(|f| (&f.value, f.span)) {
+                Some((FromClause::Count(n), span)) => {
+                    writeln!(out, "  from {:?} locations @{}", n.value, at(file, span)).unwrap()
+                }
+                Some((FromClause::Names(ns), span)) => {
+                    writeln!(out, "  from @{}", at(file, span)).unwrap();
+                    for n in ns {
+                        writeln!(out, "    location {:?} @{}", n.value, at(file, n.span)).unwrap();
+                    }
+                }
+                None => {}
+            }
         }
     }
 }
@@ -123,7 +135,18 @@ fn ok_fixtures() {
         assert_eq!(print(&again), printed, "{name}: print is not idempotent");
         writeln!(out, "--- print\n{printed}--- expand").unwrap();
         for j in &jobs {
-            writeln!(out, "{} ← line {}", j.target, j.stmt.lineno).unwrap();
+            write!(out, "{} ← line {}", j.target, j.stmt.lineno).unwrap();
+            if let Some(ls) = &j.locations {
+                let names: Vec<String> = ls
+                    .iter()
+                    .map(|l| match &l.via {
+                        Some(m) => format!("{} (via {m})", l.name),
+                        None => l.name.clone(),
+                    })
+                    .collect();
+                write!(out, " from {}", names.join(", ")).unwrap();
+            }
+            writeln!(out).unwrap();
         }
         insta::assert_snapshot!(format!("ok__{}", name.trim_end_matches(".cfg")), out);
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::probe::ParamSpec;
+use crate::spec::Locations;
 use custodian_dsl::{expand, parse};
 use serde_json::json;
 
@@ -359,4 +360,226 @@ fn every_sets_the_lines_interval_and_keeps_the_id() {
     }
     assert_eq!(super::parse_every("1h"), Some(3600));
     assert_eq!(super::parse_every(""), None);
+}
+
+/// Every diagnostic of parsing, expanding and planning `src`, with `fetch` for macros.
+fn all_diags(src: &str, fetch: &mut custodian_dsl::Fetch<'_>) -> (Vec<Job>, Vec<Diagnostic>) {
+    let (file, mut diags) = parse("t.cfg", src);
+    let files = [file];
+    let (tests, more) = expand(&files, fetch);
+    diags.extend(more);
+    let (jobs, more) = plan(&tests, &[&SSH, &HTTPS], true);
+    diags.extend(more);
+    (jobs, diags)
+}
+
+fn named(names: &[&str]) -> Option<Locations> {
+    Some(Locations::Named(
+        names.iter().map(|n| n.to_string()).collect(),
+    ))
+}
+
+#[test]
+fn from_any_number_of_locations() {
+    let j = job("https://x/ must run https from 3 locations");
+    assert_eq!((j.from.clone(), j.quorum), (Some(Locations::Any(3)), None));
+    assert_eq!(j.quorum_needed(), 3);
+    assert_eq!(
+        job("a must run ssh from 1 location").from,
+        Some(Locations::Any(1))
+    );
+    assert_eq!(
+        job("a must run ssh FROM 100 Locations.").from,
+        Some(Locations::Any(100))
+    );
+    let plain = job("a must run ssh");
+    assert_eq!((plain.from, plain.quorum), (None, None));
+}
+
+#[test]
+fn from_named_locations_sorted_whatever_the_list_form() {
+    for line in [
+        "a must run ssh from lon1 and ams1",
+        "a must run ssh from ams1, lon1",
+        "a must run ssh from lon1,ams1.",
+        "a must run ssh from lon1 , ams1",
+    ] {
+        assert_eq!(job(line).from, named(&["ams1", "lon1"]), "{line}");
+    }
+    let j = job("a must run ssh from lon1, ams1 and nyc1");
+    assert_eq!(j.from, named(&["ams1", "lon1", "nyc1"]));
+    assert_eq!(j.quorum_needed(), 3);
+    assert_eq!(
+        job("a must run ssh from lon1 and ams1").id(),
+        job("a must run ssh from ams1 and lon1").id()
+    );
+    assert_ne!(
+        job("a must run ssh from lon1 and ams1").id(),
+        job("a must run ssh").id()
+    );
+}
+
+#[test]
+fn from_takes_macros_mixed_with_names_and_shared_with_targets() {
+    let (jobs, diags) = run(
+        "EUROPE are lon1 and ams1.\na must run ssh from EUROPE and nyc1.",
+        true,
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(jobs[0].from, named(&["ams1", "lon1", "nyc1"]));
+    // Two macros sharing a location name it once.
+    let (jobs, diags) = run(
+        "EU are lon1 and ams1.\nWEST are lon1, nyc1.\na must run ssh from EU and WEST with quorum 2.",
+        true,
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(jobs[0].from, named(&["ams1", "lon1", "nyc1"]));
+    // A macro can be the target list and the location list of one line.
+    let (jobs, diags) = run("EU are lon1 and ams1.\nEU must run ssh from EU.", true);
+    assert!(diags.is_empty(), "{diags:?}");
+    let targets: Vec<_> = jobs.iter().map(|j| j.target.as_str()).collect();
+    assert_eq!(targets, ["lon1", "ams1"]);
+    assert!(jobs.iter().all(|j| j.from == named(&["ams1", "lon1"])));
+}
+
+/// `fetched from` (macro definitions) keeps its meaning, and a fetched macro can list locations.
+#[test]
+fn fetched_from_macros_still_work_and_can_name_locations() {
+    let mut fetch = |url: &str| match url {
+        "http://lists.example/hosts" => Ok(vec!["web1".to_string(), "web2".to_string()]),
+        "http://lists.example/dcs" => Ok(vec!["lon1".to_string(), "ams1".to_string()]),
+        _ => Err("not found".to_string()),
+    };
+    let src = "HOSTS are fetched from lists.example/hosts.\nDCS is fetched from http://lists.example/dcs.\n\
+               HOSTS must run ssh from DCS with quorum 1.";
+    let (jobs, diags) = all_diags(src, &mut fetch);
+    assert!(diags.is_empty(), "{diags:?}");
+    let got: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.target.as_str(), j.from.clone(), j.quorum))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("web1", named(&["ams1", "lon1"]), Some(1)),
+            ("web2", named(&["ams1", "lon1"]), Some(1))
+        ]
+    );
+}
+
+#[test]
+fn from_and_quorum_go_anywhere_among_the_options() {
+    let lines = [
+        "a must run ssh from lon1 and ams1 with quorum 1 otherwise 'x'.",
+        "a must run ssh with quorum 1 otherwise 'x' from ams1 and lon1 on 22.",
+        "a must run ssh otherwise 'x' with quorum 1 with timeout 5 from lon1, ams1 between 9-17",
+    ];
+    let jobs: Vec<Job> = lines.iter().map(|l| job(l)).collect();
+    for (j, line) in jobs.iter().zip(lines) {
+        assert_eq!(j.from, named(&["ams1", "lon1"]), "{line}");
+        assert_eq!(j.quorum, Some(1), "{line}");
+        assert_eq!(j.quorum_needed(), 1, "{line}");
+        assert_eq!(j.otherwise.as_deref(), Some("x"), "{line}");
+        assert_eq!(j.port, Some(22), "{line}");
+    }
+    assert_eq!(jobs[2].timeout, Some(5));
+    assert_eq!(jobs[0].id(), jobs[1].id());
+    // Quoted text is never a clause.
+    let j = job("a must run ssh otherwise 'down from 3 locations'");
+    assert_eq!(j.from, None);
+}
+
+/// The one error of `src` (strict), with its message, column, width and hint.
+fn error(src: &str) -> (String, u32, u32, String) {
+    let (jobs, diags) = all_diags(src, &mut |_| Err("no network".to_string()));
+    assert!(jobs.is_empty(), "{src}: planned {jobs:?}");
+    assert_eq!(diags.len(), 1, "{src}: {diags:?}");
+    let d = &diags[0];
+    assert!(d.is_error(), "{d:?}");
+    let hint = d.hint.clone().unwrap_or_default();
+    (d.message.clone(), d.col, d.width, hint)
+}
+
+#[test]
+fn bad_location_names_are_errors_saying_what_is_allowed() {
+    let (msg, col, width, hint) = error("a must run ssh from lon1 and Ams1");
+    assert_eq!(msg, "`Ams1` is not a location name");
+    assert_eq!((col, width), (30, 4));
+    assert!(
+        hint.contains("lower-case letters a-z, digits, `-` and `_`"),
+        "{hint}"
+    );
+    let (msg, col, _, _) = error("EU are lon1 and 'ams 1'.\na must run ssh from nyc1, EU");
+    assert_eq!(msg, "`ams 1` is not a location name (a member of EU)");
+    assert_eq!(col, 27);
+    let (msg, ..) = error(&format!("a must run ssh from {}", "x".repeat(33)));
+    assert!(msg.ends_with("is not a location name"), "{msg}");
+    let (msg, col, width, hint) = error("a must run ssh from lon1 and ams1 and lon1");
+    assert_eq!(msg, "`lon1` is named twice in `from`");
+    assert_eq!((col, width), (39, 4));
+    assert_eq!(hint, "name each location once");
+    let (msg, ..) = error("EU are lon1 and ams1.\na must run ssh from EU and EU");
+    assert_eq!(msg, "`EU` is named twice in `from`");
+}
+
+#[test]
+fn unknown_macro_in_from_is_an_error() {
+    let (msg, col, width, hint) = error("a must run ssh from EUROPE and nyc1");
+    assert_eq!(msg, "unknown macro `EUROPE` in `from`");
+    assert_eq!((col, width), (21, 6));
+    assert!(hint.starts_with("define it above this line"), "{hint}");
+    // Macros are defined in file order, for `from` as for targets.
+    let (msg, ..) = error("a must run ssh from EU.\nEU are lon1 and ams1.");
+    assert_eq!(msg, "unknown macro `EU` in `from`");
+}
+
+#[test]
+fn location_counts_and_quorums_out_of_range_are_errors() {
+    let (msg, col, width, hint) = error("a must run ssh from 0 locations");
+    assert_eq!(msg, "`from 0 locations` names no location");
+    assert_eq!((col, width), (21, 1));
+    assert_eq!(hint, "write `from 1 location` or more");
+    let (msg, ..) = error("a must run ssh from 101 locations");
+    assert_eq!(msg, "101 locations is out of range (1-100)");
+    let (msg, col, _, hint) = error("a must run ssh from three locations");
+    assert_eq!(msg, "`three` is not a number of locations");
+    assert_eq!(col, 21);
+    assert!(hint.contains("from 3 locations"), "{hint}");
+    let (msg, col, width, hint) = error("a must run ssh from 2 locations with quorum 0");
+    assert_eq!(msg, "quorum 0 is impossible");
+    assert_eq!((col, width), (33, 13));
+    assert!(hint.contains("1 or more"), "{hint}");
+    let (msg, col, width, hint) = error("a must run ssh with quorum 3 from lon1 and ams1");
+    assert_eq!(
+        msg,
+        "impossible quorum: 3 of 2 location(s) must see a failure"
+    );
+    assert_eq!((col, width), (16, 13));
+    assert_eq!(
+        hint,
+        "write `with quorum 2` or less, or run it from more locations"
+    );
+    let (msg, ..) = error("a must run ssh from 2 locations with quorum 3");
+    assert!(msg.starts_with("impossible quorum: 3 of 2"), "{msg}");
+    let (msg, col, width, hint) = error("a must run ssh with quorum 2");
+    assert_eq!(msg, "`with quorum` needs `from`");
+    assert_eq!((col, width), (16, 13));
+    assert_eq!(hint, "add `from N locations` (or `from lon1 and ams1`)");
+    let (msg, ..) = error("a must run ssh from 3 locations with quorum 1 with quorum 2");
+    assert_eq!(msg, "`with quorum` is given twice");
+}
+
+#[test]
+fn malformed_from_clauses_are_parse_errors() {
+    let (msg, col, _, hint) = error("a must run ssh from");
+    assert_eq!(msg, "missing a location after `from`");
+    assert_eq!(col, 16);
+    assert!(hint.contains("from lon1 and ams1"), "{hint}");
+    let (msg, ..) = error("a must run ssh from lon1 and.");
+    assert_eq!(msg, "missing a location after `and`");
+    let (msg, ..) = error("a must run ssh from lon1,");
+    assert_eq!(msg, "missing a location after `lon1,`");
+    let (msg, col, ..) = error("a must run ssh from lon1 with quorum 1 from ams1");
+    assert_eq!(msg, "a second `from` on one line");
+    assert_eq!(col, 40);
 }
