@@ -160,6 +160,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Deliveries and failures (gave up after every attempt) by alerter since start, for serve's
+/// `/metrics`: process-wide, so the counts survive a settings reload's new [`Alerting`].
+static DELIVERIES: Mutex<std::collections::BTreeMap<&'static str, (u64, u64)>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+fn count_deliveries<'a>(done: impl Iterator<Item = &'a custodian_alerters::Delivery>) {
+    let mut counts = lock(&DELIVERIES);
+    for d in done {
+        let c = counts.entry(d.alerter).or_default();
+        c.0 += 1;
+        c.1 += u64::from(d.result.is_err());
+    }
+}
+
+/// See [`DELIVERIES`].
+pub(crate) fn deliveries() -> std::collections::BTreeMap<&'static str, (u64, u64)> {
+    lock(&DELIVERIES).clone()
+}
+
 /// Seconds since the epoch.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -366,7 +385,8 @@ impl Alerting {
         // the state above is not held back by slow receivers.
         let _permit = Arc::clone(&self.limit).acquire_owned().await;
         let sends = metric.iter().chain(event.as_ref());
-        futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
+        let done = futures::future::join_all(sends.map(|e| self.dispatcher.send(e))).await;
+        count_deliveries(done.iter().flatten());
         if let Some(observe) = lock(&self.observer).clone() {
             if let Some(e) = &event {
                 observe(e, false);

@@ -107,6 +107,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct Board {
     inner: RwLock<Inner>,
+    /// Counts and gauges for `/metrics` beyond each check's state.
+    pub(crate) gauges: super::gauges::Gauges,
 }
 
 impl Board {
@@ -120,6 +122,7 @@ impl Board {
                 },
                 ..Inner::default()
             }),
+            gauges: Default::default(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Board {
 
     /// Records a result; ignored when its check is no longer loaded.
     pub(crate) fn record(&self, r: &JobResult, worker: &str, now: u64) {
+        self.gauges.result(r, worker, now);
         let mut inner = self.write();
         inner.engine.results += 1;
         let Some(v) = inner.checks.get_mut(&r.id) else {

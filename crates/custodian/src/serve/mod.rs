@@ -2,12 +2,12 @@
 //! keeps history, alerts as `run` does, and serves the status page, JSON API and metrics.
 
 mod board;
+mod gauges;
 mod history;
 mod schedule;
 mod web;
 
 use crate::cli::ServeArgs;
-use crate::commands::startup::{Overrides, Startup};
 use crate::queue::QueueUrl;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
@@ -38,8 +38,15 @@ struct Live {
 impl Live {
     /// Notices go to `history` as they are delivered.
     async fn build(args: &ServeArgs, history: &Arc<History>) -> Result<Live> {
-        let start = Startup::new(&args.common, Overrides::default())?.with_fd_limit();
-        let alerting = start.local_alerting().await?;
+        let settings = Settings::load(args.common.settings.as_deref())?;
+        settings.validate()?;
+        let env = crate::probe_env(&settings)?;
+        let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
+        let alerting = crate::alerting::Alerting::new(&settings, || {
+            let store = crate::alerting::FileStore::open(&settings.state_file(), settings.policy());
+            Ok(Box::new(store))
+        })
+        .await?;
         if let Some(a) = &alerting {
             let h = Arc::clone(history);
             a.observe(Arc::new(move |e, muted| match muted {
@@ -53,9 +60,9 @@ impl Live {
                 silences.matching(&(&e.result).into(), now).is_some()
             }));
         }
-        let engine = start.engine();
+        let engine = crate::worker::Engine::with_env(settings.clone(), env);
         Ok(Live {
-            settings: start.settings,
+            settings,
             engine,
             alerting,
         })
@@ -108,7 +115,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             let url = QueueUrl::parse(text)?;
             let results = url.results()?.open();
             tokio::spawn(collect(results, results_tx.clone(), stop.clone()));
-            Some(url.open())
+            let q = url.open();
+            tokio::spawn(gauges::sample_queue(Arc::clone(&q), Arc::downgrade(&board)));
+            Some(q)
         }
         None => None,
     };

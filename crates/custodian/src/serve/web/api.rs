@@ -171,6 +171,9 @@ pub(super) async fn post_scan(
         return Err(Refusal::bad("a scan report is a JSON object"));
     }
     let at = crate::alerting::unix_now();
+    web.board
+        .gauges
+        .scan(crate::serve::gauges::ScanSummary::of(&report, at));
     web.history.scan(report, at);
     // Stored before the answer, so the page a client opens next shows it.
     web.history.flush().await;

@@ -6,6 +6,7 @@
 
 use super::Web;
 use crate::serve::board::{CheckView, Snapshot};
+use crate::serve::gauges::{Readings, ScanSummary, WORKER_SEEN_SECS};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,16 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// OpenMetrics to clients that ask for it (Prometheus does), else the classic text format
 /// (curl, `promtool check metrics`).
 pub(super) async fn metrics(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let text = match render(&web.board.snapshot(), web.history.dropped()) {
+    if !web.board.gauges.has_scan() {
+        // Once after start: the last report stored by an earlier run (then kept as posted).
+        if let Ok(Some(last)) = web.history.scans(1).await.map(|s| s.into_iter().next()) {
+            web.board
+                .gauges
+                .scan(ScanSummary::of(&last.report, last.at));
+        }
+    }
+    let readings = web.board.gauges.read();
+    let text = match render(&web.board.snapshot(), web.history.dropped(), &readings) {
         Ok(t) => t,
         Err(e) => {
             return super::Refusal::internal(anyhow::anyhow!("encoding metrics: {e}"))
@@ -95,15 +105,23 @@ pub(crate) fn state_value(s: Option<Status>) -> i64 {
     }
 }
 
-/// The exposition text of `snap`, with `dropped` history rows.
-pub(crate) fn render(snap: &Snapshot, dropped: u64) -> Result<String, std::fmt::Error> {
+/// The exposition text of `snap`, with `dropped` history rows and the `readings`.
+pub(crate) fn render(
+    snap: &Snapshot,
+    dropped: u64,
+    readings: &Readings,
+) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
     let up = Family::<Labels, Gauge>::default();
     let state = Family::<Labels, Gauge>::default();
     let duration = Family::<Labels, FloatGauge>::default();
     let last = Family::<Labels, Gauge>::default();
+    let expiry = Family::<Labels, Gauge>::default();
     for c in &snap.checks {
         let l = labels(c);
+        if let Some(t) = readings.certificates.get(&c.id) {
+            expiry.get_or_create(&l).set(*t);
+        }
         state.get_or_create(&l).set(state_value(c.status));
         // Only a pass or a failure says whether the service is up; unknown, skipped and
         // never-run checks have no `up` sample at all.
@@ -142,7 +160,13 @@ pub(crate) fn render(snap: &Snapshot, dropped: u64) -> Result<String, std::fmt::
         "When the check's latest result arrived (unix time)",
         last,
     );
+    reg.register(
+        "custodian_check_certificate_expiry_timestamp_seconds",
+        "When the certificate the check's latest TLS handshake saw expires (notAfter, unix time); only checks that completed one",
+        expiry,
+    );
     engine(&mut reg, snap, dropped);
+    fleet(&mut reg, readings, crate::alerting::unix_now());
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)
@@ -223,4 +247,102 @@ fn engine(reg: &mut Registry, snap: &Snapshot, dropped: u64) {
         "When serve started (unix time)",
         secs(e.started_at),
     );
+}
+
+/// Jobs by status, workers, the queue, alert deliveries and the last scan, at `now`.
+fn fleet(reg: &mut Registry, r: &Readings, now: u64) {
+    let jobs = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for (status, n) in &r.jobs {
+        jobs.get_or_create(&vec![("status", *status)]).inc_by(*n);
+    }
+    reg.register(
+        "custodian_jobs",
+        "Results received since start, by status (passed, failed, unknown, skipped)",
+        jobs,
+    );
+    let seen = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for (w, at) in &r.workers {
+        seen.get_or_create(&vec![("worker", w.clone())])
+            .set(secs(*at));
+    }
+    reg.register(
+        "custodian_worker_last_result_timestamp_seconds",
+        "When each worker last sent a result (unix time; `local` is serve's own pool)",
+        seen,
+    );
+    let live = r
+        .workers
+        .values()
+        .filter(|at| now.saturating_sub(**at) <= WORKER_SEEN_SECS)
+        .count();
+    let g = Gauge::<i64>::default();
+    g.set(count(live));
+    reg.register(
+        "custodian_workers_seen",
+        "Workers that sent a result in the last 10 minutes",
+        g,
+    );
+    if let Some(q) = &r.queue {
+        let depth = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        for (state, n) in [
+            ("pending", q.pending),
+            ("reserved", q.reserved),
+            ("buried", q.buried),
+        ] {
+            depth
+                .get_or_create(&vec![("state", state)])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        reg.register(
+            "custodian_queue_jobs",
+            "Jobs on the broker (--queue) by state, sampled every few seconds",
+            depth,
+        );
+        let oldest = FloatGauge::default();
+        oldest.set(q.oldest.map_or(0.0, |d| d.as_secs_f64()));
+        reg.register(
+            "custodian_queue_oldest_pending_seconds",
+            "Age of the oldest pending job on the broker (0 when none)",
+            oldest,
+        );
+    }
+    let sent = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    let failed = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    for (alerter, (n, bad)) in &r.deliveries {
+        sent.get_or_create(&vec![("alerter", *alerter)]).inc_by(*n);
+        failed
+            .get_or_create(&vec![("alerter", *alerter)])
+            .inc_by(*bad);
+    }
+    reg.register(
+        "custodian_alert_deliveries",
+        "Notices and results handed to each alerter since start (retries not counted)",
+        sent,
+    );
+    reg.register(
+        "custodian_alert_delivery_failures",
+        "Deliveries an alerter gave up on after every attempt",
+        failed,
+    );
+    if let Some(scan) = &r.scan {
+        let found = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        for ((check, verdict), n) in &scan.findings {
+            let l = vec![("check", check.clone()), ("verdict", verdict.clone())];
+            found
+                .get_or_create(&l)
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        reg.register(
+            "custodian_scan_findings",
+            "Findings of the last scan report, by check and verdict",
+            found,
+        );
+        let at = Gauge::<i64>::default();
+        at.set(secs(scan.at));
+        reg.register(
+            "custodian_scan_last_timestamp_seconds",
+            "When the last scan report was stored (unix time)",
+            at,
+        );
+    }
 }

@@ -528,7 +528,7 @@ fn metrics_text_of_a_fixed_board() {
     };
     // Ids are hashes of the job's fields: named by type here, so the snapshot does not
     // change with the id scheme.
-    let mut open = super::metrics::render(&snap, 0).expect("render");
+    let mut open = super::metrics::render(&snap, 0, &readings(&snap)).expect("render");
     for c in &snap.checks {
         open = open.replace(&c.id, &format!("ID-{}", c.probe));
     }
@@ -742,4 +742,32 @@ async fn silence_form_with_the_login_cookie() {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[header::LOCATION], "/silences");
     assert_eq!(s.web.history.silences().list(0)[0].pattern, "type:dns");
+}
+
+/// Fixed readings for the metrics snapshot: the http check's certificate, two workers (long
+/// silent, so none counts as seen), a queue, two alerters and a scan.
+fn readings(snap: &crate::serve::board::Snapshot) -> crate::serve::gauges::Readings {
+    use crate::serve::gauges::{Readings, ScanSummary};
+    let mut r = Readings::default();
+    r.jobs.insert("passed", 5);
+    r.jobs.insert("failed", 2);
+    r.workers.insert("local".into(), 1_700_000_000);
+    r.workers.insert("w1".into(), 1_699_999_900);
+    r.queue = Some(custodian_core::queue::QueueStats {
+        pending: 3,
+        reserved: 1,
+        buried: 0,
+        oldest: Some(std::time::Duration::from_millis(2500)),
+    });
+    if let Some(http) = snap.checks.iter().find(|c| c.probe == "http") {
+        r.certificates.insert(http.id.clone(), 1_800_000_000);
+    }
+    r.deliveries.insert("file", (4, 0));
+    r.deliveries.insert("webhook", (3, 1));
+    let report = serde_json::json!({"findings": [
+        {"check": "opensocks", "verdict": "open"},
+        {"check": "openrelay", "verdict": "unknown"},
+    ]});
+    r.scan = Some(ScanSummary::of(&report, 1_700_000_200));
+    r
 }
