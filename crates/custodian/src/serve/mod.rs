@@ -8,6 +8,7 @@ mod schedule;
 mod web;
 
 use crate::cli::ServeArgs;
+use crate::commands::startup::{Overrides, Startup};
 use crate::queue::QueueUrl;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
@@ -38,15 +39,8 @@ struct Live {
 impl Live {
     /// Notices go to `history` as they are delivered.
     async fn build(args: &ServeArgs, history: &Arc<History>) -> Result<Live> {
-        let settings = Settings::load(args.common.settings.as_deref())?;
-        settings.validate()?;
-        let env = crate::probe_env(&settings)?;
-        let settings = crate::cap_concurrency(settings, crate::raise_fd_limit());
-        let alerting = crate::alerting::Alerting::new(&settings, || {
-            let store = crate::alerting::FileStore::open(&settings.state_file(), settings.policy());
-            Ok(Box::new(store))
-        })
-        .await?;
+        let start = Startup::new(&args.common, Overrides::default())?.with_fd_limit();
+        let alerting = start.local_alerting().await?;
         if let Some(a) = &alerting {
             let h = Arc::clone(history);
             a.observe(Arc::new(move |e, muted| match muted {
@@ -60,9 +54,9 @@ impl Live {
                 silences.matching(&(&e.result).into(), now).is_some()
             }));
         }
-        let engine = crate::worker::Engine::with_env(settings.clone(), env);
+        let engine = start.engine();
         Ok(Live {
-            settings,
+            settings: start.settings,
             engine,
             alerting,
         })
@@ -115,9 +109,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             let url = QueueUrl::parse(text)?;
             let results = url.results()?.open();
             tokio::spawn(collect(results, results_tx.clone(), stop.clone()));
-            let q = url.open();
-            tokio::spawn(gauges::sample_queue(Arc::clone(&q), Arc::downgrade(&board)));
-            Some(q)
+            tokio::spawn(gauges::sample_queue(url.open(), Arc::downgrade(&board)));
+            Some(url.open())
         }
         None => None,
     };
