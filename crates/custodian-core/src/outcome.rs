@@ -189,6 +189,9 @@ pub enum Status {
     /// this worker cannot parse); never a pass, never a failure of the service.
     Unknown,
     Skipped,
+    /// Checked from several locations (`from 3 locations`): some saw it fail, too few for
+    /// the quorum that makes it down. Never raises the check's own alert.
+    Partial,
 }
 
 /// Turns the last attempt's outcome into a verdict and its error text, honouring `must not run`;

@@ -190,7 +190,8 @@ pub fn step(
         Status::Skipped => return None,
         Status::Unknown => return unknown(state, policy, result, now),
         Status::Failed => true,
-        Status::Passed => false,
+        // Partial is not down: it clears a raised alert like a pass.
+        Status::Passed | Status::Partial => false,
     };
     state.unknowns = 0;
     count(state, failed);

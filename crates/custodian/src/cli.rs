@@ -295,6 +295,11 @@ pub(crate) struct WorkerArgs {
     /// This worker's name in results [default: HOSTNAME-PID].
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// The location this worker checks from (`lon1`, `ams1`): it takes the jobs `serve`
+    /// sends there (`from lon1 and ams1`, `from 3 locations`) from the queue `<tube>.at.NAME`
+    /// (Redis: `<prefix>.at.NAME`) [default: the default location, the queue itself].
+    #[arg(long, value_name = "NAME", value_parser = location_name)]
+    pub(crate) location: Option<String>,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }
@@ -358,4 +363,16 @@ pub(crate) struct ProbeArgs {
         allow_hyphen_values = true
     )]
     pub(crate) words: Vec<String>,
+}
+
+/// A `--location` name, by the language's rules for location names.
+fn location_name(s: &str) -> Result<String, String> {
+    if custodian_core::valid_location_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a location name: 1 to 32 lowercase letters, digits, `-` or `_`, \
+             starting with a letter or digit"
+        ))
+    }
 }

@@ -72,8 +72,9 @@ fn rank(status: Status) -> u8 {
     match status {
         Status::Failed => 0,
         Status::Unknown => 1,
-        Status::Skipped => 2,
-        Status::Passed => 3,
+        Status::Partial => 2,
+        Status::Skipped => 3,
+        Status::Passed => 4,
     }
 }
 
@@ -83,6 +84,7 @@ pub(crate) fn label(status: Status) -> &'static str {
         Status::Failed => "FAIL",
         Status::Unknown => "UNKNOWN",
         Status::Skipped => "SKIP",
+        Status::Partial => "PARTIAL",
         Status::Passed => "ok",
     }
 }
@@ -136,6 +138,8 @@ pub(crate) fn job_json(job: &custodian_core::Job) -> serde_json::Value {
         "family": job.family,
         "timeout": job.timeout,
         "retries": job.retries,
+        "from": job.from,
+        "quorum": job.quorum,
         "options": job.masked_options(),
         "line": job.line,
         "file": job.file,

@@ -3,7 +3,7 @@
 mod numbers;
 
 use anyhow::{bail, Context, Result};
-use numbers::{bound, cfg_int, cfg_secs, seconds, top_level_key, BOUNDS};
+use numbers::{bound, cfg_bool, cfg_int, cfg_secs, seconds, top_level_key, BOUNDS};
 pub(crate) use numbers::{flag_int, flag_secs};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -73,6 +73,13 @@ pub(crate) struct Settings {
     /// Unknown results in a row ("could not check": our own error) before one "cannot
     /// check" notice; they never raise or clear a service alert; 0 for no notice (default 3).
     pub(crate) unknown_threshold: u32,
+    /// `serve --queue`: a check run from several locations whose failures fall short of its
+    /// quorum is "partial"; with this on, that raises an alert of its own ("partial: ...")
+    /// besides being shown (default false).
+    pub(crate) partial_alerts: bool,
+    /// `serve --queue`: intervals without a heartbeat from any worker of a location before
+    /// "location NAME silent" is alerted, once (default 3).
+    pub(crate) location_silent_after: u32,
     /// The original's queue kind, `beanstalk` (or `beanstalkd`) or `redis`: with `queue_host`
     /// it names the queue `enqueue`, `worker` and `queue` use when `--queue` is not given.
     pub(crate) queue_type: Option<QueueType>,
@@ -109,6 +116,8 @@ impl Default for Settings {
             flap_flips: 5,
             flap_window: 3600,
             unknown_threshold: 3,
+            partial_alerts: false,
+            location_silent_after: 3,
             queue_type: None,
             queue_host: None,
             log_file: None,
@@ -214,10 +223,12 @@ impl Settings {
             "flap_flips" => self.flap_flips = cfg_int(key, value)?,
             "flap_window" => self.flap_window = cfg_int(key, value)?,
             "unknown_threshold" => self.unknown_threshold = cfg_int(key, value)?,
+            "partial_alerts" => self.partial_alerts = cfg_bool(key, value)?,
+            "location_silent_after" => self.location_silent_after = cfg_int(key, value)?,
             "queue_type" => self.queue_type = Some(QueueType::parse(value)?),
             "queue_host" => self.queue_host = Some(value.to_string()),
             "log_file" => self.log_file = Some(PathBuf::from(value)),
-            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, max_deliveries, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, queue_type, queue_host, log_file, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
+            _ => bail!("unknown settings key `{key}` (known: timeout, retries, retry_delay, concurrency, per_host, max_jobs, max_deliveries, resolve_timeout, fetch_timeout, ca_file, tls_roots, nameservers, alert_source, state_file, state_redis, fail_threshold, pass_threshold, renotify, flap_flips, flap_window, unknown_threshold, partial_alerts, location_silent_after, queue_type, queue_host, log_file, alerter, <alerter>_target, {})", MAUVE_KEYS.join(", ")),
         }
         Ok(())
     }
@@ -245,6 +256,10 @@ impl Settings {
             ("flap_flips", u64::from(self.flap_flips)),
             ("flap_window", self.flap_window),
             ("unknown_threshold", u64::from(self.unknown_threshold)),
+            (
+                "location_silent_after",
+                u64::from(self.location_silent_after),
+            ),
         ];
         for (key, n) in ints {
             bound(key).check(n as f64, n)?;

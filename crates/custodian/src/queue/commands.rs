@@ -221,6 +221,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         since: Instant::now(),
         worst: None,
         reports: url.results()?.open(),
+        location: None,
         alerting: start
             .alerting(|| crate::alerting::shared_store(settings, &url))
             .await?,
@@ -230,7 +231,20 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         ..opts
     };
     let engine = start.engine();
-    let driven = drive::drive(url.open(), engine, opts, stop, |r| out.hand_on(r)).await;
+    let location = args.location.clone();
+    let place = location.as_deref().unwrap_or(super::DEFAULT_LOCATION);
+    let jobs = url.at(place)?;
+    tokio::spawn(beat(
+        url.workers()?.open(),
+        super::Beat {
+            worker: out.name.clone(),
+            location: place.to_string(),
+            at: 0,
+        },
+        stop.clone(),
+    ));
+    out.location = location;
+    let driven = drive::drive(jobs.open(), engine, opts, stop, |r| out.hand_on(r)).await;
     if let Some(a) = &out.alerting {
         a.finish().await;
     }
@@ -266,6 +280,28 @@ async fn signals(stop: watch::Sender<bool>) {
     }
     tracing::warn!("stopping: no new jobs; finishing those in flight");
     let _ = stop.send(true);
+}
+
+/// Says every [`super::BEAT_EVERY`] on the workers queue that this worker is alive and where,
+/// until `stop`. A beat still pending is not added twice, so an unread queue holds at most one
+/// per worker; a broker outage costs beats, never jobs.
+async fn beat(
+    q: std::sync::Arc<dyn queue::JobQueue>,
+    mut beat: super::Beat,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(super::BEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = super::stopped(&mut stop) => return,
+        }
+        beat.at = crate::alerting::unix_now();
+        if let Err(e) = q.put(&[beat.pending()]).await {
+            tracing::debug!("heartbeat: {e}");
+        }
+    }
 }
 
 /// `host-pid`, unique enough to tell workers apart in results.
@@ -322,6 +358,8 @@ struct Output {
     alerting: Option<std::sync::Arc<crate::alerting::Alerting>>,
     /// Where results of jobs scheduled by `serve` go back ([`QueueUrl::results`]).
     reports: std::sync::Arc<dyn queue::JobQueue>,
+    /// `--location`, named in every result sent back.
+    location: Option<String>,
 }
 
 impl Output {
@@ -384,6 +422,7 @@ impl Output {
         let report = super::Report {
             at: crate::alerting::unix_now(),
             worker: self.name.clone(),
+            location: self.location.clone(),
             result: result.clone(),
         };
         let q = std::sync::Arc::clone(&self.reports);

@@ -42,7 +42,36 @@ pub(crate) struct Report {
     pub(crate) at: u64,
     /// The worker's name.
     pub(crate) worker: String,
+    /// The worker's location (`worker --location`); `None`: the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) location: Option<String>,
     pub(crate) result: custodian_core::JobResult,
+}
+
+/// The location of workers started without `--location`, whose queue is the URL's own.
+pub(crate) const DEFAULT_LOCATION: &str = "default";
+
+/// How often a worker says it is alive on the workers queue ([`QueueUrl::workers`]).
+pub(crate) const BEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// A worker's heartbeat: who, where, when. Its queue id is the worker's name, so a worker
+/// never has more than one pending (the queue skips a twin), whether or not `serve` reads them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Beat {
+    pub(crate) worker: String,
+    pub(crate) location: String,
+    /// Unix seconds when it was sent.
+    pub(crate) at: u64,
+}
+
+impl Beat {
+    pub(crate) fn pending(&self) -> custodian_core::queue::Pending {
+        custodian_core::queue::Pending {
+            id: format!("beat-{}", self.worker),
+            body: serde_json::to_vec(self).unwrap_or_default(),
+            lease: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Report {
@@ -93,14 +122,32 @@ impl QueueUrl {
     /// Where workers send back the results of jobs that `serve` scheduled: the tube
     /// `<tube>.results`, or the Redis prefix `<prefix>.results`, on the same broker.
     pub(crate) fn results(&self) -> Result<QueueUrl> {
+        self.suffixed("results")
+    }
+
+    /// The queue of one location's workers: `<tube>.at.<location>` or `<prefix>.at.<location>`
+    /// on the same broker; the default location's is this queue itself.
+    pub(crate) fn at(&self, location: &str) -> Result<QueueUrl> {
+        if location == DEFAULT_LOCATION {
+            return Ok(self.clone());
+        }
+        self.suffixed(&format!("at.{location}"))
+    }
+
+    /// Where workers send heartbeats ([`Beat`]): `<tube>.workers` or `<prefix>.workers`.
+    pub(crate) fn workers(&self) -> Result<QueueUrl> {
+        self.suffixed("workers")
+    }
+
+    fn suffixed(&self, suffix: &str) -> Result<QueueUrl> {
         Ok(match self {
             QueueUrl::Beanstalk { addr, tube } => QueueUrl::Beanstalk {
                 addr: addr.clone(),
-                tube: beanstalk::tube_name(&format!("{tube}.results"))?,
+                tube: beanstalk::tube_name(&format!("{tube}.{suffix}"))?,
             },
             QueueUrl::Redis { server, prefix } => QueueUrl::Redis {
                 server: server.clone(),
-                prefix: format!("{prefix}.results"),
+                prefix: format!("{prefix}.{suffix}"),
             },
         })
     }
@@ -244,6 +291,22 @@ mod tests {
         assert!(QueueUrl::parse("redis://127.0.0.1/x").is_err());
         assert!(QueueUrl::parse("amqp://127.0.0.1/").is_err());
         assert!(QueueUrl::parse("beanstalk://127.0.0.1/bad tube!").is_err());
+    }
+
+    #[test]
+    fn locations_and_heartbeats_have_their_own_queues_on_the_same_broker() {
+        let b = QueueUrl::parse("beanstalk://127.0.0.1/night").expect("url");
+        let tube = |u: QueueUrl| match u {
+            QueueUrl::Beanstalk { tube, .. } => tube,
+            QueueUrl::Redis { prefix, .. } => prefix,
+        };
+        assert_eq!(tube(b.at("lon1").expect("at")), "night.at.lon1");
+        assert_eq!(tube(b.at(DEFAULT_LOCATION).expect("default")), "night");
+        assert_eq!(tube(b.workers().expect("workers")), "night.workers");
+        assert_eq!(tube(b.results().expect("results")), "night.results");
+        let r = QueueUrl::parse("redis://127.0.0.1/1?prefix=p").expect("url");
+        assert_eq!(tube(r.at("ams-1").expect("at")), "p.at.ams-1");
+        assert_eq!(tube(r.workers().expect("workers")), "p.workers");
     }
 
     #[test]

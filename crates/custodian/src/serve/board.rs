@@ -36,6 +36,11 @@ pub(crate) struct CheckView {
     /// Until when a silence keeps its notices from the alerters (unix seconds); set by the
     /// web side as it lists the check.
     pub(crate) silenced_until: Option<u64>,
+    /// Where it runs from (`3 locations`, `ams1, lon1`), with the quorum; `None` for a check
+    /// of the default location only.
+    pub(crate) from: Option<String>,
+    /// Each location's latest answer, by location name (checks run from several).
+    pub(crate) locations: Vec<super::fleet::Answer>,
 }
 
 impl CheckView {
@@ -56,12 +61,24 @@ impl CheckView {
             duration_ms: None,
             worker: None,
             silenced_until: None,
+            from: job.from.as_ref().map(|f| {
+                let places = match f {
+                    custodian_core::Locations::Any(n) => format!("any {n} locations"),
+                    custodian_core::Locations::Named(names) => names.join(", "),
+                };
+                format!("{places} (quorum {})", job.quorum_needed())
+            }),
+            locations: Vec::new(),
         }
     }
 
-    /// Whether it is failing now (failed or unknown): shown first.
+    /// Whether it is failing now (failed, unknown, or failing from some locations): shown
+    /// first.
     pub(crate) fn failing(&self) -> bool {
-        matches!(self.status, Some(Status::Failed | Status::Unknown))
+        matches!(
+            self.status,
+            Some(Status::Failed | Status::Unknown | Status::Partial)
+        )
     }
 }
 
@@ -93,6 +110,8 @@ pub(crate) struct Snapshot {
     pub(crate) engine: Engine,
     /// The files being watched.
     pub(crate) files: Vec<String>,
+    /// The locations known to `serve --queue`: named by tests or served by workers.
+    pub(crate) places: Vec<super::fleet::PlaceView>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +120,7 @@ struct Inner {
     errors: Vec<String>,
     engine: Engine,
     files: Vec<String>,
+    places: Vec<super::fleet::PlaceView>,
 }
 
 /// Shared between the scheduler (writer) and the web (readers).
@@ -150,6 +170,7 @@ impl Board {
             errors: inner.errors.clone(),
             engine: inner.engine.clone(),
             files: inner.files.clone(),
+            places: inner.places.clone(),
         }
     }
 
@@ -170,6 +191,7 @@ impl Board {
                 v.reason = prev.reason;
                 v.duration_ms = prev.duration_ms;
                 v.worker = prev.worker;
+                v.locations = prev.locations;
             }
             inner.checks.insert(v.id.clone(), v);
         }
@@ -199,6 +221,30 @@ impl Board {
         v.reason = r.error.clone();
         v.duration_ms = Some(r.duration_ms);
         v.worker = Some(worker.to_string());
+    }
+
+    /// Records one location's answer for a check run from several.
+    pub(crate) fn answer(&self, id: &str, answer: super::fleet::Answer) {
+        let mut inner = self.write();
+        let Some(v) = inner.checks.get_mut(id) else {
+            return;
+        };
+        match v
+            .locations
+            .iter_mut()
+            .find(|a| a.location == answer.location)
+        {
+            Some(slot) => *slot = answer,
+            None => {
+                v.locations.push(answer);
+                v.locations.sort_by(|a, b| a.location.cmp(&b.location));
+            }
+        }
+    }
+
+    /// The locations overview, as serve's loop sees it now.
+    pub(crate) fn places(&self, places: Vec<super::fleet::PlaceView>) {
+        self.write().places = places;
     }
 
     /// Adjusts the engine counters.

@@ -723,7 +723,8 @@ struct Agg {
 impl Agg {
     fn add(&mut self, status: u8, duration_ms: u64) {
         match status {
-            0 => self.passed += 1,
+            // Partial (4: some locations fail, short of the quorum) is not down.
+            0 | 4 => self.passed += 1,
             1 => self.failed += 1,
             2 => self.unknown += 1,
             // A skipped check did not run: its duration says nothing about the service.
@@ -976,7 +977,7 @@ fn uptime_counts(
     };
     let (mut passed, mut failed): (u64, u64) = c
         .prepare_cached(
-            "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0)
+            "SELECT COALESCE(SUM(status IN (0, 4)), 0), COALESCE(SUM(status = 1), 0)
              FROM results WHERE chk = ?1 AND at >= ?2",
         )?
         .query_row(params![chk, raw_start], |row| {
@@ -1051,6 +1052,7 @@ fn status_code(s: Status) -> u8 {
         Status::Failed => 1,
         Status::Unknown => 2,
         Status::Skipped => 3,
+        Status::Partial => 4,
     }
 }
 
@@ -1059,6 +1061,7 @@ fn status_of(code: u8) -> Status {
         0 => Status::Passed,
         1 => Status::Failed,
         3 => Status::Skipped,
+        4 => Status::Partial,
         _ => Status::Unknown,
     }
 }

@@ -2,6 +2,7 @@
 //! keeps history, alerts as `run` does, and serves the status page, JSON API and metrics.
 
 mod board;
+mod fleet;
 mod gauges;
 mod history;
 mod schedule;
@@ -101,16 +102,18 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let web_task = tokio::spawn(web::run(listener, web, stopped(stop.clone())));
     tracing::info!("serving on http://{}/", args.listen);
 
-    let (results_tx, mut results) = mpsc::channel::<(JobResult, String)>(1024);
+    let (results_tx, mut results) = mpsc::channel::<Arrived>(1024);
+    let (beats_tx, mut beats) = mpsc::channel::<crate::queue::Beat>(256);
     // With a queue, due jobs go to the workers and their results come back on the results
     // queue; serve keeps state, history and alerting for the whole fleet.
-    let queue = match &args.queue {
+    let mut spread = match &args.queue {
         Some(text) => {
             let url = QueueUrl::parse(text)?;
             let results = url.results()?.open();
             tokio::spawn(collect(results, results_tx.clone(), stop.clone()));
+            tokio::spawn(collect_beats(url.workers()?.open(), beats_tx, stop.clone()));
             tokio::spawn(gauges::sample_queue(url.open(), Arc::downgrade(&board)));
-            Some(url.open())
+            Some(Spread::new(url, crate::alerting::unix_now()))
         }
         None => None,
     };
@@ -122,7 +125,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
 
     // The first load must succeed: nothing else could run.
     match reload.load(&args, &live.settings).await {
-        Ok(jobs) => install(&board, &mut schedule, jobs, args.interval),
+        Ok(jobs) => install(&board, &mut schedule, spread.as_mut(), jobs, args.interval),
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}\n");
@@ -144,15 +147,22 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         tokio::select! {
             _ = tick.tick() => {
                 let due = schedule.due(tokio::time::Instant::now());
-                match &queue {
-                    Some(q) => {
+                match &mut spread {
+                    Some(spread) => {
                         // The broker holds them now; a job still pending is not added twice.
                         for job in &due {
                             schedule.done(&job.id());
                         }
-                        if !due.is_empty() {
-                            tokio::spawn(enqueue(Arc::clone(q), live.settings.clone(), due));
+                        spread.send(due, &live.settings, args.interval);
+                        let now = crate::alerting::unix_now();
+                        for verdict in spread.rounds.expire(now) {
+                            finish(&board, &history, live.alerting.as_ref(), &mut schedule, verdict, "locations");
                         }
+                        let silent_after = args.interval * u64::from(live.settings.location_silent_after);
+                        for (place, silent) in spread.fleet.changes(now, silent_after) {
+                            spread.silence(&place, silent, live.alerting.as_ref());
+                        }
+                        board.places(spread.fleet.overview(now));
                     }
                     None => {
                         for job in due {
@@ -161,7 +171,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                             board.engine(|e| e.in_flight += 1);
                             tokio::spawn(async move {
                                 let r = engine.run_job(&job).await;
-                                let _ = tx.send((r, "local".to_string())).await;
+                                let _ = tx.send(Arrived::local(r)).await;
                             });
                         }
                     }
@@ -171,21 +181,26 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                     board.engine(|e| e.overruns += overruns);
                 }
             }
-            Some((r, worker)) = results.recv() => {
-                if worker == "local" {
+            Some(a) = results.recv() => {
+                if a.worker == "local" {
                     board.engine(|e| e.in_flight = e.in_flight.saturating_sub(1));
                 }
-                finish(&board, &history, live.alerting.as_ref(), &mut schedule, r, &worker);
+                arrive(&board, &history, &live, &mut schedule, spread.as_mut(), a);
+            }
+            Some(b) = beats.recv() => {
+                if let Some(spread) = &mut spread {
+                    spread.fleet.beat(&b);
+                }
             }
             _ = watch.tick() => {
                 if reload.changed() {
                     tracing::info!("test files or settings changed: reloading");
-                    reload_now(&mut reload, &args, &mut live, &board, &mut schedule, &history).await;
+                    reload_now(&mut reload, &args, &mut live, &board, &mut schedule, spread.as_mut(), &history).await;
                 }
             }
             Some(()) = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
-                reload_now(&mut reload, &args, &mut live, &board, &mut schedule, &history).await;
+                reload_now(&mut reload, &args, &mut live, &board, &mut schedule, spread.as_mut(), &history).await;
             }
             _ = stopped(stop_rx.clone()) => break,
         }
@@ -200,8 +215,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     tokio::pin!(grace);
     while schedule.running() > 0 {
         tokio::select! {
-            Some((r, worker)) = results.recv() => {
-                finish(&board, &history, live.alerting.as_ref(), &mut schedule, r, &worker);
+            Some(a) = results.recv() => {
+                arrive(&board, &history, &live, &mut schedule, spread.as_mut(), a);
             }
             _ = &mut grace => {
                 tracing::warn!("{} checks still running: abandoned", schedule.running());
@@ -243,13 +258,225 @@ async fn enqueue(q: Arc<dyn JobQueue>, settings: Settings, due: Vec<Arc<Job>>) {
     }
 }
 
-/// Reads the workers' results from the results queue until `stop`, handing each on and then
-/// acknowledging it.
-async fn collect(
+/// A result on its way to the board: who ran it and where.
+struct Arrived {
+    result: JobResult,
+    /// `local` on the embedded pool, else the worker's name.
+    worker: String,
+    /// The worker's location; `None`: the default one.
+    location: Option<String>,
+}
+
+impl Arrived {
+    fn local(result: JobResult) -> Self {
+        Arrived {
+            result,
+            worker: "local".to_string(),
+            location: None,
+        }
+    }
+}
+
+/// Where a result goes: a multi-location check's round (and, once the round is decided, its
+/// verdict on), or straight on as the check's result.
+fn arrive(
+    board: &Board,
+    history: &History,
+    live: &Live,
+    schedule: &mut Schedule,
+    spread: Option<&mut Spread>,
+    a: Arrived,
+) {
+    let id = a.result.id.clone();
+    let Some(spread) = spread.filter(|s| s.rounds.tracks(&id)) else {
+        finish(
+            board,
+            history,
+            live.alerting.as_ref(),
+            schedule,
+            a.result,
+            &a.worker,
+        );
+        return;
+    };
+    let now = crate::alerting::unix_now();
+    let answer = fleet::Answer {
+        location: a
+            .location
+            .unwrap_or_else(|| crate::queue::DEFAULT_LOCATION.to_string()),
+        status: a.result.status,
+        reason: a.result.error,
+        duration_ms: a.result.duration_ms,
+        worker: a.worker,
+        at: now,
+    };
+    let place = answer.location.clone();
+    board.answer(&id, answer.clone());
+    let Some(counted) = spread.rounds.answer(&id, answer, unix_ms()) else {
+        return;
+    };
+    spread.fleet.lag(&place, counted.lag_ms);
+    if let Some(verdict) = counted.verdict {
+        finish(
+            board,
+            history,
+            live.alerting.as_ref(),
+            schedule,
+            verdict,
+            "locations",
+        );
+    }
+}
+
+/// Milliseconds since the epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `serve --queue`'s side of the broker: the queue of each location, which locations are
+/// alive, and the open rounds of checks run from several.
+struct Spread {
+    url: QueueUrl,
+    /// A client per location sent to (bounded by the locations tests name or workers serve).
+    queues: std::collections::BTreeMap<String, Arc<dyn JobQueue>>,
+    fleet: fleet::Fleet,
+    rounds: fleet::Rounds,
+}
+
+impl Spread {
+    fn new(url: QueueUrl, now: u64) -> Self {
+        Spread {
+            url,
+            queues: std::collections::BTreeMap::new(),
+            fleet: fleet::Fleet::new(now),
+            rounds: fleet::Rounds::default(),
+        }
+    }
+
+    fn queue(&mut self, location: &str) -> Option<Arc<dyn JobQueue>> {
+        if let Some(q) = self.queues.get(location) {
+            return Some(Arc::clone(q));
+        }
+        match self.url.at(location) {
+            Ok(url) => {
+                let q = url.open();
+                self.queues.insert(location.to_string(), Arc::clone(&q));
+                Some(q)
+            }
+            Err(e) => {
+                tracing::error!("location {location}: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Enqueues the due jobs: a plain check on the default location's queue; a check from
+    /// several locations on each chosen location's queue, opening a round that ends when
+    /// every answer is in or when the check's lease (capped by its interval) has run out.
+    fn send(&mut self, due: Vec<Arc<Job>>, settings: &Settings, interval: u64) {
+        let now = crate::alerting::unix_now();
+        let mut by_place: std::collections::BTreeMap<String, Vec<Arc<Job>>> = Default::default();
+        for job in due {
+            let id = job.id();
+            let places = self.fleet.choose(&job, &id, now);
+            if job.from.is_some() {
+                let lease = crate::queue::lease_for(
+                    &job,
+                    settings.timeout(),
+                    settings.retries,
+                    settings.retry_delay(),
+                );
+                let every = job.every.unwrap_or(interval);
+                let deadline = now + lease.as_secs().min(every).max(1);
+                if let Some(r) =
+                    self.rounds
+                        .start(id, Arc::clone(&job), places.clone(), unix_ms(), deadline)
+                {
+                    tracing::debug!("round of {} decided early: {:?}", r.id, r.status);
+                }
+            }
+            for place in places {
+                by_place.entry(place).or_default().push(Arc::clone(&job));
+            }
+        }
+        for (place, jobs) in by_place {
+            if let Some(q) = self.queue(&place) {
+                tokio::spawn(enqueue(q, settings.clone(), jobs));
+            }
+        }
+    }
+
+    /// Raises (or clears) "location NAME silent" through the alerters.
+    fn silence(
+        &self,
+        place: &str,
+        silent: bool,
+        alerting: Option<&Arc<crate::alerting::Alerting>>,
+    ) {
+        match silent {
+            true => tracing::error!("location {place} silent: no worker heartbeat"),
+            false => tracing::warn!("location {place} heard from again"),
+        }
+        let Some(a) = alerting else {
+            return;
+        };
+        let mut job = Job::new("location", place, None);
+        job.line = format!("location {place} must have live workers");
+        job.subject = Some(format!("location {place} silent"));
+        job.file = "serve".to_string();
+        let (status, why) = match silent {
+            true => (
+                custodian_core::Status::Failed,
+                Some(format!("location {place} silent: no worker heartbeat")),
+            ),
+            false => (custodian_core::Status::Passed, None),
+        };
+        drop(a.spawn(JobResult::new(&job, status, why, 0, 1)));
+    }
+}
+
+/// Reads workers' heartbeats until `stop`.
+async fn collect_beats(
     q: Arc<dyn JobQueue>,
-    tx: mpsc::Sender<(JobResult, String)>,
+    tx: mpsc::Sender<crate::queue::Beat>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut backoff = crate::queue::Backoff::new();
+    while !*stop.borrow_and_update() {
+        let leases = tokio::select! {
+            got = q.reserve(64, Duration::from_millis(500)) => got,
+            _ = stopped(stop.clone()) => break,
+        };
+        let leases = match leases {
+            Ok(l) => {
+                backoff = crate::queue::Backoff::new();
+                l
+            }
+            Err(e) => {
+                // The results reader reports the broker's outages; heartbeats stay quiet.
+                tracing::debug!("heartbeats: {e}");
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        for lease in &leases {
+            if let Ok(b) = serde_json::from_slice::<crate::queue::Beat>(&lease.body) {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !leases.is_empty() {
+            let _ = q.ack(&leases).await;
+        }
+    }
+}
+
+/// Reads the workers' results from the results queue until `stop`, handing each on and then
+/// acknowledging it.
+async fn collect(q: Arc<dyn JobQueue>, tx: mpsc::Sender<Arrived>, mut stop: watch::Receiver<bool>) {
     let outage = crate::queue::Outage::default();
     let mut backoff = crate::queue::Backoff::new();
     while !*stop.borrow_and_update() {
@@ -272,7 +499,12 @@ async fn collect(
         for lease in &leases {
             match serde_json::from_slice::<crate::queue::Report>(&lease.body) {
                 Ok(r) => {
-                    if tx.send((r.result, r.worker)).await.is_err() {
+                    let arrived = Arrived {
+                        result: r.result,
+                        worker: r.worker,
+                        location: r.location,
+                    };
+                    if tx.send(arrived).await.is_err() {
                         return;
                     }
                 }
@@ -305,12 +537,36 @@ fn finish(
 }
 
 /// Replaces the running set with `jobs`.
-fn install(board: &Board, schedule: &mut Schedule, jobs: Vec<Job>, interval: u64) {
+fn install(
+    board: &Board,
+    schedule: &mut Schedule,
+    spread: Option<&mut Spread>,
+    jobs: Vec<Job>,
+    interval: u64,
+) {
     let views = jobs
         .iter()
         .map(|j| CheckView::new(j, j.every.unwrap_or(interval)))
         .collect();
     board.load(views, crate::alerting::unix_now());
+    match spread {
+        Some(spread) => {
+            let loaded: Vec<Arc<Job>> = jobs.iter().cloned().map(Arc::new).collect();
+            spread.fleet.name(&loaded);
+            spread
+                .rounds
+                .retain(&loaded.iter().map(|j| j.id()).collect());
+        }
+        None => {
+            let here = jobs.iter().filter(|j| j.from.is_some()).count();
+            if here > 0 {
+                tracing::warn!(
+                    "{here} check(s) name locations (`from ...`): without --queue they run \
+                     once, from this machine"
+                );
+            }
+        }
+    }
     let n = schedule.replace(jobs);
     tracing::info!("{n} checks loaded");
 }
@@ -323,6 +579,7 @@ async fn reload_now(
     live: &mut Live,
     board: &Board,
     schedule: &mut Schedule,
+    spread: Option<&mut Spread>,
     history: &Arc<History>,
 ) {
     let settings_changed = reload.settings_changed();
@@ -346,7 +603,7 @@ async fn reload_now(
                 std::mem::replace(live, fresh).retire();
                 tracing::info!("settings reloaded");
             }
-            install(board, schedule, jobs, args.interval);
+            install(board, schedule, spread, jobs, args.interval);
         }
         Err(errors) => {
             tracing::error!(

@@ -77,6 +77,7 @@ fn router(web: Arc<Web>) -> Router {
         .route("/api/checks/{id}", get(api::check))
         .route("/api/checks/{id}/history", get(api::history))
         .route("/api/notices", get(api::notices))
+        .route("/api/locations", get(api::locations))
         .route("/silences", get(silence::page))
         .route("/api/silences", get(silence::list).post(silence::post))
         .route("/api/silences/{id}", delete(silence::delete))
@@ -342,7 +343,7 @@ impl Filter {
 
 /// The states a filter takes.
 const STATES: &[&str] = &[
-    "failing", "passed", "ok", "failed", "unknown", "skipped", "pending",
+    "failing", "passed", "ok", "failed", "unknown", "skipped", "partial", "pending",
 ];
 
 /// A check's state as a word: its status, or `pending` before its first result.
@@ -352,6 +353,7 @@ pub(crate) fn state_word(s: Option<Status>) -> &'static str {
         Some(Status::Failed) => "failed",
         Some(Status::Unknown) => "unknown",
         Some(Status::Skipped) => "skipped",
+        Some(Status::Partial) => "partial",
         None => "pending",
     }
 }

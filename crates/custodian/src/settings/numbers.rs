@@ -54,6 +54,7 @@ pub(super) static BOUNDS: &[Bound] = &[
     whole("flap_flips", 0.0, 1000.0),
     whole("flap_window", 0.0, TEN_YEARS),
     whole("unknown_threshold", 0.0, 1000.0),
+    whole("location_silent_after", 1.0, 1000.0),
     whole("day_start", 0.0, 23.0),
     whole("day_end", 1.0, 24.0),
     // Minutes, as the original counted them.
@@ -130,6 +131,15 @@ pub(super) fn cfg_int<T: TryFrom<i64>>(key: &str, value: &str) -> Result<T> {
     match n.and_then(|n| T::try_from(n).ok()) {
         Some(n) => Ok(n),
         None => bail!("`{key}` must be {}, not {value:?}", b.text()),
+    }
+}
+
+/// A custodian.cfg yes/no: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`.
+pub(super) fn cfg_bool(key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => bail!("`{key}` must be true or false, not {value:?}"),
     }
 }
 

@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod common;
 mod examples;
+mod locations;
 mod mistakes;
 mod peers;
 mod plugin;

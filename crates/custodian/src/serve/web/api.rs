@@ -36,6 +36,12 @@ pub(super) async fn checks(
     .into_response())
 }
 
+/// The locations `serve --queue` knows (named by tests or served by workers): workers seen in
+/// the last hour, last heartbeat, lag, live and silent; empty without a queue.
+pub(super) async fn locations(State(web): State<Arc<Web>>) -> Response {
+    Json(web.board.snapshot().places).into_response()
+}
+
 /// The loaded check `id`, or 404.
 pub(super) fn view(web: &Web, id: &str) -> Result<super::CheckView, Refusal> {
     if id.len() > MAX_ID {

@@ -101,6 +101,7 @@ pub(crate) fn state_value(s: Option<Status>) -> i64 {
         Some(Status::Failed) => 1,
         Some(Status::Unknown) => 2,
         Some(Status::Skipped) => 3,
+        Some(Status::Partial) => 4,
         None => -1,
     }
 }

@@ -39,7 +39,7 @@ fn url_part(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1em;color:#222}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}\
-.failed{background:#fdd}.unknown{background:#ffd}.passed{background:#efe}.pending,.skipped{background:#eee}\
+.failed{background:#fdd}.unknown,.partial{background:#ffd}.passed{background:#efe}.pending,.skipped{background:#eee}\
 .errors{border:2px solid #c00;padding:0 1em;background:#fee}.silenced{font-style:italic}pre{white-space:pre-wrap;margin:0}\
 td.num{text-align:right}";
 
@@ -160,7 +160,72 @@ pub(super) async fn index(
     if rows.is_empty() {
         body.push_str("<p>No check matches.</p>\n");
     }
+    places(&mut body, &snap.places, now);
     Ok(Html(layout("checks", true, &body)))
+}
+
+/// The locations overview (`serve --queue`): nothing when no location is known.
+fn places(body: &mut String, places: &[crate::serve::fleet::PlaceView], now: u64) {
+    if places.is_empty() {
+        return;
+    }
+    body.push_str(
+        "<h2>Locations</h2>\n<table>\n<tr><th>Location</th><th>State</th><th>Workers</th>\
+         <th>Last heartbeat</th><th>Lag</th></tr>\n",
+    );
+    for p in places {
+        let state = match (p.silent, p.live) {
+            (true, _) => "silent",
+            (false, true) => "live",
+            (false, false) => "quiet",
+        };
+        let class = match state {
+            "silent" => "failed",
+            "live" => "passed",
+            _ => "unknown",
+        };
+        let _ =
+            writeln!(
+            body,
+            "<tr class={class}><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.name),
+            esc(&p.workers.join(", ")),
+            p.last_beat
+                .map_or_else(|| "never".to_string(), |t| format!("{} ({})", ago(now, t), when(t))),
+            p.lag_ms.map_or_else(String::new, |l| format!("{l} ms")),
+        );
+    }
+    body.push_str("</table>\n");
+}
+
+/// Each location's latest answer for a check run from several.
+fn answers(body: &mut String, c: &CheckView, now: u64) {
+    let Some(from) = &c.from else {
+        return;
+    };
+    let _ = writeln!(body, "<h2>From {}</h2>", esc(from));
+    if c.locations.is_empty() {
+        body.push_str("<p>No location has answered yet.</p>\n");
+        return;
+    }
+    body.push_str(
+        "<table>\n<tr><th>Location</th><th>State</th><th>Reason</th><th>Time</th>\
+         <th>Worker</th><th>When</th></tr>\n",
+    );
+    for a in &c.locations {
+        let state = state_word(Some(a.status));
+        let _ = writeln!(
+            body,
+            "<tr class={state}><td>{}</td><td>{state}</td><td>{}</td><td class=num>{} ms</td>\
+             <td>{}</td><td>{}</td></tr>",
+            esc(&a.location),
+            opt(a.reason.as_deref()),
+            a.duration_ms,
+            esc(&a.worker),
+            ago(now, a.at),
+        );
+    }
+    body.push_str("</table>\n");
 }
 
 fn errors(body: &mut String, errors: &[String]) {
@@ -272,6 +337,7 @@ pub(super) async fn check(
         .map_err(Refusal::internal)?;
     let mut body = String::new();
     summary(&mut body, &c, &listed, now);
+    answers(&mut body, &c, now);
     super::silence::check_part(&mut body, &c, silence.as_ref());
     let _ = writeln!(
         body,

@@ -525,6 +525,7 @@ fn metrics_text_of_a_fixed_board() {
             started_at: 1_699_999_000,
         },
         files: vec!["t.cus".into()],
+        places: Vec::new(),
     };
     // Ids are hashes of the job's fields: named by type here, so the snapshot does not
     // change with the id scheme.
