@@ -326,6 +326,18 @@ impl Settings {
         seconds("fetch_timeout", self.fetch_timeout)
     }
 
+    /// What the engine reads: slots, deadlines and retries.
+    pub(crate) fn engine_config(&self) -> crate::worker::EngineConfig {
+        crate::worker::EngineConfig {
+            concurrency: self.concurrency,
+            per_host: self.per_host,
+            timeout: self.timeout(),
+            retries: self.retries,
+            retry_delay: self.retry_delay(),
+            resolve_timeout: self.resolve_timeout(),
+        }
+    }
+
     /// The state machine's thresholds.
     pub(crate) fn policy(&self) -> custodian_core::state::Policy {
         custodian_core::state::Policy {

@@ -6,15 +6,21 @@
 //! global one, so a job queued behind a slow host never holds a slot another host could use.
 //! The reported duration counts the attempts themselves, never the wait for a slot.
 //! Checks see the same slots (custodian_probes::Limits), so one that fans out to other hosts
-//! (`mx`) takes them for its extra connections too.
+//! (`mx`) takes them for its extra connections too. A host's slots exist only while some
+//! attempt or check holds them, so a process that runs for months keeps no map of every name
+//! it ever checked.
+//!
+//! The engine reads only its [`EngineConfig`] and tells wall time (time windows) by a
+//! [`Clock`], so tests and a scheduler can drive it.
 
 use crate::resolve::{self, Resolver};
+#[cfg(test)]
 use crate::settings::Settings;
 use custodian_core::{judge, Job, JobResult, Outcome, Params, Status, TargetKind};
 use custodian_probes::{Ctx, Env, Limits, Probe};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -23,8 +29,43 @@ use tokio::time::Instant;
 /// the deadline on their own with a precise reason, this only catches a probe that does not.
 const GRACE: Duration = Duration::from_millis(250);
 
+/// What the engine takes from the settings ([`crate::settings::Settings::engine_config`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EngineConfig {
+    /// Attempts in flight at once (global slots).
+    pub(crate) concurrency: usize,
+    /// Attempts in flight against one host; 0 for no limit.
+    pub(crate) per_host: usize,
+    /// Deadline of one attempt, unless the job sets its own.
+    pub(crate) timeout: Duration,
+    /// Total attempts per job, unless the job sets its own.
+    pub(crate) retries: u32,
+    /// Pause between attempts.
+    pub(crate) retry_delay: Duration,
+    /// Deadline of resolving a target's name.
+    pub(crate) resolve_timeout: Duration,
+}
+
+/// Wall time as the engine sees it.
+pub(crate) trait Clock: Send + Sync {
+    /// The local date and time now (a job's `between` window compares its hour).
+    fn now(&self) -> chrono::NaiveDateTime;
+}
+
+/// The system's local time, the engine's clock outside tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::NaiveDateTime {
+        chrono::Local::now().naive_local()
+    }
+}
+
 pub(crate) struct Engine {
-    settings: Settings,
+    config: EngineConfig,
+    /// Tells the hour for time windows.
+    clock: Arc<dyn Clock>,
     /// Nameservers and TLS trust, shared by every attempt's context.
     env: Arc<Env>,
     /// The global and per-host slots, shared with every attempt's context.
@@ -34,34 +75,51 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// An engine in the default probe environment (tests; the binary passes its own).
+    /// An engine with `settings`' config in the default probe environment (tests; the binary
+    /// passes its own environment).
     #[cfg(test)]
     pub(crate) fn new(settings: Settings) -> Arc<Engine> {
-        Engine::with_env(settings, Arc::default())
+        Engine::with_env(settings.engine_config(), Arc::default())
     }
 
-    /// An engine whose probes share `env` (the binary's, built once from its settings).
-    pub(crate) fn with_env(settings: Settings, env: Arc<Env>) -> Arc<Engine> {
-        let resolver = Resolver::system(settings.resolve_timeout());
-        Engine::assemble(settings, resolver, env)
+    /// An engine whose probes share `env` (the binary's, built once from its settings), on the
+    /// system clock.
+    pub(crate) fn with_env(config: EngineConfig, env: Arc<Env>) -> Arc<Engine> {
+        let resolver = Resolver::system(config.resolve_timeout);
+        Engine::assemble(config, resolver, env, Arc::new(SystemClock))
     }
 
     /// An engine resolving targets through `resolver` (tests point one at their own server).
     #[cfg(test)]
     pub(crate) fn with_resolver(settings: Settings, resolver: Resolver) -> Arc<Engine> {
-        Engine::assemble(settings, resolver, Arc::default())
+        let clock = Arc::new(SystemClock);
+        Engine::assemble(settings.engine_config(), resolver, Arc::default(), clock)
     }
 
-    fn assemble(settings: Settings, resolver: Resolver, env: Arc<Env>) -> Arc<Engine> {
+    /// An engine telling wall time by `clock`.
+    #[cfg(test)]
+    pub(crate) fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Arc<Engine> {
+        let resolver = Resolver::system(config.resolve_timeout);
+        Engine::assemble(config, resolver, Arc::default(), clock)
+    }
+
+    fn assemble(
+        config: EngineConfig,
+        resolver: Resolver,
+        env: Arc<Env>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             env,
             slots: Arc::new(Slots {
-                global: Arc::new(Semaphore::new(settings.concurrency)),
-                per_host: settings.per_host,
-                hosts: Mutex::new(HashMap::new()),
+                global: Arc::new(Semaphore::new(config.concurrency)),
+                concurrency: config.concurrency,
+                per_host: config.per_host,
+                hosts: Mutex::new(Hosts::default()),
             }),
             resolver,
-            settings,
+            clock,
+            config,
         })
     }
 
@@ -77,8 +135,8 @@ impl Engine {
         // The embedded queue has no other consumer, so it may hold every job: the engine's
         // own slots bound what runs. Capped at `concurrency`, jobs waiting for a busy host's
         // slot (per_host) would fill it and keep every other host's jobs from being taken.
-        let held = match self.settings.per_host {
-            0 => self.settings.concurrency,
+        let held = match self.config.per_host {
+            0 => self.config.concurrency,
             _ => jobs.len().max(1),
         };
         crate::queue::embedded(Arc::clone(self), held, jobs, room, on_result).await;
@@ -87,7 +145,7 @@ impl Engine {
     /// Runs one job: time window, then up to `retries` attempts until one passes.
     pub(crate) async fn run_job(&self, job: &Arc<Job>) -> JobResult {
         if let Some(w) = job.window {
-            let hour = chrono::Timelike::hour(&chrono::Local::now()) as u8;
+            let hour = chrono::Timelike::hour(&self.clock.now()) as u8;
             if !w.active(hour) {
                 let why = format!(
                     "outside its time window ({}between {}-{})",
@@ -111,11 +169,11 @@ impl Engine {
                 return JobResult::new(job, Status::Unknown, Some(why), 0, 0);
             }
         };
-        let max = job.retries.unwrap_or(self.settings.retries).max(1);
+        let max = job.retries.unwrap_or(self.config.retries).max(1);
         let timeout = job
             .timeout
             .map(Duration::from_secs)
-            .unwrap_or(self.settings.timeout());
+            .unwrap_or(self.config.timeout);
         let mut attempt = 0;
         let mut spent = Duration::ZERO;
         loop {
@@ -130,7 +188,7 @@ impl Engine {
                 r.certificate_expiry = cert;
                 return r;
             }
-            let delay = self.settings.retry_delay();
+            let delay = self.config.retry_delay;
             tokio::time::sleep(delay).await;
             spent += delay;
         }
@@ -149,9 +207,15 @@ impl Engine {
         let host = resolve::host_of(job, probe.spec.target);
         // Host slot first: waiting for it must not hold a global slot.
         let _host = match self.slots.host(&host) {
-            Some(limit) => limit.acquire_owned().await.ok(),
+            Some(limit) => Some(HostSlot::new(
+                limit.acquire_owned().await.ok(),
+                &host,
+                &self.slots,
+            )),
             None => None,
         };
+        // Declared after the host slot, so dropped before it: the host's entry is let go
+        // with no global slot of this attempt still held.
         let _global = self.slots.global.acquire().await;
         let began = Instant::now();
         let deadline = began + timeout;
@@ -159,7 +223,7 @@ impl Engine {
             let addrs = match probe.spec.target {
                 TargetKind::Name => vec![None],
                 TargetKind::Host | TargetKind::Url(_) | TargetKind::HostOrUrl(_) => {
-                    let limit = self.settings.resolve_timeout().min(timeout);
+                    let limit = self.config.resolve_timeout.min(timeout);
                     match self.resolver.addresses(&host, job.family, limit).await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
                         Err(outcome) => return (vec![(None, outcome)], None),
@@ -196,8 +260,79 @@ impl Engine {
 #[derive(Debug)]
 struct Slots {
     global: Arc<Semaphore>,
+    concurrency: usize,
     per_host: usize,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    hosts: Mutex<Hosts>,
+}
+
+/// Each host's semaphore, while someone holds (a clone of) it.
+#[derive(Debug, Default)]
+struct Hosts {
+    map: HashMap<String, Arc<Semaphore>>,
+    /// The size at which idle entries are swept next: twice what was left by the last sweep,
+    /// so sweeping costs O(1) per lookup and the map stays within twice the hosts in use.
+    sweep_at: usize,
+}
+
+impl Hosts {
+    /// Drops the entries only the map holds: no attempt or check waits for or holds them.
+    fn sweep(&mut self) {
+        self.map.retain(|_, s| Arc::strong_count(s) > 1);
+        self.sweep_at = (self.map.len() * 2).max(64);
+    }
+}
+
+impl Slots {
+    fn hosts(&self) -> MutexGuard<'_, Hosts> {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `key`'s slot was given back: forget the host if nobody else holds it, and every idle
+    /// host (such as the exchanges an `mx` check took slots of) once nothing is in flight.
+    fn release(&self, key: &str) {
+        let mut hosts = self.hosts();
+        if self.global.available_permits() == self.concurrency {
+            hosts.sweep();
+        } else if hosts
+            .map
+            .get(key)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            hosts.map.remove(key);
+        }
+    }
+}
+
+/// A name as the slots key it: names are case-insensitive and may end in a dot, so
+/// `Mail.Example.COM.` written as a target and `mail.example.com` found as an MX exchange
+/// share one slot.
+fn host_key(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// An attempt's slot of its host; given back (and the host forgotten when idle) on drop.
+struct HostSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    key: String,
+    slots: Arc<Slots>,
+}
+
+impl HostSlot {
+    fn new(permit: Option<OwnedSemaphorePermit>, host: &str, slots: &Arc<Slots>) -> Self {
+        HostSlot {
+            permit,
+            key: host_key(host),
+            slots: Arc::clone(slots),
+        }
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        // The permit holds a clone of the semaphore: let it go before counting holders.
+        drop(self.permit.take());
+        self.slots.release(&self.key);
+    }
 }
 
 impl Limits for Slots {
@@ -211,17 +346,15 @@ impl Limits for Slots {
         if limit == 0 {
             return None;
         }
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts = self.hosts();
         // Idle hosts are forgotten so the map cannot grow with every name ever checked.
-        if hosts.len() > 4096 {
-            hosts.retain(|_, s| s.available_permits() < limit);
+        if hosts.map.len() >= hosts.sweep_at {
+            hosts.sweep();
         }
-        // Names are case-insensitive and may end in a dot: `Mail.Example.COM.` written as a
-        // target and `mail.example.com` found as an MX exchange share one slot.
-        let key = host.trim_end_matches('.').to_ascii_lowercase();
         Some(Arc::clone(
             hosts
-                .entry(key)
+                .map
+                .entry(host_key(host))
                 .or_insert_with(|| Arc::new(Semaphore::new(limit))),
         ))
     }
@@ -517,6 +650,86 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &c), "one slot per name, whatever its case");
         let free = Engine::new(settings(1, 1.0));
         assert!(free.slots.host("mx1.test").is_none());
+    }
+
+    /// A clock stopped at `hour` o'clock on a Monday.
+    struct Stopped(u32);
+
+    impl Clock for Stopped {
+        fn now(&self) -> chrono::NaiveDateTime {
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
+                .and_then(|d| d.and_hms_opt(self.0, 30, 0))
+                .expect("a valid time")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_between_window_follows_the_engines_clock() {
+        // Nothing listens on the port: a job that runs fails at once (retries 1). The window
+        // holds its last hour: 18:30 is inside `between 8-18`.
+        let gone = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = gone.local_addr().expect("addr").port();
+        drop(gone);
+        let job = |except| {
+            let mut job = Job::new("tcp", "127.0.0.1", Some(port));
+            job.window = Some(custodian_core::dsl::Window {
+                from: 8,
+                to: 18,
+                except,
+            });
+            Arc::new(job)
+        };
+        let config = settings(1, 1.0).engine_config();
+        for (hour, inside) in [(7, false), (8, true), (12, true), (18, true), (19, false)] {
+            let engine = Engine::with_clock(config, Arc::new(Stopped(hour)));
+            let during = engine.run_job(&job(false)).await;
+            let outside = engine.run_job(&job(true)).await;
+            let (ran, skipped) = match inside {
+                true => (&during, &outside),
+                false => (&outside, &during),
+            };
+            assert_eq!(ran.status, Status::Failed, "{hour}h: {:?}", ran.error);
+            assert_eq!((skipped.status, skipped.attempts), (Status::Skipped, 0));
+        }
+        let r = Engine::with_clock(config, Arc::new(Stopped(20)))
+            .run_job(&job(false))
+            .await;
+        assert_eq!(
+            r.error.as_deref(),
+            Some("outside its time window (between 8-18)")
+        );
+    }
+
+    #[tokio::test]
+    async fn per_host_slots_are_forgotten_once_the_checks_finish() {
+        let port = serve("127.0.0.1", false).await;
+        let hung = serve("127.0.0.2", true).await;
+        let mut jobs: Vec<Job> = (0..5).map(|_| banner_job("127.0.0.1", port)).collect();
+        jobs.extend((0..3).map(|_| banner_job("127.0.0.2", hung)));
+        let engine = Engine::new(Settings {
+            per_host: 1,
+            concurrency: 4,
+            ..settings(1, 0.3)
+        });
+        let mut seen = Vec::new();
+        engine
+            .run_all(jobs, None, |_| {
+                // Mid-run only hosts in use are kept.
+                seen.push(engine.slots.hosts().map.len());
+                None
+            })
+            .await;
+        assert_eq!(seen.len(), 8);
+        assert!(seen.iter().all(|&n| n <= 2), "{seen:?}");
+        assert!(
+            engine.slots.hosts().map.is_empty(),
+            "a host outlived its checks"
+        );
+        // A slot a check took for itself (an MX exchange) goes at the next sweep.
+        drop(engine.slots.host("mx1.test"));
+        assert_eq!(engine.slots.hosts().map.len(), 1);
+        engine.slots.hosts().sweep();
+        assert!(engine.slots.hosts().map.is_empty());
     }
 
     #[tokio::test]

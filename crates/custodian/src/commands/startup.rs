@@ -68,7 +68,7 @@ impl Startup {
 
     /// The engine running this command's checks.
     pub(crate) fn engine(&self) -> Arc<Engine> {
-        Engine::with_env(self.settings.clone(), Arc::clone(&self.env))
+        Engine::with_env(self.settings.engine_config(), Arc::clone(&self.env))
     }
 
     /// Alerting when alerters are configured, its state in `store`.
