@@ -129,3 +129,35 @@ fn expansion_past_max_jobs_names_the_line_and_the_cap() {
     assert_eq!(r.code, 2, "nothing is listed past the cap");
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
+
+/// `from` and `with quorum` reach `--json`; an impossible quorum stops the file with its
+/// position and nothing is planned.
+#[test]
+fn locations_show_in_json_and_an_impossible_quorum_is_rejected() {
+    let (dir, _) = file(
+        "l.cfg",
+        "EU are lon1 and ams1.\n127.0.0.1 must run ssh from EU with quorum 1.\n",
+    );
+    let r = custodian(dir.path(), &["check", "--json", "l.cfg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let job: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("json");
+    assert_eq!(job["from"], serde_json::json!({"named": ["ams1", "lon1"]}));
+    assert_eq!(job["quorum"], 1);
+    let (dir, _) = file(
+        "q.cfg",
+        "127.0.0.1 must run ssh from lon1 and ams1 with quorum 3.\n",
+    );
+    let r = custodian(dir.path(), &["check", "q.cfg"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("q.cfg:1:43: error: impossible quorum: 3 of 2"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("nothing was run or enqueued"),
+        "{}",
+        r.stderr
+    );
+}
