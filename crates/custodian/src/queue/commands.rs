@@ -423,6 +423,7 @@ impl Output {
             at: crate::alerting::unix_now(),
             worker: self.name.clone(),
             location: self.location.clone(),
+            sent_ms: crate::alerting::unix_ms(),
             result: result.clone(),
         };
         let q = std::sync::Arc::clone(&self.reports);

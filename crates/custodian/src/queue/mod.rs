@@ -45,6 +45,10 @@ pub(crate) struct Report {
     /// The worker's location (`worker --location`); `None`: the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) location: Option<String>,
+    /// Unix milliseconds when it was put on the results queue (for the time from a location's
+    /// answer to the verdict); 0 from older workers.
+    #[serde(default)]
+    pub(crate) sent_ms: u64,
     pub(crate) result: custodian_core::JobResult,
 }
 

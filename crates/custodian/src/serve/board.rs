@@ -97,6 +97,19 @@ pub(crate) struct Engine {
     pub(crate) loaded_at: u64,
     /// Unix seconds when serve started.
     pub(crate) started_at: u64,
+    /// Verdicts of checks run from several locations.
+    pub(crate) verdicts: u64,
+    /// Time from the deciding location's answer leaving its worker to the verdict: sum and
+    /// worst since start, milliseconds.
+    pub(crate) verdict_delay_ms_sum: u64,
+    pub(crate) verdict_delay_ms_max: u64,
+}
+
+impl Engine {
+    pub(crate) fn verdict_delay(&mut self, ms: u64) {
+        self.verdict_delay_ms_sum = self.verdict_delay_ms_sum.saturating_add(ms);
+        self.verdict_delay_ms_max = self.verdict_delay_ms_max.max(ms);
+    }
 }
 
 /// The board's content at one moment.

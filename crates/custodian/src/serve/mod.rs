@@ -156,7 +156,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                         spread.send(due, &live.settings, args.interval);
                         let now = crate::alerting::unix_now();
                         for verdict in spread.rounds.expire(now) {
-                            finish(&board, &history, live.alerting.as_ref(), &mut schedule, verdict, "locations");
+                            conclude(&board, &history, &live, &mut schedule, verdict);
                         }
                         let silent_after = args.interval * u64::from(live.settings.location_silent_after);
                         for (place, silent) in spread.fleet.changes(now, silent_after) {
@@ -265,6 +265,8 @@ struct Arrived {
     worker: String,
     /// The worker's location; `None`: the default one.
     location: Option<String>,
+    /// When the worker sent it (unix ms; 0 when unknown).
+    sent_ms: u64,
 }
 
 impl Arrived {
@@ -273,6 +275,7 @@ impl Arrived {
             result,
             worker: "local".to_string(),
             location: None,
+            sent_ms: 0,
         }
     }
 }
@@ -312,27 +315,59 @@ fn arrive(
     };
     let place = answer.location.clone();
     board.answer(&id, answer.clone());
-    let Some(counted) = spread.rounds.answer(&id, answer, unix_ms()) else {
+    let Some(counted) = spread
+        .rounds
+        .answer(&id, answer, crate::alerting::unix_ms())
+    else {
         return;
     };
     spread.fleet.lag(&place, counted.lag_ms);
     if let Some(verdict) = counted.verdict {
-        finish(
-            board,
-            history,
-            live.alerting.as_ref(),
-            schedule,
-            verdict,
-            "locations",
-        );
+        if a.sent_ms > 0 {
+            let delay = crate::alerting::unix_ms().saturating_sub(a.sent_ms);
+            board.engine(|e| e.verdict_delay(delay));
+        }
+        conclude(board, history, live, schedule, verdict);
     }
 }
 
-/// Milliseconds since the epoch.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// A multi-location check's verdict, finished like any result; with `partial_alerts`, a
+/// partial verdict also raises an alert of its own (`partial: ...`), which any later up or
+/// down verdict clears (an unknown one leaves it as it is).
+fn conclude(
+    board: &Board,
+    history: &History,
+    live: &Live,
+    schedule: &mut Schedule,
+    verdict: JobResult,
+) {
+    board.engine(|e| e.verdicts += 1);
+    if let (true, Some(a)) = (live.settings.partial_alerts, &live.alerting) {
+        use custodian_core::Status;
+        let status = match verdict.status {
+            Status::Partial => Some(Status::Failed),
+            Status::Passed | Status::Failed => Some(Status::Passed),
+            Status::Unknown | Status::Skipped => None,
+        };
+        if let Some(status) = status {
+            let mut partial = verdict.clone();
+            partial.id = format!("{}-partial", verdict.id);
+            partial.status = status;
+            partial.subject = Some(format!(
+                "partial: {}",
+                verdict.subject.as_deref().unwrap_or(&verdict.target)
+            ));
+            drop(a.spawn(partial));
+        }
+    }
+    finish(
+        board,
+        history,
+        live.alerting.as_ref(),
+        schedule,
+        verdict,
+        "locations",
+    );
 }
 
 /// `serve --queue`'s side of the broker: the queue of each location, which locations are
@@ -390,10 +425,13 @@ impl Spread {
                 );
                 let every = job.every.unwrap_or(interval);
                 let deadline = now + lease.as_secs().min(every).max(1);
-                if let Some(r) =
-                    self.rounds
-                        .start(id, Arc::clone(&job), places.clone(), unix_ms(), deadline)
-                {
+                if let Some(r) = self.rounds.start(
+                    id,
+                    Arc::clone(&job),
+                    places.clone(),
+                    crate::alerting::unix_ms(),
+                    deadline,
+                ) {
                     tracing::debug!("round of {} decided early: {:?}", r.id, r.status);
                 }
             }
@@ -503,6 +541,7 @@ async fn collect(q: Arc<dyn JobQueue>, tx: mpsc::Sender<Arrived>, mut stop: watc
                         result: r.result,
                         worker: r.worker,
                         location: r.location,
+                        sent_ms: r.sent_ms,
                     };
                     if tx.send(arrived).await.is_err() {
                         return;

@@ -127,7 +127,8 @@ pub(crate) fn render(
         // Only a pass or a failure says whether the service is up; unknown, skipped and
         // never-run checks have no `up` sample at all.
         let passed = match c.status {
-            Some(Status::Passed) => Some(1),
+            // Failing from some locations, short of the quorum: not down.
+            Some(Status::Passed | Status::Partial) => Some(1),
             Some(Status::Failed) => Some(0),
             _ => None,
         };
@@ -148,7 +149,7 @@ pub(crate) fn render(
     );
     reg.register(
         "custodian_check_state",
-        "The check's state: 0 passed, 1 failed, 2 unknown (we could not check), 3 skipped, -1 never run",
+        "The check's state: 0 passed, 1 failed, 2 unknown (we could not check), 3 skipped, 4 partial (failing from some locations, short of the quorum), -1 never run",
         state,
     );
     reg.register(
@@ -168,6 +169,7 @@ pub(crate) fn render(
     );
     engine(&mut reg, snap, dropped);
     fleet(&mut reg, readings, crate::alerting::unix_now());
+    locations(&mut reg, snap);
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)
@@ -179,6 +181,104 @@ fn secs(at: u64) -> i64 {
 
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Checks run from several locations: each location's latest answer per check, and each
+/// location's workers, heartbeat and lag (`serve --queue`; nothing otherwise).
+fn locations(reg: &mut Registry, snap: &Snapshot) {
+    let up = Family::<Labels, Gauge>::default();
+    let duration = Family::<Labels, FloatGauge>::default();
+    for c in &snap.checks {
+        for a in &c.locations {
+            let mut l = labels(c);
+            l.push(("location", a.location.clone()));
+            let v = match a.status {
+                Status::Passed => Some(1),
+                Status::Failed => Some(0),
+                _ => None,
+            };
+            if let Some(v) = v {
+                up.get_or_create(&l).set(v);
+            }
+            duration
+                .get_or_create(&l)
+                .set(a.duration_ms as f64 / 1000.0);
+        }
+    }
+    reg.register(
+        "custodian_check_location_up",
+        "Per location of a check run from several: 1 when its latest answer passed, 0 when it failed",
+        up,
+    );
+    reg.register(
+        "custodian_check_location_duration_seconds",
+        "Per location of a check run from several: how long its latest answer took",
+        duration,
+    );
+    let live = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let silent = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let workers = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let beat = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let lag = Family::<Vec<(&'static str, String)>, FloatGauge>::default();
+    for p in &snap.places {
+        let l = vec![("location", p.name.clone())];
+        live.get_or_create(&l).set(i64::from(p.live));
+        silent.get_or_create(&l).set(i64::from(p.silent));
+        workers.get_or_create(&l).set(count(p.workers.len()));
+        if let Some(t) = p.last_beat {
+            beat.get_or_create(&l).set(secs(t));
+        }
+        if let Some(ms) = p.lag_ms {
+            lag.get_or_create(&l).set(ms as f64 / 1000.0);
+        }
+    }
+    reg.register(
+        "custodian_location_live",
+        "1 while a worker of the location beat in the last 15 seconds",
+        live,
+    );
+    reg.register(
+        "custodian_location_silent",
+        "1 once the location's workers have been silent for location_silent_after intervals (alerted)",
+        silent,
+    );
+    reg.register(
+        "custodian_location_workers",
+        "Workers of the location heard from in the last hour",
+        workers,
+    );
+    reg.register(
+        "custodian_location_last_heartbeat_timestamp_seconds",
+        "When a worker of the location last beat (unix time)",
+        beat,
+    );
+    reg.register(
+        "custodian_location_lag_seconds",
+        "How long the location's latest answer waited on the broker (arrival - enqueue - run time)",
+        lag,
+    );
+    let e = &snap.engine;
+    let verdicts = Counter::<u64>::default();
+    verdicts.inc_by(e.verdicts);
+    reg.register(
+        "custodian_location_verdicts",
+        "Verdicts of checks run from several locations since start",
+        verdicts,
+    );
+    let delay = Counter::<f64, AtomicU64>::default();
+    delay.inc_by(e.verdict_delay_ms_sum as f64 / 1000.0);
+    reg.register(
+        "custodian_location_verdict_delay_seconds",
+        "Sum over verdicts of the time from the deciding answer leaving its worker to the verdict",
+        delay,
+    );
+    let worst = FloatGauge::default();
+    worst.set(e.verdict_delay_ms_max as f64 / 1000.0);
+    reg.register(
+        "custodian_location_verdict_delay_max_seconds",
+        "The longest time from a deciding answer leaving its worker to its verdict since start",
+        worst,
+    );
 }
 
 /// Serve's own counters.

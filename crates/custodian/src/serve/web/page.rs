@@ -165,7 +165,7 @@ pub(super) async fn index(
 }
 
 /// The locations overview (`serve --queue`): nothing when no location is known.
-fn places(body: &mut String, places: &[crate::serve::fleet::PlaceView], now: u64) {
+pub(super) fn places(body: &mut String, places: &[crate::serve::fleet::PlaceView], now: u64) {
     if places.is_empty() {
         return;
     }
@@ -199,7 +199,7 @@ fn places(body: &mut String, places: &[crate::serve::fleet::PlaceView], now: u64
 }
 
 /// Each location's latest answer for a check run from several.
-fn answers(body: &mut String, c: &CheckView, now: u64) {
+pub(super) fn answers(body: &mut String, c: &CheckView, now: u64) {
     let Some(from) = &c.from else {
         return;
     };

@@ -514,6 +514,7 @@ fn metrics_text_of_a_fixed_board() {
             view("tcp", "127.0.0.1", 2, Some(Status::Passed)),
             view("dns", "127.0.0.3", 3, Some(Status::Unknown)),
             view("smtp", "127.0.0.2", 4, None),
+            from_two(view("ssh", "127.0.0.4", 5, Some(Status::Partial))),
         ],
         errors: vec!["t.cus:9:1: nope".into()],
         engine: Engine {
@@ -523,9 +524,29 @@ fn metrics_text_of_a_fixed_board() {
             reloads: 3,
             loaded_at: 1_700_000_100,
             started_at: 1_699_999_000,
+            verdicts: 4,
+            verdict_delay_ms_sum: 50,
+            verdict_delay_ms_max: 20,
         },
         files: vec!["t.cus".into()],
-        places: Vec::new(),
+        places: vec![
+            crate::serve::fleet::PlaceView {
+                name: "ams1".into(),
+                workers: vec!["w1".into(), "w2".into()],
+                last_beat: Some(1_700_000_000),
+                lag_ms: Some(12),
+                live: true,
+                silent: false,
+            },
+            crate::serve::fleet::PlaceView {
+                name: "lon1".into(),
+                workers: Vec::new(),
+                last_beat: None,
+                lag_ms: None,
+                live: false,
+                silent: true,
+            },
+        ],
     };
     // Ids are hashes of the job's fields: named by type here, so the snapshot does not
     // change with the id scheme.
@@ -538,6 +559,24 @@ fn metrics_text_of_a_fixed_board() {
     insta::assert_snapshot!("metrics_prometheus_text", samples_sorted(&text));
     let out = promtool(&text);
     assert!(out.status.success(), "promtool: {out:?}");
+}
+
+/// `v` as a check run from ams1 and lon1, failing from ams1 only.
+fn from_two(mut v: CheckView) -> CheckView {
+    let answer = |location: &str, status: Status| crate::serve::fleet::Answer {
+        location: location.into(),
+        status,
+        reason: (status == Status::Failed).then(|| "connection refused".into()),
+        duration_ms: 40,
+        worker: format!("w-{location}"),
+        at: 1_700_000_000,
+    };
+    v.from = Some("ams1, lon1 (quorum 2)".into());
+    v.locations = vec![
+        answer("ams1", Status::Failed),
+        answer("lon1", Status::Passed),
+    ];
+    v
 }
 
 /// The exposition with each family's samples sorted: a family keeps its series in a hash
@@ -771,4 +810,64 @@ fn readings(snap: &crate::serve::board::Snapshot) -> crate::serve::gauges::Readi
     ]});
     r.scan = Some(ScanSummary::of(&report, 1_700_000_200));
     r
+}
+
+#[test]
+fn locations_show_per_check_and_in_the_overview() {
+    let mut v = from_two(CheckView::new(&job("ssh", "127.0.0.4", "t.cus", 5), 60));
+    v.locations[0].reason = Some("<refused>".into());
+    let mut body = String::new();
+    super::page::answers(&mut body, &v, 1_700_000_030);
+    assert!(
+        body.contains("<h2>From ams1, lon1 (quorum 2)</h2>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<tr class=failed><td>ams1</td><td>failed</td><td>&lt;refused&gt;</td>"),
+        "{body}"
+    );
+    assert!(body.contains("<td>lon1</td><td>passed</td>"), "{body}");
+    assert!(body.contains("30s ago") || body.contains("ago"), "{body}");
+    let mut plain = String::new();
+    super::page::answers(
+        &mut plain,
+        &CheckView::new(&job("tcp", "127.0.0.1", "t.cus", 1), 60),
+        0,
+    );
+    assert!(
+        plain.is_empty(),
+        "a check of the default location only: {plain}"
+    );
+    let mut body = String::new();
+    let places = [
+        crate::serve::fleet::PlaceView {
+            name: "ams1".into(),
+            workers: vec!["w1".into()],
+            last_beat: Some(1_700_000_000),
+            lag_ms: Some(12),
+            live: true,
+            silent: false,
+        },
+        crate::serve::fleet::PlaceView {
+            name: "lon1".into(),
+            workers: Vec::new(),
+            last_beat: None,
+            lag_ms: None,
+            live: false,
+            silent: true,
+        },
+    ];
+    super::page::places(&mut body, &places, 1_700_000_010);
+    assert!(
+        body.contains("<tr class=passed><td>ams1</td><td>live</td><td>w1</td>"),
+        "{body}"
+    );
+    assert!(body.contains("<td>12 ms</td>"), "{body}");
+    assert!(
+        body.contains("<tr class=failed><td>lon1</td><td>silent</td><td></td><td>never</td>"),
+        "{body}"
+    );
+    let mut none = String::new();
+    super::page::places(&mut none, &[], 0);
+    assert!(none.is_empty());
 }
