@@ -19,6 +19,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let Some(jobs) = load_jobs(&args.files, args.strict, &start.settings).await? else {
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
+    super::startup::warn_locations(&jobs, "`run` checks them once, from this machine");
     let start = start.with_fd_limit();
     let alerting = start.local_alerting().await?;
     let started = Instant::now();

@@ -113,6 +113,18 @@ pub(crate) async fn load_jobs(
     Ok(Some(loaded.jobs))
 }
 
+/// Says once that checks naming locations (`from ...`) are run by `how` here, not fanned out:
+/// only `serve --queue` sends them to their locations and decides by quorum.
+pub(crate) fn warn_locations(jobs: &[Job], how: &str) {
+    let n = jobs.iter().filter(|j| j.from.is_some()).count();
+    if n > 0 {
+        tracing::warn!(
+            "{n} check(s) name locations (`from ...`): {how}; only `serve --queue` runs them \
+             from their locations and decides by quorum"
+        );
+    }
+}
+
 /// The probes' shared environment (TLS trust, nameservers), built once from the settings;
 /// a CA file that cannot be used stops start-up, a fallback to the bundled roots is logged.
 fn probe_env(settings: &Settings) -> Result<Arc<custodian_probes::Env>> {

@@ -23,6 +23,10 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
     let Some(jobs) = load_jobs(&args.files, args.strict, &settings).await? else {
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
+    crate::commands::startup::warn_locations(
+        &jobs,
+        "`enqueue` puts them on the default location's queue, once",
+    );
     let pending: Vec<_> = jobs
         .iter()
         .map(|j| {

@@ -596,15 +596,10 @@ fn install(
                 .rounds
                 .retain(&loaded.iter().map(|j| j.id()).collect());
         }
-        None => {
-            let here = jobs.iter().filter(|j| j.from.is_some()).count();
-            if here > 0 {
-                tracing::warn!(
-                    "{here} check(s) name locations (`from ...`): without --queue they run \
-                     once, from this machine"
-                );
-            }
-        }
+        None => crate::commands::startup::warn_locations(
+            &jobs,
+            "without --queue, serve checks them once, from this machine",
+        ),
     }
     let n = schedule.replace(jobs);
     tracing::info!("{n} checks loaded");
