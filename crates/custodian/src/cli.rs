@@ -26,6 +26,21 @@ pub(crate) struct Cli {
         default_value = "text"
     )]
     pub(crate) log_format: crate::LogFormat,
+    /// More log lines on stderr: `-v` info, `-vv` custodian's debug lines, `-vvv` everything
+    /// at debug. `CUSTODIAN_LOG`, when set, wins. (`worker --verbose` is about results: one
+    /// line per job.)
+    #[arg(
+        short = 'v',
+        long = "log-verbose",
+        global = true,
+        action = clap::ArgAction::Count,
+        conflicts_with = "log_quiet"
+    )]
+    pub(crate) log_verbose: u8,
+    /// Fewer log lines on stderr: errors only. `CUSTODIAN_LOG`, when set, wins. (`run --quiet`
+    /// and `scan --quiet` hide the progress bar.)
+    #[arg(short = 'q', long = "log-quiet", global = true)]
+    pub(crate) log_quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,8 +304,9 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// Print one text line per finished job (`FAIL tcp 192.0.2.1 — reason — t.cfg:3`);
-    /// without it (or --json) a worker logs only a summary every 60 s.
-    #[arg(long, short)]
+    /// without it (or --json) a worker logs only a summary every 60 s. (`-v` is the global
+    /// flag for more log lines.)
+    #[arg(long)]
     pub(crate) verbose: bool,
     /// This worker's name in results [default: HOSTNAME-PID].
     #[arg(long, value_name = "NAME")]

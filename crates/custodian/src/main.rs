@@ -36,14 +36,28 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Starts logging on stderr. `CUSTODIAN_LOG` (an env-filter) overrides the level: warnings by
-/// default, plus custodian's own info lines (start, reloads, the worker's summary) for the
-/// long-running commands, which is what a journal should hold.
-fn init_logging(format: LogFormat, command: &Command) {
-    let default = match command {
-        Command::Worker(_) | Command::Serve(_) => "warn,custodian=info",
-        _ => "warn",
-    };
+/// The log level of `-v` (`verbose` times) or `-q`: warnings by default, plus custodian's own
+/// info lines (start, reloads, the worker's summary) for the long-running commands, which is
+/// what a journal should hold.
+fn log_level(command: &Command, verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => match command {
+            Command::Worker(_) | Command::Serve(_) => "warn,custodian=info",
+            _ => "warn",
+        },
+        (false, 1) => "info",
+        // Dependencies' debug lines (HTTP, TLS) drown custodian's own.
+        (false, 2) => "info,custodian=debug",
+        _ => "debug",
+    }
+}
+
+/// Starts logging on stderr. `CUSTODIAN_LOG` (an env-filter) overrides the level `-v`/`-q`
+/// chose ([`log_level`]).
+fn init_logging(cli: &Cli) {
+    let format = cli.log_format;
+    let default = log_level(&cli.command, cli.log_verbose, cli.log_quiet);
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
         .unwrap_or_else(|_| default.into());
     let logs = tracing_subscriber::fmt()
@@ -100,7 +114,7 @@ fn colour_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.command);
+    init_logging(&cli);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -145,6 +159,47 @@ mod tests {
         assert!(!colour_wanted(true, Some(OsStr::new("1"))));
         // An empty NO_COLOR does not count (no-color.org).
         assert!(colour_wanted(true, Some(OsStr::new(""))));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).expect("valid arguments")
+    }
+
+    #[test]
+    fn v_and_q_set_the_log_level_and_keep_the_commands_own_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let level = |args: &[&str]| {
+            let cli = parse(args);
+            log_level(&cli.command, cli.log_verbose, cli.log_quiet)
+        };
+        assert_eq!(level(&["custodian", "check", "t.cfg"]), "warn");
+        assert_eq!(level(&["custodian", "-v", "check", "t.cfg"]), "info");
+        assert_eq!(
+            level(&["custodian", "check", "-vv", "t.cfg"]),
+            "info,custodian=debug"
+        );
+        assert_eq!(level(&["custodian", "-vvv", "check", "t.cfg"]), "debug");
+        assert_eq!(level(&["custodian", "check", "-q", "t.cfg"]), "error");
+        assert_eq!(level(&["custodian", "worker"]), "warn,custodian=info");
+        assert_eq!(level(&["custodian", "worker", "--log-quiet"]), "error");
+        assert!(Cli::try_parse_from(["custodian", "-v", "-q", "check", "t.cfg"]).is_err());
+        // `worker -v` is the log flag; `--verbose` still prints every job.
+        let Command::Worker(w) = parse(&["custodian", "worker", "-v"]).command else {
+            panic!("not worker");
+        };
+        assert!(!w.verbose);
+        let Command::Worker(w) = parse(&["custodian", "worker", "--verbose"]).command else {
+            panic!("not worker");
+        };
+        assert!(w.verbose);
+        // `run --quiet` still hides the progress bar, and `-q` alone does not.
+        let Command::Run(r) = parse(&["custodian", "run", "--quiet", "t.cfg"]).command else {
+            panic!("not run");
+        };
+        assert!(r.quiet);
+        let cli = parse(&["custodian", "run", "-q", "t.cfg"]);
+        assert!(cli.log_quiet && matches!(cli.command, Command::Run(r) if !r.quiet));
     }
 
     #[test]
