@@ -153,9 +153,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                         for job in &due {
                             schedule.done(&job.id());
                         }
-                        spread.send(due, &live.settings, args.interval);
+                        let early = spread.send(due, &live.settings, args.interval);
                         let now = crate::alerting::unix_now();
-                        for verdict in spread.rounds.expire(now) {
+                        for verdict in early.into_iter().chain(spread.rounds.expire(now)) {
                             conclude(&board, &history, &live, &mut schedule, verdict);
                         }
                         let silent_after = args.interval * u64::from(live.settings.location_silent_after);
@@ -410,8 +410,10 @@ impl Spread {
     /// Enqueues the due jobs: a plain check on the default location's queue; a check from
     /// several locations on each chosen location's queue, opening a round that ends when
     /// every answer is in or when the check's lease (capped by its interval) has run out.
-    fn send(&mut self, due: Vec<Arc<Job>>, settings: &Settings, interval: u64) {
+    /// Returns the verdicts of rounds a new one replaced before they ended.
+    fn send(&mut self, due: Vec<Arc<Job>>, settings: &Settings, interval: u64) -> Vec<JobResult> {
         let now = crate::alerting::unix_now();
+        let mut early = Vec::new();
         let mut by_place: std::collections::BTreeMap<String, Vec<Arc<Job>>> = Default::default();
         for job in due {
             let id = job.id();
@@ -432,7 +434,7 @@ impl Spread {
                     crate::alerting::unix_ms(),
                     deadline,
                 ) {
-                    tracing::debug!("round of {} decided early: {:?}", r.id, r.status);
+                    early.push(r);
                 }
             }
             for place in places {
@@ -444,6 +446,7 @@ impl Spread {
                 tokio::spawn(enqueue(q, settings.clone(), jobs));
             }
         }
+        early
     }
 
     /// Raises (or clears) "location NAME silent" through the alerters.
