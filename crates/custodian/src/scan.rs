@@ -325,8 +325,25 @@ async fn probe(plan: Arc<Plan>, env: Arc<Env>, t: Task) -> Row {
 }
 
 pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
-    let plan = plan(&args)?;
     let report_to = args.report_to.as_deref().map(report_url).transpose()?;
+    let (report, body) = execute(&args, true).await?;
+    if let Some(url) = &report_to {
+        send_report(url, &body, std::env::var("CUSTODIAN_TOKEN").ok()).await?;
+    }
+    Ok(if report.open {
+        ExitCode::FAILURE
+    } else if report.unknown {
+        ExitCode::from(crate::EXIT_UNKNOWN)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the scan `args` describe (validated first: nothing is sent on a bad flag); `print`
+/// shows rows and the table as `custodian scan` does. Returns the report and its JSON as
+/// `--report-to` sends it.
+async fn execute(args: &ScanArgs, print: bool) -> Result<(Report, serde_json::Value)> {
+    let plan = plan(args)?;
     let blocks = blocks(&args.targets)?;
     let exclude = blocks_of_list(args.exclude.as_deref())?;
     let total: u64 = blocks.iter().map(Block::len).sum();
@@ -346,18 +363,64 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode> {
     });
     let started = crate::alerting::unix_now();
     let names: Vec<&'static str> = plan.checks.iter().map(|c| c.probe.spec.name).collect();
-    let report = run(&args, Arc::clone(&plan), tasks, count).await;
-    if let Some(url) = &report_to {
-        let body = report_json(&args, &names, &report, started);
-        send_report(url, &body, std::env::var("CUSTODIAN_TOKEN").ok()).await?;
+    let report = run(args, Arc::clone(&plan), tasks, count, print).await;
+    let body = report_json(args, &names, &report, started);
+    Ok((report, body))
+}
+
+/// A scan from the settings' `[scan]` section as `custodian scan` arguments, parsed and
+/// validated by the same code (the targets file is read): an error names the key's flag.
+pub(crate) fn scheduled(s: &crate::settings::ScanSettings) -> Result<ScanArgs> {
+    let mut argv: Vec<String> = vec!["custodian".into(), "scan".into(), "--quiet".into()];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            argv.push(format!("--{name}"));
+            argv.push(v);
+        }
+    };
+    flag("checks", s.checks.clone());
+    flag("exclude", s.exclude.clone());
+    flag("rate", s.rate.map(|v| v.to_string()));
+    flag("concurrency", s.concurrency.map(|v| v.to_string()));
+    flag("timeout", s.timeout.map(|v| v.to_string()));
+    for (name, v) in [
+        ("sender", &s.sender),
+        ("recipient", &s.recipient),
+        ("zone", &s.zone),
+        ("expect", &s.expect),
+        ("canary", &s.canary),
+        ("token", &s.token),
+    ] {
+        flag(name, v.clone());
     }
-    Ok(if report.open {
-        ExitCode::FAILURE
-    } else if report.unknown {
-        ExitCode::from(crate::EXIT_UNKNOWN)
-    } else {
-        ExitCode::SUCCESS
-    })
+    for p in &s.ports {
+        flag("port", Some(p.clone()));
+    }
+    if s.data_confirmation {
+        argv.push("--data-confirmation".into());
+    }
+    argv.push("--".into());
+    argv.extend(s.targets.iter().cloned());
+    if let Some(file) = &s.targets_file {
+        std::fs::metadata(file).with_context(|| format!("targets_file {}", file.display()))?;
+        argv.push(format!("@{}", file.display()));
+    }
+    if s.targets.is_empty() && s.targets_file.is_none() {
+        bail!("give targets or targets_file");
+    }
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    let crate::cli::Command::Scan(args) = cli.command else {
+        bail!("not a scan");
+    };
+    plan(&args)?;
+    blocks(&args.targets)?;
+    Ok(args)
+}
+
+/// Runs a scheduled scan quietly; its report as `--report-to` would send it.
+pub(crate) async fn scheduled_report(args: &ScanArgs) -> Result<serde_json::Value> {
+    Ok(execute(args, false).await?.1)
 }
 
 /// Largest report `--report-to` sends (serve takes up to 8 MiB): findings past it are
@@ -486,6 +549,7 @@ async fn run(
     plan: Arc<Plan>,
     tasks: impl Iterator<Item = Task>,
     count: usize,
+    print: bool,
 ) -> Report {
     let bar = crate::report::progress(count, args.quiet);
     let mut tick = tokio::time::interval(plan.pause);
@@ -518,14 +582,16 @@ async fn run(
     let mut rows = std::pin::pin!(rows);
     while let Some(row) = rows.next().await {
         bar.inc(1);
-        print_row(args, &row);
+        if print {
+            print_row(args, &row);
+        }
         report.add(row);
     }
     bar.finish_and_clear();
     report
         .findings
         .sort_by(|x, y| (x.verdict, &x.target, x.port).cmp(&(y.verdict, &y.target, y.port)));
-    if !args.json && !args.csv {
+    if print && !args.json && !args.csv {
         print!("{}", table(&report));
     }
     report

@@ -89,6 +89,62 @@ pub(crate) struct Settings {
     /// The original's log file. Accepted so an existing custodian.cfg loads, but logs go to
     /// stderr (the journal under systemd); a warning says so when it is set.
     pub(crate) log_file: Option<PathBuf>,
+    /// A scan `serve` runs on a schedule (`[scan]`; TOML only), its report stored like one
+    /// posted by `custodian scan --report-to` (default: none).
+    pub(crate) scan: Option<ScanSettings>,
+}
+
+/// `[scan]`: `custodian scan`'s flags as keys, plus how often.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ScanSettings {
+    /// How often: `30m`, `6h`, `1d`, `1w` (at least 1 s). The first scan runs one interval
+    /// after `serve` starts.
+    pub(crate) every: String,
+    /// IPs, CIDR blocks and ranges to scan; names are refused.
+    pub(crate) targets: Vec<String>,
+    /// A file of targets, one per line, `#` comments (as `custodian scan @FILE`).
+    pub(crate) targets_file: Option<PathBuf>,
+    /// `--checks` (default: all four abuse checks).
+    pub(crate) checks: Option<String>,
+    /// `--port CHECK=PORTS`, each.
+    pub(crate) ports: Vec<String>,
+    pub(crate) exclude: Option<String>,
+    pub(crate) rate: Option<f64>,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) sender: Option<String>,
+    pub(crate) recipient: Option<String>,
+    pub(crate) data_confirmation: bool,
+    pub(crate) zone: Option<String>,
+    pub(crate) expect: Option<String>,
+    pub(crate) canary: Option<String>,
+    pub(crate) token: Option<String>,
+}
+
+impl ScanSettings {
+    /// `every` in seconds.
+    pub(crate) fn interval(&self) -> Result<Duration> {
+        let text = self.every.trim();
+        let bad = || anyhow::anyhow!("every = {text:?}: want e.g. 30m, 6h, 1d or 1w");
+        let at = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(at);
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let scale = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        match n.checked_mul(scale) {
+            Some(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -121,6 +177,7 @@ impl Default for Settings {
             queue_type: None,
             queue_host: None,
             log_file: None,
+            scan: None,
         }
     }
 }
@@ -269,6 +326,10 @@ impl Settings {
         }
         self.policy().validate().map_err(anyhow::Error::msg)?;
         self.alerters.validate()?;
+        if let Some(scan) = &self.scan {
+            scan.interval().context("[scan]")?;
+            crate::scan::scheduled(scan).context("[scan]")?;
+        }
         if let Some(host) = &self.queue_host {
             queue_host(host)?;
         }
@@ -535,6 +596,75 @@ mod tests {
         );
         let err = format!("{:#}", Settings::from_cfg("timeout\n").expect_err("no ="));
         assert!(err.contains("expected `key = value`"), "{err}");
+    }
+
+    #[test]
+    fn scan_section_is_checked_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("targets.txt");
+        std::fs::write(&file, "127.0.0.1\n127.0.1.0/30 # lab\n").expect("write");
+        let text = |every: &str, file: &Path| {
+            format!(
+                "[scan]\nevery = \"{every}\"\ntargets_file = \"{}\"\nchecks = \"opensocks\"\n",
+                file.display()
+            )
+        };
+        let ok = Settings::from_toml(&text("1d", &file)).expect("parses");
+        ok.validate().expect("valid");
+        let scan = ok.scan.as_ref().expect("scan");
+        assert_eq!(scan.interval().expect("1d"), Duration::from_secs(86_400));
+        let err = Settings::from_toml(&text("soon", &file))
+            .expect("parses")
+            .validate()
+            .expect_err("bad interval");
+        assert!(format!("{err:#}").contains("every = \"soon\""), "{err:#}");
+        let gone = dir.path().join("missing.txt");
+        let err = Settings::from_toml(&text("1h", &gone))
+            .expect("parses")
+            .validate()
+            .expect_err("missing file");
+        let err = format!("{err:#}");
+        assert!(err.starts_with("[scan]: targets_file "), "{err}");
+        assert!(err.contains("missing.txt"), "{err}");
+        std::fs::write(&file, "not-an-address\n").expect("write");
+        let err = Settings::from_toml(&text("1h", &file))
+            .expect("parses")
+            .validate()
+            .expect_err("bad target");
+        assert!(format!("{err:#}").starts_with("[scan]: "), "{err:#}");
+        let err = Settings::from_toml("[scan]\nevery = \"1h\"\nchecks = \"opensocks\"\n")
+            .expect("parses")
+            .validate()
+            .expect_err("no targets");
+        assert!(
+            format!("{err:#}").contains("give targets or targets_file"),
+            "{err:#}"
+        );
+        assert!(Settings::from_toml("[scan]\nevery = \"1h\"\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_example_scan_section_loads_when_uncommented() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/custodian.toml");
+        let text = std::fs::read_to_string(example).expect("example");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("scan-targets.txt");
+        std::fs::write(&file, "127.0.0.1\n").expect("write");
+        let block: String = text
+            .lines()
+            .skip_while(|l| *l != "# [scan]")
+            .map_while(|l| l.strip_prefix("# "))
+            .map(|l| {
+                l.replace(
+                    "/etc/custodian/scan-targets.txt",
+                    &file.display().to_string(),
+                )
+            })
+            .map(|l| l + "\n")
+            .collect();
+        assert!(block.starts_with("[scan]\nevery"), "{block}");
+        let s = Settings::from_toml(&block).expect("parses");
+        s.validate().expect("valid");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod board;
 mod fleet;
 mod gauges;
 mod history;
+mod scans;
 mod schedule;
 mod web;
 
@@ -100,6 +101,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         ready: Arc::clone(&ready),
     });
     let web_task = tokio::spawn(web::run(listener, web, stopped(stop.clone())));
+    if let Some(scan) = live.settings.scan.clone() {
+        let (h, b) = (Arc::clone(&history), Arc::clone(&board));
+        tokio::spawn(scans::every(scan, h, b, stopped(stop.clone())));
+    }
     tracing::info!("serving on http://{}/", args.listen);
 
     let (results_tx, mut results) = mpsc::channel::<Arrived>(1024);
