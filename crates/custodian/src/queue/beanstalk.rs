@@ -13,20 +13,43 @@
 //! own, so a caller with a shorter wait returns in time and the next caller takes the wait
 //! over). An idle worker thus sends one command a second, and acks never queue behind a wait.
 //!
-//! **Duplicates.** `put` skips jobs whose id is already ready in the tube. beanstalkd cannot
-//! list a tube or look a job up by content, so `put` asks `stats-job` for every id from the
-//! tube's oldest ready job to the newest id anywhere: its cost grows with the broker's traffic
-//! since that job, not only with this tube (see issue 12; still open). Tried and dropped:
-//! reserving every ready job on one connection and kicking them back is bounded by the tube's
-//! size in commands, but beanstalkd (1.12) scans a connection's reservations on every
-//! `reserve`, so 100,000 of them on one connection took it minutes of CPU; a tube per id as an
-//! index fails too, as tubes are found by a linear search. Deliveries are `reserves - kicks`.
+//! **Duplicates.** `put` skips a job whose id is already pending (ready) in the tube.
+//! beanstalkd cannot list a tube or find a job by its content, so the client remembers, for
+//! each check id it put, the id beanstalkd gave that copy ([`PutIds`]: in memory in a
+//! long-running client, in a file beside the state file for `enqueue`) and asks about those
+//! alone, in one pipelined exchange: `stats-job` (still in our tube and ready?) and `peek`
+//! (still that check? ids start again when a broker without a binlog restarts). A put thus
+//! costs two commands per remembered job of its batch and one per new job, whatever the tube
+//! or the broker holds; the memory is swept (a `stats-job` each) whenever it has doubled.
+//!
+//! The guarantee: exact for the jobs this client (or an earlier `enqueue` with the same state
+//! file) put. A copy put by anyone else (an enqueuer on another host, `serve` and `enqueue` on
+//! one tube, two `enqueue` runs at once, whose files the last to finish writes) is unknown
+//! here, and one more may be added: a worker then runs the check twice and hands on both
+//! results, each a true observation. A job is never lost: one is skipped only when its
+//! pending copy was seen, and that copy is delivered (or, if a worker took it meanwhile, runs
+//! there). A put cut off by a broken connection does not know the ids of up to one pipeline
+//! of jobs (500), which the retry puts again.
+//!
+//! Tried and dropped: asking `stats-job` for every id from the tube's oldest ready job to the
+//! newest (the previous version: its cost grew with the broker's traffic since that job);
+//! reserving every ready job and kicking it back (beanstalkd 1.12 scans a connection's
+//! reservations on every `reserve`: minutes of its CPU for 100,000); a tube per id, or a
+//! companion tube of marker jobs, as an index (tubes are found by a linear search, and
+//! beanstalkd has no lookup by name in a tube either). `dead` (and so `enqueue`'s check for
+//! buried twins) still reads the dead tube by that id range: dead letters are few, but an old
+//! one makes it cost the traffic since. Deliveries are `reserves - kicks`.
+
+#[path = "beanstalk_ids.rs"]
+mod ids;
 
 use super::resp::unavailable;
 use anyhow::bail;
 use custodian_core::queue::{
     DeadLetter, JobQueue, Lease, Pending, PutReport, QueueError, QueueFuture, QueueStats,
 };
+pub(crate) use ids::file_for;
+use ids::PutIds;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
@@ -76,6 +99,13 @@ impl Reply {
             "unexpected beanstalkd reply {:?}",
             self.words.join(" ")
         ))
+    }
+
+    /// One `key: value` line of a stats reply.
+    fn field(&self, key: &str) -> Option<&str> {
+        let text = std::str::from_utf8(self.data.as_deref()?).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": ").map(str::trim))
     }
 
     /// `key: value` lines of a stats reply.
@@ -217,6 +247,8 @@ pub(crate) struct Beanstalk {
     conn: Mutex<Option<Conn>>,
     /// The connections that reserve jobs, and which job each holds.
     lessors: Mutex<Lessors>,
+    /// What this client put (see "Duplicates"); held through a put, so puts take turns.
+    put_ids: Mutex<PutIds>,
 }
 
 /// Reserving connections. beanstalkd lets only the connection that reserved a job delete,
@@ -328,6 +360,18 @@ fn put_cmd(ttr: u64, body: &[u8]) -> Vec<u8> {
     c
 }
 
+/// `put` of a job, its body `ID\nJSON`; TTR = its lease.
+fn job_put_cmd(p: &Pending) -> Vec<u8> {
+    let ttr = p.lease.as_secs().max(1);
+    let len = p.id.len() + 1 + p.body.len();
+    let mut c = Vec::with_capacity(len + 40);
+    c.extend_from_slice(format!("put {PRI} 0 {ttr} {len}\r\n").as_bytes());
+    c.extend_from_slice(p.id.as_bytes());
+    c.push(b'\n');
+    c.extend_from_slice(&p.body);
+    c
+}
+
 fn text(s: String) -> Vec<u8> {
     s.into_bytes()
 }
@@ -378,6 +422,16 @@ impl Beanstalk {
             tube: tube.to_string(),
             conn: Mutex::new(None),
             lessors: Mutex::new(Lessors::default()),
+            put_ids: Mutex::new(PutIds::default()),
+        }
+    }
+
+    /// A client that keeps what it put in `file` between runs (`enqueue`: see
+    /// [`ids::file_for`]), so the next run's duplicate check knows this run's jobs.
+    pub(crate) fn remembering(addr: &str, tube: &str, file: std::path::PathBuf) -> Self {
+        Beanstalk {
+            put_ids: Mutex::new(PutIds::in_file(file)),
+            ..Beanstalk::new(addr, tube)
         }
     }
 
@@ -422,16 +476,6 @@ impl Beanstalk {
             pool.lost(slot);
         }
         r
-    }
-
-    /// Ids (`Job::id`) of the jobs ready in our tube.
-    async fn ready_ids(&self) -> Result<HashSet<String>, QueueError> {
-        Ok(self
-            .ready_in(&self.tube)
-            .await?
-            .iter()
-            .filter_map(|(_, data)| split_body(data).map(|(id, _)| id))
-            .collect())
     }
 
     /// The jobs ready in `tube` with their bodies, oldest first. beanstalkd cannot list a
@@ -492,6 +536,102 @@ impl Beanstalk {
         let id = r.get(1).ok_or_else(|| unavailable("no reply"))?.num(1)?;
         self.one(format!("delete {id}")).await?;
         Ok(id)
+    }
+
+    /// Of `jobs`, the ids whose copy this client put is still pending: in our tube, ready
+    /// (or delayed) and still that job. Two commands per remembered job, one exchange.
+    async fn still_pending<'j>(
+        &self,
+        ids: &PutIds,
+        jobs: &[&'j Pending],
+    ) -> Result<HashSet<&'j str>, QueueError> {
+        let asked: Vec<(&str, u64)> = jobs
+            .iter()
+            .filter_map(|p| Some((p.id.as_str(), ids.get(&p.id)?)))
+            .collect();
+        if asked.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let cmds = asked
+            .iter()
+            .flat_map(|(_, n)| [text(format!("stats-job {n}")), text(format!("peek {n}"))])
+            .collect();
+        let replies = self.exchange(cmds).await?;
+        Ok(asked
+            .iter()
+            .zip(replies.chunks(2))
+            .filter(|((id, _), r)| match r {
+                [stats, peek] => {
+                    self.is_pending_here(stats)
+                        && peek.is("FOUND")
+                        && peek
+                            .data
+                            .as_deref()
+                            .and_then(split_body)
+                            .is_some_and(|(found, _)| found == *id)
+                }
+                _ => false,
+            })
+            .map(|((id, _), _)| *id)
+            .collect())
+    }
+
+    /// A `stats-job` reply of a job in our tube waiting to be reserved.
+    fn is_pending_here(&self, stats: &Reply) -> bool {
+        stats.is("OK")
+            && stats.field("tube") == Some(self.tube.as_str())
+            && matches!(stats.field("state"), Some("ready" | "delayed"))
+    }
+
+    /// Puts `jobs` (each a new id), one pipeline at a time, noting beanstalkd's id for each
+    /// as its reply comes, so a later failure forgets no job that went in before it.
+    async fn put_new(
+        &self,
+        ids: &mut PutIds,
+        jobs: &[&Pending],
+        max: usize,
+    ) -> Result<u64, QueueError> {
+        let mut added = 0;
+        for chunk in jobs.chunks(PIPELINE) {
+            let cmds = chunk.iter().map(|p| job_put_cmd(p)).collect();
+            for (p, r) in chunk.iter().zip(self.exchange(cmds).await?) {
+                // beanstalkd reads and drops a body it finds too big: the framing holds.
+                if r.is("JOB_TOO_BIG") {
+                    return Err(QueueError::Refused(format!(
+                        "a job is over beanstalkd's max-job-size of {max}"
+                    )));
+                }
+                if !r.is("INSERTED") {
+                    return Err(r.unexpected());
+                }
+                ids.insert(&p.id, r.num(1)?);
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Drops remembered jobs that are no longer pending here, once they have doubled since
+    /// the last sweep. Housekeeping: a failure leaves them for the next time.
+    async fn sweep(&self, ids: &mut PutIds) {
+        if !ids.sweep_due() {
+            return;
+        }
+        let entries = ids.entries();
+        let cmds = entries
+            .iter()
+            .map(|(_, n)| text(format!("stats-job {n}")))
+            .collect();
+        let Ok(replies) = self.exchange(cmds).await else {
+            return;
+        };
+        let keep: HashSet<u64> = entries
+            .iter()
+            .zip(&replies)
+            .filter(|(_, r)| self.is_pending_here(r))
+            .map(|((_, n), _)| *n)
+            .collect();
+        ids.swept(|_, n| keep.contains(&n));
     }
 
     /// Up to `max` jobs, waiting for the first on a blocking reserve (see [`Lessors`]).
@@ -754,38 +894,30 @@ impl JobQueue for Beanstalk {
         Box::pin(async move {
             // All or nothing: every size is checked before the first job is sent.
             let max = self.max_job().await?;
-            let bodies: Vec<Vec<u8>> = jobs
-                .iter()
-                .map(|p| {
-                    let mut body = Vec::with_capacity(p.id.len() + 1 + p.body.len());
-                    body.extend_from_slice(p.id.as_bytes());
-                    body.push(b'\n');
-                    body.extend_from_slice(&p.body);
-                    body
-                })
+            if let Some(p) = jobs.iter().find(|p| p.id.len() + 1 + p.body.len() > max) {
+                return Err(too_big(p, p.id.len() + 1 + p.body.len(), max));
+            }
+            let mut ids = self.put_ids.lock().await;
+            if let Err(e) = ids.load() {
+                tracing::warn!("forgetting what earlier runs put (duplicates possible): {e}");
+            }
+            // The first of each id in the batch; a later twin is a duplicate already.
+            let mut seen = HashSet::with_capacity(jobs.len());
+            let firsts: Vec<&Pending> = jobs.iter().filter(|p| seen.insert(&p.id)).collect();
+            let pending = self.still_pending(&ids, &firsts).await?;
+            let new: Vec<&Pending> = firsts
+                .into_iter()
+                .filter(|p| !pending.contains(p.id.as_str()))
                 .collect();
-            if let Some((p, b)) = jobs.iter().zip(&bodies).find(|(_, b)| b.len() > max) {
-                return Err(too_big(p, b.len(), max));
+            let added = self.put_new(&mut ids, &new, max).await;
+            if added.is_ok() {
+                self.sweep(&mut ids).await;
             }
-            let mut seen = self.ready_ids().await?;
-            let cmds = jobs
-                .iter()
-                .zip(&bodies)
-                .filter(|(p, _)| seen.insert(p.id.clone()))
-                .map(|(p, body)| put_cmd(p.lease.as_secs().max(1), body))
-                .collect::<Vec<_>>();
-            let added = cmds.len() as u64;
-            for r in self.exchange(cmds).await? {
-                // beanstalkd reads and drops a body it finds too big: the framing holds.
-                if r.is("JOB_TOO_BIG") {
-                    return Err(QueueError::Refused(format!(
-                        "a job is over beanstalkd's max-job-size of {max}"
-                    )));
-                }
-                if !r.is("INSERTED") {
-                    return Err(r.unexpected());
-                }
+            // Even after a failure: the jobs that went in are known to the retry.
+            if let Err(e) = ids.save() {
+                tracing::warn!("keeping what this run put (the next may add duplicates): {e}");
             }
+            let added = added?;
             Ok(PutReport {
                 added,
                 duplicates: jobs.len() as u64 - added,
@@ -897,6 +1029,8 @@ impl JobQueue for Beanstalk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+    use std::sync::Arc;
 
     #[test]
     fn tube_names_follow_beanstalkd_rules() {
@@ -965,6 +1099,130 @@ mod tests {
         assert_eq!(put.added, 1);
         assert_eq!(q.stats().await.expect("stats").pending, 1);
         assert_eq!(q.flush().await.expect("flush"), 1);
+    }
+
+    /// A TCP proxy to `to` that counts the commands clients send through it (a `put`'s body
+    /// is part of its command).
+    async fn counting_proxy(to: &str) -> (String, Arc<AtomicU64>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let count = Arc::new(AtomicU64::new(0));
+        let (to, n) = (to.to_string(), Arc::clone(&count));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let server = TcpStream::connect(&to).await.expect("connect");
+                let (cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+                let n = Arc::clone(&n);
+                tokio::spawn(async move {
+                    let mut cr = tokio::io::BufReader::new(cr);
+                    let mut line = Vec::new();
+                    while matches!(cr.read_until(b'\n', &mut line).await, Ok(1..)) {
+                        let text = String::from_utf8_lossy(&line).to_string();
+                        if text.starts_with("put ") {
+                            let len: usize = text
+                                .split_whitespace()
+                                .last()
+                                .map_or(0, |w| w.parse().expect("put length"));
+                            let mut body = vec![0; len + 2];
+                            cr.read_exact(&mut body).await.expect("body");
+                            line.extend_from_slice(&body);
+                        }
+                        n.fetch_add(1, AtomicOrdering::SeqCst);
+                        if sw.write_all(&line).await.is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    fn jobs(ports: std::ops::Range<u16>) -> Vec<Pending> {
+        ports
+            .map(|p| {
+                let j = custodian_core::Job::new("tcp", "127.0.0.1", Some(p));
+                custodian_core::queue::encode(&j, Duration::from_secs(60))
+            })
+            .collect()
+    }
+
+    /// Commands a put of 5 jobs (2 pending, 3 new) costs with `holding` jobs on the tube, all
+    /// put by this client, and as many put by another one on the same tube.
+    async fn cost_of_a_put(holding: u16) -> u64 {
+        let peer = custodian_testpeers::peers().get("beanstalk");
+        let tube = format!("bounded-{}-{holding}", std::process::id());
+        let (proxy, count) = counting_proxy(peer).await;
+        let q = Beanstalk::new(&proxy, &tube);
+        let other = Beanstalk::new(peer, &tube);
+        q.flush().await.expect("flush");
+        q.put(&jobs(0..holding)).await.expect("fill");
+        other
+            .put(&jobs(30_000..30_000 + holding))
+            .await
+            .expect("fill");
+        let before = count.load(AtomicOrdering::SeqCst);
+        let r = q.put(&jobs(holding - 2..holding + 3)).await.expect("put");
+        let cost = count.load(AtomicOrdering::SeqCst) - before;
+        assert_eq!((r.added, r.duplicates), (3, 2), "holding {holding}");
+        assert_eq!(q.flush().await.expect("flush"), 2 * u64::from(holding) + 3);
+        cost
+    }
+
+    /// Issue 12: a put's cost does not grow with the tube. Two commands per remembered job
+    /// (`stats-job`, `peek`) and one `put` per new one, with 10 jobs or 10,000 on the tube.
+    #[tokio::test]
+    async fn a_puts_cost_does_not_grow_with_the_tube() {
+        assert_eq!(cost_of_a_put(10).await, 2 * 2 + 3);
+        assert_eq!(cost_of_a_put(10_000).await, 2 * 2 + 3);
+    }
+
+    /// `enqueue`'s memory outlives the client: a second run skips what the first put while it
+    /// is pending, puts again what a worker took, and never trusts an id that now names
+    /// another job (a broker restarted without its binlog numbers jobs from 1 again).
+    #[tokio::test]
+    async fn the_file_carries_what_was_put_to_the_next_run() {
+        let peer = custodian_testpeers::peers().get("beanstalk");
+        let tube = format!("remember-{}", std::process::id());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = file_for(&dir.path().join("state.json"), peer, &tube);
+        let run = || Beanstalk::remembering(peer, &tube, file.clone());
+        let first = run();
+        first.flush().await.expect("flush");
+        assert_eq!(first.put(&jobs(1..4)).await.expect("put").added, 3);
+        let r = run().put(&jobs(1..5)).await.expect("put");
+        assert_eq!((r.added, r.duplicates), (1, 3));
+        // A worker takes the first job: no longer pending, so it is put again.
+        let taken = first
+            .reserve(1, Duration::from_secs(1))
+            .await
+            .expect("take");
+        assert_eq!(taken.len(), 1);
+        let r = run().put(&jobs(1..5)).await.expect("put");
+        assert_eq!((r.added, r.duplicates), (1, 3));
+        first.ack(&taken).await.expect("ack");
+        // Point job 4's entry at job 2's copy: job 4 is not taken for pending.
+        let text = std::fs::read_to_string(&file).expect("file");
+        let id_of = |port| jobs(port..port + 1)[0].id.clone();
+        let job_of = |id: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_string))
+                .expect("entry")
+        };
+        let forged = text.replace(
+            &format!("{} {}", id_of(4), job_of(&id_of(4))),
+            &format!("{} {}", id_of(4), job_of(&id_of(2))),
+        );
+        assert_ne!(forged, text);
+        std::fs::write(&file, forged).expect("write");
+        let r = run().put(&jobs(4..5)).await.expect("put");
+        assert_eq!((r.added, r.duplicates), (1, 0));
+        assert_eq!(first.flush().await.expect("flush"), 5);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode> {
             )
         })
         .collect();
-    let q = url.open();
+    let q = url.open_remembering(&settings.state_file());
     let outage = Outage::default();
     // A job whose twin is buried would only be buried again: it waits for `queue dead`.
     let dead = retry(&outage, BROKER_PATIENCE, || q.dead())

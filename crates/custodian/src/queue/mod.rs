@@ -156,6 +156,19 @@ impl QueueUrl {
         })
     }
 
+    /// A client for `enqueue`, a run that ends: on beanstalkd it keeps what it put in a file
+    /// beside `state_file`, for the next run's duplicate check (see beanstalk.rs).
+    pub(crate) fn open_remembering(&self, state_file: &std::path::Path) -> Arc<dyn JobQueue> {
+        match self {
+            QueueUrl::Beanstalk { addr, tube } => Arc::new(beanstalk::Beanstalk::remembering(
+                addr,
+                tube,
+                beanstalk::file_for(state_file, addr, tube),
+            )),
+            QueueUrl::Redis { .. } => self.open(),
+        }
+    }
+
     /// A client for this queue; it connects lazily and reconnects after failures.
     pub(crate) fn open(&self) -> Arc<dyn JobQueue> {
         match self {
