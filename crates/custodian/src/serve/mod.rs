@@ -101,10 +101,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         ready: Arc::clone(&ready),
     });
     let web_task = tokio::spawn(web::run(listener, web, stopped(stop.clone())));
-    if let Some(scan) = live.settings.scan.clone() {
-        let (h, b) = (Arc::clone(&history), Arc::clone(&board));
-        tokio::spawn(scans::every(scan, h, b, stopped(stop.clone())));
-    }
+    // The settings' scheduled scan, told of each reloaded `[scan]` section.
+    let (scan_tx, scan_rx) = watch::channel(live.settings.scan.clone());
+    let (h, b) = (Arc::clone(&history), Arc::clone(&board));
+    tokio::spawn(scans::every(scan_rx, h, b, stopped(stop.clone())));
     tracing::info!("serving on http://{}/", args.listen);
 
     let (results_tx, mut results) = mpsc::channel::<Arrived>(1024);
@@ -209,6 +209,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
             _ = stopped(stop_rx.clone()) => break,
         }
+        scans::follow(&scan_tx, &live.settings.scan);
         if *stop_rx.borrow_and_update() {
             break;
         }
