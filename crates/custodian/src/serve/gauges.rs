@@ -167,6 +167,30 @@ mod tests {
         assert!(!g.read().workers.contains_key("w1"));
     }
 
+    /// The sampler reads the broker's counts into the board's gauges at once, then every
+    /// [`QUEUE_EVERY`].
+    #[tokio::test]
+    async fn queue_depth_is_sampled() {
+        let q = Arc::new(crate::queue::memory::MemoryQueue::new(true));
+        let job = Job::new("tcp", "127.0.0.1", Some(22));
+        q.put(&[custodian_core::queue::encode(&job, Duration::from_secs(60))])
+            .await
+            .expect("put");
+        let board = Arc::new(super::super::Board::new(Vec::new(), 0));
+        let task = tokio::spawn(sample_queue(q, Arc::downgrade(&board)));
+        let mut got = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            got = board.gauges.read().queue;
+            if got.is_some() {
+                break;
+            }
+        }
+        let got = got.expect("sampled");
+        assert_eq!((got.pending, got.reserved), (1, 0));
+        task.abort();
+    }
+
     #[test]
     fn scan_summary_counts_findings_by_check_and_verdict() {
         let report = serde_json::json!({
