@@ -278,6 +278,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn certificate_expiry_is_left_out_when_unknown() {
+        let job = crate::Job::new("ssl", "127.0.0.1", Some(443));
+        let mut r = JobResult::new(&job, Status::Passed, None, 1, 1);
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(!text.contains("certificate_expiry"), "{text}");
+        r.certificate_expiry = Some(1_800_000_000);
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(text.contains("\"certificate_expiry\":1800000000"), "{text}");
+        let back: JobResult = serde_json::from_str(&text).expect("back");
+        assert_eq!(back.certificate_expiry, Some(1_800_000_000));
+    }
+
+    #[test]
     fn results_become_outcomes() {
         assert_eq!(
             Outcome::from_result(Ok::<_, String>("v1".to_string())),
