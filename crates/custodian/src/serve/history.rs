@@ -1670,7 +1670,7 @@ mod tests {
         let ids: Vec<String> = (0..10_000).map(|k| format!("check-{k}")).collect();
         for step in 0..144u64 {
             for (k, id) in ids.iter().enumerate() {
-                let s = if (k as u64 + step) % 50 == 0 {
+                let s = if (k as u64 + step).is_multiple_of(50) {
                     Status::Failed
                 } else {
                     Status::Passed
