@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package: a release build, then the man pages and shell completions the
 # binary generates from its own CLI definition, then `cargo deb` around them. Prints the
-# package path. Needs cargo-deb (`cargo install cargo-deb`). Not part of CI.
+# package path. Needs cargo-deb (`cargo install cargo-deb`). CI runs it through deploy/test-deb.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
