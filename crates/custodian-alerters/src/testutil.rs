@@ -10,7 +10,9 @@ pub(crate) const SECRET: &str = "hunter2";
 pub(crate) fn job() -> Job {
     let mut job = Job::new("http", "http://bob:hunter2@127.0.0.1:8080/", None);
     job.options.insert("password".into(), SECRET.into());
-    job.line = job.scrub("http://bob:hunter2@127.0.0.1:8080/ must run http otherwise 'web down'.");
+    job.line = job
+        .scrub("http://bob:hunter2@127.0.0.1:8080/ must run http otherwise 'web down'.")
+        .into();
     job.otherwise = Some("web down".into());
     job.file = "t.cfg".into();
     job.lineno = 7;

@@ -257,8 +257,8 @@ impl JobResult {
             id: job.id(),
             probe: job.probe.clone(),
             target: job.display_target(),
-            line: job.line.clone(),
-            file: job.file.clone(),
+            line: job.line.to_string(),
+            file: job.file.to_string(),
             lineno: job.lineno,
             status,
             // Peer text reaches every output from here: escaped once, for all of them.

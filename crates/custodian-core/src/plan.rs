@@ -15,6 +15,7 @@ use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
 use custodian_dsl::{Diagnostic, Expanded, Location, Severity, SourceFile};
 use phrase::{Fit, Phrase, SlotValue};
 use std::collections::btree_map::Entry;
+use std::sync::Arc;
 
 /// What a matched phrase sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +96,13 @@ pub fn plan(
         specs,
         phrases: specs.iter().map(|s| phrases(s)).collect(),
         strict,
-        jobs: Vec::new(),
+        // One job per expanded test unless a line has errors: reserved once, not regrown.
+        jobs: Vec::with_capacity(tests.len()),
         diags: Vec::new(),
         spans: Vec::new(),
         parsed: Vec::new(),
         quorum_at: None,
+        file: None,
     };
     for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
         planner.statement(group);
@@ -119,6 +122,8 @@ struct Planner<'s> {
     parsed: Vec<(String, Value)>,
     /// Where the statement's `with quorum N` was written.
     quorum_at: Option<Span>,
+    /// The name of the file being planned, shared by all of its jobs.
+    file: Option<Arc<str>>,
 }
 
 /// The statement being planned.
@@ -169,13 +174,22 @@ impl Planner<'_> {
         };
         let before = self.errors();
         let base = self.options(cx, index);
-        for e in group {
-            let mut job = base.clone();
-            job.target = e.target.clone();
-            self.target(cx, self.specs[index], &mut job);
-            if self.errors() == before {
-                self.jobs.push(job);
-            }
+        // Clones share the line, file and options; the last target takes the base itself.
+        let Some((last, rest)) = group.split_last() else {
+            return;
+        };
+        for e in rest {
+            self.push(cx, index, base.clone(), e, before);
+        }
+        self.push(cx, index, base, last, before);
+    }
+
+    /// Completes `job` for one expanded target and keeps it if the statement has no errors.
+    fn push(&mut self, cx: Cx<'_>, index: usize, mut job: Job, e: &Expanded<'_>, before: usize) {
+        job.target = e.target.to_string();
+        self.target(cx, self.specs[index], &mut job);
+        if self.errors() == before {
+            self.jobs.push(job);
         }
     }
 
@@ -209,7 +223,7 @@ impl Planner<'_> {
         job.otherwise = cx.test.otherwise.as_ref().map(|o| o.value.clone());
         job.subject = cx.test.subject.as_ref().map(|s| s.value.clone());
         job.window = cx.test.window.as_ref().map(|w| w.value);
-        job.file = cx.file.name.clone();
+        job.file = self.file_name(cx);
         job.lineno = cx.stmt.lineno;
         let before = self.errors();
         self.spans.clear();
@@ -231,8 +245,16 @@ impl Planner<'_> {
                 self.line_problem(cx, e);
             }
         }
-        job.line = masked_line(cx, &secrets);
+        job.line = masked_line(cx, &secrets).into();
         job
+    }
+
+    /// The file's name, allocated once per file rather than once per job.
+    fn file_name(&mut self, cx: Cx<'_>) -> Arc<str> {
+        match &self.file {
+            Some(name) if **name == *cx.file.name => Arc::clone(name),
+            _ => Arc::clone(self.file.insert(cx.file.name.as_str().into())),
+        }
     }
 
     /// Reports a whole-line problem at the option it names (else at the type); one the
@@ -494,28 +516,23 @@ impl Planner<'_> {
 
     fn url_target(&mut self, cx: Cx<'_>, spec: &ProbeSpec, schemes: &[&str], job: &mut Job) {
         let span = cx.test.target.span;
-        let shown = mask_url(&job.target);
-        let example = format!(
-            "write a URL such as `{}://example.com/`",
-            schemes.first().unwrap_or(&"http")
-        );
+        // Messages are built only on error: this runs for every URL target.
+        let shown = || mask_url(&job.target);
+        let example = || {
+            format!(
+                "write a URL such as `{}://example.com/`",
+                schemes.first().unwrap_or(&"http")
+            )
+        };
         let url = match url::Url::parse(&job.target) {
             Ok(u) if u.has_host() => u,
             Ok(_) => {
-                return self.error(
-                    cx,
-                    span,
-                    format!("The target wasn't a URL: '{shown}' has no host"),
-                    Some(example),
-                )
+                let msg = format!("The target wasn't a URL: '{}' has no host", shown());
+                return self.error(cx, span, msg, Some(example()));
             }
             Err(e) => {
-                return self.error(
-                    cx,
-                    span,
-                    format!("The target wasn't a URL: '{shown}' ({e})"),
-                    Some(example),
-                )
+                let msg = format!("The target wasn't a URL: '{}' ({e})", shown());
+                return self.error(cx, span, msg, Some(example()));
             }
         };
         if !schemes.contains(&url.scheme()) {
@@ -651,6 +668,10 @@ fn masked_line(cx: Cx<'_>, secrets: &[Token]) -> String {
             _ if !t.text.is_empty() => text = text.replace(&t.text, MASK),
             _ => {}
         }
+    }
+    // Only a word with a scheme can hold a URL password; most lines have none.
+    if !text.contains("://") {
+        return text;
     }
     let words: Vec<String> = text.split(' ').map(mask_url).collect();
     words.join(" ")

@@ -4,7 +4,8 @@ use custodian_dsl::ast::Window;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{Deref, DerefMut, Range};
+use std::sync::Arc;
 
 /// Version of the job wire format; bumped on any incompatible change.
 pub const WIRE_VERSION: u32 = 1;
@@ -99,11 +100,65 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub report: bool,
     /// Probe-specific options, validated by the planner against the probe's parameters.
-    pub options: BTreeMap<String, serde_json::Value>,
-    /// The source line with secrets masked.
-    pub line: String,
-    pub file: String,
+    /// Shared by the jobs of one statement (a macro line yields many) until one is changed.
+    pub options: Options,
+    /// The source line with secrets masked; shared by the jobs of one statement.
+    pub line: Arc<str>,
+    /// Shared by the jobs of one file.
+    pub file: Arc<str>,
     pub lineno: u32,
+}
+
+/// A job's options: a map that reads like a `BTreeMap` and is copied only when written to, so
+/// the many jobs a macro line expands to hold one map between them. On the wire it is the map.
+#[derive(Clone, PartialEq, Default)]
+pub struct Options(Arc<BTreeMap<String, serde_json::Value>>);
+
+impl Deref for Options {
+    type Target = BTreeMap<String, serde_json::Value>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Options {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<BTreeMap<String, serde_json::Value>> for Options {
+    fn from(map: BTreeMap<String, serde_json::Value>) -> Self {
+        Options(Arc::new(map))
+    }
+}
+
+impl<'a> IntoIterator for &'a Options {
+    type Item = (&'a String, &'a serde_json::Value);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, serde_json::Value>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Options {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Options {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(d).map(Options::from)
+    }
 }
 
 impl Job {
@@ -125,9 +180,9 @@ impl Job {
             from: None,
             quorum: None,
             report: false,
-            options: BTreeMap::new(),
-            line: format!("{target} must run {probe}."),
-            file: "-".to_string(),
+            options: Options::default(),
+            line: format!("{target} must run {probe}.").into(),
+            file: "-".into(),
             lineno: 0,
         }
     }

@@ -11,6 +11,7 @@ use crate::ast::{
 use crate::blocks::{self, LARGE};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::parser::is_macro_name;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,8 +21,9 @@ pub struct Expanded<'a> {
     pub file: &'a SourceFile,
     pub stmt: &'a Statement,
     pub test: &'a TestStmt,
-    /// The macro member, or the target as written.
-    pub target: String,
+    /// The macro member, or the target as written: borrowed from the file where it is written
+    /// there (a block's addresses and fetched members are owned).
+    pub target: Cow<'a, str>,
     /// The names of a `from lon1 and EUROPE` clause, macros replaced by their members, in
     /// order; `None` without such a clause. Shared by every target of the statement.
     pub locations: Option<Arc<[Location]>>,
@@ -55,7 +57,7 @@ pub fn expand_at_most<'a>(
     fetch: &mut Fetch<'_>,
     max: usize,
 ) -> (Vec<Expanded<'a>>, Vec<Diagnostic>) {
-    let mut macros: HashMap<&'a str, Vec<String>> = HashMap::new();
+    let mut macros: HashMap<&'a str, Vec<Cow<'a, str>>> = HashMap::new();
     let mut out = Vec::new();
     let mut diags = Vec::new();
     for file in files {
@@ -70,17 +72,17 @@ pub fn expand_at_most<'a>(
                             continue;
                         }
                     };
-                    let make = |target: String| Expanded {
+                    let make = |target: Cow<'a, str>| Expanded {
                         file,
                         stmt,
                         test,
                         target,
                         locations: locations.clone(),
                     };
-                    let literal = std::slice::from_ref(&test.target.value);
+                    let literal = [Cow::Borrowed(test.target.value.as_str())];
                     let targets = macros
                         .get(test.target.value.as_str())
-                        .map_or(literal, Vec::as_slice);
+                        .map_or(&literal[..], Vec::as_slice);
                     for target in targets {
                         let block = blocks::target_block(target);
                         let n = block.as_ref().map_or(1, |b| b.len());
@@ -92,7 +94,9 @@ pub fn expand_at_most<'a>(
                             Some(b) if b.len() > LARGE => {
                                 diags.push(too_large(file, test, target, b.len()))
                             }
-                            Some(b) => out.extend(b.addresses().map(|ip| make(ip.to_string()))),
+                            Some(b) => {
+                                out.extend(b.addresses().map(|ip| make(Cow::Owned(ip.to_string()))))
+                            }
                             None => out.push(make(target.clone())),
                         }
                     }
@@ -108,7 +112,7 @@ pub fn expand_at_most<'a>(
 fn locations(
     file: &SourceFile,
     test: &TestStmt,
-    macros: &HashMap<&str, Vec<String>>,
+    macros: &HashMap<&str, Vec<Cow<'_, str>>>,
 ) -> Result<Option<Arc<[Location]>>, Diagnostic> {
     let Some(FromClause::Names(words)) = test.from.as_ref().map(|f| &f.value) else {
         return Ok(None);
@@ -118,7 +122,7 @@ fn locations(
         let is_macro = is_macro_name(&w.value) && w.value.bytes().any(|b| b.is_ascii_uppercase());
         match macros.get(w.value.as_str()) {
             Some(members) => out.extend(members.iter().map(|m| Location {
-                name: m.clone(),
+                name: m.to_string(),
                 span: w.span,
                 via: Some(w.value.clone()),
             })),
@@ -155,7 +159,7 @@ fn too_large(file: &SourceFile, test: &TestStmt, target: &str, n: u64) -> Diagno
 fn define<'a>(
     file: &'a SourceFile,
     m: &'a MacroDef,
-    macros: &mut HashMap<&'a str, Vec<String>>,
+    macros: &mut HashMap<&'a str, Vec<Cow<'a, str>>>,
     fetch: &mut Fetch<'_>,
     diags: &mut Vec<Diagnostic>,
 ) {
@@ -167,8 +171,11 @@ fn define<'a>(
         return;
     }
     let members = match &m.body {
-        MacroBody::Members(ms) => ms.iter().map(|s| s.value.clone()).collect(),
-        MacroBody::Fetched(url) => fetched(file, name, url, fetch, diags),
+        MacroBody::Members(ms) => ms.iter().map(|s| Cow::Borrowed(s.value.as_str())).collect(),
+        MacroBody::Fetched(url) => fetched(file, name, url, fetch, diags)
+            .into_iter()
+            .map(Cow::Owned)
+            .collect(),
     };
     macros.insert(name, members);
 }

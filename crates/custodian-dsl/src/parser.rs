@@ -36,9 +36,10 @@ type Result<T> = std::result::Result<T, Error>;
 /// Parses a whole file; returns every statement that parsed and a diagnostic for every line that
 /// did not.
 pub fn parse(name: &str, source: &str) -> (SourceFile, Vec<Diagnostic>) {
-    let mut statements = Vec::new();
+    let lines = lexer::lines(source);
+    let mut statements = Vec::with_capacity(lines.len());
     let mut diags = Vec::new();
-    for line in lexer::lines(source) {
+    for line in lines {
         match statement(&line) {
             Ok(kind) => statements.push(Statement {
                 kind,
@@ -147,6 +148,7 @@ fn members(is: &Token, body: &[Token]) -> Result<Vec<Spanned<String>>> {
         return Err(Error::new(is.span, "the macro has no members")
             .hint("write `NAME is MEMBER and MEMBER`"));
     }
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -199,11 +201,15 @@ fn test(toks: Vec<Token>) -> Result<TestStmt> {
             n => i += n,
         }
     }
-    stmt.args = toks
-        .into_iter()
-        .zip(is_arg)
-        .filter_map(|(t, a)| a.then_some(t))
-        .collect();
+    // Sized exactly: statements live until planning ends, and collecting in place would keep
+    // the capacity of every word of the line.
+    let mut args = Vec::with_capacity(is_arg.iter().filter(|a| **a).count());
+    args.extend(
+        toks.into_iter()
+            .zip(is_arg)
+            .filter_map(|(t, a)| a.then_some(t)),
+    );
+    stmt.args = args;
     Ok(stmt)
 }
 

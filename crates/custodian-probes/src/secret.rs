@@ -69,7 +69,7 @@ pub(crate) fn resolve(job: &Job) -> Result<Resolved, Invalid> {
         if let Some(v) = replaced {
             out.read.push(v.clone());
             out.options
-                .get_or_insert_with(|| job.options.clone())
+                .get_or_insert_with(|| (*job.options).clone())
                 .insert(key.clone(), v.into());
         }
     }
@@ -173,7 +173,8 @@ mod tests {
         job.options = BTreeMap::from([
             ("password".to_string(), pw.into()),
             ("username".to_string(), "mon".into()),
-        ]);
+        ])
+        .into();
         job
     }
 

@@ -243,7 +243,7 @@ fn plan(args: &ScanArgs) -> Result<Plan> {
     {
         let options = check_options(probe, spec, &given)?;
         let mut template = Job::new(probe.spec.name, "0.0.0.0", None);
-        template.options = options.clone();
+        template.options = options.clone().into();
         let params = custodian_probes::prepare(&template)
             .map_err(|e| anyhow::anyhow!("{}: {}", probe.spec.name, flag_error(&e)))?;
         checks.push(Check {
@@ -309,7 +309,7 @@ async fn probe(plan: Arc<Plan>, env: Arc<Env>, t: Task) -> Row {
     let check = &plan.checks[t.check];
     let name = check.probe.spec.name;
     let mut job = Job::new(name, &t.ip.to_string(), Some(t.port));
-    job.options = check.options.clone();
+    job.options = check.options.clone().into();
     let deadline = tokio::time::Instant::now() + plan.timeout;
     let cx = Ctx::prepared(
         env,

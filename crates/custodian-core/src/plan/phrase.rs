@@ -56,6 +56,10 @@ impl Phrase {
 
     /// For a phrase without slots, its option key: the words joined by `_`, lower-case.
     pub(super) fn flag_key(&self) -> Option<String> {
+        // Asked of every phrase that fits: a phrase with a slot answers without allocating.
+        if self.parts.iter().any(|p| matches!(p, Part::Slot { .. })) {
+            return None;
+        }
         let mut words = Vec::new();
         for p in &self.parts {
             match p {

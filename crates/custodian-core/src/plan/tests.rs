@@ -233,15 +233,15 @@ fn secrets_are_masked_in_line_but_kept_in_options() {
         "http://bob:s3cret@x.example/ must run http with username 'bob' with password 'hunter2'.",
     );
     assert_eq!(
-        j.line,
+        &*j.line,
         "http://bob:********@x.example/ must run http with username 'bob' with password '********'."
     );
     assert_eq!(j.opt_str("password"), Some("hunter2"));
     assert_eq!(j.target, "http://bob:s3cret@x.example/");
     let j = job("http://x/ must run http \\\n with password pw1");
     assert_eq!(
-        j.line,
-        format!("http://x/ must run http  with password {MASK}")
+        &*j.line,
+        &format!("http://x/ must run http  with password {MASK}")
     );
 }
 
@@ -255,8 +255,8 @@ fn secret_references_are_syntax_checked_and_kept() {
         Some("${env:CUSTODIAN_PLAN_UNSET_PW}")
     );
     assert_eq!(
-        j.line,
-        format!("http://x/ must run http with password '{MASK}'.")
+        &*j.line,
+        &format!("http://x/ must run http with password '{MASK}'.")
     );
     let d = diag(
         "http://x/ must run http with password '${vault:db}'.",
@@ -317,9 +317,9 @@ fn statement_fields_are_carried() {
         j.window.map(|w| (w.from, w.to, w.except)),
         Some((22, 3, false))
     );
-    assert_eq!((j.file.as_str(), j.lineno), ("t.cfg", 3));
+    assert_eq!((&*j.file, j.lineno), ("t.cfg", 3));
     assert_eq!(
-        j.line,
+        &*j.line,
         "HOSTS must not run ssh otherwise 'down' with subject 'S' between 22-3."
     );
 }
@@ -328,13 +328,13 @@ fn statement_fields_are_carried() {
 fn credential_header_and_data_values_are_masked_in_line() {
     let j = job("http://x/ must run http with header 'Authorization: Bearer s3cr3t' with data 'u=bob&password=pw9'.");
     assert_eq!(
-        j.line,
+        &*j.line,
         "http://x/ must run http with header 'Authorization: ********' with data 'u=bob&password=********'."
     );
     assert_eq!(j.opt_str("header"), Some("Authorization: Bearer s3cr3t"));
     let j = job("http://x/ must run http with header 'X-Probe: yes'.");
     assert_eq!(
-        j.line,
+        &*j.line,
         "http://x/ must run http with header 'X-Probe: yes'."
     );
 }

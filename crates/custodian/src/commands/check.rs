@@ -25,5 +25,8 @@ pub(crate) async fn check(args: CheckArgs) -> Result<ExitCode> {
             args.files.len()
         )?;
     }
+    // The process ends here: the kernel takes the memory back at once, where freeing a
+    // quarter of a million jobs one by one costs a noticeable share of the check.
+    std::mem::forget(jobs);
     Ok(ExitCode::SUCCESS)
 }

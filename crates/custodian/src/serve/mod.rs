@@ -470,9 +470,9 @@ impl Spread {
             return;
         };
         let mut job = Job::new("location", place, None);
-        job.line = format!("location {place} must have live workers");
+        job.line = format!("location {place} must have live workers").into();
         job.subject = Some(format!("location {place} silent"));
-        job.file = "serve".to_string();
+        job.file = "serve".into();
         let (status, why) = match silent {
             true => (
                 custodian_core::Status::Failed,

@@ -25,7 +25,7 @@ fn job(probe: &str, target: &str, file: &str, lineno: u32) -> Job {
     let mut j = Job::new(probe, target, None);
     j.file = file.into();
     j.lineno = lineno;
-    j.line = format!("{target} must run {probe}");
+    j.line = format!("{target} must run {probe}").into();
     j
 }
 
