@@ -52,7 +52,8 @@ pub(crate) use ids::file_for;
 use ids::PutIds;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Mutex};
 
@@ -118,8 +119,13 @@ impl Reply {
     }
 }
 
+/// Socket buffers: a pipeline of puts is a few hundred KiB, written in few system calls.
+const IO_BUFFER: usize = 64 * 1024;
+
+/// A connection, its halves apart so that a pipeline is written while its replies are read.
 struct Conn {
-    io: BufStream<TcpStream>,
+    rd: BufReader<OwnedReadHalf>,
+    wr: BufWriter<OwnedWriteHalf>,
     /// The broker's `max-job-size`: bigger bodies are refused before they are sent.
     max_job: usize,
 }
@@ -131,10 +137,7 @@ impl Conn {
             .map_err(|_| unavailable(format!("connecting to {addr} timed out")))?
             .map_err(|e| unavailable(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let mut c = Conn {
-            io: BufStream::new(stream),
-            max_job: MAX_BODY,
-        };
+        let mut c = Conn::new(stream);
         let setup = [
             format!("use {tube}"),
             format!("watch {tube}"),
@@ -156,7 +159,16 @@ impl Conn {
         Ok(c)
     }
 
-    /// Sends the commands (each a full request without its final CRLF), then reads the replies.
+    fn new(stream: TcpStream) -> Conn {
+        let (rd, wr) = stream.into_split();
+        Conn {
+            rd: BufReader::with_capacity(IO_BUFFER, rd),
+            wr: BufWriter::with_capacity(IO_BUFFER, wr),
+            max_job: MAX_BODY,
+        }
+    }
+
+    /// Sends the commands (each a full request without its final CRLF) and reads the replies.
     async fn exchange(&mut self, cmds: Vec<Vec<u8>>) -> Result<Vec<Reply>, QueueError> {
         let mut out = Vec::with_capacity(cmds.len());
         for chunk in cmds.chunks(PIPELINE) {
@@ -169,20 +181,24 @@ impl Conn {
         Ok(out)
     }
 
+    /// Writes the chunk while reading its replies: the broker works on the first commands
+    /// while the rest are on their way, and big replies (`peek`) never stall the writer.
     async fn round_trip(&mut self, chunk: &[Vec<u8>], out: &mut Vec<Reply>) -> std::io::Result<()> {
-        for c in chunk {
-            self.io.write_all(c).await?;
-            self.io.write_all(b"\r\n").await?;
-        }
-        self.io.flush().await?;
-        for _ in chunk {
-            out.push(self.read().await?);
-        }
-        Ok(())
-    }
-
-    async fn read(&mut self) -> std::io::Result<Reply> {
-        read_reply(&mut self.io).await
+        let Conn { rd, wr, .. } = self;
+        let write = async {
+            for c in chunk {
+                wr.write_all(c).await?;
+                wr.write_all(b"\r\n").await?;
+            }
+            wr.flush().await
+        };
+        let read = async {
+            for _ in chunk {
+                out.push(read_reply(rd).await?);
+            }
+            Ok(())
+        };
+        tokio::try_join!(write, read).map(drop)
     }
 }
 
@@ -612,26 +628,31 @@ impl Beanstalk {
     }
 
     /// Drops remembered jobs that are no longer pending here, once they have doubled since
-    /// the last sweep. Housekeeping: a failure leaves them for the next time.
-    async fn sweep(&self, ids: &mut PutIds) {
+    /// the last sweep. The batch's own (`batch`) were just asked about or put, so they are
+    /// kept and not asked again. Housekeeping: a failure leaves them for the next time.
+    async fn sweep(&self, ids: &mut PutIds, batch: &HashSet<&String>) {
         if !ids.sweep_due() {
             return;
         }
-        let entries = ids.entries();
-        let cmds = entries
+        let others: Vec<(String, u64)> = ids
+            .entries()
+            .into_iter()
+            .filter(|(id, _)| !batch.contains(id))
+            .collect();
+        let cmds = others
             .iter()
             .map(|(_, n)| text(format!("stats-job {n}")))
             .collect();
         let Ok(replies) = self.exchange(cmds).await else {
             return;
         };
-        let keep: HashSet<u64> = entries
+        let gone: HashSet<&str> = others
             .iter()
             .zip(&replies)
-            .filter(|(_, r)| self.is_pending_here(r))
-            .map(|((_, n), _)| *n)
+            .filter(|(_, r)| !self.is_pending_here(r))
+            .map(|((id, _), _)| id.as_str())
             .collect();
-        ids.swept(|_, n| keep.contains(&n));
+        ids.swept(|id, _| !gone.contains(id));
     }
 
     /// Up to `max` jobs, waiting for the first on a blocking reserve (see [`Lessors`]).
@@ -911,7 +932,7 @@ impl JobQueue for Beanstalk {
                 .collect();
             let added = self.put_new(&mut ids, &new, max).await;
             if added.is_ok() {
-                self.sweep(&mut ids).await;
+                self.sweep(&mut ids, &seen).await;
             }
             // Even after a failure: the jobs that went in are known to the retry.
             if let Err(e) = ids.save() {
@@ -1059,13 +1080,10 @@ mod tests {
             let _ = s.read(&mut sink).await;
         });
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut c = Conn {
-            io: BufStream::new(stream),
-            max_job: MAX_BODY,
-        };
-        let first = c.read().await.expect("first reply");
+        let mut c = Conn::new(stream);
+        let first = read_reply(&mut c.rd).await.expect("first reply");
         assert_eq!(first.data.map(|d| d.len()), Some(1_500_000));
-        let second = c.read().await.expect("second reply");
+        let second = read_reply(&mut c.rd).await.expect("second reply");
         assert!(second.is("FOUND"));
         assert_eq!(second.data.as_deref(), Some(&b"abc"[..]));
     }
