@@ -27,20 +27,18 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
     let engine = start.engine();
     let json = args.json;
+    // Counted as they come: recounting every result at each failure is quadratic.
+    let mut failed = 0usize;
     engine
         .run_all(jobs, alerting.as_ref().map(|a| a.room()), |r| {
             if json {
                 println!("{}", report::json_line(&r));
             }
             if r.status == Status::Failed {
-                bar.set_message(format!(
-                    "{} failed",
-                    results
-                        .iter()
-                        .filter(|x| x.status == Status::Failed)
-                        .count()
-                        + 1
-                ));
+                failed += 1;
+                if !bar.is_hidden() {
+                    bar.set_message(format!("{failed} failed"));
+                }
             }
             bar.inc(1);
             let accepted = alerting.as_ref().map(|a| a.spawn(r.clone()));

@@ -6,8 +6,9 @@ use super::memory::MemoryQueue;
 use super::{retry, Backoff, Outage};
 use crate::alerting::Accepted;
 use crate::worker::Engine;
-use custodian_core::queue::{self, JobQueue, Lease, QueueError};
+use custodian_core::queue::{self, JobQueue, Lease, Pending, QueueError};
 use custodian_core::{Job, JobResult, Status};
+use futures::FutureExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -81,9 +82,25 @@ struct Shared {
     room: Option<Arc<Semaphore>>,
     /// The broker's refusal (bad password, no such database) that ends the drive.
     refused: Mutex<Option<QueueError>>,
+    /// `run`'s jobs, which never leave this process: a lease's body is an index into them
+    /// instead of the job as JSON, sparing an encode and a decode of every job.
+    local: Option<Vec<Arc<Job>>>,
 }
 
 impl Shared {
+    /// The job a lease holds: looked up for `run`'s own jobs, else decoded from its body.
+    fn job(&self, lease: &Lease) -> Result<Arc<Job>, String> {
+        let Some(local) = &self.local else {
+            return queue::decode(&lease.body).map(Arc::new);
+        };
+        let index = <[u8; 8]>::try_from(lease.body.as_slice()).map(u64::from_le_bytes);
+        index
+            .ok()
+            .and_then(|i| local.get(usize::try_from(i).ok()?))
+            .cloned()
+            .ok_or_else(|| "not a job of this run".to_string())
+    }
+
     fn held(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,12 +125,18 @@ pub(crate) async fn embedded(
     on_result: impl FnMut(JobResult) -> Option<Accepted>,
 ) {
     let queue = Arc::new(MemoryQueue::new(false));
-    // Nothing else consumes this queue: a lease never needs to run out.
-    let pending: Vec<_> = jobs
-        .iter()
-        .map(|j| queue::encode(j, Duration::MAX))
+    // Nothing else consumes this queue: a lease never needs to run out. The bodies are
+    // indexes into `jobs` (see [`Shared::local`]); ids only serve de-duplication, off here.
+    let pending: Vec<_> = (0..jobs.len() as u64)
+        .map(|i| Pending {
+            id: String::new(),
+            body: i.to_le_bytes().to_vec(),
+            lease: Duration::MAX,
+        })
         .collect();
     let _ = queue.put(&pending).await;
+    drop(pending);
+    let local = Some(jobs.into_iter().map(Arc::new).collect());
     let (_keep, stop) = watch::channel(false);
     let opts = Options {
         concurrency,
@@ -123,7 +146,7 @@ pub(crate) async fn embedded(
         room,
     };
     // The memory queue never refuses anything.
-    let _ = drive(queue, engine, opts, stop, on_result).await;
+    let _ = drive_jobs(queue, local, engine, opts, stop, on_result).await;
 }
 
 /// Drains `queue` until `stop` turns true (or, with `drain`, until it is empty), handing each
@@ -132,6 +155,18 @@ pub(crate) async fn embedded(
 /// no such database) stops taking jobs at once and is returned once those in flight are done.
 pub(crate) async fn drive(
     queue: Arc<dyn JobQueue>,
+    engine: Arc<Engine>,
+    opts: Options,
+    stop: watch::Receiver<bool>,
+    on_result: impl FnMut(JobResult) -> Option<Accepted>,
+) -> Result<(), QueueError> {
+    drive_jobs(queue, None, engine, opts, stop, on_result).await
+}
+
+/// [`drive`], with the bodies indexes into `local` when it is given (see [`Shared::local`]).
+async fn drive_jobs(
+    queue: Arc<dyn JobQueue>,
+    local: Option<Vec<Arc<Job>>>,
     engine: Arc<Engine>,
     opts: Options,
     stop: watch::Receiver<bool>,
@@ -144,6 +179,7 @@ pub(crate) async fn drive(
         held: Mutex::default(),
         room: opts.room.clone(),
         refused: Mutex::default(),
+        local,
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
@@ -316,6 +352,8 @@ async fn drained(shared: &Shared) -> bool {
 }
 
 /// Decodes and runs one job; a panic in the probe becomes a failed result and a burial.
+/// The panic is caught in this task rather than by running the job in a second one: a task
+/// per job is cost enough (issue 13).
 async fn run_one(
     shared: Arc<Shared>,
     lease: Lease,
@@ -323,35 +361,40 @@ async fn run_one(
     stop: watch::Receiver<bool>,
     tx: mpsc::UnboundedSender<Done>,
 ) {
-    let job = match queue::decode(&lease.body) {
-        Ok(job) => Arc::new(job),
+    let job = match shared.job(&lease) {
+        Ok(job) => job,
         Err(why) => {
             let _ = tx.send(Done::Poison(lease, format!("cannot decode job: {why}")));
             return;
         }
     };
-    let engine = Arc::clone(&shared.engine);
-    let task = tokio::spawn({
-        let job = Arc::clone(&job);
-        async move { engine.run_job(&job).await }
-    });
-    let abort = task.abort_handle();
+    let run = std::panic::AssertUnwindSafe(shared.engine.run_job(&job)).catch_unwind();
     let done = tokio::select! {
-        joined = task => match joined {
+        caught = run => match caught {
             Ok(result) => Done::Finished(lease, result),
-            Err(e) => {
-                let reason = format!("probe crashed: {e}");
+            Err(panic) => {
+                let reason = format!("probe crashed: {}", panic_text(panic.as_ref()));
                 let result = JobResult::new(&job, Status::Failed, Some(reason.clone()), 0, 1);
                 Done::Crashed(lease, result, reason)
             }
         },
-        _ = grace_over(stop) => {
-            abort.abort();
-            Done::Abandoned(lease)
-        }
+        // Dropping the job's future (the other branch) ends it.
+        _ = grace_over(stop) => Done::Abandoned(lease),
     };
     drop(permit);
     let _ = tx.send(done);
+}
+
+/// What a caught panic says, as a task's join error said it.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    match text {
+        Some(t) => format!("task panicked with message {t:?}"),
+        None => "task panicked".to_string(),
+    }
 }
 
 /// Resolves when a stop was requested; never if the sender is gone without one.
@@ -507,6 +550,7 @@ mod tests {
             held: Mutex::default(),
             room: Some(room),
             refused: Mutex::default(),
+            local: None,
         };
         let result = JobResult::new(&job, Status::Passed, None, 1, 1);
         let mut seen = 0;
@@ -550,6 +594,7 @@ mod tests {
             held: Mutex::default(),
             room: None,
             refused: Mutex::default(),
+            local: None,
         };
         let why = "probe crashed: task panicked".to_string();
         let result = JobResult::new(&job, Status::Failed, Some(why.clone()), 0, 1);
