@@ -7,7 +7,7 @@ use regex::{Regex, RegexBuilder};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Largest compiled regex we accept (the regex crate's own unit); a pattern past it is a
 /// config error, not a worker's memory spike.
@@ -69,7 +69,7 @@ pub enum Value {
     Text(String),
     Int(u64),
     Flag,
-    Regex(Regex),
+    Regex(Pattern),
     /// A probe-specific parsed value (a status list, an LDAP filter, a mail address...).
     Parsed(Arc<dyn Any + Send + Sync>),
 }
@@ -83,6 +83,51 @@ impl fmt::Debug for Value {
             Value::Regex(r) => write!(f, "Regex({:?})", r.as_str()),
             Value::Parsed(_) => f.write_str("Parsed(..)"),
         }
+    }
+}
+
+/// Longest plain literal left to compile on first use ([`Pattern`]): far too short to reach
+/// [`REGEX_SIZE_LIMIT`], even case-insensitive.
+const LAZY_LITERAL: usize = 256;
+
+/// A regex option. A short plain literal (no metacharacter) always compiles, so it is built
+/// only when a probe first reads it: the planner checks 100,000 distinct banners without
+/// building 100,000 automata (the cost of `enqueue` of such a file). Any other pattern is
+/// compiled, and so checked, at once.
+#[derive(Clone)]
+pub struct Pattern {
+    text: Arc<str>,
+    ignore_case: bool,
+    compiled: Arc<OnceLock<Option<Regex>>>,
+}
+
+impl Pattern {
+    fn new(text: &str, ignore_case: bool) -> Result<Pattern, Invalid> {
+        let compiled = OnceLock::new();
+        let literal = text.len() <= LAZY_LITERAL
+            && !text.contains([
+                '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+            ]);
+        if !literal {
+            let _ = compiled.set(Some(regex(text, ignore_case)?));
+        }
+        Ok(Pattern {
+            text: text.into(),
+            ignore_case,
+            compiled: Arc::new(compiled),
+        })
+    }
+
+    /// The compiled regex, built now if this is its first use (`None` only if a literal
+    /// failed to compile, which cannot happen).
+    pub fn get(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| regex(&self.text, self.ignore_case).ok())
+            .as_ref()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
@@ -105,7 +150,7 @@ pub enum Kind {
     NonEmpty,
     /// A whole number in `min..=max` (for `{name:int}` slots).
     Int { min: u64, max: u64 },
-    /// A regular expression, compiled once per job.
+    /// A regular expression, checked when parsed (see [`Pattern`]).
     Regex { ignore_case: bool },
     /// The probe's own parser.
     Parse(ParseFn),
@@ -160,7 +205,7 @@ impl Kind {
             }
             Kind::NonEmpty => Ok(Value::Text(s.to_string())),
             Kind::Int { .. } => Err(Invalid::new(format!("`{s}` is not a whole number"))),
-            Kind::Regex { ignore_case } => regex(s, *ignore_case).map(Value::Regex),
+            Kind::Regex { ignore_case } => Pattern::new(s, *ignore_case).map(Value::Regex),
             Kind::Parse(f) => f(s),
         }
     }
@@ -317,7 +362,7 @@ impl Params {
     /// A compiled regex option, if given.
     pub fn regex(&self, key: &str) -> Option<&Regex> {
         match self.values.get(key)? {
-            Value::Regex(r) => Some(r),
+            Value::Regex(r) => r.get(),
             _ => None,
         }
     }
@@ -374,7 +419,16 @@ mod tests {
         let Ok(Value::Regex(r)) = Kind::Regex { ignore_case: true }.parse(&json!("ssh")) else {
             panic!("no regex")
         };
-        assert!(r.is_match("SSH-2.0"));
+        assert!(r.get().expect("compiled").is_match("SSH-2.0"));
+        // The longest literal left for later compiles, case-insensitive, in the size limit.
+        let long = "\u{212a}k".repeat(LAZY_LITERAL / 4);
+        let Ok(Value::Regex(r)) = Kind::Regex { ignore_case: true }.parse(&json!(long)) else {
+            panic!("no regex")
+        };
+        assert!(r
+            .get()
+            .expect("compiled")
+            .is_match(&"KK".repeat(LAZY_LITERAL / 4)));
         assert!(Kind::NonEmpty.parse(&json!(" ")).is_err());
         assert!(matches!(Kind::Text.parse(&json!("")), Ok(Value::Text(_))));
     }
