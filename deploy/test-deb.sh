@@ -19,7 +19,7 @@ die() { printf 'test-deb: FAILED: %s\n' "$*" >&2; exit 1; }
 if ! command -v cargo-deb >/dev/null; then
     say "installing cargo-deb (once; it stays in ~/.cargo/bin)"
     # Its own temporary target dir: the workspace's cache holds only the workspace's builds.
-    env -u CARGO_TARGET_DIR cargo install cargo-deb --locked
+    env -u CARGO_TARGET_DIR cargo install cargo-deb --locked --version 3.8.0
 fi
 # man -w needs man-db; systemd-analyze comes with systemd (it verifies units without systemd
 # running as PID 1).
