@@ -17,10 +17,11 @@
 //! beanstalkd cannot list a tube or find a job by its content, so the client remembers, for
 //! each check id it put, the id beanstalkd gave that copy ([`PutIds`]: in memory in a
 //! long-running client, in a file beside the state file for `enqueue`) and asks about those
-//! alone, in one pipelined exchange: `stats-job` (still in our tube and ready?) and `peek`
-//! (still that check? ids start again when a broker without a binlog restarts). A put thus
-//! costs two commands per remembered job of its batch and one per new job, whatever the tube
-//! or the broker holds; the memory is swept (a `stats-job` each) whenever it has doubled.
+//! alone, in two pipelined exchanges: `stats-job` (still in our tube and ready?), then `peek`
+//! for the ready ones (still that check? ids start again when a broker without a binlog
+//! restarts). A put thus costs at most two commands per remembered job of its batch and one
+//! per new job, whatever the tube or the broker holds; the memory is swept (a `stats-job`
+//! each) whenever it has doubled.
 //!
 //! The guarantee: exact for the jobs this client (or an earlier `enqueue` with the same state
 //! file) put. A copy put by anyone else (an enqueuer on another host, `serve` and `enqueue` on
@@ -555,7 +556,8 @@ impl Beanstalk {
     }
 
     /// Of `jobs`, the ids whose copy this client put is still pending: in our tube, ready
-    /// (or delayed) and still that job. Two commands per remembered job, one exchange.
+    /// (or delayed) and still that job. A `stats-job` per remembered job, then a `peek` per
+    /// one that is ready here: two exchanges, whatever the tube holds.
     async fn still_pending<'j>(
         &self,
         ids: &PutIds,
@@ -565,30 +567,35 @@ impl Beanstalk {
             .iter()
             .filter_map(|p| Some((p.id.as_str(), ids.get(&p.id)?)))
             .collect();
-        if asked.is_empty() {
-            return Ok(HashSet::new());
-        }
         let cmds = asked
             .iter()
-            .flat_map(|(_, n)| [text(format!("stats-job {n}")), text(format!("peek {n}"))])
+            .map(|(_, n)| text(format!("stats-job {n}")))
             .collect();
-        let replies = self.exchange(cmds).await?;
-        Ok(asked
+        let stats = self.exchange(cmds).await?;
+        let ready: Vec<(&str, u64)> = asked
+            .into_iter()
+            .zip(&stats)
+            .filter(|(_, r)| self.is_pending_here(r))
+            .map(|(a, _)| a)
+            .collect();
+        // Still that check? Job ids start again when a broker without a binlog restarts.
+        let cmds = ready
             .iter()
-            .zip(replies.chunks(2))
-            .filter(|((id, _), r)| match r {
-                [stats, peek] => {
-                    self.is_pending_here(stats)
-                        && peek.is("FOUND")
-                        && peek
-                            .data
-                            .as_deref()
-                            .and_then(split_body)
-                            .is_some_and(|(found, _)| found == *id)
-                }
-                _ => false,
+            .map(|(_, n)| text(format!("peek {n}")))
+            .collect();
+        let peeks = self.exchange(cmds).await?;
+        Ok(ready
+            .into_iter()
+            .zip(&peeks)
+            .filter(|((id, _), peek)| {
+                peek.is("FOUND")
+                    && peek
+                        .data
+                        .as_deref()
+                        .and_then(split_body)
+                        .is_some_and(|(found, _)| found == *id)
             })
-            .map(|((id, _), _)| *id)
+            .map(|((id, _), _)| id)
             .collect())
     }
 
