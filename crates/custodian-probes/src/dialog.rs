@@ -19,6 +19,13 @@ pub(crate) const MAX_REPLY_LINES: usize = 100;
 /// Most bytes one numeric reply may have, all lines together.
 pub(crate) const MAX_REPLY_BYTES: usize = 32 * 1024;
 
+/// Most bytes one read takes from the socket.
+const READ_CHUNK: usize = 4096;
+
+/// The smallest room a read is given: a greeting or reply line fits, so most dialogs never
+/// grow their buffer.
+const MIN_READ: usize = 512;
+
 /// An incomplete line this long is judged for binary garbage before its end arrives.
 const GARBAGE_PEEK: usize = 16;
 
@@ -132,6 +139,18 @@ impl LineBuf {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Reads what `r` has straight into the buffer's free room, which grows only as lines
+    /// need (the buffer holds at most one line plus one read): no chunk of the worst case's
+    /// size sits in every dialog.
+    pub(crate) async fn read_from<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+    ) -> std::io::Result<usize> {
+        self.buf
+            .reserve(READ_CHUNK.min(self.buf.len().max(MIN_READ)));
+        r.read_buf(&mut self.buf).await
+    }
+
     /// The next complete line of at most `max` bytes, without its ending; `Ok(None)` when
     /// more bytes are needed. Over-long lines and binary garbage are errors, found as early
     /// as the bytes allow.
@@ -171,7 +190,8 @@ impl Dialog<Stream> {
         if !implicit_tls {
             return Ok(Dialog::new(Box::new(tcp)));
         }
-        let tls = tls::handshake(cx, tcp, Verify::of(cx)).await?;
+        // Boxed, as in `starttls`: a handshake's state is kilobytes, needed only while it runs.
+        let tls = Box::pin(tls::handshake(cx, tcp, Verify::of(cx))).await?;
         Ok(Dialog::new(Box::new(tls)))
     }
 
@@ -187,7 +207,9 @@ impl Dialog<Stream> {
         }
         // A stand-in while the handshake owns the socket: reads end, writes vanish.
         let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
-        let tls = tls::handshake(cx, plain, verify).await?;
+        // Boxed: held inline, the handshake's kilobytes of state would be part of every
+        // dialog's future, most of which never start TLS (issue 13).
+        let tls = Box::pin(tls::handshake(cx, plain, verify)).await?;
         self.stream = Box::new(tls);
         Ok(())
     }
@@ -247,7 +269,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialog<S> {
         let until = cx.deadline.min(Instant::now() + CLOSE_GRACE);
         let _ = tokio::time::timeout_at(until, async {
             let _ = self.stream.shutdown().await;
-            let mut chunk = [0u8; 4096];
+            // Small: it sits in every dialog's future, and a server rarely says more.
+            let mut chunk = [0u8; 512];
             let mut drained = 0;
             while drained < CLOSE_DRAIN {
                 match self.stream.read(&mut chunk).await {
@@ -269,10 +292,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialog<S> {
     }
 
     async fn fill(&mut self, what: &str) -> Result<(), String> {
-        let mut chunk = [0u8; 4096];
         let n = self
-            .stream
-            .read(&mut chunk)
+            .pending
+            .read_from(&mut self.stream)
             .await
             .map_err(|e| format!("{} while waiting for {what}", net::io_reason(&e)))?;
         if n == 0 {
@@ -280,7 +302,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dialog<S> {
                 "connection closed by peer while waiting for {what}"
             ));
         }
-        self.pending.extend(&chunk[..n]);
         Ok(())
     }
 }

@@ -81,28 +81,36 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// Reads one line (up to `\n`) of at most `max` bytes, without the line ending.
-/// EOF before any byte, an over-long line or binary garbage is an error.
+/// EOF before any byte, an over-long line or binary garbage is an error. Reads as much as the
+/// peer sent at once (bytes after the line are dropped: the caller reads nothing more), into
+/// a buffer that starts small and grows only while no line end has come.
 pub(crate) async fn read_line<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<String, String> {
     let mut buf = Vec::with_capacity(128);
-    let mut byte = [0u8; 1];
     loop {
-        let n = r.read(&mut byte).await.map_err(|e| io_reason(&e))?;
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len().min(max + 1));
+        }
+        let seen = buf.len();
+        let n = r.read_buf(&mut buf).await.map_err(|e| io_reason(&e))?;
         if n == 0 {
             if buf.is_empty() {
                 return Err("connection closed by peer before sending anything".into());
             }
             break;
         }
-        if byte[0] == b'\n' {
+        if let Some(end) = buf[seen..].iter().position(|&b| b == b'\n') {
+            buf.truncate(seen + end);
             break;
         }
-        if buf.len() >= max {
+        if buf.len() > max {
             return Err(format!("line longer than {max} bytes"));
         }
-        buf.push(byte[0]);
+    }
+    if buf.len() > max {
+        return Err(format!("line longer than {max} bytes"));
     }
     if buf.last() == Some(&b'\r') {
         buf.pop();
