@@ -10,7 +10,7 @@ mod tests;
 use crate::param::{Invalid, Kind, Params, Value};
 use crate::probe::{ParamSpec, ProbeSpec, TargetKind};
 use crate::secret;
-use crate::spec::{mask_url, secret_ranges, Family, Job, MASK, SECRET_KEYS};
+use crate::spec::{mask_url, secret_ranges, Family, Job, Options, MASK, SECRET_KEYS, WIRE_VERSION};
 use custodian_dsl::ast::{Span, Statement, TestStmt, Token};
 use custodian_dsl::{Diagnostic, Expanded, Location, Severity, SourceFile};
 use phrase::{Fit, Phrase, SlotValue};
@@ -218,13 +218,30 @@ impl Planner<'_> {
     /// The job every target of this statement shares, options matched and checked.
     fn options(&mut self, cx: Cx<'_>, index: usize) -> Job {
         let spec = self.specs[index];
-        let mut job = Job::new(spec.name, "", None);
-        job.inverted = cx.test.inverted;
-        job.otherwise = cx.test.otherwise.as_ref().map(|o| o.value.clone());
-        job.subject = cx.test.subject.as_ref().map(|s| s.value.clone());
-        job.window = cx.test.window.as_ref().map(|w| w.value);
-        job.file = self.file_name(cx);
-        job.lineno = cx.stmt.lineno;
+        let file = self.file_name(cx);
+        // Built field by field: `Job::new` would allocate a line and a file name thrown away.
+        let mut job = Job {
+            v: WIRE_VERSION,
+            probe: spec.name.to_string(),
+            target: String::new(),
+            port: None,
+            inverted: cx.test.inverted,
+            otherwise: cx.test.otherwise.as_ref().map(|o| o.value.clone()),
+            subject: cx.test.subject.as_ref().map(|s| s.value.clone()),
+            window: cx.test.window.as_ref().map(|w| w.value),
+            family: Family::Any,
+            timeout: None,
+            retries: None,
+            every: None,
+            from: None,
+            quorum: None,
+            report: false,
+            options: Options::default(),
+            // Replaced by the masked line below, once the secrets are known.
+            line: Arc::clone(&file),
+            file,
+            lineno: cx.stmt.lineno,
+        };
         let before = self.errors();
         self.spans.clear();
         self.parsed.clear();
@@ -454,7 +471,6 @@ impl Planner<'_> {
                 .map(|v| (v.name.to_string(), v.value, Some(v.token)))
                 .collect(),
         };
-        let kinds: Vec<Kind> = param.slots().map(|(_, k)| k).collect();
         for (i, (key, value, token)) in entries.into_iter().enumerate() {
             if let Some(t) = &token {
                 secrets.extend(secret_tokens(&key, t));
@@ -471,7 +487,8 @@ impl Planner<'_> {
                 },
                 _ => false,
             };
-            let parsed = match (reference, kinds.get(i), &token) {
+            let kind = param.slots().nth(i).map(|(_, k)| k);
+            let parsed = match (reference, kind.as_ref(), &token) {
                 (false, Some(kind), Some(t)) => match kind.parse(&value) {
                     Ok(v) => v,
                     Err(e) => {
@@ -673,6 +690,15 @@ fn masked_line(cx: Cx<'_>, secrets: &[Token]) -> String {
     if !text.contains("://") {
         return text;
     }
-    let words: Vec<String> = text.split(' ').map(mask_url).collect();
-    words.join(" ")
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.contains("://") {
+            true => out.push_str(&mask_url(word)),
+            false => out.push_str(word),
+        }
+    }
+    out
 }

@@ -111,26 +111,36 @@ pub struct Job {
 
 /// A job's options: a map that reads like a `BTreeMap` and is copied only when written to, so
 /// the many jobs a macro line expands to hold one map between them. On the wire it is the map.
-#[derive(Clone, PartialEq, Default)]
-pub struct Options(Arc<BTreeMap<String, serde_json::Value>>);
+/// Most lines have no options: an empty map allocates nothing.
+#[derive(Clone, Default)]
+pub struct Options(Option<Arc<BTreeMap<String, serde_json::Value>>>);
+
+/// What an option-less job's map reads as.
+static NO_OPTIONS: BTreeMap<String, serde_json::Value> = BTreeMap::new();
 
 impl Deref for Options {
     type Target = BTreeMap<String, serde_json::Value>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        self.0.as_deref().unwrap_or(&NO_OPTIONS)
     }
 }
 
 impl DerefMut for Options {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        Arc::make_mut(&mut self.0)
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }
 
 impl From<BTreeMap<String, serde_json::Value>> for Options {
     fn from(map: BTreeMap<String, serde_json::Value>) -> Self {
-        Options(Arc::new(map))
+        Options(Some(Arc::new(map)))
     }
 }
 
@@ -139,19 +149,19 @@ impl<'a> IntoIterator for &'a Options {
     type IntoIter = std::collections::btree_map::Iter<'a, String, serde_json::Value>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        (**self).fmt(f)
     }
 }
 
 impl Serialize for Options {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        (**self).serialize(s)
     }
 }
 

@@ -104,6 +104,8 @@ pub fn expand_at_most<'a>(
             }
         }
     }
+    // It lives beside the jobs planned from it: without the slack of its last doubling.
+    out.shrink_to_fit();
     (out, diags)
 }
 

@@ -99,7 +99,8 @@ fn finish(mut line: Line) -> Line {
 pub(crate) fn tokens(line: &Line) -> Result<Vec<Token>, Span> {
     let text = line.text.as_str();
     let bytes = text.as_bytes();
-    let mut out = Vec::new();
+    // At most one word per space (quoted text only makes fewer): one allocation, not a regrowth.
+    let mut out = Vec::with_capacity(bytes.iter().filter(|&&b| b == b' ').count() + 1);
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
