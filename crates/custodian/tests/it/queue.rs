@@ -271,6 +271,52 @@ fn a_sigkilled_redis_worker_loses_nothing() {
     a_killed_worker_loses_nothing("redis");
 }
 
+/// beanstalkd has no lookup by content: `enqueue` keeps beanstalkd's id of each job it put in a
+/// file beside the state file, so the next run skips the jobs still pending (issue 12).
+#[test]
+fn a_second_beanstalk_enqueue_skips_what_is_still_pending() {
+    let (up, _) = greeter("SSH-2.0-x\r\n");
+    let url = fresh_queue("beanstalk");
+    let port = up.port();
+    let (dir, _) = file(
+        "ok.cfg",
+        &format!("127.0.0.1 must run tcp on {port}.\n127.0.0.1 must run ssh on {port}.\n"),
+    );
+    std::fs::write(dir.path().join("s.toml"), "state_file = \"state.json\"\n").expect("write");
+    let enqueue = || {
+        custodian(
+            dir.path(),
+            &["enqueue", "--queue", &url, "--settings", "s.toml", "ok.cfg"],
+        )
+    };
+    let first = enqueue();
+    assert!(
+        first.stdout.starts_with("enqueued 2 job(s)"),
+        "{}{}",
+        first.stdout,
+        first.stderr
+    );
+    let again = enqueue();
+    assert!(
+        again.stdout.starts_with("enqueued 0 job(s)")
+            && again.stdout.contains("(2 already pending)"),
+        "{}{}",
+        again.stdout,
+        again.stderr
+    );
+    let kept = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("enqueued-beanstalk-")
+        });
+    assert!(kept, "no put-ids file beside the state file");
+    let r = custodian(dir.path(), &["queue", "--queue", &url, "flush"]);
+    assert!(r.stdout.starts_with("flushed 2 job(s)"), "{}", r.stdout);
+}
+
 #[test]
 fn enqueue_is_all_or_nothing_and_skips_pending_duplicates() {
     let (up, _) = greeter("SSH-2.0-x\r\n");
