@@ -192,6 +192,12 @@ fn int(v: &Value) -> Result<i64, QueueError> {
     }
 }
 
+/// A queue on Redis through the `redis` crate: one multiplexed connection (the crate's
+/// pipelining client), dropped when a call fails and made again on the next. We keep the
+/// reconnect in our hands rather than `redis::aio::ConnectionManager`'s background one so that
+/// every connect, the first and each after a failure, goes through [`RedisServer::connect`] and
+/// its error mapping: a refused login or unknown database is `QueueError::Refused` (exit 2)
+/// at the call that met it, and our callers' backoff logs an outage once.
 pub(crate) struct RedisQueue {
     server: RedisServer,
     prefix: String,
