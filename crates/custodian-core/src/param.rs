@@ -98,7 +98,7 @@ const LAZY_LITERAL: usize = 256;
 pub struct Pattern {
     text: Arc<str>,
     ignore_case: bool,
-    compiled: Arc<OnceLock<Option<Regex>>>,
+    compiled: Arc<OnceLock<Option<Arc<Regex>>>>,
 }
 
 impl Pattern {
@@ -123,7 +123,7 @@ impl Pattern {
     pub fn get(&self) -> Option<&Regex> {
         self.compiled
             .get_or_init(|| regex(&self.text, self.ignore_case).ok())
-            .as_ref()
+            .as_deref()
     }
 
     pub fn as_str(&self) -> &str {
@@ -224,18 +224,18 @@ const REGEX_CACHE: usize = 4096;
 /// Compiles a user's regex with our size limit; the error quotes the pattern.
 ///
 /// Compiled patterns are shared: a worker prepares every job it runs, and thousands of checks
-/// use the same few patterns, so each is built once and its clones share one match cache
-/// (the lazy DFA is then not determinised again for every check).
-pub fn regex(pattern: &str, ignore_case: bool) -> Result<Regex, Invalid> {
-    static CACHE: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<(String, bool), Regex>>,
-    > = std::sync::OnceLock::new();
+/// use the same few patterns, so each is built once. Shared by `Arc`, not cloned: a clone of
+/// a `Regex` starts its own pool of match caches (several KiB each, issue 13), while one
+/// shared `Regex` keeps one cache per thread for every check using it.
+pub fn regex(pattern: &str, ignore_case: bool) -> Result<Arc<Regex>, Invalid> {
+    type Compiled = std::collections::HashMap<(String, bool), Arc<Regex>>;
+    static CACHE: OnceLock<std::sync::Mutex<Compiled>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (pattern.to_string(), ignore_case);
     if let Some(re) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(re.clone());
     }
-    let re = compile(pattern, ignore_case)?;
+    let re = Arc::new(compile(pattern, ignore_case)?);
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= REGEX_CACHE {
         cache.clear();

@@ -224,7 +224,10 @@ impl Engine {
                 TargetKind::Name => vec![None],
                 TargetKind::Host | TargetKind::Url(_) | TargetKind::HostOrUrl(_) => {
                     let limit = self.config.resolve_timeout.min(timeout);
-                    match self.resolver.addresses(&host, job.family, limit).await {
+                    // Boxed: the lookup's state is most of an attempt's size, and held
+                    // inline it would sit in every job's task for its whole life (issue 13).
+                    let lookup = Box::pin(self.resolver.addresses(&host, job.family, limit));
+                    match lookup.await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
                         Err(outcome) => return (vec![(None, outcome)], None),
                     }
