@@ -115,8 +115,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(text) => {
             let url = QueueUrl::parse(text)?;
             let results = url.results()?.open();
-            tokio::spawn(collect(results, results_tx.clone(), stop.clone()));
-            tokio::spawn(collect_beats(url.workers()?.open(), beats_tx, stop.clone()));
+            tokio::spawn(collect::<crate::queue::Report>(
+                results,
+                results_tx.clone(),
+                stop.clone(),
+            ));
+            tokio::spawn(collect::<crate::queue::Beat>(
+                url.workers()?.open(),
+                beats_tx,
+                stop.clone(),
+            ));
             tokio::spawn(gauges::sample_queue(url.open(), Arc::downgrade(&board)));
             Some(Spread::new(url, crate::alerting::unix_now()))
         }
@@ -484,46 +492,43 @@ impl Spread {
     }
 }
 
-/// Reads workers' heartbeats until `stop`.
-async fn collect_beats(
-    q: Arc<dyn JobQueue>,
-    tx: mpsc::Sender<crate::queue::Beat>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = crate::queue::Backoff::new();
-    while !*stop.borrow_and_update() {
-        let leases = tokio::select! {
-            got = q.reserve(64, Duration::from_millis(500)) => got,
-            _ = stopped(stop.clone()) => break,
-        };
-        let leases = match leases {
-            Ok(l) => {
-                backoff = crate::queue::Backoff::new();
-                l
-            }
-            Err(e) => {
-                // The results reader reports the broker's outages; heartbeats stay quiet.
-                tracing::debug!("heartbeats: {e}");
-                tokio::time::sleep(backoff.next()).await;
-                continue;
-            }
-        };
-        for lease in &leases {
-            if let Ok(b) = serde_json::from_slice::<crate::queue::Beat>(&lease.body) {
-                if tx.send(b).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if !leases.is_empty() {
-            let _ = q.ack(&leases).await;
+/// What a queue reader is for: how it decodes an entry and how loud it is about trouble.
+trait Entry: serde::de::DeserializeOwned + Send + 'static {
+    type Out: Send + 'static;
+    /// Results report the broker's outages and unreadable entries; heartbeats, read from the
+    /// same broker, stay quiet about both.
+    const LOUD: bool;
+    fn into_out(self) -> Self::Out;
+}
+
+impl Entry for crate::queue::Report {
+    type Out = Arrived;
+    const LOUD: bool = true;
+    fn into_out(self) -> Arrived {
+        Arrived {
+            result: self.result,
+            worker: self.worker,
+            location: self.location,
+            sent_ms: self.sent_ms,
         }
     }
 }
 
-/// Reads the workers' results from the results queue until `stop`, handing each on and then
-/// acknowledging it.
-async fn collect(q: Arc<dyn JobQueue>, tx: mpsc::Sender<Arrived>, mut stop: watch::Receiver<bool>) {
+impl Entry for crate::queue::Beat {
+    type Out = crate::queue::Beat;
+    const LOUD: bool = false;
+    fn into_out(self) -> Self {
+        self
+    }
+}
+
+/// Reads `T`s from `q` until `stop` (the workers' results, or their heartbeats), handing each
+/// on and then acknowledging them.
+async fn collect<T: Entry>(
+    q: Arc<dyn JobQueue>,
+    tx: mpsc::Sender<T::Out>,
+    mut stop: watch::Receiver<bool>,
+) {
     let outage = crate::queue::Outage::default();
     let mut backoff = crate::queue::Backoff::new();
     while !*stop.borrow_and_update() {
@@ -538,25 +543,23 @@ async fn collect(q: Arc<dyn JobQueue>, tx: mpsc::Sender<Arrived>, mut stop: watc
                 l
             }
             Err(e) => {
-                outage.failed(&e);
+                match T::LOUD {
+                    true => outage.failed(&e),
+                    false => tracing::debug!("{e}"),
+                }
                 tokio::time::sleep(backoff.next()).await;
                 continue;
             }
         };
         for lease in &leases {
-            match serde_json::from_slice::<crate::queue::Report>(&lease.body) {
-                Ok(r) => {
-                    let arrived = Arrived {
-                        result: r.result,
-                        worker: r.worker,
-                        location: r.location,
-                        sent_ms: r.sent_ms,
-                    };
-                    if tx.send(arrived).await.is_err() {
+            match serde_json::from_slice::<T>(&lease.body) {
+                Ok(entry) => {
+                    if tx.send(entry.into_out()).await.is_err() {
                         return;
                     }
                 }
-                Err(e) => tracing::error!("dropping an unreadable result: {e}"),
+                Err(e) if T::LOUD => tracing::error!("dropping an unreadable result: {e}"),
+                Err(_) => {}
             }
         }
         if !leases.is_empty() {

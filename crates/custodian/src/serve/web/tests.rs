@@ -529,24 +529,7 @@ fn metrics_text_of_a_fixed_board() {
             verdict_delay_ms_max: 20,
         },
         files: vec!["t.cus".into()],
-        places: vec![
-            crate::serve::fleet::PlaceView {
-                name: "ams1".into(),
-                workers: vec!["w1".into(), "w2".into()],
-                last_beat: Some(1_700_000_000),
-                lag_ms: Some(12),
-                live: true,
-                silent: false,
-            },
-            crate::serve::fleet::PlaceView {
-                name: "lon1".into(),
-                workers: Vec::new(),
-                last_beat: None,
-                lag_ms: None,
-                live: false,
-                silent: true,
-            },
-        ],
+        places: two_places(),
     };
     // Ids are hashes of the job's fields: named by type here, so the snapshot does not
     // change with the id scheme.
@@ -559,6 +542,28 @@ fn metrics_text_of_a_fixed_board() {
     insta::assert_snapshot!("metrics_prometheus_text", samples_sorted(&text));
     let out = promtool(&text);
     assert!(out.status.success(), "promtool: {out:?}");
+}
+
+/// Two locations: ams1 live with two workers, lon1 never heard from and silent.
+fn two_places() -> Vec<crate::serve::fleet::PlaceView> {
+    vec![
+        crate::serve::fleet::PlaceView {
+            name: "ams1".into(),
+            workers: vec!["w1".into(), "w2".into()],
+            last_beat: Some(1_700_000_000),
+            lag_ms: Some(12),
+            live: true,
+            silent: false,
+        },
+        crate::serve::fleet::PlaceView {
+            name: "lon1".into(),
+            workers: Vec::new(),
+            last_beat: None,
+            lag_ms: None,
+            live: false,
+            silent: true,
+        },
+    ]
 }
 
 /// `v` as a check run from ams1 and lon1, failing from ams1 only.
@@ -839,27 +844,10 @@ fn locations_show_per_check_and_in_the_overview() {
         "a check of the default location only: {plain}"
     );
     let mut body = String::new();
-    let places = [
-        crate::serve::fleet::PlaceView {
-            name: "ams1".into(),
-            workers: vec!["w1".into()],
-            last_beat: Some(1_700_000_000),
-            lag_ms: Some(12),
-            live: true,
-            silent: false,
-        },
-        crate::serve::fleet::PlaceView {
-            name: "lon1".into(),
-            workers: Vec::new(),
-            last_beat: None,
-            lag_ms: None,
-            live: false,
-            silent: true,
-        },
-    ];
+    let places = two_places();
     super::page::places(&mut body, &places, 1_700_000_010);
     assert!(
-        body.contains("<tr class=passed><td>ams1</td><td>live</td><td>w1</td>"),
+        body.contains("<tr class=passed><td>ams1</td><td>live</td><td>w1, w2</td>"),
         "{body}"
     );
     assert!(body.contains("<td>12 ms</td>"), "{body}");
