@@ -213,7 +213,7 @@ fn values_fit_type(p: &Params) -> Result<(), Invalid> {
 pub(crate) fn judge(q: &Question<'_>, m: &Message) -> Result<String, String> {
     let name = display_name(q.name);
     let rtype = q.rtype;
-    match m.response_code() {
+    match m.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Err(format!("NXDOMAIN: {name} does not exist")),
         ResponseCode::ServFail => {
@@ -224,9 +224,9 @@ pub(crate) fn judge(q: &Question<'_>, m: &Message) -> Result<String, String> {
         }
         rc => return Err(format!("the server answered {} ({rc})", u16::from(rc))),
     }
-    let got = answer_set(q.rtype, m.answers());
+    let got = answer_set(q.rtype, &m.answers);
     let by_name = matches!(q.rtype, RecordType::NS | RecordType::MX);
-    if got == *q.expected || (by_name && matches_by_glue(&got, &glue(m.additionals()), q.expected))
+    if got == *q.expected || (by_name && matches_by_glue(&got, &glue(&m.additionals), q.expected))
     {
         return Ok(format!("{name} {rtype} {}", list(&got)));
     }
@@ -248,14 +248,13 @@ fn answer_set(rtype: RecordType, answers: &[Record]) -> BTreeSet<String> {
     answers
         .iter()
         .filter(|r| r.record_type() == rtype)
-        .filter_map(|r| r.data())
-        .filter_map(|d| match d {
+        .filter_map(|r| match &r.data {
             RData::A(a) => Some(a.0.to_string()),
             RData::AAAA(a) => Some(a.0.to_string()),
             RData::NS(ns) => Some(display_name(&ns.0)),
-            RData::MX(mx) => Some(display_name(mx.exchange())),
+            RData::MX(mx) => Some(display_name(&mx.exchange)),
             RData::TXT(t) => Some(
-                t.txt_data()
+                t.txt_data
                     .iter()
                     .map(|s| String::from_utf8_lossy(s))
                     .collect(),
@@ -273,12 +272,12 @@ fn answer_set(rtype: RecordType, answers: &[Record]) -> BTreeSet<String> {
 fn glue(additionals: &[Record]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in additionals {
-        let ip = match r.data() {
-            Some(RData::A(a)) => a.0.to_string(),
-            Some(RData::AAAA(a)) => a.0.to_string(),
+        let ip = match &r.data {
+            RData::A(a) => a.0.to_string(),
+            RData::AAAA(a) => a.0.to_string(),
             _ => continue,
         };
-        out.entry(display_name(r.name())).or_default().insert(ip);
+        out.entry(display_name(&r.name)).or_default().insert(ip);
     }
     out
 }
@@ -311,6 +310,7 @@ mod tests {
     use crate::net::testutil::{cx, LOCAL};
     use crate::resolver::testutil::{fake, name, reply};
     use custodian_core::Job;
+    use hickory_proto::op::{MessageType, OpCode};
     use hickory_proto::rr::rdata::{A, AAAA, MX, NS, TXT};
     use tokio::net::UdpSocket;
 
@@ -454,7 +454,7 @@ mod tests {
 
     /// A small zone, one behaviour per name.
     fn zone(q: &Message, tcp: bool) -> Vec<Vec<u8>> {
-        let Some(first) = q.queries().first() else {
+        let Some(first) = q.queries.first() else {
             return vec![];
         };
         let asked = display_name(first.name());
@@ -493,20 +493,20 @@ mod tests {
             "refused.test" => reply(q, ResponseCode::Refused, vec![]),
             "big.test" if !tcp => {
                 let mut m = ok(q, vec![]);
-                m.set_truncated(true);
+                m.metadata.truncation = true;
                 m
             }
             "big.test" => ok(q, (1..=60).map(|i| a(&format!("192.0.2.{i}"))).collect()),
             "garbage.test" => return vec![b"\x00\x01garbage".to_vec()],
             "wrongid.test" => {
                 let mut bad = ok(q, vec![a("192.0.2.99")]);
-                bad.set_id(q.id().wrapping_add(1));
+                bad.metadata.id = q.id.wrapping_add(1);
                 let good = ok(q, vec![a("192.0.2.1")]);
                 return vec![bad.to_vec().expect("enc"), good.to_vec().expect("enc")];
             }
             "wrongq.test" => {
                 let mut m = ok(q, vec![a("192.0.2.1")]);
-                m.queries_mut()[0].set_name(name("other.test."));
+                m.queries[0].set_name(name("other.test."));
                 m
             }
             _ => return vec![],
@@ -646,7 +646,7 @@ mod tests {
     /// panic, and a verdict bounded by the reply it judges.
     #[test]
     fn fuzzed_replies_never_panic() {
-        let mut q = Message::new();
+        let mut q = Message::new(0, MessageType::Query, OpCode::Query);
         q.add_query(hickory_proto::op::Query::query(
             name("mx.test."),
             RecordType::MX,
@@ -657,7 +657,7 @@ mod tests {
             60,
             a("192.0.2.25"),
         ));
-        let mut q = Message::new();
+        let mut q = Message::new(0, MessageType::Query, OpCode::Query);
         q.add_query(hickory_proto::op::Query::query(
             name("a.test."),
             RecordType::A,

@@ -122,7 +122,7 @@ async fn ask(
 
 /// Reads one zone's answer.
 fn listing(m: &Message) -> Result<Listing, String> {
-    if m.response_code() == ResponseCode::NXDomain {
+    if m.response_code == ResponseCode::NXDomain {
         return Ok(Listing::NotListed);
     }
     let addrs = resolver::answer_addrs(m);
@@ -174,7 +174,7 @@ mod tests {
     /// Zone `bl.test` lists 127.0.0.2; `refuse.test` answers like Spamhaus to a public
     /// resolver; `fail.test` fails; `slow.test` never answers; all else is NXDOMAIN.
     fn zone(q: &Message, _tcp: bool) -> Vec<Vec<u8>> {
-        let Some(first) = q.queries().first() else {
+        let Some(first) = q.queries.first() else {
             return vec![];
         };
         let asked = display_name(first.name());

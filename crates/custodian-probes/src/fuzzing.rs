@@ -40,8 +40,8 @@ pub fn dns_reply(p: &[u8]) -> bool {
     let mut accepted = false;
     if let Ok(m) = parse_reply(p, id, &q) {
         accepted = true;
-        assert_eq!(m.id(), id);
-        assert!(m.queries().len() == 1 || m.response_code() != ResponseCode::NoError);
+        assert_eq!(m.id, id);
+        assert!(m.queries.len() == 1 || m.response_code != ResponseCode::NoError);
         // An address takes at least its 4 bytes of record data.
         assert!(answer_addrs(&m).len() * 4 < p.len());
     }
@@ -179,6 +179,7 @@ mod tests {
     use super::*;
     use crate::resolver::testutil::reply;
     use custodian_testpeers::fuzz::inputs;
+    use hickory_proto::op::{MessageType, OpCode};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::RData;
 
@@ -187,8 +188,8 @@ mod tests {
     #[test]
     fn entry_points_accept_real_replies_and_survive_mutations() {
         let q = Query::query(name("a.test."), RecordType::A);
-        let mut sent = Message::new();
-        sent.set_id(0x4d4d).add_query(q);
+        let mut sent = Message::new(0x4d4d, MessageType::Query, OpCode::Query);
+        sent.add_query(q);
         let a = |ip: &str| RData::A(A(ip.parse().expect("ip")));
         let good = reply(
             &sent,

@@ -100,14 +100,14 @@ async fn exchanges(cx: &Ctx, servers: &[SocketAddr], domain: &Name) -> Result<Ve
 
 /// The MX exchanges of an answer, sorted by preference and capped at [`MAX_EXCHANGES`].
 pub(crate) fn mx_names(m: &Message, domain: &str) -> Result<Vec<Name>, String> {
-    if m.response_code() == ResponseCode::NXDomain {
+    if m.response_code == ResponseCode::NXDomain {
         return Err(format!("NXDOMAIN: {domain} does not exist"));
     }
     let mut mx: Vec<(u16, Name)> = m
-        .answers()
+        .answers
         .iter()
-        .filter_map(|r| match r.data() {
-            Some(RData::MX(mx)) => Some((mx.preference(), mx.exchange().clone())),
+        .filter_map(|r| match &r.data {
+            RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
             _ => None,
         })
         .collect();
@@ -226,7 +226,7 @@ mod tests {
     use crate::net::testutil::{cx, refused, scripted};
     use crate::resolver::testutil::{fake, name, one, reply};
     use custodian_core::Job;
-    use hickory_proto::op::Message;
+    use hickory_proto::op::{Message, MessageType, OpCode};
     use hickory_proto::rr::rdata::{A, AAAA, MX};
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -246,7 +246,7 @@ mod tests {
     /// unasked under ipv4_only); `none.test` no MX; `null.test` null MX; `bare.test` → an
     /// exchange without address; `nx.test` NXDOMAIN; `fail.test` SERVFAIL.
     fn zone(q: &Message, _tcp: bool) -> Vec<Vec<u8>> {
-        let Some(first) = q.queries().first() else {
+        let Some(first) = q.queries.first() else {
             return vec![];
         };
         let ok = |answers| one(reply(q, ResponseCode::NoError, answers));
@@ -578,7 +578,7 @@ mod tests {
 
     #[test]
     fn exchanges_are_sorted_deduplicated_and_capped() {
-        let q = Message::new();
+        let q = Message::new(0, MessageType::Query, OpCode::Query);
         let mut m = reply(&q, ResponseCode::NoError, vec![]);
         for i in 0..20u16 {
             let rec = hickory_proto::rr::Record::from_rdata(

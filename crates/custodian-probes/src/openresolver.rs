@@ -182,18 +182,18 @@ fn describe(m: &Message) -> String {
         .collect();
     format!(
         "{}{}{} answers [{}]",
-        code(m.response_code()),
-        if m.recursion_available() { " RA" } else { "" },
-        if m.authoritative() { " AA" } else { "" },
+        code(m.response_code),
+        if m.recursion_available { " RA" } else { "" },
+        if m.authoritative { " AA" } else { "" },
         addrs.join(", ")
     )
 }
 
 /// The verdict on a reply to our unique name whose zone answers `expect`.
 pub(crate) fn judge(m: &Message, expect: IpAddr) -> Finding {
-    let ra = m.recursion_available();
+    let ra = m.recursion_available;
     let addrs = resolver::answer_addrs(m);
-    match m.response_code() {
+    match m.response_code {
         ResponseCode::NoError if addrs.contains(&expect) => Finding::new(
             Verdict::Open,
             format!("resolved the probe name to {expect}"),
@@ -204,7 +204,7 @@ pub(crate) fn judge(m: &Message, expect: IpAddr) -> Finding {
         ),
         ResponseCode::NoError | ResponseCode::NXDomain => Finding::new(
             Verdict::Inconclusive,
-            format!("{} without the expected address", code(m.response_code())),
+            format!("{} without the expected address", code(m.response_code)),
         ),
         ResponseCode::ServFail if ra => {
             Finding::new(Verdict::ProbablyOpen, "SERVFAIL with recursion available")
@@ -224,6 +224,7 @@ mod tests {
     use crate::net::testutil::cx;
     use crate::resolver::testutil::*;
     use custodian_core::Job;
+    use hickory_proto::op::{MessageType, OpCode};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::RData;
 
@@ -234,7 +235,7 @@ mod tests {
     }
 
     fn with_ra(mut m: Message) -> Vec<Vec<u8>> {
-        m.set_recursion_available(true);
+        m.metadata.recursion_available = true;
         one(m)
     }
 
@@ -248,7 +249,7 @@ mod tests {
 
     fn refused_with_ra(q: &Message, _: bool) -> Vec<Vec<u8>> {
         let mut r = reply(q, ResponseCode::Refused, vec![]);
-        r.take_queries();
+        r.queries.clear();
         with_ra(r)
     }
 
@@ -289,10 +290,10 @@ mod tests {
 
     #[test]
     fn judge_follows_the_rules() {
-        let q = Message::new();
+        let q = Message::new(0, MessageType::Query, OpCode::Query);
         let exp: IpAddr = EXPECT.parse().expect("ip");
         let mut m = reply(&q, ResponseCode::Refused, vec![]);
-        m.set_recursion_available(true);
+        m.metadata.recursion_available = true;
         assert_eq!(judge(&m, exp).verdict, Verdict::Closed);
         let m = reply(&q, ResponseCode::ServFail, vec![]);
         assert_eq!(judge(&m, exp).verdict, Verdict::Closed);

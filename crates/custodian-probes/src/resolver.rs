@@ -62,8 +62,8 @@ pub(crate) async fn lookup(
         part.deadline = Instant::now() + share;
         let shown = display_name(name);
         match exchange(&part, *server, name, rtype).await {
-            Ok(m) if final_code(m.response_code()) => return Ok(m),
-            Ok(m) => last = format!("{server} answered {} for {shown}", m.response_code()),
+            Ok(m) if final_code(m.response_code) => return Ok(m),
+            Ok(m) => last = format!("{server} answered {} for {shown}", m.response_code),
             Err(e) => last = format!("{server}: {e} ({shown} {rtype})"),
         }
     }
@@ -85,7 +85,7 @@ pub(crate) async fn exchange(
     let id = rand::random::<u16>();
     let bytes = encode(&q, id)?;
     let reply = udp_exchange(cx, server, &bytes, id, &q).await?;
-    if !reply.truncated() {
+    if !reply.truncation {
         return Ok(reply);
     }
     net::within(
@@ -116,12 +116,9 @@ pub(crate) async fn exchange_tcp(
 
 /// The query message: recursion desired, EDNS with our UDP payload size.
 fn encode(q: &Query, id: u16) -> Result<Vec<u8>, String> {
-    let mut m = Message::new();
-    m.set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(q.clone());
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(q.clone());
     let mut edns = Edns::new();
     edns.set_max_payload(UDP_PAYLOAD);
     m.set_edns(edns);
@@ -132,14 +129,14 @@ fn encode(q: &Query, id: u16) -> Result<Vec<u8>, String> {
 /// Parses a reply and checks it answers our query (same ID and question).
 pub(crate) fn parse_reply(bytes: &[u8], id: u16, q: &Query) -> Result<Message, String> {
     let m = Message::from_vec(bytes).map_err(|e| format!("malformed reply: {e}"))?;
-    if m.message_type() != MessageType::Response || m.id() != id {
+    if m.message_type != MessageType::Response || m.id != id {
         return Err("reply to another query".into());
     }
-    match m.queries() {
+    match m.queries.as_slice() {
         // Name equality is case-insensitive, as DNS is.
         [one] if one.query_type() == q.query_type() && one.name() == q.name() => Ok(m),
         // Some servers echo no question on errors; the ID already matched.
-        [] if m.response_code() != ResponseCode::NoError => Ok(m),
+        [] if m.response_code != ResponseCode::NoError => Ok(m),
         _ => Err("reply for another question".into()),
     }
 }
@@ -229,11 +226,11 @@ async fn tcp_exchange(
 
 /// The addresses in a reply's answer section (of any owner, so CNAME chains count).
 pub(crate) fn answer_addrs(m: &Message) -> Vec<IpAddr> {
-    m.answers()
+    m.answers
         .iter()
-        .filter_map(|r| match r.data() {
-            Some(RData::A(a)) => Some(IpAddr::V4(a.0)),
-            Some(RData::AAAA(a)) => Some(IpAddr::V6(a.0)),
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
             _ => None,
         })
         .collect()
@@ -256,7 +253,7 @@ pub(crate) mod testutil {
     //! An in-process DNS server on 127.0.0.1 (UDP and TCP on one port) for probe tests.
 
     use crate::net::testutil::LOCAL;
-    use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
     use hickory_proto::rr::{Name, RData, Record};
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,21 +313,16 @@ pub(crate) mod testutil {
     /// The reply to `q` with this code and these answers, owned by the question's name.
     pub(crate) fn reply(q: &Message, rc: ResponseCode, answers: Vec<RData>) -> Message {
         let owner = q
-            .queries()
+            .queries
             .first()
             .map(|x| x.name().clone())
             .unwrap_or_default();
-        let mut r = Message::new();
-        r.set_id(q.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(OpCode::Query)
-            .set_response_code(rc)
-            .add_queries(q.queries().to_vec())
-            .add_answers(
-                answers
-                    .into_iter()
-                    .map(|d| Record::from_rdata(owner.clone(), 60, d)),
-            );
+        let mut r = Message::error_msg(q.id, OpCode::Query, rc);
+        r.add_queries(q.queries.to_vec()).add_answers(
+            answers
+                .into_iter()
+                .map(|d| Record::from_rdata(owner.clone(), 60, d)),
+        );
         r
     }
 
@@ -374,7 +366,7 @@ mod tests {
         let q = Query::query(name("a.test."), RecordType::A);
         let bytes = encode(&q, 4242).expect("encode");
         let sent = Message::from_vec(&bytes).expect("parse");
-        assert!(sent.recursion_desired());
+        assert!(sent.recursion_desired);
         let back = reply(&sent, ResponseCode::NoError, vec![a("192.0.2.1")]);
         let back = back.to_vec().expect("enc");
         assert!(parse_reply(&back, 4242, &q).is_ok());
@@ -389,7 +381,7 @@ mod tests {
     }
 
     fn zone(q: &Message, _tcp: bool) -> Vec<Vec<u8>> {
-        let asked = q.queries().first().map(|x| display_name(x.name()));
+        let asked = q.queries.first().map(|x| display_name(x.name()));
         match asked.as_deref() {
             Some("a.test") => one(reply(q, ResponseCode::NoError, vec![a("192.0.2.1")])),
             Some("nx.test") => one(reply(q, ResponseCode::NXDomain, vec![])),
@@ -421,13 +413,13 @@ mod tests {
         let m = lookup(&job_cx(2.0), &[good], &name("nx.test."), RecordType::A)
             .await
             .expect("NXDOMAIN is final");
-        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(m.response_code, ResponseCode::NXDomain);
     }
 
     /// A flooder: thousands of junk datagrams and replies to another query, never the answer.
     fn flood(q: &Message, _tcp: bool) -> Vec<Vec<u8>> {
         let mut wrong = reply(q, ResponseCode::NoError, vec![a("192.0.2.9")]);
-        wrong.set_id(q.id().wrapping_add(1));
+        wrong.metadata.id = q.id.wrapping_add(1);
         let wrong = wrong.to_vec().expect("encode");
         (0..4000)
             .map(|i| {
@@ -495,8 +487,8 @@ mod tests {
         custodian_testpeers::fuzz::inputs(0xd45, &[&good, &nx], |p| {
             if let Ok(m) = parse_reply(p, 77, &q) {
                 accepted += 1;
-                assert_eq!(m.id(), 77);
-                assert!(m.queries().len() == 1 || m.response_code() != ResponseCode::NoError);
+                assert_eq!(m.id, 77);
+                assert!(m.queries.len() == 1 || m.response_code != ResponseCode::NoError);
                 assert!(answer_addrs(&m).len() * 4 < p.len());
             }
         });

@@ -3,8 +3,8 @@
 //! It lives here, in the crate every test suite already depends on, so all decoders share it.
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
 
 /// Inputs per decoder: enough to hit every mutation of every seed many times, quick in debug builds.
 pub const RUNS: usize = 20_000;
@@ -18,10 +18,10 @@ pub fn inputs(seed: u64, seeds: &[&[u8]], mut f: impl FnMut(&[u8])) {
     let mut rng = StdRng::seed_from_u64(seed);
     for _ in 0..RUNS {
         let input = match seeds.choose(&mut rng) {
-            Some(s) if !rng.gen_ratio(1, 5) => mutate(&mut rng, s),
+            Some(s) if !rng.random_ratio(1, 5) => mutate(&mut rng, s),
             _ => {
-                let len = rng.gen_range(0..64);
-                (0..len).map(|_| rng.gen()).collect()
+                let len = rng.random_range(0..64);
+                (0..len).map(|_| rng.random()).collect()
             }
         };
         f(&input);
@@ -37,29 +37,29 @@ pub fn collect(seed: u64, seeds: &[&[u8]]) -> Vec<Vec<u8>> {
 
 fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
     let mut v = seed.to_vec();
-    for _ in 0..rng.gen_range(1..=4) {
+    for _ in 0..rng.random_range(1..=4) {
         let len = v.len();
-        match rng.gen_range(0..8) {
-            0 if len > 0 => v[rng.gen_range(0..len)] ^= 1 << rng.gen_range(0..8),
+        match rng.random_range(0..8) {
+            0 if len > 0 => v[rng.random_range(0..len)] ^= 1 << rng.random_range(0..8),
             1 if len > 0 => {
                 let b = [0, 1, b'\n', b'\r', 0x7f, 0x80, 0xff];
-                v[rng.gen_range(0..len)] = *b.choose(rng).unwrap_or(&0);
+                v[rng.random_range(0..len)] = *b.choose(rng).unwrap_or(&0);
             }
-            2 => v.truncate(rng.gen_range(0..=len)),
+            2 => v.truncate(rng.random_range(0..=len)),
             3 if len > 0 => {
-                let a = rng.gen_range(0..len);
-                let run = v[a..rng.gen_range(a..=len)].to_vec();
-                let at = rng.gen_range(0..=len);
+                let a = rng.random_range(0..len);
+                let run = v[a..rng.random_range(a..=len)].to_vec();
+                let at = rng.random_range(0..=len);
                 v.splice(at..at, run);
             }
             4 if len >= 4 => {
-                let w = if rng.gen() { 2 } else { 4 };
-                let at = rng.gen_range(0..=len - w);
-                v[at..at + w].fill(if rng.gen() { 0xff } else { 0 });
+                let w = if rng.random() { 2 } else { 4 };
+                let at = rng.random_range(0..=len - w);
+                v[at..at + w].fill(if rng.random() { 0xff } else { 0 });
             }
             5 if len >= 4 => nudge(rng, &mut v),
             6 => renumber(rng, &mut v),
-            _ => v.insert(rng.gen_range(0..=len), rng.gen()),
+            _ => v.insert(rng.random_range(0..=len), rng.random()),
         }
     }
     v
@@ -68,10 +68,10 @@ fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
 /// Adds -3..=3 (never 0) to a one-, two- or four-byte number, either byte order, wrapping.
 fn nudge(rng: &mut StdRng, v: &mut [u8]) {
     let w = *[1, 2, 4].choose(rng).unwrap_or(&1);
-    let at = rng.gen_range(0..=v.len() - w);
+    let at = rng.random_range(0..=v.len() - w);
     let delta = *[-3i64, -2, -1, 1, 2, 3].choose(rng).unwrap_or(&1);
     let field = &mut v[at..at + w];
-    let big = rng.gen::<bool>();
+    let big = rng.random::<bool>();
     let mut n: u64 = 0;
     for i in 0..w {
         let b = u64::from(field[if big { i } else { w - 1 - i }]);
@@ -90,15 +90,15 @@ fn nudge(rng: &mut StdRng, v: &mut [u8]) {
 fn renumber(rng: &mut StdRng, v: &mut Vec<u8>) {
     let runs: Vec<(usize, usize)> = digit_runs(v);
     let Some(&(a, b)) = runs.choose(rng) else {
-        let at = rng.gen_range(0..=v.len());
-        v.insert(at, b'0' + rng.gen_range(0..10));
+        let at = rng.random_range(0..=v.len());
+        v.insert(at, b'0' + rng.random_range(0..10));
         return;
     };
     let old: i128 = std::str::from_utf8(&v[a..b])
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    let new = match rng.gen_range(0..6) {
+    let new = match rng.random_range(0..6) {
         0 => old + 1,
         1 => old - 1,
         2 => 0,

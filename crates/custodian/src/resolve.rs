@@ -5,18 +5,19 @@
 
 use custodian_core::{Family, Job, Outcome, TargetKind};
 use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::error::{ResolveError, ResolveErrorKind};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::{Query, ResponseCode};
-use hickory_resolver::proto::rr::RecordType;
-use hickory_resolver::{Hosts, Name, TokioAsyncResolver};
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::{Hosts, TokioResolver};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-/// Most answers one resolver keeps (least recently used go first): enough for every name of
+/// Most answers one resolver keeps (the cache evicts the least used): enough for every name of
 /// a large test file, bounded for a worker that sees names come and go.
-const CACHE_ENTRIES: usize = 4096;
+const CACHE_ENTRIES: u64 = 4096;
 /// Longest a "no such name" or "no address" answer is reused, whatever its SOA says, so a
 /// name that appears is seen within half a minute. Timeouts and SERVFAIL are never cached.
 const NEGATIVE_MAX_TTL: Duration = Duration::from_secs(30);
@@ -47,9 +48,9 @@ pub(crate) fn host_of(job: &Job, kind: TargetKind) -> String {
 pub(crate) struct Resolver {
     hosts: Hosts,
     /// One resolver per family, since hickory fixes the A/AAAA strategy per resolver.
-    any: TokioAsyncResolver,
-    v4: TokioAsyncResolver,
-    v6: TokioAsyncResolver,
+    any: TokioResolver,
+    v4: TokioResolver,
+    v6: TokioResolver,
 }
 
 impl Resolver {
@@ -62,12 +63,16 @@ impl Resolver {
             Err(e) => {
                 tracing::warn!("reading /etc/resolv.conf: {e}; asking 127.0.0.1");
                 (
-                    with_local_nameserver(&ResolverConfig::new()),
+                    with_local_nameserver(&ResolverConfig::default()),
                     ResolverOpts::default(),
                 )
             }
         };
-        Resolver::new(config, opts, Hosts::new(), limit)
+        let hosts = Hosts::from_system().unwrap_or_else(|e| {
+            tracing::warn!("reading /etc/hosts: {e}; names go to the nameservers only");
+            Hosts::default()
+        });
+        Resolver::new(config, opts, hosts, limit)
     }
 
     /// A resolver asking `config`'s servers, with `hosts` consulted first; hickory's own
@@ -83,11 +88,15 @@ impl Resolver {
             o.ip_strategy = strategy;
             o.timeout = o.timeout.min(limit);
             o.cache_size = CACHE_ENTRIES;
-            o.use_hosts_file = false; // consulted here, before any search-list query
+            o.use_hosts_file = ResolveHosts::Never; // consulted here, before any search-list query
             o.negative_min_ttl = None;
             o.negative_max_ttl = Some(NEGATIVE_MAX_TTL);
             o.positive_max_ttl = Some(POSITIVE_MAX_TTL);
-            TokioAsyncResolver::tokio(config.clone(), o)
+            TokioResolver::builder_with_config(config.clone(), TokioRuntimeProvider::default())
+                .with_options(o)
+                .build()
+                // Only a TLS setup can fail to build, and these resolvers have no TLS feature.
+                .expect("a plain UDP/TCP resolver always builds")
         };
         Resolver {
             hosts,
@@ -164,8 +173,9 @@ impl Resolver {
             })
             .flat_map(|lookup| {
                 lookup
+                    .answers()
                     .iter()
-                    .filter_map(|r| r.ip_addr())
+                    .filter_map(|r| r.data.ip_addr())
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -175,24 +185,31 @@ impl Resolver {
 
 /// `config` asking 127.0.0.1 on port 53, as glibc does when resolv.conf names no server.
 fn with_local_nameserver(config: &ResolverConfig) -> ResolverConfig {
-    let local = NameServerConfigGroup::from_ips_clear(&[IpAddr::V4(Ipv4Addr::LOCALHOST)], 53, true);
-    ResolverConfig::from_parts(config.domain().cloned(), config.search().to_vec(), local)
+    let local = NameServerConfig::udp_and_tcp(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    ResolverConfig::from_parts(
+        config.domain().cloned(),
+        config.search().to_vec(),
+        vec![local],
+    )
 }
 
 /// What a resolver error says about the target: only "no such name" and "no address of that
 /// family" are answers about it; anything else (timeout, SERVFAIL, refused, unreachable
 /// server) means our resolver could not tell.
-fn failure(host: &str, family: Family, e: &ResolveError) -> Outcome {
-    match e.kind() {
-        ResolveErrorKind::NoRecordsFound { response_code, .. } => match *response_code {
-            ResponseCode::NXDomain => Outcome::down(format!("cannot resolve {host}: no such name")),
-            ResponseCode::NoError => no_address(host, family),
-            code => Outcome::unknown(format!(
-                "cannot resolve {host}: our resolver answered {}",
-                code.to_str()
-            )),
-        },
-        ResolveErrorKind::Timeout => Outcome::unknown(format!(
+fn failure(host: &str, family: Family, e: &NetError) -> Outcome {
+    let answered = |code: ResponseCode| match code {
+        ResponseCode::NXDomain => Outcome::down(format!("cannot resolve {host}: no such name")),
+        ResponseCode::NoError => no_address(host, family),
+        code => Outcome::unknown(format!(
+            "cannot resolve {host}: our resolver answered {}",
+            code.to_str()
+        )),
+    };
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(no)) => answered(no.response_code),
+        // SERVFAIL, REFUSED and the like: the server's own failure, not the target's.
+        NetError::Dns(DnsError::ResponseCode(code)) => answered(*code),
+        NetError::Timeout => Outcome::unknown(format!(
             "cannot resolve {host}: our resolver did not answer"
         )),
         _ => Outcome::unknown(format!("cannot resolve {host}: our resolver failed: {e}")),
@@ -224,7 +241,7 @@ pub(crate) mod fake_dns {
     //! A DNS server on a loopback port for tests: answers A records from a table, NXDOMAIN
     //! for other names, and can stall (read queries, answer none) until told to recover.
 
-    use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
     use hickory_resolver::proto::rr::{RData, Record, RecordType};
     use std::net::{IpAddr, SocketAddr};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -280,14 +297,11 @@ pub(crate) mod fake_dns {
 
     fn answer(query: &[u8], table: &[(String, IpAddr)]) -> Option<Vec<u8>> {
         let query = Message::from_vec(query).ok()?;
-        let q = query.queries().first()?.clone();
-        let mut reply = Message::new();
-        reply
-            .set_id(query.id())
-            .set_message_type(MessageType::Response)
-            .set_recursion_desired(true)
-            .set_recursion_available(true)
-            .add_query(q.clone());
+        let q = query.queries.first()?.clone();
+        let mut reply = Message::response(query.id, OpCode::Query);
+        reply.metadata.recursion_desired = true;
+        reply.metadata.recursion_available = true;
+        reply.add_query(q.clone());
         let name = q.name().to_ascii().to_lowercase();
         let known = table.iter().filter(|(n, _)| *n == name);
         let mut exists = false;
@@ -303,7 +317,7 @@ pub(crate) mod fake_dns {
             _ if exists => ResponseCode::NoError,
             _ => ResponseCode::NXDomain,
         };
-        reply.set_response_code(code);
+        reply.metadata.response_code = code;
         reply.to_vec().ok()
     }
 }
@@ -312,7 +326,7 @@ pub(crate) mod fake_dns {
 pub(crate) mod tests {
     use super::fake_dns::FakeDns;
     use super::*;
-    use hickory_resolver::config::{NameServerConfig, Protocol};
+    use hickory_resolver::config::ConnectionConfig;
     use std::net::SocketAddr;
     use tokio::time::Instant;
 
@@ -323,12 +337,13 @@ pub(crate) mod tests {
     /// A resolver asking only `server` over UDP (never the real resolv.conf) with `hosts` as
     /// its hosts file.
     pub(crate) fn test_resolver(server: SocketAddr, hosts: &str, limit: Duration) -> Resolver {
-        let mut config = ResolverConfig::new();
-        config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
-        let hosts = Hosts::default()
-            .read_hosts_conf(hosts.as_bytes())
-            .expect("hosts text");
-        Resolver::new(config, ResolverOpts::default(), hosts, limit)
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let ns = NameServerConfig::new(server.ip(), true, vec![udp]);
+        let config = ResolverConfig::from_name_servers(vec![ns]);
+        let mut table = Hosts::default();
+        table.read_hosts_conf(hosts.as_bytes()).expect("hosts text");
+        Resolver::new(config, ResolverOpts::default(), table, limit)
     }
 
     fn ip(s: &str) -> IpAddr {

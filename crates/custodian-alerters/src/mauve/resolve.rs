@@ -6,8 +6,9 @@
 
 use crate::Error;
 use hickory_resolver::proto::op::Query;
-use hickory_resolver::proto::rr::RecordType;
-use hickory_resolver::{Hosts, Name, TokioAsyncResolver};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::{Hosts, TokioResolver};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -112,18 +113,21 @@ impl Inner {
 /// /etc/hosts, read once per process like the system does for a long-running daemon's start.
 fn hosts() -> &'static Hosts {
     static HOSTS: OnceLock<Hosts> = OnceLock::new();
-    HOSTS.get_or_init(Hosts::new)
+    HOSTS.get_or_init(|| Hosts::from_system().unwrap_or_default())
 }
 
 /// The resolver of /etc/resolv.conf, built once.
-fn resolver() -> Result<&'static TokioAsyncResolver, Error> {
-    static RESOLVER: OnceLock<Result<TokioAsyncResolver, String>> = OnceLock::new();
+fn resolver() -> Result<&'static TokioResolver, Error> {
+    static RESOLVER: OnceLock<Result<TokioResolver, String>> = OnceLock::new();
     RESOLVER
         .get_or_init(|| {
             let (config, mut opts) =
                 hickory_resolver::system_conf::read_system_conf().map_err(|e| e.to_string())?;
             opts.timeout = opts.timeout.min(LIMIT);
-            Ok(TokioAsyncResolver::tokio(config, opts))
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                .with_options(opts)
+                .build()
+                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| Error::Config(format!("reading /etc/resolv.conf: {e}")))
@@ -135,7 +139,7 @@ async fn lookup(name: &str, port: u16) -> Result<SocketAddr, Error> {
         .map_err(|e| Error::Config(format!("{name:?} is not a host name: {e}")))?;
     for t in [RecordType::A, RecordType::AAAA] {
         let found = hosts().lookup_static_host(&Query::query(fqdn.clone(), t));
-        if let Some(ip) = found.and_then(|l| l.iter().find_map(|r| r.ip_addr())) {
+        if let Some(ip) = found.and_then(|l| l.answers().iter().find_map(|r| r.data.ip_addr())) {
             return Ok(SocketAddr::new(ip, port));
         }
     }

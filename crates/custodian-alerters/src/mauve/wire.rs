@@ -156,12 +156,12 @@ fn decode_alert(buf: &[u8]) -> Result<Alert, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
 
     fn text(rng: &mut impl Rng) -> String {
-        let n = rng.gen_range(0..40);
+        let n = rng.random_range(0..40);
         (0..n)
-            .map(|_| rng.gen_range('\u{20}'..'\u{3000}'))
+            .map(|_| rng.random_range('\u{20}'..'\u{3000}'))
             .collect()
     }
 
@@ -172,28 +172,28 @@ mod tests {
         for _ in 0..500 {
             let alert = Alert {
                 id: text(&mut rng),
-                subject: rng.gen::<bool>().then(|| text(&mut rng)),
-                summary: rng.gen::<bool>().then(|| text(&mut rng)),
-                detail: rng.gen::<bool>().then(|| text(&mut rng)),
-                raise_time: rng.gen::<bool>().then(|| rng.gen()),
-                clear_time: rng.gen::<bool>().then(|| rng.gen()),
-                suppress_until: rng.gen::<bool>().then(|| rng.gen()),
-                importance: rng.gen::<bool>().then(|| rng.gen()),
+                subject: rng.random::<bool>().then(|| text(&mut rng)),
+                summary: rng.random::<bool>().then(|| text(&mut rng)),
+                detail: rng.random::<bool>().then(|| text(&mut rng)),
+                raise_time: rng.random::<bool>().then(|| rng.random()),
+                clear_time: rng.random::<bool>().then(|| rng.random()),
+                suppress_until: rng.random::<bool>().then(|| rng.random()),
+                importance: rng.random::<bool>().then(|| rng.random()),
             };
             let u = AlertUpdate {
-                transmission_id: rng.gen(),
+                transmission_id: rng.random(),
                 source: text(&mut rng),
-                replace: rng.gen(),
-                alert: vec![alert; rng.gen_range(0..3)],
-                signature: rng.gen::<bool>().then(|| text(&mut rng).into_bytes()),
-                transmission_time: rng.gen::<bool>().then(|| rng.gen()),
+                replace: rng.random(),
+                alert: vec![alert; rng.random_range(0..3)],
+                signature: rng.random::<bool>().then(|| text(&mut rng).into_bytes()),
+                transmission_time: rng.random::<bool>().then(|| rng.random()),
             };
             let bytes = encode(&u);
             assert_eq!(decode(&bytes).expect("round trip"), u);
             let mut junk = bytes;
             for _ in 0..4 {
-                let i = rng.gen_range(0..=junk.len());
-                junk.insert(i, rng.gen());
+                let i = rng.random_range(0..=junk.len());
+                junk.insert(i, rng.random());
             }
             let _ = decode(&junk);
         }

@@ -1,7 +1,7 @@
 //! Hostile fake servers on 127.0.0.1:0 for the conformance table in `hostile.rs`: each shape is
 //! one function that starts a server and returns the port to aim a probe at.
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode};
 use hickory_proto::rr::rdata::{A, MX};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::future::Future;
@@ -215,7 +215,7 @@ pub(crate) async fn good_dns() -> SocketAddr {
         let Ok(q) = Message::from_vec(q) else {
             return vec![];
         };
-        let Some(first) = q.queries().first() else {
+        let Some(first) = q.queries.first() else {
             return vec![];
         };
         let owner = first.name().clone();
@@ -227,16 +227,11 @@ pub(crate) async fn good_dns() -> SocketAddr {
             RecordType::A => vec![RData::A(A(LOCAL))],
             _ => vec![],
         };
-        let mut r = Message::new();
-        r.set_id(q.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(OpCode::Query)
-            .set_response_code(ResponseCode::NoError)
-            .add_queries(q.queries().to_vec())
-            .add_answers(
-                data.into_iter()
-                    .map(|d| Record::from_rdata(owner.clone(), 60, d)),
-            );
+        let mut r = Message::response(q.id, OpCode::Query);
+        r.add_queries(q.queries.to_vec()).add_answers(
+            data.into_iter()
+                .map(|d| Record::from_rdata(owner.clone(), 60, d)),
+        );
         r.to_vec().map(|v| vec![v]).unwrap_or_default()
     })
     .await;
