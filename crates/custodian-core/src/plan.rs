@@ -92,30 +92,25 @@ pub fn plan(
     specs: &[&ProbeSpec],
     strict: bool,
 ) -> (Vec<Job>, Vec<Diagnostic>) {
-    let mut planner = Planner {
-        specs,
-        phrases: specs.iter().map(|s| phrases(s)).collect(),
-        strict,
-        // One job per expanded test unless a line has errors: reserved once, not regrown.
-        jobs: Vec::with_capacity(tests.len()),
-        diags: Vec::new(),
-        spans: Vec::new(),
-        parsed: Vec::new(),
-        quorum_at: None,
-        file: None,
-    };
+    let mut planner = Planner::new(specs, strict);
+    // One job per expanded test unless a line has errors: reserved once, not regrown.
+    let mut jobs = Vec::with_capacity(tests.len());
     for group in tests.chunk_by(|a, b| std::ptr::eq(a.stmt, b.stmt)) {
-        planner.statement(group);
+        planner.statement(group, &mut |job| jobs.push(job));
     }
-    (planner.jobs, planner.diags)
+    (jobs, planner.into_diagnostics())
 }
 
-struct Planner<'s> {
+/// Plans one statement at a time (the expanded tests of one line, as
+/// [`custodian_dsl::expand_each`] hands them over) and gives each job to a sink, so a caller
+/// that only counts or streams jobs never holds them all.
+pub struct Planner<'s> {
     specs: &'s [&'s ProbeSpec],
     phrases: Vec<Vec<(Phrase, Role)>>,
     strict: bool,
-    jobs: Vec<Job>,
     diags: Vec<Diagnostic>,
+    /// How many of `diags` are errors (checked once per job).
+    error_count: usize,
     /// Where each option of the statement being planned was written.
     spans: Vec<(String, Span)>,
     /// The statement's option values as parsed while matching, for its line-wide check.
@@ -136,33 +131,32 @@ struct Cx<'a> {
     locations: Option<&'a [Location]>,
 }
 
-impl Planner<'_> {
-    fn report(
-        &mut self,
-        cx: Cx<'_>,
-        severity: Severity,
-        span: Span,
-        msg: String,
-        hint: Option<String>,
-    ) {
-        let d = Diagnostic::new(severity, &cx.file.name, &cx.file.source, span, msg);
-        self.diags.push(match hint {
-            Some(h) => d.with_hint(h),
-            None => d,
-        });
+impl<'s> Planner<'s> {
+    pub fn new(specs: &'s [&'s ProbeSpec], strict: bool) -> Self {
+        Planner {
+            specs,
+            phrases: specs.iter().map(|s| phrases(s)).collect(),
+            strict,
+            diags: Vec::new(),
+            error_count: 0,
+            spans: Vec::new(),
+            parsed: Vec::new(),
+            quorum_at: None,
+            file: None,
+        }
     }
 
-    fn error(&mut self, cx: Cx<'_>, span: Span, msg: impl Into<String>, hint: Option<String>) {
-        self.report(cx, Severity::Error, span, msg.into(), hint);
+    /// Every diagnostic so far, in the order the statements were planned.
+    pub fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.diags
     }
 
-    fn errors(&self) -> usize {
-        self.diags.iter().filter(|d| d.is_error()).count()
-    }
-
-    /// Plans one statement for each of its expanded targets.
-    fn statement(&mut self, group: &[Expanded<'_>]) {
-        let e = &group[0];
+    /// Plans one statement for each of its expanded targets (all of one statement, in order)
+    /// and gives `sink` each job, unless the statement has errors.
+    pub fn statement(&mut self, group: &[Expanded<'_>], sink: &mut dyn FnMut(Job)) {
+        let Some(e) = group.first() else {
+            return;
+        };
         let cx = Cx {
             file: e.file,
             stmt: e.stmt,
@@ -179,17 +173,50 @@ impl Planner<'_> {
             return;
         };
         for e in rest {
-            self.push(cx, index, base.clone(), e, before);
+            self.push(cx, index, base.clone(), e, before, sink);
         }
-        self.push(cx, index, base, last, before);
+        self.push(cx, index, base, last, before, sink);
     }
 
-    /// Completes `job` for one expanded target and keeps it if the statement has no errors.
-    fn push(&mut self, cx: Cx<'_>, index: usize, mut job: Job, e: &Expanded<'_>, before: usize) {
+    fn report(
+        &mut self,
+        cx: Cx<'_>,
+        severity: Severity,
+        span: Span,
+        msg: String,
+        hint: Option<String>,
+    ) {
+        let d = Diagnostic::new(severity, &cx.file.name, &cx.file.source, span, msg);
+        self.error_count += usize::from(d.is_error());
+        self.diags.push(match hint {
+            Some(h) => d.with_hint(h),
+            None => d,
+        });
+    }
+
+    fn error(&mut self, cx: Cx<'_>, span: Span, msg: impl Into<String>, hint: Option<String>) {
+        self.report(cx, Severity::Error, span, msg.into(), hint);
+    }
+
+    fn errors(&self) -> usize {
+        self.error_count
+    }
+
+    /// Completes `job` for one expanded target and gives it to `sink` if the statement has no
+    /// errors.
+    fn push(
+        &mut self,
+        cx: Cx<'_>,
+        index: usize,
+        mut job: Job,
+        e: &Expanded<'_>,
+        before: usize,
+        sink: &mut dyn FnMut(Job),
+    ) {
         job.target = e.target.to_string();
         self.target(cx, self.specs[index], &mut job);
         if self.errors() == before {
-            self.jobs.push(job);
+            sink(job);
         }
     }
 

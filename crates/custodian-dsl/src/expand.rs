@@ -2,8 +2,9 @@
 //! test expands to one test per member. `fetched from` bodies come through the caller's fetcher.
 //! A target (or member) that is a CIDR block or range expands to one test per address.
 //! [`expand_at_most`] stops at a total number of tests, so a list of large blocks is an error
-//! naming the line that crossed it, not a memory exhaustion. Macro names in a `from` clause
-//! are replaced by their members too (see [`Location`]).
+//! naming the line that crossed it, not a memory exhaustion; [`expand_each`] hands over one
+//! statement's tests at a time. Macro names in a `from` clause are replaced by their members
+//! too (see [`Location`]).
 
 use crate::ast::{
     FromClause, MacroBody, MacroDef, SourceFile, Span, Spanned, Statement, StatementKind, TestStmt,
@@ -57,8 +58,25 @@ pub fn expand_at_most<'a>(
     fetch: &mut Fetch<'_>,
     max: usize,
 ) -> (Vec<Expanded<'a>>, Vec<Diagnostic>) {
-    let mut macros: HashMap<&'a str, Vec<Cow<'a, str>>> = HashMap::new();
     let mut out = Vec::new();
+    let diags = expand_each(files, fetch, max, |group| out.extend_from_slice(group));
+    // It lives beside the jobs planned from it: without the slack of its last doubling.
+    out.shrink_to_fit();
+    (out, diags)
+}
+
+/// As [`expand_at_most`], but hands each statement's tests to `each` as soon as they are
+/// expanded (never an empty group) instead of keeping them all: a caller that plans one
+/// statement at a time holds one statement's tests at once.
+pub fn expand_each<'a>(
+    files: &'a [SourceFile],
+    fetch: &mut Fetch<'_>,
+    max: usize,
+    mut each: impl FnMut(&[Expanded<'a>]),
+) -> Vec<Diagnostic> {
+    let mut macros: HashMap<&'a str, Vec<Cow<'a, str>>> = HashMap::new();
+    let mut group = Vec::new();
+    let mut total: u64 = 0;
     let mut diags = Vec::new();
     for file in files {
         for stmt in &file.statements {
@@ -83,30 +101,42 @@ pub fn expand_at_most<'a>(
                     let targets = macros
                         .get(test.target.value.as_str())
                         .map_or(&literal[..], Vec::as_slice);
+                    group.clear();
                     for target in targets {
                         let block = blocks::target_block(target);
                         let n = block.as_ref().map_or(1, |b| b.len());
-                        if n <= LARGE && out.len() as u64 + n > max as u64 {
+                        if n <= LARGE && total + n > max as u64 {
                             diags.push(too_many(file, test, max));
-                            return (out, diags);
+                            // The targets before the cap are kept, as they always were.
+                            if !group.is_empty() {
+                                each(&group);
+                            }
+                            return diags;
                         }
                         match block {
                             Some(b) if b.len() > LARGE => {
                                 diags.push(too_large(file, test, target, b.len()))
                             }
                             Some(b) => {
-                                out.extend(b.addresses().map(|ip| make(Cow::Owned(ip.to_string()))))
+                                total += n;
+                                group.extend(
+                                    b.addresses().map(|ip| make(Cow::Owned(ip.to_string()))),
+                                )
                             }
-                            None => out.push(make(target.clone())),
+                            None => {
+                                total += 1;
+                                group.push(make(target.clone()))
+                            }
                         }
+                    }
+                    if !group.is_empty() {
+                        each(&group);
                     }
                 }
             }
         }
     }
-    // It lives beside the jobs planned from it: without the slack of its last doubling.
-    out.shrink_to_fit();
-    (out, diags)
+    diags
 }
 
 /// The locations of a `from` name list. A word shaped like a macro name (upper case) must be a

@@ -12,6 +12,6 @@ mod print;
 
 pub use ast::{SourceFile, Span, Spanned, Window};
 pub use diagnostic::{Diagnostic, Severity};
-pub use expand::{expand, expand_at_most, Expanded, Fetch, Location};
+pub use expand::{expand, expand_at_most, expand_each, Expanded, Fetch, Location};
 pub use parser::parse;
 pub use print::print;

@@ -22,10 +22,6 @@ impl Loaded {
     pub(crate) fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
-
-    pub(crate) fn warnings(&self) -> usize {
-        self.diagnostics.len() - self.errors()
-    }
 }
 
 /// Parses, expands and plans `paths`. An unreadable file is an error before anything else;
@@ -36,6 +32,23 @@ pub(crate) async fn load(
     fetch_timeout: Duration,
     max_jobs: usize,
 ) -> anyhow::Result<Loaded> {
+    let mut jobs = Vec::new();
+    let diagnostics = load_each(paths, strict, fetch_timeout, max_jobs, &mut |job| {
+        jobs.push(job)
+    })
+    .await?;
+    Ok(Loaded { jobs, diagnostics })
+}
+
+/// As [`load`], but gives each job to `sink` as its statement is planned, never holding them
+/// all; returns the diagnostics (a job of a file with errors may already have been given).
+pub(crate) async fn load_each(
+    paths: &[PathBuf],
+    strict: bool,
+    fetch_timeout: Duration,
+    max_jobs: usize,
+    sink: &mut dyn FnMut(Job),
+) -> anyhow::Result<Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut files = Vec::new();
     for path in paths {
@@ -54,11 +67,15 @@ pub(crate) async fn load(
             .cloned()
             .unwrap_or_else(|| Err(format!("{} was not fetched", mask_url(url))))
     };
-    let (expanded, diags) = dsl::expand_at_most(&files, &mut fetch, max_jobs);
-    diagnostics.extend(diags);
     let specs = custodian_probes::specs();
-    let (jobs, diags) = plan::plan(&expanded, &specs, strict);
+    let mut planner = plan::Planner::new(&specs, strict);
+    let diags = dsl::expand_each(&files, &mut fetch, max_jobs, |group| {
+        planner.statement(group, sink)
+    });
+    // Expansion diagnostics before planning ones, as when the passes ran one after the other
+    // (the sort below is stable, and both may point at one place).
     diagnostics.extend(diags);
+    diagnostics.extend(planner.into_diagnostics());
     // A diagnostic quotes its source line, which may hold a password, a credential header or
     // a URL's `user:password@`: none of them reaches the terminal.
     for d in &mut diagnostics {
@@ -67,7 +84,7 @@ pub(crate) async fn load(
     // Parse and plan diagnostics arrive in separate passes; readers want them in file order.
     let order: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     diagnostics.sort_by_key(|d| (order.iter().position(|f| *f == d.file), d.line, d.col));
-    Ok(Loaded { jobs, diagnostics })
+    Ok(diagnostics)
 }
 
 /// Fetches every `fetched from` URL in the files, concurrently, before expansion.

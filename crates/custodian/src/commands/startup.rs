@@ -93,24 +93,44 @@ pub(crate) async fn load_jobs(
     strict: bool,
     settings: &Settings,
 ) -> Result<Option<Vec<Job>>> {
-    let loaded =
-        crate::load::load(files, strict, settings.fetch_timeout(), settings.max_jobs).await?;
+    let mut jobs = Vec::new();
+    let valid = load_each(files, strict, settings, &mut |job| jobs.push(job)).await?;
+    Ok(valid.then_some(jobs))
+}
+
+/// As [`load_jobs`], but gives each job to `sink` as it is planned (a caller that only counts
+/// holds none of them); false when there were errors, and then the jobs given mean nothing.
+pub(crate) async fn load_each(
+    files: &[PathBuf],
+    strict: bool,
+    settings: &Settings,
+    sink: &mut dyn FnMut(Job),
+) -> Result<bool> {
+    let diagnostics = crate::load::load_each(
+        files,
+        strict,
+        settings.fetch_timeout(),
+        settings.max_jobs,
+        sink,
+    )
+    .await?;
     let mut err = std::io::stderr().lock();
-    for d in &loaded.diagnostics {
+    for d in &diagnostics {
         writeln!(err, "{d}\n")?;
     }
-    let (errors, warnings) = (loaded.errors(), loaded.warnings());
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
     if errors > 0 {
         writeln!(
             err,
             "{errors} error(s), {warnings} warning(s): nothing was run or enqueued"
         )?;
-        return Ok(None);
+        return Ok(false);
     }
     if warnings > 0 {
         writeln!(err, "{warnings} warning(s)")?;
     }
-    Ok(Some(loaded.jobs))
+    Ok(true)
 }
 
 /// Says once that checks naming locations (`from ...`) are run by `how` here, not fanned out:
