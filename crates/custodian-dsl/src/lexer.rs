@@ -3,20 +3,45 @@
 
 use crate::ast::{Span, Token};
 
+/// A word or quoted string of a line, borrowed from it: most are keywords the parser reads
+/// and drops, so only the ones a statement keeps are copied (see [`Word::owned`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Word<'a> {
+    /// The text without quotes.
+    pub(crate) text: &'a str,
+    /// True when the word was written in quotes (so it is a value, never a keyword).
+    pub(crate) quoted: bool,
+    pub(crate) span: Span,
+}
+
+impl Word<'_> {
+    /// The word as the syntax tree keeps it.
+    pub(crate) fn owned(&self) -> Token {
+        Token {
+            text: self.text.to_string(),
+            quoted: self.quoted,
+            span: self.span,
+        }
+    }
+}
+
 /// One logical line: its text and where each joined piece of it sits in the source.
 #[derive(Debug)]
 pub(crate) struct Line {
     pub(crate) text: String,
     pub(crate) lineno: u32,
-    /// (offset in `text`, offset in the source) of each joined physical line.
-    pieces: Vec<(usize, usize)>,
+    /// The source offset of the first byte of `text`.
+    start: usize,
+    /// (offset in `text`, offset in the source) of each physical line joined to the first one
+    /// (empty, so nothing allocated, for the usual single-line statement).
+    joins: Vec<(usize, usize)>,
 }
 
 impl Line {
     /// The source offset of byte `off` of the text.
     fn at(&self, off: usize) -> usize {
-        let i = self.pieces.partition_point(|&(t, _)| t <= off).max(1) - 1;
-        let (t, s) = self.pieces[i];
+        let i = self.joins.partition_point(|&(t, _)| t <= off);
+        let (t, s) = i.checked_sub(1).map_or((0, self.start), |i| self.joins[i]);
         s + (off - t)
     }
 
@@ -64,14 +89,15 @@ pub(crate) fn lines(src: &str) -> Vec<Line> {
         let mut line = match open.take() {
             Some(mut line) => {
                 line.text.push(' ');
-                line.pieces.push((line.text.len(), offset));
+                line.joins.push((line.text.len(), offset));
                 line
             }
             None if piece.is_empty() || piece.starts_with('#') => continue,
             None => Line {
                 text: String::new(),
                 lineno,
-                pieces: vec![(0, offset)],
+                start: offset,
+                joins: Vec::new(),
             },
         };
         match piece.strip_suffix('\\') {
@@ -96,7 +122,7 @@ fn finish(mut line: Line) -> Line {
 
 /// The words and quoted strings of a line, without the optional final `.`.
 /// Err is the span of an unterminated quote.
-pub(crate) fn tokens(line: &Line) -> Result<Vec<Token>, Span> {
+pub(crate) fn tokens(line: &Line) -> Result<Vec<Word<'_>>, Span> {
     let text = line.text.as_str();
     let bytes = text.as_bytes();
     // At most one word per space (quoted text only makes fewer): one allocation, not a regrowth.
@@ -114,7 +140,11 @@ pub(crate) fn tokens(line: &Line) -> Result<Vec<Token>, Span> {
                 i = end + 1;
             }
             _ => {
-                let end = text[i..].find([' ', '\t']).map_or(text.len(), |n| i + n);
+                // A byte scan: both separators are ASCII, so no character needs decoding.
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b' ' || b == b'\t')
+                    .map_or(text.len(), |n| i + n);
                 out.push(token(line, &text[i..end], false, i, end));
                 i = end;
             }
@@ -124,23 +154,23 @@ pub(crate) fn tokens(line: &Line) -> Result<Vec<Token>, Span> {
     Ok(out)
 }
 
-fn token(line: &Line, text: &str, quoted: bool, a: usize, b: usize) -> Token {
-    Token {
-        text: text.to_string(),
+fn token<'a>(line: &Line, text: &'a str, quoted: bool, a: usize, b: usize) -> Word<'a> {
+    Word {
+        text,
         quoted,
         span: line.span(a, b),
     }
 }
 
 /// Removes one `.` ending the statement (it belongs to no word, number or URL).
-fn strip_final_dot(tokens: &mut Vec<Token>) {
+fn strip_final_dot(tokens: &mut Vec<Word<'_>>) {
     let Some(last) = tokens.last_mut() else {
         return;
     };
     if last.quoted || !last.text.ends_with('.') {
         return;
     }
-    last.text.pop();
+    last.text = &last.text[..last.text.len() - 1];
     last.span.end -= 1;
     if last.text.is_empty() {
         tokens.pop();
@@ -156,7 +186,7 @@ mod tests {
         tokens(&lines[0])
             .unwrap()
             .into_iter()
-            .map(|t| (t.text, t.quoted))
+            .map(|t| (t.text.to_string(), t.quoted))
             .collect()
     }
 

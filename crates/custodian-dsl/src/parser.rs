@@ -4,10 +4,10 @@
 
 use crate::ast::{
     FromClause, MacroBody, MacroDef, SourceFile, Span, Spanned, Statement, StatementKind, TestStmt,
-    Token, Window,
+    Window,
 };
 use crate::diagnostic::Diagnostic;
-use crate::lexer::{self, Line};
+use crate::lexer::{self, Line, Word};
 
 /// A problem with one line, before it is placed in its file.
 struct Error {
@@ -73,7 +73,7 @@ fn statement(line: &Line) -> Result<StatementKind> {
         Some(t) if is_word(t, "is") || is_word(t, "are") => {
             macro_def(&toks).map(StatementKind::Macro)
         }
-        Some(t) if is_word(t, "must") => test(toks).map(StatementKind::Test),
+        Some(t) if is_word(t, "must") => test(&toks).map(StatementKind::Test),
         _ => Err(
             Error::new(line.whole(), "expected a test or a macro definition")
                 .hint("write `TARGET must run TYPE ...` or `NAME is MEMBER and MEMBER`"),
@@ -82,13 +82,13 @@ fn statement(line: &Line) -> Result<StatementKind> {
 }
 
 /// An unquoted word equal to `word`, ignoring case.
-fn is_word(t: &Token, word: &str) -> bool {
+fn is_word(t: &Word<'_>, word: &str) -> bool {
     !t.quoted && t.text.eq_ignore_ascii_case(word)
 }
 
-fn spanned(t: &Token) -> Spanned<String> {
+fn spanned(t: &Word<'_>) -> Spanned<String> {
     Spanned {
-        value: t.text.clone(),
+        value: t.text.to_string(),
         span: t.span,
     }
 }
@@ -99,9 +99,9 @@ pub(crate) fn is_macro_name(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn macro_def(toks: &[Token]) -> Result<MacroDef> {
+fn macro_def(toks: &[Word<'_>]) -> Result<MacroDef> {
     let name = &toks[0];
-    if name.quoted || !is_macro_name(&name.text) {
+    if name.quoted || !is_macro_name(name.text) {
         return Err(
             Error::new(name.span, format!("`{}` is not a macro name", name.text))
                 .hint("macro names are upper-case letters, digits and `_`, e.g. `WEBSERVERS`"),
@@ -120,7 +120,7 @@ fn macro_def(toks: &[Token]) -> Result<MacroDef> {
     })
 }
 
-fn fetched_url(from: &Token, rest: &[Token]) -> Result<Spanned<String>> {
+fn fetched_url(from: &Word<'_>, rest: &[Word<'_>]) -> Result<Spanned<String>> {
     match rest {
         [url] => Ok(spanned(url)),
         [] => Err(Error::new(
@@ -135,7 +135,7 @@ fn fetched_url(from: &Token, rest: &[Token]) -> Result<Spanned<String>> {
 }
 
 /// Members split on the word `and` and on commas (overseer's form).
-fn members(is: &Token, body: &[Token]) -> Result<Vec<Spanned<String>>> {
+fn members(is: &Word<'_>, body: &[Word<'_>]) -> Result<Vec<Spanned<String>>> {
     let mut out = Vec::new();
     for t in body {
         if t.quoted {
@@ -152,7 +152,7 @@ fn members(is: &Token, body: &[Token]) -> Result<Vec<Spanned<String>>> {
     Ok(out)
 }
 
-fn comma_members(t: &Token, out: &mut Vec<Spanned<String>>) -> Result<()> {
+fn comma_members(t: &Word<'_>, out: &mut Vec<Spanned<String>>) -> Result<()> {
     let mut offset = 0;
     for piece in t.text.split(',') {
         let span = Span::new(t.span.start + offset, t.span.start + offset + piece.len());
@@ -170,7 +170,7 @@ fn comma_members(t: &Token, out: &mut Vec<Spanned<String>>) -> Result<()> {
     Ok(())
 }
 
-fn test(toks: Vec<Token>) -> Result<TestStmt> {
+fn test(toks: &[Word<'_>]) -> Result<TestStmt> {
     let target = &toks[0];
     if target.quoted {
         return Err(Error::new(target.span, "the target must not be quoted"));
@@ -188,7 +188,7 @@ fn test(toks: Vec<Token>) -> Result<TestStmt> {
         window: None,
         from: None,
     };
-    // Arguments are moved out at the end rather than cloned: this is the hot path.
+    // Arguments are marked while the clauses are taken and copied once at the end.
     let first = toks.len() - rest.len();
     let mut is_arg = vec![false; toks.len()];
     let mut i = 0;
@@ -205,16 +205,20 @@ fn test(toks: Vec<Token>) -> Result<TestStmt> {
     // the capacity of every word of the line.
     let mut args = Vec::with_capacity(is_arg.iter().filter(|a| **a).count());
     args.extend(
-        toks.into_iter()
+        toks.iter()
             .zip(is_arg)
-            .filter_map(|(t, a)| a.then_some(t)),
+            .filter(|(_, a)| *a)
+            .map(|(t, _)| t.owned()),
     );
     stmt.args = args;
     Ok(stmt)
 }
 
 /// The type after `must [not]`: `run TYPE` or `ping`. Returns it and the words after it.
-fn probe<'t>(before: &Token, toks: &'t [Token]) -> Result<(Spanned<String>, &'t [Token])> {
+fn probe<'t, 's>(
+    before: &Word<'_>,
+    toks: &'t [Word<'s>],
+) -> Result<(Spanned<String>, &'t [Word<'s>])> {
     let usage = "write `TARGET must run TYPE` or `TARGET must not run TYPE`";
     match toks {
         [p, rest @ ..] if is_word(p, "ping") => Ok((
@@ -240,7 +244,7 @@ fn probe<'t>(before: &Token, toks: &'t [Token]) -> Result<(Spanned<String>, &'t 
 
 /// Takes a universal clause at the start of `toks` into `stmt`; returns how many words it used
 /// (0: not a clause, or a repeat of one already taken, which stays an unrecognised argument).
-fn clause(toks: &[Token], stmt: &mut TestStmt) -> Result<usize> {
+fn clause(toks: &[Word<'_>], stmt: &mut TestStmt) -> Result<usize> {
     match toks {
         [o, text, ..] if is_word(o, "otherwise") && text.quoted && stmt.otherwise.is_none() => {
             stmt.otherwise = Some(spanned(text));
@@ -268,7 +272,7 @@ const FROM_USAGE: &str = "write `from 3 locations` or `from lon1 and ams1`";
 
 /// `from N location(s)` or `from NAME[, NAME ...] [and NAME]`; returns the words used.
 /// Unlike the original's clauses a repeat is an error: two lists cannot both be meant.
-fn from_clause(f: &Token, rest: &[Token], stmt: &mut TestStmt) -> Result<usize> {
+fn from_clause(f: &Word<'_>, rest: &[Word<'_>], stmt: &mut TestStmt) -> Result<usize> {
     if stmt.from.is_some() {
         return Err(Error::new(f.span, "a second `from` on one line")
             .hint("name every location in one clause: `from lon1 and ams1`"));
@@ -296,7 +300,7 @@ fn from_clause(f: &Token, rest: &[Token], stmt: &mut TestStmt) -> Result<usize> 
 
 /// Names after `from`, split on commas and `and` as macro members are; the list ends at the
 /// first name followed by neither. Returns the names and the words used.
-fn location_list(f: &Token, rest: &[Token]) -> Result<(Vec<Spanned<String>>, usize)> {
+fn location_list(f: &Word<'_>, rest: &[Word<'_>]) -> Result<(Vec<Spanned<String>>, usize)> {
     let mut names = Vec::new();
     let mut after = f;
     let mut i = 0;
@@ -331,9 +335,9 @@ fn location_list(f: &Token, rest: &[Token]) -> Result<(Vec<Spanned<String>>, usi
 
 /// `between H-H` after `first` (`between` or `except`); returns the words used after `except`.
 fn window(
-    first: &Token,
-    between: &Token,
-    rest: &[Token],
+    first: &Word<'_>,
+    between: &Word<'_>,
+    rest: &[Word<'_>],
     except: bool,
     stmt: &mut TestStmt,
 ) -> Result<usize> {
@@ -354,7 +358,7 @@ fn window(
     Ok(2)
 }
 
-fn hours(t: &Token) -> Result<(u8, u8)> {
+fn hours(t: &Word<'_>) -> Result<(u8, u8)> {
     let bad = || {
         Error::new(t.span, format!("`{}` is not a range of hours", t.text))
             .hint("write `between 9-17` (hours 0-23, both included)")
