@@ -9,7 +9,7 @@ use rustls::{ClientConfig, RootCertStore};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// What an [`Env`] is built from (the defaults: the system trust store, no CA file, the
 /// nameservers of /etc/resolv.conf).
@@ -29,9 +29,6 @@ pub struct Env {
     nameservers: Result<Vec<SocketAddr>, String>,
     trust: Trust,
     warnings: Vec<String>,
-    /// The HTTP clients shared by checks of URLs whose host is an address (verifying, and
-    /// `insecure`), built on first use; see `http::client`.
-    http: [OnceLock<reqwest::Client>; 2],
 }
 
 impl Env {
@@ -61,7 +58,6 @@ impl Env {
             nameservers,
             trust: Trust::new(roots),
             warnings,
-            http: Default::default(),
         }
     }
 
@@ -80,20 +76,6 @@ impl Env {
     /// accepting any chain and name.
     pub(crate) fn tls_config(&self, insecure: bool) -> Arc<ClientConfig> {
         self.trust.config(insecure)
-    }
-
-    /// The shared HTTP client for `insecure` (or not), built by `build` the first time.
-    pub(crate) fn http_client(
-        &self,
-        insecure: bool,
-        build: impl FnOnce() -> Result<reqwest::Client, String>,
-    ) -> Result<reqwest::Client, String> {
-        let slot = &self.http[usize::from(insecure)];
-        if let Some(client) = slot.get() {
-            return Ok(client.clone());
-        }
-        let built = build()?;
-        Ok(slot.get_or_init(|| built).clone())
     }
 }
 

@@ -23,19 +23,26 @@
 //! `; final URL …` once a redirect was followed.
 //! Example: `http://www.example.com/ must run http with content 'Welcome' otherwise 'web down'.`
 
+use crate::http1;
 use crate::net;
-use crate::tls::{self, Verify};
+use crate::tls::{self, Stream, Verify};
 use crate::Ctx;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use custodian_core::secret::{self as refs, URL_PASSWORD};
 use custodian_core::spec::secret_ranges;
 use custodian_core::{
     mask_url, Invalid, Job, Outcome, ParamSpec, Params, ProbeSpec, TargetKind, Value,
 };
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, HOST, RANGE,
+    USER_AGENT,
+};
+use http::{Method, StatusCode};
 use regex::Regex;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION, USER_AGENT};
-use reqwest::{Client, Method, Response, StatusCode};
+use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use tokio::net::TcpStream;
 use url::{Host, Url};
 
 /// Most body bytes read before judging; a longer body is judged on this prefix.
@@ -130,7 +137,6 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
     let plan = plan(&cx.job, &cx.params, tls::unix_now())?;
     let expect = expect(&cx.params, https);
     let ip = cx.addr.ok_or("no address to connect to")?;
-    let client = client(cx, &plan, ip)?;
     let mut at = Trail {
         url: plan.url.clone(),
         redirects: 0,
@@ -139,7 +145,7 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
     let fetched = net::within(
         cx,
         "waiting for the response",
-        fetch(&client, &plan, &expect, &mut at),
+        fetch(cx, ip, &plan, &expect, &mut at),
     )
     .await;
     if let Some(t) = at.not_after {
@@ -160,11 +166,16 @@ async fn fetch_and_judge(cx: &Ctx, https: bool) -> Result<String, String> {
 }
 
 /// Judges the final response: status, then body.
-async fn judge(cx: &Ctx, mut resp: Response, expect: &Expect) -> Result<String, String> {
-    let status = resp.status();
+async fn judge(cx: &Ctx, resp: http1::Response, expect: &Expect) -> Result<String, String> {
+    let status = StatusCode::from_u16(resp.head.status)
+        .map_err(|_| "bad HTTP reply: invalid HTTP status-code parsed".to_string())?;
     judge_status(status, &expect.status)?;
-    let (body, truncated) =
-        net::within(cx, "reading the body", read_body(&mut resp, MAX_BODY)).await?;
+    let (body, truncated) = net::within(cx, "reading the body", async {
+        resp.body(MAX_BODY)
+            .await
+            .map_err(|e| format!("reading the body: {}", net::clip(&e)))
+    })
+    .await?;
     judge_body(&body, truncated, expect)?;
     Ok(format!("status {}, {} bytes", status.as_u16(), body.len()))
 }
@@ -323,49 +334,6 @@ fn header_value(text: &str) -> Result<HeaderValue, Invalid> {
     })
 }
 
-/// Refuses every name lookup: the client may only reach names pinned with `resolve`.
-struct NoLookup;
-
-impl reqwest::dns::Resolve for NoLookup {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let msg = format!(
-            "{} is not the host under test; not resolving it",
-            name.as_str()
-        );
-        Box::pin(async move { Err(msg.into()) })
-    }
-}
-
-/// A client that reaches the URL's host only at `ip`, never resolves, never uses a proxy.
-/// When the host is an address nothing in the client depends on the check but how the
-/// certificate is judged, so the environment's shared one serves: building a client per check
-/// was a large share of an http check's CPU and memory (issue 13). It keeps no idle
-/// connection, so no check rides on a connection another one opened.
-fn client(cx: &Ctx, plan: &Plan, ip: IpAddr) -> Result<Client, String> {
-    match plan.url.host() {
-        // Port 0: the URL's own port is used.
-        Some(Host::Domain(d)) => built(builder(cx, plan).resolve(d, SocketAddr::new(ip, 0))),
-        _ => cx.env.http_client(plan.insecure, || {
-            built(builder(cx, plan).pool_max_idle_per_host(0))
-        }),
-    }
-}
-
-/// The settings every client has: no redirects of its own, no proxy, no lookups.
-fn builder(cx: &Ctx, plan: &Plan) -> reqwest::ClientBuilder {
-    Client::builder()
-        .use_preconfigured_tls((*cx.env.tls_config(plan.insecure)).clone())
-        .tls_info(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(Arc::new(NoLookup))
-}
-
-fn built(b: reqwest::ClientBuilder) -> Result<Client, String> {
-    b.build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 /// Where a fetch has got to: the URL being fetched and how many redirects led there.
 struct Trail {
     url: Url,
@@ -378,24 +346,23 @@ struct Trail {
 /// after checking the certificate of the first one. `at` follows the redirects, so a failure
 /// (or the deadline) can name the URL it happened at.
 async fn fetch(
-    client: &Client,
+    cx: &Ctx,
+    ip: IpAddr,
     plan: &Plan,
     expect: &Expect,
     at: &mut Trail,
-) -> Result<Response, String> {
+) -> Result<http1::Response, String> {
     let mut method = plan.method.clone();
     for hop in 0..=MAX_REDIRECTS {
-        let resp = send(client, plan, &at.url, &method).await?;
-        if hop == 0 {
-            if let Some(verify) = &expect.verify {
-                at.not_after = check_certificate(&resp, verify)?;
-            }
-        }
-        let Some(loc) = redirect_location(&resp, plan.follow) else {
+        let verify = expect.verify.as_ref().filter(|_| hop == 0);
+        let stream = open(cx, ip, plan, &at.url, verify, &mut at.not_after).await?;
+        let request = request(plan, &at.url, &method);
+        let resp = http1::exchange(stream, &request, method == Method::HEAD).await?;
+        let Some(loc) = redirect_location(&resp.head, plan.follow) else {
             return Ok(resp);
         };
         let next = next_hop(&at.url, &plan.url, &loc)?;
-        method = redirect_method(resp.status(), &method);
+        method = redirect_method(resp.head.status, &method);
         if body(plan, &method).is_some_and(holds_credentials) && !same_origin(&next, &plan.url) {
             return Err(format!(
                 "redirect to another origin ({}); not followed, as it would resend `with data`, \
@@ -407,6 +374,53 @@ async fn fetch(
         at.redirects = hop + 1;
     }
     Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// Connects to `url`'s host: the address under test (`ip`) for the host the job names, the
+/// address itself for an IP literal; nothing is ever looked up. An https URL gets its TLS
+/// handshake, and with `verify` (the first hop of `https`) its certificate's expiry judged;
+/// `not_after` receives that certificate's notAfter.
+async fn open(
+    cx: &Ctx,
+    ip: IpAddr,
+    plan: &Plan,
+    url: &Url,
+    verify: Option<&Verify>,
+    not_after: &mut Option<i64>,
+) -> Result<Stream, String> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let (addr, name) = match url.host() {
+        Some(Host::Ipv4(a)) => (IpAddr::V4(a), None),
+        Some(Host::Ipv6(a)) => (IpAddr::V6(a), None),
+        Some(Host::Domain(d)) => (ip, Some(d)),
+        None => {
+            return Err(format!(
+                "{} names no host",
+                net::clip(&mask_url(url.as_str()))
+            ))
+        }
+    };
+    let tcp = TcpStream::connect(SocketAddr::new(addr, port))
+        .await
+        .map_err(|e| net::failed(cx, &format!("connect to port {port}"), &e))?;
+    let _ = tcp.set_nodelay(true);
+    if url.scheme() != "https" {
+        return Ok(Box::new(tcp));
+    }
+    let name = match name {
+        Some(d) => ServerName::try_from(d.to_string())
+            .map_err(|_| format!("{:?} is no host name for TLS", net::clip(d)))?,
+        None => ServerName::from(addr),
+    };
+    let config = cx.env.tls_config(plan.insecure);
+    // Boxed: a handshake's state is kilobytes, needed only while it runs (issue 13).
+    let tls = Box::pin(tls::connect(config, name, port, tcp)).await?;
+    if let Some(verify) = verify {
+        let der = tls::peer_leaf(&tls)?;
+        *not_after = tls::not_after(der);
+        verify.judge(der, tls::unix_now())?;
+    }
+    Ok(Box::new(tls))
 }
 
 /// Whether two URLs share scheme, host and port: only the original origin gets credentials.
@@ -427,47 +441,73 @@ fn holds_credentials(data: &str) -> bool {
     !secret_ranges("data", data).is_empty()
 }
 
-/// One request; credentials, the Host header and `with header` go only to the original origin.
-async fn send(
-    client: &Client,
-    plan: &Plan,
-    url: &Url,
-    method: &Method,
-) -> Result<Response, String> {
+/// The request's bytes. Credentials, the Host header and `with header` go only to the
+/// original origin. The headers are those reqwest sent before (issue 13 replaced it): `accept:
+/// */*` and gzip accepted unless the line says otherwise, `host` from the URL unless given.
+fn request(plan: &Plan, url: &Url, method: &Method) -> Vec<u8> {
     let origin = same_origin(url, &plan.url);
     let mut headers = plan.headers.clone();
     if origin {
         headers.extend(plan.origin_headers.clone());
     }
-    let mut req = client.request(method.clone(), url.clone()).headers(headers);
+    let data = body(plan, method);
+    let mut out = Vec::with_capacity(256 + data.map_or(0, str::len));
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(url.path().as_bytes());
+    if let Some(q) = url.query() {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut field = |name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    if !headers.contains_key(ACCEPT) {
+        field("accept", b"*/*");
+    }
+    for (name, value) in &headers {
+        field(name.as_str(), value.as_bytes());
+    }
     if let (true, Some((user, pass))) = (origin, &plan.auth) {
-        req = req.basic_auth(user, Some(pass));
+        let basic = format!("Basic {}", B64.encode(format!("{user}:{pass}")));
+        field(AUTHORIZATION.as_str(), basic.as_bytes());
     }
-    if let Some(data) = body(plan, method) {
-        req = req
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(data.to_string());
+    if let Some(data) = data {
+        field("content-type", b"application/x-www-form-urlencoded");
+        field("content-length", data.len().to_string().as_bytes());
     }
-    req.send().await.map_err(|e| request_error(&e, url))
+    if !headers.contains_key(ACCEPT_ENCODING) && !headers.contains_key(RANGE) {
+        field("accept-encoding", b"gzip");
+    }
+    if !headers.contains_key(HOST) {
+        let host = url.host_str().unwrap_or_default();
+        match url.port() {
+            Some(port) => field("host", format!("{host}:{port}").as_bytes()),
+            None => field("host", host.as_bytes()),
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Some(data) = data {
+        out.extend_from_slice(data.as_bytes());
+    }
+    out
 }
 
 /// The `Location` of a redirect we should follow.
-fn redirect_location(resp: &Response, follow: bool) -> Option<String> {
-    if !follow || !resp.status().is_redirection() {
+fn redirect_location(head: &http1::Head, follow: bool) -> Option<String> {
+    if !follow || !(300..400).contains(&head.status) {
         return None;
     }
-    let loc = resp.headers().get(LOCATION)?.to_str().ok()?;
-    Some(loc.to_string())
+    head.location.clone()
 }
 
 /// 303, and 301/302 after a POST, continue as GET (as browsers do); others keep the method.
-fn redirect_method(status: StatusCode, method: &Method) -> Method {
-    let to_get = status == StatusCode::SEE_OTHER
-        || (*method == Method::POST
-            && (status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::FOUND));
+fn redirect_method(status: u16, method: &Method) -> Method {
+    let to_get = status == 303 || (*method == Method::POST && (status == 301 || status == 302));
     if to_get {
         Method::GET
     } else {
@@ -496,84 +536,6 @@ fn next_hop(current: &Url, original: &Url, location: &str) -> Result<Url, String
             net::clip(next.as_str())
         )),
     }
-}
-
-/// Judges the leaf certificate's expiry as `verify` says (the chain and name were verified in
-/// the handshake, unless skipped); its notAfter when there was one.
-fn check_certificate(resp: &Response, verify: &Verify) -> Result<Option<i64>, String> {
-    let info = resp.extensions().get::<reqwest::tls::TlsInfo>();
-    match info.and_then(|i| i.peer_certificate()) {
-        Some(der) => {
-            verify.judge(der, tls::unix_now())?;
-            Ok(tls::not_after(der))
-        }
-        None if resp.url().scheme() == "https" => Err("the server sent no certificate".into()),
-        None => Ok(None),
-    }
-}
-
-/// A short reason for a failed request, without the URL's secrets.
-fn request_error(e: &reqwest::Error, url: &Url) -> String {
-    let port = url.port_or_known_default().unwrap_or(0);
-    let mut io = None;
-    let mut inner = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(ioe) = s.downcast_ref::<std::io::Error>() {
-            io = Some(ioe);
-        }
-        inner = s.to_string();
-        src = s.source();
-    }
-    if let Some(t) = io.and_then(rustls_error) {
-        return format!("TLS handshake on port {port} failed: {}", tls::tls_error(t));
-    }
-    match (e.is_connect(), io) {
-        (true, Some(ioe)) if ioe.get_ref().is_some() => format!("connect to port {port}: {ioe}"),
-        (true, Some(ioe)) => format!("connect to port {port}: {}", net::io_reason(ioe)),
-        (true, None) => format!("connect to port {port}: {inner}"),
-        (false, _) => format!("bad HTTP reply: {inner}"),
-    }
-}
-
-/// The TLS error inside (possibly nested) I/O errors.
-fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
-    let inner = e.get_ref()?;
-    inner.downcast_ref::<rustls::Error>().or_else(|| {
-        inner
-            .downcast_ref::<std::io::Error>()
-            .and_then(rustls_error)
-    })
-}
-
-/// Reads at most `cap` body bytes; the flag says whether the body went on past the cap.
-async fn read_body(resp: &mut Response, cap: usize) -> Result<(Vec<u8>, bool), String> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the body: {}", net::clip(&chain(&e))))?;
-        let Some(chunk) = chunk else {
-            return Ok((body, false));
-        };
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if chunk.len() > room {
-            return Ok((body, true));
-        }
-    }
-}
-
-/// The innermost cause of an error.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut last = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        last = s.to_string();
-        src = s.source();
-    }
-    last
 }
 
 /// Checks the status against the expected list (empty: any).
@@ -981,6 +943,141 @@ mod tests {
         assert_eq!(out, Outcome::down("timed out reading the body"));
     }
 
+    /// A server that answers every request with `bytes` and closes.
+    async fn sends(bytes: &'static [u8]) -> String {
+        let a = fake::raw(move |mut s| async move {
+            let _ = s.write_all(bytes).await;
+            let _ = s.shutdown().await;
+        })
+        .await;
+        format!("http://127.0.0.1:{}/", a.port())
+    }
+
+    #[tokio::test]
+    async fn bodies_are_framed_as_the_server_says() {
+        let chunked = sends(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        )
+        .await;
+        let out = probe(chunked, &[("content", json!("hello, world"))], 2.0).await;
+        assert_eq!(out, up("status 200, 12 bytes"), "{out:?}");
+        // No length: the body runs to the close. Bare LF line ends are accepted.
+        let close = sends(b"HTTP/1.0 200 OK\nServer: old\n\nto the end").await;
+        let out = probe(close, &[("content", json!("the end"))], 2.0).await;
+        assert_eq!(out, up("status 200, 10 bytes"), "{out:?}");
+        // Interim answers are skipped; the final one is judged.
+        let interim =
+            sends(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        assert!(probe(interim, &[], 2.0).await.is_up());
+        let short = sends(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await;
+        assert_eq!(
+            probe(short, &[], 2.0).await,
+            Outcome::down("reading the body: end of file before message length reached")
+        );
+        let bad_chunk = sends(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
+        assert_eq!(
+            probe(bad_chunk, &[], 2.0).await,
+            Outcome::down("reading the body: invalid chunk size line")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_head_request_reads_no_body() {
+        // The length describes the GET body that HEAD does not get: waiting for it would hang.
+        let a = fake::raw(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let url = format!("http://127.0.0.1:{}/", a.port());
+        let out = probe(url, &[("method", json!("HEAD"))], 2.0).await;
+        assert_eq!(out, up("status 200, 0 bytes"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn broken_heads_are_bad_replies() {
+        let cases: [(&'static [u8], &str); 4] = [
+            (
+                b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+                "bad HTTP reply: invalid HTTP version parsed",
+            ),
+            (
+                b"HTTP/1.1 2x0 OK\r\n\r\n",
+                "bad HTTP reply: invalid HTTP status-code parsed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+                "bad HTTP reply: invalid content-length parsed",
+            ),
+            (
+                b"HTTP/1.1 200",
+                "bad HTTP reply: connection closed before message completed",
+            ),
+        ];
+        for (bytes, reason) in cases {
+            assert_eq!(
+                probe(sends(bytes).await, &[], 2.0).await,
+                Outcome::down(reason)
+            );
+        }
+        let many: &'static [u8] = Box::leak(
+            format!("HTTP/1.1 200 OK\r\n{}\r\n", "X-A: b\r\n".repeat(101))
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        assert_eq!(
+            probe(sends(many).await, &[], 2.0).await,
+            Outcome::down("bad HTTP reply: message head is too large")
+        );
+    }
+
+    fn up(detail: &str) -> Outcome {
+        Outcome::Up {
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// A response with `body` gzipped, less its last `cut` bytes.
+    fn gzipped(body: &[u8], cut: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(body).expect("gzip");
+        let mut z = z.finish().expect("gzip");
+        z.truncate(z.len() - cut);
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            z.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&z);
+        out
+    }
+
+    #[tokio::test]
+    async fn gzip_bodies_are_decoded_and_bounded() {
+        let small: &'static [u8] = gzipped(b"compressed welcome", 0).leak();
+        let out = probe(sends(small).await, &[("content", json!("welcome"))], 2.0).await;
+        assert_eq!(out, up("status 200, 18 bytes"), "{out:?}");
+        // 64 MiB of zeros in about 64 KiB: only the first 4 MiB are ever decoded.
+        let bomb: &'static [u8] = gzipped(&vec![0u8; 64 << 20], 0).leak();
+        let out = probe(sends(bomb).await, &[("content", json!("x"))], 5.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("content \"x\" not found in the first 4 MiB of the body (it is longer)")
+        );
+        // The stream ends before the gzip trailer: the body is broken, not empty.
+        let cut: &'static [u8] = gzipped(b"a body cut short", 6).leak();
+        let out = probe(sends(cut).await, &[], 2.0).await;
+        assert!(
+            down_with(&out, "reading the body: bad gzip body: "),
+            "{out:?}"
+        );
+    }
+
     #[tokio::test]
     async fn oversized_headers_are_bounded() {
         let a = fake::raw(|mut s| async move {
@@ -996,19 +1093,6 @@ mod tests {
             "{out:?}"
         );
         assert!(t.elapsed() < Duration::from_secs(4));
-    }
-
-    #[tokio::test]
-    async fn other_names_are_never_resolved() {
-        use reqwest::dns::Resolve;
-        let name: reqwest::dns::Name = "elsewhere.test".parse().expect("name");
-        let Err(err) = NoLookup.resolve(name).await else {
-            panic!("NoLookup resolved a name");
-        };
-        assert_eq!(
-            err.to_string(),
-            "elsewhere.test is not the host under test; not resolving it"
-        );
     }
 
     /// The options as the worker parses them, or the first refusal.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 mod abuse;
 mod dialog;
 mod env;
+mod http1;
 mod limits;
 mod net;
 mod resolver;

@@ -348,15 +348,12 @@ pub(crate) async fn handshake<S: Io>(
 ) -> Result<TlsStream<S>, String> {
     let name = server_name(&cx.job, cx.addr)?;
     let port = cx.job.port.unwrap_or(0);
-    let connector = TlsConnector::from(plain_config(cx, verify.skip.is_some()));
-    let tls = net::within(cx, "in the TLS handshake", async {
-        connector.connect(name, stream).await.map_err(|e| {
-            format!(
-                "TLS handshake on port {port} failed: {}",
-                handshake_error(&e)
-            )
-        })
-    })
+    let config = plain_config(cx, verify.skip.is_some());
+    let tls = net::within(
+        cx,
+        "in the TLS handshake",
+        connect(config, name, port, stream),
+    )
     .await?;
     let der = peer_leaf(&tls)?;
     if let Some(t) = not_after(der) {
@@ -364,6 +361,25 @@ pub(crate) async fn handshake<S: Io>(
     }
     verify.judge(der, unix_now())?;
     Ok(tls)
+}
+
+/// A TLS client handshake over `stream` with `config`, for `name`; a failure reads "TLS
+/// handshake on port PORT failed: …". No deadline of its own: the caller's applies.
+pub(crate) async fn connect<S: Io>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    port: u16,
+    stream: S,
+) -> Result<TlsStream<S>, String> {
+    TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| {
+            format!(
+                "TLS handshake on port {port} failed: {}",
+                handshake_error(&e)
+            )
+        })
 }
 
 /// The server's own certificate (DER) from a finished handshake.
