@@ -56,15 +56,14 @@ impl Line {
     }
 }
 
-/// Physical lines as (start offset, text without terminator, 1-based line number).
-fn physical(src: &str) -> Vec<(usize, &str, u32)> {
+/// Each physical line as (start offset, text without terminator, 1-based line number).
+fn physical(src: &str, mut each: impl FnMut(usize, &str, u32)) {
     let bytes = src.as_bytes();
-    let mut out = Vec::new();
     let (mut start, mut i, mut lineno) = (0, 0, 1u32);
     while i < bytes.len() {
         match bytes[i] {
             b'\n' | b'\r' => {
-                out.push((start, &src[start..i], lineno));
+                each(start, &src[start..i], lineno);
                 let crlf = bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n');
                 lineno += 1;
                 i += 1 + usize::from(crlf);
@@ -74,16 +73,15 @@ fn physical(src: &str) -> Vec<(usize, &str, u32)> {
         }
     }
     if start < bytes.len() {
-        out.push((start, &src[start..], lineno));
+        each(start, &src[start..], lineno);
     }
-    out
 }
 
-/// The logical lines of a file: blank and comment lines skipped, continuations joined.
-pub(crate) fn lines(src: &str) -> Vec<Line> {
-    let mut out = Vec::new();
+/// Each logical line of a file, in order: blank and comment lines skipped, continuations
+/// joined. Handed over one at a time, so no table of every line is held beside the statements.
+pub(crate) fn each_line(src: &str, mut each: impl FnMut(Line)) {
     let mut open: Option<Line> = None;
-    for (start, raw, lineno) in physical(src) {
+    physical(src, |start, raw, lineno| {
         let piece = raw.trim();
         let offset = start + (raw.len() - raw.trim_start().len());
         let mut line = match open.take() {
@@ -92,7 +90,7 @@ pub(crate) fn lines(src: &str) -> Vec<Line> {
                 line.joins.push((line.text.len(), offset));
                 line
             }
-            None if piece.is_empty() || piece.starts_with('#') => continue,
+            None if piece.is_empty() || piece.starts_with('#') => return,
             None => Line {
                 text: String::new(),
                 lineno,
@@ -107,12 +105,13 @@ pub(crate) fn lines(src: &str) -> Vec<Line> {
             }
             None => {
                 line.text.push_str(piece);
-                out.push(finish(line));
+                each(finish(line));
             }
         }
+    });
+    if let Some(line) = open {
+        each(finish(line));
     }
-    out.extend(open.map(finish));
-    out
 }
 
 fn finish(mut line: Line) -> Line {
@@ -180,6 +179,12 @@ fn strip_final_dot(tokens: &mut Vec<Word<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(src: &str) -> Vec<Line> {
+        let mut out = Vec::new();
+        each_line(src, |l| out.push(l));
+        out
+    }
 
     fn words(src: &str) -> Vec<(String, bool)> {
         let lines = lines(src);

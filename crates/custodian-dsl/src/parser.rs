@@ -36,26 +36,25 @@ type Result<T> = std::result::Result<T, Error>;
 /// Parses a whole file; returns every statement that parsed and a diagnostic for every line that
 /// did not.
 pub fn parse(name: &str, source: &str) -> (SourceFile, Vec<Diagnostic>) {
-    let lines = lexer::lines(source);
-    let mut statements = Vec::with_capacity(lines.len());
+    let mut statements = Vec::new();
     let mut diags = Vec::new();
-    for line in lines {
-        match statement(&line) {
-            Ok(kind) => statements.push(Statement {
-                kind,
-                lineno: line.lineno,
-                span: line.whole(),
-                text: line.text,
-            }),
-            Err(e) => {
-                let d = Diagnostic::error(name, source, e.span, e.message);
-                diags.push(match e.hint {
-                    Some(h) => d.with_hint(h),
-                    None => d,
-                });
-            }
+    lexer::each_line(source, |line| match statement(&line) {
+        Ok(kind) => statements.push(Statement {
+            kind,
+            lineno: line.lineno,
+            span: line.whole(),
+            text: line.text,
+        }),
+        Err(e) => {
+            let d = Diagnostic::error(name, source, e.span, e.message);
+            diags.push(match e.hint {
+                Some(h) => d.with_hint(h),
+                None => d,
+            });
         }
-    }
+    });
+    // The tree lives until planning ends: without the slack of its last doubling.
+    statements.shrink_to_fit();
     let file = SourceFile {
         name: name.to_string(),
         source: source.to_string(),
