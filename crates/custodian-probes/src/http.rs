@@ -403,10 +403,12 @@ async fn open(
     let tcp = TcpStream::connect(SocketAddr::new(addr, port))
         .await
         .map_err(|e| net::failed(cx, &format!("connect to port {port}"), &e))?;
-    let _ = tcp.set_nodelay(true);
+    // Plain HTTP writes its request at once, so Nagle never holds anything back; TLS sends
+    // its Finished and then the request, which Nagle would hold for the server's ACK.
     if url.scheme() != "https" {
         return Ok(Box::new(tcp));
     }
+    let _ = tcp.set_nodelay(true);
     let name = match name {
         Some(d) => ServerName::try_from(d.to_string())
             .map_err(|_| format!("{:?} is no host name for TLS", net::clip(d)))?,

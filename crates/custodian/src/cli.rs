@@ -144,6 +144,14 @@ fn flag_every(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not an interval from 5s to 1d (e.g. 30s, 5m, 1h)"))
 }
 
+/// `--threads`: a whole number from 1 to 64.
+fn flag_threads(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| format!("`threads` must be a whole number from 1 to 64, not {s:?}"))
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
     /// Checks to run, comma-separated.
@@ -244,6 +252,10 @@ pub(crate) struct RunArgs {
     /// Seconds to wait between attempts, 0 to 86400 [settings: retry_delay; default 0].
     #[arg(long, value_name = "S", value_parser = |s: &str| flag_secs("retry_delay", s))]
     pub(crate) retry_delay: Option<f64>,
+    /// Threads the checks run on, 1 to 64 [default: one per core, at most 8]. Each check
+    /// stays on one thread; only large runs are spread.
+    #[arg(long, value_name = "N", value_parser = |s: &str| flag_threads(s))]
+    pub(crate) threads: Option<usize>,
     /// Hide the progress bar even on a terminal.
     #[arg(long)]
     pub(crate) quiet: bool,

@@ -13,6 +13,7 @@ mod resolve;
 mod scan;
 mod serve;
 mod settings;
+mod threads;
 mod worker;
 
 use anyhow::Result;

@@ -124,10 +124,12 @@ impl Engine {
     }
 
     /// Runs every job once, concurrently, calling `on_result` as each one finishes (and
-    /// waiting for what it returns before taking the next). Goes through the embedded queue,
-    /// the same path as `custodian worker`.
+    /// waiting for what it returns before taking the next), spread over `threads` threads
+    /// (0: one per core; see [`crate::threads`]). Goes through the embedded queue, the same
+    /// path as `custodian worker`.
     pub(crate) async fn run_all(
         self: &Arc<Self>,
+        threads: usize,
         jobs: Vec<Job>,
         room: Option<Arc<tokio::sync::Semaphore>>,
         on_result: impl FnMut(JobResult) -> Option<crate::alerting::Accepted>,
@@ -139,7 +141,7 @@ impl Engine {
             0 => self.config.concurrency,
             _ => jobs.len().max(1),
         };
-        crate::queue::embedded(Arc::clone(self), held, jobs, room, on_result).await;
+        crate::queue::embedded(Arc::clone(self), held, threads, jobs, room, on_result).await;
     }
 
     /// Runs one job: time window, then up to `retries` attempts until one passes.
@@ -483,7 +485,7 @@ mod tests {
         let mut order = Vec::new();
         let t = Instant::now();
         engine
-            .run_all(vec![slow, quick], None, |r| {
+            .run_all(1, vec![slow, quick], None, |r| {
                 order.push((r.status, t.elapsed()));
                 None
             })
@@ -535,7 +537,7 @@ mod tests {
         let t = Instant::now();
         let mut done = Vec::new();
         engine
-            .run_all(jobs, None, |r| {
+            .run_all(1, jobs, None, |r| {
                 done.push((r, t.elapsed()));
                 None
             })
@@ -595,7 +597,7 @@ mod tests {
         dns.stall(true);
         let mut done = Vec::new();
         engine
-            .run_all(jobs(), None, |r| {
+            .run_all(1, jobs(), None, |r| {
                 done.push(r);
                 None
             })
@@ -616,7 +618,7 @@ mod tests {
         let t = Instant::now();
         let mut after = Vec::new();
         engine
-            .run_all(jobs(), None, |r| {
+            .run_all(1, jobs(), None, |r| {
                 after.push(r);
                 None
             })
@@ -716,7 +718,7 @@ mod tests {
         });
         let mut seen = Vec::new();
         engine
-            .run_all(jobs, None, |_| {
+            .run_all(1, jobs, None, |_| {
                 // Mid-run only hosts in use are kept.
                 seen.push(engine.slots.hosts().map.len());
                 None

@@ -5,6 +5,7 @@
 use super::memory::MemoryQueue;
 use super::{retry, Backoff, Outage};
 use crate::alerting::Accepted;
+use crate::threads::Threads;
 use crate::worker::Engine;
 use custodian_core::queue::{self, JobQueue, Lease, Pending, QueueError};
 use custodian_core::{Job, JobResult, Status};
@@ -120,10 +121,13 @@ impl Shared {
 pub(crate) async fn embedded(
     engine: Arc<Engine>,
     concurrency: usize,
+    threads: usize,
     jobs: Vec<Job>,
     room: Option<Arc<Semaphore>>,
     on_result: impl FnMut(JobResult) -> Option<Accepted>,
 ) {
+    // A handful of jobs is not worth starting threads for.
+    let threads = (threads != 1 && jobs.len() > BATCH).then(|| Arc::new(Threads::new(threads)));
     let queue = Arc::new(MemoryQueue::new(false));
     // Nothing else consumes this queue: a lease never needs to run out. The bodies are
     // indexes into `jobs` (see [`Shared::local`]); ids only serve de-duplication, off here.
@@ -146,7 +150,7 @@ pub(crate) async fn embedded(
         room,
     };
     // The memory queue never refuses anything.
-    let _ = drive_jobs(queue, local, engine, opts, stop, on_result).await;
+    let _ = drive_jobs(queue, local, threads, engine, opts, stop, on_result).await;
 }
 
 /// Drains `queue` until `stop` turns true (or, with `drain`, until it is empty), handing each
@@ -160,13 +164,17 @@ pub(crate) async fn drive(
     stop: watch::Receiver<bool>,
     on_result: impl FnMut(JobResult) -> Option<Accepted>,
 ) -> Result<(), QueueError> {
-    drive_jobs(queue, None, engine, opts, stop, on_result).await
+    drive_jobs(queue, None, None, engine, opts, stop, on_result).await
 }
 
-/// [`drive`], with the bodies indexes into `local` when it is given (see [`Shared::local`]).
+/// [`drive`], with the bodies indexes into `local` when it is given (see [`Shared::local`]),
+/// and the jobs spread over `threads` when given. Only this function and the reserving loop
+/// hold `threads`, both on the calling thread: it must not be dropped (and its threads
+/// joined) by one of its own threads.
 async fn drive_jobs(
     queue: Arc<dyn JobQueue>,
     local: Option<Vec<Arc<Job>>>,
+    threads: Option<Arc<Threads>>,
     engine: Arc<Engine>,
     opts: Options,
     stop: watch::Receiver<bool>,
@@ -182,7 +190,7 @@ async fn drive_jobs(
         local,
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let feeder = tokio::spawn(feed(Arc::clone(&shared), opts, stop, tx));
+    let feeder = tokio::spawn(feed(Arc::clone(&shared), threads.clone(), opts, stop, tx));
     let toucher = tokio::spawn(keep_leases(Arc::clone(&shared)));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -272,6 +280,7 @@ async fn settle(
 /// Reserves jobs while there is room, spawning one task per job.
 async fn feed(
     shared: Arc<Shared>,
+    threads: Option<Arc<Threads>>,
     opts: Options,
     mut stop: watch::Receiver<bool>,
     tx: mpsc::UnboundedSender<Done>,
@@ -320,7 +329,10 @@ async fn feed(
                     }
                     let task =
                         run_one(Arc::clone(&shared), lease, permit, stop.clone(), tx.clone());
-                    tokio::spawn(task);
+                    match &threads {
+                        Some(threads) => threads.spawn(task),
+                        None => drop(tokio::spawn(task)),
+                    }
                 }
             }
             Err(e) if shared.refused(&e) => break,
@@ -504,18 +516,13 @@ mod tests {
     async fn run_keeps_duplicate_lines() {
         let job = refused_job();
         let mut seen = Vec::new();
-        embedded(
-            engine(),
-            10,
-            vec![job.clone(), job.clone(), job],
-            None,
-            |r| {
-                seen.push(r.status);
-                None
-            },
-        )
+        // More than a batch, on two threads: every copy runs once, on whichever thread.
+        embedded(engine(), 10, 2, vec![job; 3 * BATCH], None, |r| {
+            seen.push(r.status);
+            None
+        })
         .await;
-        assert_eq!(seen, [Status::Failed; 3]);
+        assert_eq!(seen, [Status::Failed; 3 * BATCH]);
     }
 
     #[test]
