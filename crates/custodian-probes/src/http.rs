@@ -42,7 +42,6 @@ use http::{Method, StatusCode};
 use regex::Regex;
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
-use tokio::net::TcpStream;
 use url::{Host, Url};
 
 /// Most body bytes read before judging; a longer body is judged on this prefix.
@@ -400,9 +399,7 @@ async fn open(
             ))
         }
     };
-    let tcp = TcpStream::connect(SocketAddr::new(addr, port))
-        .await
-        .map_err(|e| net::failed(cx, &format!("connect to port {port}"), &e))?;
+    let tcp = net::dial(cx, SocketAddr::new(addr, port)).await?;
     // Plain HTTP writes its request at once, so Nagle never holds anything back; TLS sends
     // its Finished and then the request, which Nagle would hold for the server's ACK.
     if url.scheme() != "https" {
@@ -910,12 +907,7 @@ mod tests {
             )
         );
         let out = probe(url, &[("content", json!("spam"))], 10.0).await;
-        assert_eq!(
-            out,
-            Outcome::Up {
-                detail: Some(format!("status 200, {MAX_BODY} bytes"))
-            }
-        );
+        assert_eq!(out, up(&format!("status 200, {MAX_BODY} bytes")));
         assert!(t.elapsed() < Duration::from_secs(8));
     }
 

@@ -265,10 +265,10 @@ impl Conn {
                 .len()
                 .min(usize::try_from(n).unwrap_or(usize::MAX));
             if take > 0 {
-                let full = sink.push(&self.buf[self.pos..self.pos + take])?;
+                sink.push(&self.buf[self.pos..self.pos + take])?;
                 self.consume(take);
                 n -= take as u64;
-                if full {
+                if sink.full() {
                     return Ok(());
                 }
             }
@@ -372,6 +372,7 @@ impl Sink {
         }
     }
 
+    /// Whether the decoded body went past the cap: reading more would change nothing.
     fn full(&self) -> bool {
         match self {
             Sink::Plain(c) => c.over,
@@ -379,21 +380,18 @@ impl Sink {
         }
     }
 
-    /// Takes body bytes as sent; true once the decoded body passed the cap.
-    fn push(&mut self, bytes: &[u8]) -> Result<bool, String> {
+    /// Takes body bytes as sent.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self {
-            Sink::Plain(c) => {
-                c.keep(bytes);
-                Ok(c.over)
-            }
+            Sink::Plain(c) => c.keep(bytes),
             Sink::Gzip { decoder, fed } => {
                 *fed += bytes.len();
                 decoder
                     .write_all(bytes)
                     .map_err(|e| format!("bad gzip body: {e}"))?;
-                Ok(decoder.get_ref().over)
             }
         }
+        Ok(())
     }
 
     /// The decoded body and whether it went on past the cap. A gzip stream that the body's

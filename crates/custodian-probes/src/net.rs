@@ -33,13 +33,19 @@ pub(crate) fn sockaddr(cx: &Ctx) -> Result<SocketAddr, String> {
 pub(crate) async fn connect(cx: &Ctx) -> Result<TcpStream, String> {
     let addr = sockaddr(cx)?;
     within(cx, &format!("connecting to port {}", addr.port()), async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| failed(cx, &format!("connect to port {}", addr.port()), &e))?;
+        let stream = dial(cx, addr).await?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     })
     .await
+}
+
+/// Opens a TCP connection to `addr` (no deadline of its own: the caller's applies); a failure
+/// reads "connect to port N: …" and, when it is ours, marks the attempt's fault.
+pub(crate) async fn dial(cx: &Ctx, addr: SocketAddr) -> Result<TcpStream, String> {
+    TcpStream::connect(addr)
+        .await
+        .map_err(|e| failed(cx, &format!("connect to port {}", addr.port()), &e))
 }
 
 /// Whether `e` is our own side failing rather than the target: no descriptor, buffer or
