@@ -1027,6 +1027,19 @@ mod tests {
             probe(sends(many).await, &[], 2.0).await,
             Outcome::down("bad HTTP reply: message head is too large")
         );
+        // Garbage on a connection held open fails at once, not at the timeout.
+        let held = fake::raw(|mut s| async move {
+            let _ = s.write_all(b"\x16\x03\x01garbage with no blank line").await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let out = probe(format!("http://127.0.0.1:{}/", held.port()), &[], 20.0).await;
+        assert_eq!(
+            out,
+            Outcome::down("bad HTTP reply: invalid HTTP version parsed")
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "waited for the timeout");
     }
 
     fn up(detail: &str) -> Outcome {

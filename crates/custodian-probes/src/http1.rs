@@ -116,14 +116,17 @@ pub(crate) async fn exchange(
     }
 }
 
-/// Reads and parses one response head. A head is only parsed once its end may have arrived,
-/// so a server feeding it a byte at a time costs linear, not quadratic, work.
+/// Reads and parses one response head. A head is parsed when its end may have arrived, or
+/// when the unread bytes have doubled since the last try (so garbage fails at once, not at
+/// the timeout); a server feeding it a byte at a time still costs linear, not quadratic, work.
 async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, String> {
     let mut searched: usize = 0;
+    let mut tried: usize = 0;
     loop {
         let data = conn.unread();
         let from = searched.saturating_sub(3);
-        if has_head_end(&data[from..]) {
+        if !data.is_empty() && (data.len() >= tried * 2 || has_head_end(&data[from..])) {
+            tried = data.len();
             if let Some((len, head)) = parse_head(data, head_request)? {
                 conn.consume(len);
                 return Ok(head);
