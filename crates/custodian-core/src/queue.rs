@@ -101,7 +101,8 @@ pub trait JobQueue: Send + Sync {
     /// Adds jobs in order, skipping any whose id is already pending.
     fn put<'a>(&'a self, jobs: &'a [Pending]) -> QueueFuture<'a, PutReport>;
     /// Leases up to `max` pending jobs in order, waiting up to `wait` for the first; empty when
-    /// there is none.
+    /// there is none (a queue may also answer empty sooner, once something else changed, such
+    /// as a job acknowledged, so that a caller waiting for the queue to drain sees it at once).
     fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>>;
     /// Removes finished jobs. Acking a lease that already expired is not an error.
     fn ack<'a>(&'a self, leases: &'a [Lease]) -> QueueFuture<'a, ()>;
