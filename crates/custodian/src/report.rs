@@ -106,22 +106,45 @@ fn detail(r: &JobResult) -> String {
     parts.join(" — ")
 }
 
-/// `N passed, M failed, U unknown, K skipped in X.Ys`.
-pub(crate) fn summary(results: &[JobResult], elapsed: Duration) -> String {
-    let count = |s| results.iter().filter(|r| r.status == s).count();
-    format!(
-        "{} passed, {} failed, {} unknown, {} skipped in {:.1}s",
-        count(Status::Passed),
-        count(Status::Failed),
-        count(Status::Unknown),
-        count(Status::Skipped),
-        elapsed.as_secs_f64()
-    )
+/// How many results ended in each status: all a summary and an exit status need, so a run
+/// that streams its results need not keep them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) unknown: usize,
+    pub(crate) skipped: usize,
 }
 
-/// A result as one `run --json` line.
-pub(crate) fn json_line(r: &JobResult) -> String {
-    serde_json::to_string(r).unwrap_or_default()
+impl Tally {
+    pub(crate) fn add(&mut self, status: Status) {
+        match status {
+            Status::Passed => self.passed += 1,
+            Status::Failed => self.failed += 1,
+            Status::Unknown => self.unknown += 1,
+            Status::Skipped => self.skipped += 1,
+            // Only `serve` decides by quorum across locations; a run never sees it.
+            Status::Partial => {}
+        }
+    }
+
+    /// `N passed, M failed, U unknown, K skipped in X.Ys`.
+    pub(crate) fn summary(&self, elapsed: Duration) -> String {
+        format!(
+            "{} passed, {} failed, {} unknown, {} skipped in {:.1}s",
+            self.passed,
+            self.failed,
+            self.unknown,
+            self.skipped,
+            elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Writes a result as one `run --json` line, serialised straight into `out`.
+pub(crate) fn write_json_line(out: &mut impl std::io::Write, r: &JobResult) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, r)?;
+    out.write_all(b"\n")
 }
 
 /// The `check --json` object of a job, secrets masked.
@@ -193,8 +216,12 @@ mod tests {
             result("c", Status::Skipped, Some("w")),
             result("d", Status::Unknown, Some("could not check: no socket")),
         ];
+        let mut tally = Tally::default();
+        for r in &rs {
+            tally.add(r.status);
+        }
         assert_eq!(
-            summary(&rs, Duration::from_millis(1300)),
+            tally.summary(Duration::from_millis(1300)),
             "1 passed, 1 failed, 1 unknown, 1 skipped in 1.3s"
         );
     }

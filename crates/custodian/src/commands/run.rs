@@ -25,33 +25,34 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     let alerting = start.local_alerting().await?;
     let started = Instant::now();
     let bar = report::progress(jobs.len(), args.quiet);
-    let mut results: Vec<JobResult> = Vec::with_capacity(jobs.len());
+    // The table needs every result; --json streams them and keeps only the tally.
+    let mut results: Vec<JobResult> = Vec::with_capacity(if args.json { 0 } else { jobs.len() });
+    let mut tally = report::Tally::default();
     let engine = start.engine();
     let json = args.json;
     // Buffered: a line-buffered stdout costs a write(2) per result, as much CPU as a check.
     // Flushed before the summary, and at the end of the run at the latest.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    // Counted as they come: recounting every result at each failure is quadratic.
-    let mut failed = 0usize;
     engine
         .run_all(
             args.threads.unwrap_or(0),
             jobs,
             alerting.as_ref().map(|a| a.room()),
             |r| {
-                if json {
-                    // A closed stdout (`| head`) ends the output, not the run: results still alert.
-                    let _ = writeln!(out, "{}", report::json_line(&r));
-                }
-                if r.status == Status::Failed {
-                    failed += 1;
-                    if !bar.is_hidden() {
-                        bar.set_message(format!("{failed} failed"));
-                    }
+                // Counted as they come: recounting every result at each failure is quadratic.
+                tally.add(r.status);
+                if r.status == Status::Failed && !bar.is_hidden() {
+                    bar.set_message(format!("{} failed", tally.failed));
                 }
                 bar.inc(1);
+                if json {
+                    // A closed stdout (`| head`) ends the output, not the run: results still alert.
+                    let _ = report::write_json_line(&mut out, &r);
+                }
                 let accepted = alerting.as_ref().map(|a| a.spawn(r.clone()));
-                results.push(r);
+                if !json {
+                    results.push(r);
+                }
                 accepted
             },
         )
@@ -61,21 +62,21 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(a) = &alerting {
         a.finish().await;
     }
-    let summary = report::summary(&results, started.elapsed());
+    let summary = tally.summary(started.elapsed());
     if json {
         eprintln!("{summary}");
     } else {
         print!("{}", report::table(&results));
         println!("{summary}");
     }
-    Ok(exit_for(&results))
+    Ok(exit_for(&tally))
 }
 
-/// The exit status of a set of results: 1 if any failed, else 3 if any is unknown, else 0.
-fn exit_for(results: &[JobResult]) -> ExitCode {
-    if results.iter().any(|r| r.status == Status::Failed) {
+/// The exit status of a run: 1 if any check failed, else 3 if any is unknown, else 0.
+fn exit_for(tally: &report::Tally) -> ExitCode {
+    if tally.failed > 0 {
         ExitCode::FAILURE
-    } else if results.iter().any(|r| r.status == Status::Unknown) {
+    } else if tally.unknown > 0 {
         ExitCode::from(crate::EXIT_UNKNOWN)
     } else {
         ExitCode::SUCCESS
