@@ -115,14 +115,8 @@ impl Resolver {
         family: Family,
         limit: Duration,
     ) -> Result<Vec<IpAddr>, Outcome> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return match wanted(ip, family) {
-                true => Ok(vec![ip]),
-                false => Err(Outcome::unknown(format!(
-                    "{ip} is not an {} address",
-                    family_name(family)
-                ))),
-            };
+        if let Some(answer) = literal(host, family) {
+            return answer;
         }
         let Ok(name) = Name::from_utf8(host.trim_end_matches('.')) else {
             return Err(Outcome::down(format!(
@@ -218,6 +212,19 @@ fn failure(host: &str, family: Family, e: &NetError) -> Outcome {
 
 fn no_address(host: &str, family: Family) -> Outcome {
     Outcome::down(format!("{host} has no {} address", family_name(family)))
+}
+
+/// The answer for an IP-literal target, which needs no lookup (and no query is ever sent for
+/// one); `None` for a name.
+pub(crate) fn literal(host: &str, family: Family) -> Option<Result<Vec<IpAddr>, Outcome>> {
+    let ip = host.parse::<IpAddr>().ok()?;
+    Some(match wanted(ip, family) {
+        true => Ok(vec![ip]),
+        false => Err(Outcome::unknown(format!(
+            "{ip} is not an {} address",
+            family_name(family)
+        ))),
+    })
 }
 
 fn wanted(ip: IpAddr, family: Family) -> bool {
