@@ -113,6 +113,67 @@ pub fn rdp_reply(p: &[u8]) -> bool {
     }
 }
 
+/// Bytes handed out at most `step` at a time, as a slow or hostile server sends them: heads,
+/// chunk lines and gzip members arrive split at every place the fuzzer picks.
+struct Pieces<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl tokio::io::AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.step.min(self.data.len()).min(buf.remaining());
+        let (now, rest) = self.data.split_at(n);
+        buf.put_slice(now);
+        self.data = rest;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The most body an `http_reply` run keeps (the probe keeps 4 MiB; less is faster to fuzz).
+const HTTP_BODY: usize = 64 * 1024;
+
+/// An HTTP/1.1 reply as `http` and `https` read it: the head (1xx skipped), then the body by
+/// the framing it declares, gzip decoded. The first byte picks how many bytes each read
+/// returns (1 to 16), the rest is the server's reply; the stream ends with the input, so
+/// every read finishes. Never a panic; the body stays within its cap; reasons are our words.
+pub fn http_reply(p: &[u8]) -> bool {
+    let Some((&step, reply)) = p.split_first() else {
+        return false;
+    };
+    let stream = tokio::io::join(
+        Pieces {
+            data: reply,
+            step: usize::from(step % 16) + 1,
+        },
+        tokio::io::sink(),
+    );
+    // Neither half ever waits, so polling to completion needs no runtime.
+    futures::executor::block_on(async {
+        match crate::http1::exchange(stream, b"GET / HTTP/1.1\r\n\r\n", step >= 0xf0).await {
+            Ok(resp) => {
+                assert!((100..=999).contains(&resp.head.status));
+                if let Some(to) = &resp.head.location {
+                    assert!(to.len() < reply.len());
+                }
+                match resp.body(HTTP_BODY).await {
+                    Ok((body, _more)) => assert!(body.len() <= HTTP_BODY),
+                    Err(why) => bounded(&why, 100),
+                }
+                true
+            }
+            Err(why) => {
+                bounded(&why, 100);
+                false
+            }
+        }
+    })
+}
+
 /// A TFTP packet from the server: data stays within a block, error text is clipped.
 pub fn tftp_packet(p: &[u8]) -> bool {
     match tftp::parse(p) {
@@ -211,8 +272,19 @@ mod tests {
             b"\x00\x03\x00\x01hello",
             b"\x00\x05\x00\x01File not found\0",
         ];
+        // The first byte of each is the read size less one: whole, one byte, three bytes.
+        let http: [&[u8]; 4] = [
+            b"\x0fHTTP/1.1 200 OK\r\nContent-Length: 5\r\nLocation: /x\r\n\r\nhello",
+            b"\x00HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;x=1\r\nhello\r\n0\r\nT: t\r\n\r\n",
+            b"\x02HTTP/1.0 404 Not Found\nServer: old\n\nto the end",
+            // "hi" gzipped.
+            b"\x07HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 22\r\n\r\n\
+              \x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\xc8\x04\x00\xac\x2a\x93\xd8\x02\x00\x00\x00",
+        ];
         type Case<'a> = (&'a str, fn(&[u8]) -> bool, Vec<&'a [u8]>);
-        let cases: [Case<'_>; 4] = [
+        let cases: [Case<'_>; 5] = [
+            ("http", http_reply, http.to_vec()),
             ("dns", dns_reply, vec![&good, &nx]),
             ("socks", socks_handshake, socks.to_vec()),
             ("rdp", rdp_reply, vec![rdp_confirm]),

@@ -11,7 +11,7 @@
 use crate::net;
 use crate::tls::Stream;
 use std::io::Write;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest response head (status line and headers): hyper's default buffer limit.
 const MAX_HEAD: usize = 8192 + 4096 * 100;
@@ -49,21 +49,22 @@ pub(crate) struct Head {
     gzip: bool,
 }
 
-/// A response whose head has been read; the body is still on the connection.
-pub(crate) struct Response {
+/// A response whose head has been read; the body is still on the connection (a socket, or
+/// the fuzz targets' bytes).
+pub(crate) struct Response<S = Stream> {
     pub(crate) head: Head,
-    conn: Conn,
+    conn: Conn<S>,
 }
 
 /// The connection with the bytes read but not yet used.
-struct Conn {
-    stream: Stream,
+struct Conn<S> {
+    stream: S,
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     pos: usize,
 }
 
-impl Conn {
+impl<S: AsyncRead + Unpin> Conn<S> {
     fn unread(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
@@ -90,11 +91,11 @@ impl Conn {
 /// Writes `request` (head and body, as built by the caller) and reads the final response's
 /// head, skipping interim 1xx answers. `head_request` says the request was HEAD, whose
 /// response has no body whatever its headers say.
-pub(crate) async fn exchange(
-    mut stream: Stream,
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     request: &[u8],
     head_request: bool,
-) -> Result<Response, String> {
+) -> Result<Response<S>, String> {
     let sent = async {
         stream.write_all(request).await?;
         stream.flush().await
@@ -119,7 +120,10 @@ pub(crate) async fn exchange(
 /// Reads and parses one response head. A head is parsed when its end may have arrived, or
 /// when the unread bytes have doubled since the last try (so garbage fails at once, not at
 /// the timeout); a server feeding it a byte at a time still costs linear, not quadratic, work.
-async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, String> {
+async fn read_head<S: AsyncRead + Unpin>(
+    conn: &mut Conn<S>,
+    head_request: bool,
+) -> Result<Head, String> {
     let mut searched: usize = 0;
     let mut tried: usize = 0;
     loop {
@@ -242,7 +246,7 @@ fn content_length(value: &[u8]) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
-impl Response {
+impl<S: AsyncRead + Unpin> Response<S> {
     /// Reads at most `cap` bytes of the (decoded) body; the flag says whether it went on past
     /// the cap. Errors are worded for "reading the body: …".
     pub(crate) async fn body(mut self, cap: usize) -> Result<(Vec<u8>, bool), String> {
@@ -257,7 +261,7 @@ impl Response {
     }
 }
 
-impl Conn {
+impl<S: AsyncRead + Unpin> Conn<S> {
     /// Copies up to `n` body bytes (`u64::MAX`: to the end of the stream) into `sink`, or
     /// until the sink is full. A short body is an error unless it runs to the end.
     async fn copy(&mut self, mut n: u64, sink: &mut Sink) -> Result<(), String> {
