@@ -6,6 +6,11 @@
 //! directory). So overlapping `run`s from cron merge their updates instead of overwriting each
 //! other's, and nothing is kept in memory that the file does not say: a result's notice is
 //! returned only after its state change is on disk, or together with why it is not.
+//!
+//! The content this writer last wrote is kept, with the file's identity at that moment, and
+//! used instead of re-reading while the file is still that one (a long-lived `serve` or
+//! worker is then not parsing its whole file for every batch): any other writer replaces the
+//! file by rename, so it has another inode and is read again.
 
 use super::outbox::{parcel_id, Claim, Parcel};
 use super::{Applied, StateStore};
@@ -84,6 +89,7 @@ impl FileStore {
 
 /// The only writer of this process: takes every request waiting, commits them as one batch.
 async fn writer(path: PathBuf, policy: Policy, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut written: Option<Written> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -91,8 +97,35 @@ async fn writer(path: PathBuf, policy: Policy, mut rx: mpsc::UnboundedReceiver<R
         }
         let path = path.clone();
         // Locking, reading and fsync block: they run off the async workers. A panicking
-        // commit drops its requests: their callers see the writer gone.
-        let _ = tokio::task::spawn_blocking(move || commit(&path, &policy, batch)).await;
+        // commit drops its requests: their callers see the writer gone (and the kept content
+        // is gone with it, so the file is read next time).
+        written = tokio::task::spawn_blocking(move || commit(&path, &policy, batch, written))
+            .await
+            .unwrap_or(None);
+    }
+}
+
+/// What this writer last put in the file, and which file that was.
+struct Written {
+    content: Content,
+    stamp: Stamp,
+}
+
+/// A file's identity and version: device, inode, size and modification time. A rename by
+/// another writer changes the inode; an edit in place changes the size or the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64, u64, u64, i64, i64);
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Stamp(
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        )
     }
 }
 
@@ -109,12 +142,23 @@ enum Answer {
 /// Carries out every request of `batch` against the file's current content and writes it
 /// back, all under the lock; replies once the write is done. When any of that fails, results
 /// still get their notices (stepped from what could be read) with `unsaved` set and no
-/// parcel, and the file keeps what it had.
-fn commit(path: &Path, policy: &Policy, batch: Vec<Request>) {
+/// parcel, and the file keeps what it had. The current content is `last` when the file is
+/// still the one it describes, else read; returns what was written, when it was.
+fn commit(
+    path: &Path,
+    policy: &Policy,
+    batch: Vec<Request>,
+    last: Option<Written>,
+) -> Option<Written> {
     let lock = lock(path);
-    let (mut content, read) = match read(path) {
-        Ok(content) => (content, Ok(())),
-        Err(e) => (Content::default(), Err(e)),
+    let now_on_disk = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+    let kept = last.filter(|w| lock.is_ok() && Some(w.stamp) == now_on_disk);
+    let (mut content, read) = match kept {
+        Some(w) => (w.content, Ok(())),
+        None => match read(path) {
+            Ok(content) => (content, Ok(())),
+            Err(e) => (Content::default(), Err(e)),
+        },
     };
     let answers: Vec<Answer> = batch
         .into_iter()
@@ -168,7 +212,10 @@ fn commit(path: &Path, policy: &Policy, batch: Vec<Request>) {
         .and(read)
         .and_then(|()| write(path, &content));
     drop(lock);
-    let why = saved.err().map(|e| format!("{e:#}"));
+    let (written, why) = match saved {
+        Ok(stamp) => (Some(Written { content, stamp }), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     for answer in answers {
         // A caller may have given up waiting; nothing to do then.
         match (answer, &why) {
@@ -188,6 +235,7 @@ fn commit(path: &Path, policy: &Policy, batch: Vec<Request>) {
             }
         }
     }
+    written
 }
 
 /// `<state_file>.lock`: a separate file, since the state file itself is replaced by rename.
@@ -281,27 +329,31 @@ fn temp_file(path: &Path) -> Result<(PathBuf, File)> {
 }
 
 /// Replaces the file with `content`, durably: the data is synced before the rename and the
-/// directory after it, so a crash leaves either the old file or the new one.
-fn write(path: &Path, content: &Content) -> Result<()> {
+/// directory after it, so a crash leaves either the old file or the new one. Returns the new
+/// file's stamp.
+fn write(path: &Path, content: &Content) -> Result<Stamp> {
     let text = serde_json::to_vec_pretty(content)?;
     let (tmp, mut f) = temp_file(path)?;
     let written = f
         .write_all(&text)
         .and_then(|()| f.sync_all())
+        .and_then(|()| f.metadata())
         .with_context(|| format!("writing {}", tmp.display()))
-        .and_then(|()| {
+        .and_then(|meta| {
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+                .map(|()| Stamp::of(&meta))
         });
     if written.is_err() {
         // Best effort: the write already failed, a leftover is only untidy.
         let _ = std::fs::remove_file(&tmp);
     }
-    written?;
+    let stamp = written?;
     let dir = dir_of(path);
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(stamp)
 }
 
 impl StateStore for FileStore {
@@ -485,6 +537,40 @@ mod tests {
         assert_eq!(raises, 50, "one raise per shared check");
         let on_disk: States = read(&path).expect("state").states;
         assert_eq!(on_disk.len(), 100, "no store overwrote the other's checks");
+    }
+
+    /// The content kept from the last write stands for the file only while the file is that
+    /// one: a file edited in place, or replaced, is read again.
+    #[tokio::test]
+    async fn a_file_changed_behind_the_writer_is_read_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let store = FileStore::open(&path, Policy::default());
+        let fail = |t| {
+            let store = &store;
+            async move {
+                kind(
+                    store
+                        .apply(&result(9, Status::Failed), t, &Claim::mine(t))
+                        .await,
+                )
+            }
+        };
+        assert_eq!(fail(1).await, Some(EventKind::Raise));
+        assert_eq!(
+            fail(2).await,
+            None,
+            "already raised: the kept content is used"
+        );
+        // Edited in place (same inode): the check's state is gone, so it is raised again.
+        std::fs::write(&path, r#"{"states":{}}"#).expect("write");
+        assert_eq!(fail(3).await, Some(EventKind::Raise));
+        // Replaced by another file: read again too.
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, r#"{"states":{}}"#).expect("write");
+        std::fs::rename(&other, &path).expect("rename");
+        assert_eq!(fail(4).await, Some(EventKind::Raise));
+        assert_eq!(read(&path).expect("state").states.len(), 1);
     }
 
     /// When the state cannot be written, the notice is still returned (to be delivered), with
