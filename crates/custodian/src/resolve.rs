@@ -115,9 +115,27 @@ impl Resolver {
         family: Family,
         limit: Duration,
     ) -> Result<Vec<IpAddr>, Outcome> {
-        if let Some(answer) = literal(host, family) {
-            return answer;
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return match wanted(ip, family) {
+                true => Ok(vec![ip]),
+                false => Err(Outcome::unknown(format!(
+                    "{ip} is not an {} address",
+                    family_name(family)
+                ))),
+            };
         }
+        // Boxed, and only for a name: the lookup's state is most of a check's size, and held
+        // inline it would sit in every check's task for its whole life (issue 13).
+        Box::pin(self.lookup(host, family, limit)).await
+    }
+
+    /// [`Resolver::addresses`] of a name: the hosts file, then the nameservers.
+    async fn lookup(
+        &self,
+        host: &str,
+        family: Family,
+        limit: Duration,
+    ) -> Result<Vec<IpAddr>, Outcome> {
         let Ok(name) = Name::from_utf8(host.trim_end_matches('.')) else {
             return Err(Outcome::down(format!(
                 "cannot resolve {host}: not a host name"
@@ -212,19 +230,6 @@ fn failure(host: &str, family: Family, e: &NetError) -> Outcome {
 
 fn no_address(host: &str, family: Family) -> Outcome {
     Outcome::down(format!("{host} has no {} address", family_name(family)))
-}
-
-/// The answer for an IP-literal target, which needs no lookup (and no query is ever sent for
-/// one); `None` for a name.
-pub(crate) fn literal(host: &str, family: Family) -> Option<Result<Vec<IpAddr>, Outcome>> {
-    let ip = host.parse::<IpAddr>().ok()?;
-    Some(match wanted(ip, family) {
-        true => Ok(vec![ip]),
-        false => Err(Outcome::unknown(format!(
-            "{ip} is not an {} address",
-            family_name(family)
-        ))),
-    })
 }
 
 fn wanted(ip: IpAddr, family: Family) -> bool {

@@ -226,14 +226,7 @@ impl Engine {
                 TargetKind::Name => vec![None],
                 TargetKind::Host | TargetKind::Url(_) | TargetKind::HostOrUrl(_) => {
                     let limit = self.config.resolve_timeout.min(timeout);
-                    // Boxed: the lookup's state is most of an attempt's size, and held
-                    // inline it would sit in every job's task for its whole life (issue 13).
-                    // An IP literal needs neither the lookup nor its box.
-                    let found = match resolve::literal(&host, job.family) {
-                        Some(found) => found,
-                        None => Box::pin(self.resolver.addresses(&host, job.family, limit)).await,
-                    };
-                    match found {
+                    match self.resolver.addresses(&host, job.family, limit).await {
                         Ok(ips) => ips.into_iter().map(Some).collect(),
                         Err(outcome) => return (vec![(None, outcome)], None),
                     }

@@ -557,19 +557,27 @@ mod tests {
             }
         };
         assert_eq!(fail(1).await, Some(EventKind::Raise));
-        assert_eq!(
-            fail(2).await,
-            None,
-            "already raised: the kept content is used"
-        );
+        assert_eq!(fail(2).await, None, "already raised");
+        // Garbage of the same size with the time put back: the stamp is unchanged, so the
+        // kept content is used (a read would start afresh and raise again).
+        let meta = std::fs::metadata(&path).expect("stat");
+        std::fs::write(&path, vec![b'x'; meta.len() as usize]).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(meta.modified()?))
+            .expect("set time");
+        assert_eq!(fail(3).await, None, "the kept content is used");
+        // The garbage was replaced by what the writer kept.
+        assert_eq!(read(&path).expect("state").states.len(), 1);
         // Edited in place (same inode): the check's state is gone, so it is raised again.
         std::fs::write(&path, r#"{"states":{}}"#).expect("write");
-        assert_eq!(fail(3).await, Some(EventKind::Raise));
+        assert_eq!(fail(4).await, Some(EventKind::Raise));
         // Replaced by another file: read again too.
         let other = dir.path().join("other.json");
         std::fs::write(&other, r#"{"states":{}}"#).expect("write");
         std::fs::rename(&other, &path).expect("rename");
-        assert_eq!(fail(4).await, Some(EventKind::Raise));
+        assert_eq!(fail(5).await, Some(EventKind::Raise));
         assert_eq!(read(&path).expect("state").states.len(), 1);
     }
 

@@ -136,10 +136,13 @@ impl JobQueue for MemoryQueue {
     fn reserve(&self, max: usize, wait: Duration) -> QueueFuture<'_, Vec<Lease>> {
         Box::pin(async move {
             let until = tokio::time::Instant::now() + wait;
+            let mut changed = false;
             loop {
                 let woken = self.wake.notified();
                 let got: Vec<Lease> = std::iter::from_fn(|| self.take()).take(max).collect();
-                if !got.is_empty() {
+                // After a put, ack, release or bury even an empty answer is given at once:
+                // `run`'s drain then sees its last ack now, not after `wait`.
+                if !got.is_empty() || changed {
                     return Ok(got);
                 }
                 // Leases expire silently: look again at least every 100 ms.
@@ -147,11 +150,7 @@ impl JobQueue for MemoryQueue {
                 if nap.is_zero() {
                     return Ok(got);
                 }
-                if tokio::time::timeout(nap, woken).await.is_ok() {
-                    // A put, ack, release or bury: what it put is taken now, and an empty
-                    // answer lets `run`'s drain see its last ack at once, not after `wait`.
-                    return Ok(std::iter::from_fn(|| self.take()).take(max).collect());
-                }
+                changed = tokio::time::timeout(nap, woken).await.is_ok();
             }
         })
     }
